@@ -1,0 +1,40 @@
+"""What every command needs: where the daemon is, how to print, a client."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import dataclass
+from typing import Any
+
+from legion import paths as paths_mod
+from legion.cli.client import Client
+
+
+@dataclass
+class CommandContext:
+    paths: paths_mod.Paths
+    json: bool
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> CommandContext:
+        return cls(
+            paths=paths_mod.resolve(getattr(args, "home", None), getattr(args, "socket", None)),
+            json=bool(getattr(args, "json", False)),
+        )
+
+    def client(self, timeout: float | None = 30.0) -> Client:
+        return Client(self.paths.socket, timeout=timeout)
+
+    def call(self, method: str, params: dict[str, Any] | None = None) -> Any:
+        with self.client() as c:
+            return c.call(method, params)
+
+    def emit_json(self, doc: Any) -> None:
+        json.dump(doc, sys.stdout, indent=2, ensure_ascii=False)
+        sys.stdout.write("\n")
+
+    def emit_line(self, doc: Any) -> None:
+        sys.stdout.write(json.dumps(doc, separators=(",", ":"), ensure_ascii=False) + "\n")
+        sys.stdout.flush()

@@ -1,0 +1,92 @@
+"""Human output with rich. Imported only when a command renders for a person,
+so `--json` and scripted paths never pay for rich."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+console = Console()
+
+_STATE_STYLE = {"running": "green", "paused": "yellow", "stopped": "red", "terminated": "dim"}
+
+
+def ago(ts: str | None) -> str:
+    if not ts:
+        return "-"
+    try:
+        then = datetime.fromisoformat(ts.replace("Z", "+00:00"))
+    except ValueError:
+        return ts
+    secs = int((datetime.now(UTC) - then).total_seconds())
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if secs >= size:
+            return f"{secs // size}{unit} ago"
+    return f"{max(secs, 0)}s ago"
+
+
+def agents_table(agents: list[dict[str, Any]]) -> None:
+    if not agents:
+        console.print("no agents. Create one with [bold]legion spawn ID[/bold].")
+        return
+    table = Table(box=None, header_style="bold")
+    for col in ("ID", "STATE", "MODEL", "PARENT", "UPDATED", "REASON"):
+        table.add_column(col)
+    for a in agents:
+        style = _STATE_STYLE.get(a["state"], "")
+        table.add_row(a["id"], f"[{style}]{a['state']}[/{style}]", a["model"],
+                      a.get("parent") or "-", ago(a.get("updated_at")), a.get("state_reason") or "")
+    console.print(table)
+
+
+def event_line(ev: dict[str, Any]) -> str:
+    ts = ev["ts"][11:23] if len(ev.get("ts", "")) >= 23 else ev.get("ts", "")
+    data = ev.get("data") or {}
+    detail = " ".join(f"{k}={_short(v)}" for k, v in data.items() if v not in (None, "", {}, []))
+    who = ev.get("agent") or "daemon"
+    return f"[dim]{ts}[/dim] [cyan]#{ev['id']}[/cyan] {who} [bold]{ev['kind']}[/bold] {detail}"
+
+
+def _short(v: Any) -> str:
+    s = str(v)
+    return s if len(s) <= 60 else s[:57] + "..."
+
+
+def events(evs: list[dict[str, Any]]) -> None:
+    if not evs:
+        console.print("no events.")
+    for ev in evs:
+        console.print(event_line(ev), highlight=False)
+
+
+def info(doc: dict[str, Any]) -> None:
+    db = doc["database"]
+    ev = doc["events"]
+    rpc = doc.get("rpc", {})
+    by_state = ", ".join(f"{k} {v}" for k, v in doc["agents"]["by_state"].items())
+    table = Table(box=None, show_header=False)
+    table.add_column(style="bold")
+    table.add_column()
+    rows = [
+        ("version", f"legion {doc['version']} (python {doc['python']})"),
+        ("daemon", f"pid {doc['pid']}, up {int(doc['uptime_s'])}s"),
+        ("home", doc["home"]),
+        ("socket", doc["socket"]),
+        ("config", f"{doc['config']['path']}" + ("" if doc["config"]["loaded"]
+                                                 else " (absent: embedded defaults)")),
+        ("database", f"{db['path']} ({db['size_bytes'] // 1024} KiB, "
+                     f"synchronous={db['synchronous']})"),
+        ("sqlite", f"{db['driver']} ({db['module']}) sqlite {db['sqlite_version']}"),
+        ("sqlite-vec", db["vec_version"] or "[red]unavailable[/red]: " + "; ".join(db["notes"])),
+        ("agents", f"{doc['agents']['total']} ({by_state})"),
+        ("events", f"{ev['count']} kept, last id {ev['last_id']}, "
+                   f"retention {ev['retention_days']:g} days / {ev['max_rows']} rows"),
+        ("clients", f"{rpc.get('connections', 0)} connected, "
+                    f"{rpc.get('subscriptions', 0)} streaming"),
+    ]
+    for k, v in rows:
+        table.add_row(k, str(v))
+    console.print(table)

@@ -1,0 +1,251 @@
+"""`config.toml`: schema, environment expansion and validation.
+
+The file is optional: every key has an embedded default, so a fresh home runs
+with no file at all. Strings may use `${VAR}` and `${VAR:-default}` (`$$` is a
+literal `$`). Unknown keys and bad values are refused with the key's dotted
+path and, for typos, the nearest valid key.
+
+Every key is documented in docs/configuration.md; a test keeps the two in step.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import msgspec
+from msgspec import Meta, Struct
+
+from legion.errors import ConfigError, close_matches
+
+Seconds = Annotated[float, Meta(gt=0)]
+
+
+class _Section(Struct, forbid_unknown_fields=True, kw_only=True):
+    pass
+
+
+class DaemonConfig(_Section):
+    # Agent definition files (TOML) or directories of them, declared at start.
+    agents: list[str] = []
+    # How long a graceful shutdown waits for in-flight work before cancelling it.
+    shutdown_grace: Seconds = 10.0
+
+
+class RpcConfig(_Section):
+    max_request_bytes: Annotated[int, Meta(ge=1024, le=64 * 1024 * 1024)] = 1024 * 1024
+    max_connections: Annotated[int, Meta(ge=1, le=10_000)] = 128
+    # A connection with no request and no subscription for this long is closed.
+    idle_timeout: Seconds = 600.0
+    # A client that does not read what it is sent for this long is dropped.
+    send_timeout: Seconds = 10.0
+    # Extra uids allowed to connect besides the daemon's own uid.
+    allowed_uids: list[Annotated[int, Meta(ge=0)]] = []
+
+
+class StoreConfig(_Section):
+    # "full" survives power loss; "normal" survives a crash of the daemon only.
+    synchronous: Literal["full", "normal"] = "full"
+    busy_timeout: Seconds = 5.0
+    # The writer commits up to this many queued writes in one transaction.
+    batch_max: Annotated[int, Meta(ge=1, le=100_000)] = 512
+
+
+class EventsConfig(_Section):
+    retention_days: Annotated[float, Meta(ge=0)] = 30.0
+    max_rows: Annotated[int, Meta(ge=0)] = 1_000_000
+    prune_interval: Seconds = 3600.0
+    subscriber_queue: Annotated[int, Meta(ge=1, le=1_000_000)] = 1000
+    # Events replayed to a new `attach` before it goes live.
+    replay: Annotated[int, Meta(ge=0, le=10_000)] = 50
+
+
+class LogConfig(_Section):
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    # "auto": human-readable on a terminal, JSON otherwise (the journal).
+    format: Literal["auto", "json", "console"] = "auto"
+
+
+class AgentsConfig(_Section):
+    default_model: Annotated[str, Meta(min_length=1)] = "local"
+
+
+class Config(_Section):
+    daemon: DaemonConfig = msgspec.field(default_factory=DaemonConfig)
+    rpc: RpcConfig = msgspec.field(default_factory=RpcConfig)
+    store: StoreConfig = msgspec.field(default_factory=StoreConfig)
+    events: EventsConfig = msgspec.field(default_factory=EventsConfig)
+    log: LogConfig = msgspec.field(default_factory=LogConfig)
+    agents: AgentsConfig = msgspec.field(default_factory=AgentsConfig)
+
+    # Directory that relative paths in the file are resolved against.
+    base_dir: str = ""
+
+
+_VAR = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+def expand(value: str, key: str, env: dict[str, str] | None = None) -> str:
+    """Expand `${VAR}` / `${VAR:-default}` / `$$` in one string."""
+    environ = os.environ if env is None else env
+
+    def sub(m: re.Match[str]) -> str:
+        if m.group(0) == "$$":
+            return "$"
+        name, default = m.group(1), m.group(2)
+        got = environ.get(name)
+        if got is None or (got == "" and default is not None):
+            if default is None:
+                raise ConfigError(
+                    f"{key}: environment variable ${{{name}}} is not set",
+                    hint=f"set {name} in the daemon's environment, or write "
+                    f"${{{name}:-fallback}} to give a default",
+                    data={"key": key},
+                )
+            return default
+        return got
+
+    return _VAR.sub(sub, value)
+
+
+def _expand_tree(node: Any, path: str) -> Any:
+    if isinstance(node, str):
+        return expand(node, path or "<root>")
+    if isinstance(node, dict):
+        return {k: _expand_tree(v, f"{path}.{k}" if path else k) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_expand_tree(v, f"{path}[{i}]") for i, v in enumerate(node)]
+    return node
+
+
+def _check_keys(node: Any, struct: type[Struct], path: str) -> None:
+    """Refuse unknown keys with the full dotted path and the nearest valid key."""
+    if not isinstance(node, dict):
+        return
+    fields = {f.encode_name: f for f in msgspec.structs.fields(struct)}
+    valid = sorted(k for k in fields if k != "base_dir")
+    for key, value in node.items():
+        where = f"{path}.{key}" if path else key
+        if key not in valid:
+            near = close_matches(key, valid)
+            raise ConfigError(
+                f"{where}: unknown key",
+                hint=(f"did you mean {path + '.' if path else ''}{near[0]}? " if near else "")
+                + f"valid keys{' in [' + path + ']' if path else ''}: {', '.join(valid)}",
+                candidates=near,
+                data={"key": where},
+            )
+        sub = fields[key].type
+        if isinstance(sub, type) and issubclass(sub, Struct):
+            if not isinstance(value, dict):
+                raise ConfigError(
+                    f"{where}: expected a table [{where}], got {type(value).__name__}",
+                    hint=f"write it as a section: [{where}] followed by key = value lines",
+                    data={"key": where},
+                )
+            _check_keys(value, sub, where)
+
+
+def parse(raw: dict[str, Any], *, base_dir: Path | None = None) -> Config:
+    """Validate an already-parsed TOML document."""
+    _check_keys(raw, Config, "")
+    expanded = _expand_tree(raw, "")
+    try:
+        cfg = msgspec.convert(expanded, Config)
+    except msgspec.ValidationError as exc:
+        raise _config_error(str(exc)) from None
+    cfg.base_dir = str(base_dir or Path.cwd())
+    return cfg
+
+
+def _config_error(msg: str) -> ConfigError:
+    # msgspec says e.g. "Expected `int`, got `str` - at `$.rpc.max_connections`".
+    m = re.search(r" - at `\$\.?(.*)`$", msg)
+    key = m.group(1) if m else ""
+    what = msg[: m.start()] if m else msg
+    what = what.replace("`", "")
+    allowed = _allowed_values(key)
+    return ConfigError(
+        f"{key or '<root>'}: {what[0].lower() + what[1:] if what else 'invalid value'}",
+        hint=(f"use one of: {', '.join(allowed)}; " if allowed else "")
+        + "see docs/configuration.md for each key, then run `legion config check`",
+        candidates=allowed,
+        data={"key": key},
+    )
+
+
+def _allowed_values(key: str) -> list[str]:
+    """The choices of a Literal-typed key, to list them in its error."""
+    import typing
+
+    struct: Any = Config
+    for part in key.split("."):
+        fields = {f.encode_name: f for f in msgspec.structs.fields(struct)}
+        if part not in fields:
+            return []
+        struct = fields[part].type
+    if typing.get_origin(struct) is Literal:
+        return [str(v) for v in typing.get_args(struct)]
+    return []
+
+
+def load(path: Path | None, *, required: bool = False) -> Config:
+    """Load a config file; a missing optional file gives the embedded defaults."""
+    if path is None or not path.exists():
+        if required and path is not None:
+            raise ConfigError(
+                f"config file not found: {path}",
+                hint="check the path, or run without it to use the embedded defaults",
+            )
+        return parse({}, base_dir=path.parent if path else None)
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(
+            f"{path}: not valid TOML: {exc}",
+            hint="fix the syntax at the line and column shown, then run `legion config check`",
+        ) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(
+            f"{path}: cannot read: {exc}", hint="check the file's permissions"
+        ) from None
+    try:
+        return parse(raw, base_dir=path.parent)
+    except ConfigError as exc:
+        exc.message = f"{path}: {exc.message}"
+        exc.args = (exc.message,)
+        raise
+
+
+def resolve_path(cfg: Config, value: str) -> Path:
+    """A path from the config file, relative to the file's directory."""
+    p = Path(os.path.expanduser(value))
+    return p if p.is_absolute() else Path(cfg.base_dir) / p
+
+
+def key_paths() -> list[str]:
+    """Every valid dotted key (the docs test checks each is documented)."""
+    out: list[str] = []
+
+    def walk(struct: type[Struct], prefix: str) -> None:
+        for f in msgspec.structs.fields(struct):
+            if f.name == "base_dir":
+                continue
+            name = f"{prefix}{f.encode_name}"
+            if isinstance(f.type, type) and issubclass(f.type, Struct):
+                walk(f.type, name + ".")
+            else:
+                out.append(name)
+
+    walk(Config, "")
+    return out
+
+
+def to_dict(cfg: Config) -> dict[str, Any]:
+    data = msgspec.to_builtins(cfg)
+    assert isinstance(data, dict)
+    data.pop("base_dir", None)
+    return data

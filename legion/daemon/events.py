@@ -1,0 +1,205 @@
+"""The event bus: every action is an event, persisted, then streamed.
+
+An event is written through the store's writer (batched with whatever else is
+being written) and fanned out to subscribers only after its commit, in id
+order. So a client never sees an event that a crash could take back, and ids
+seen live are always ids that `events` can list later.
+
+Subscribers get bounded queues. A subscriber that falls behind is never
+waited for: the events it cannot hold are dropped for it alone and replaced by
+one `Lagged` marker saying how many it missed, so the daemon cannot be slowed
+down by a slow reader.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fnmatch
+import itertools
+import json
+from collections import deque
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from typing import Any
+
+import msgspec
+
+from legion.daemon.store.writer import Writer
+
+
+class Event(msgspec.Struct, frozen=True):
+    id: int
+    ts: str
+    agent: str | None
+    kind: str
+    data: dict[str, Any]
+    caused_by: int | None = None
+    source: str = ""
+
+
+class Lagged(msgspec.Struct):
+    missed: int
+    # The id of the last event this subscriber received before the gap.
+    after_id: int
+
+
+def now_iso() -> str:
+    """UTC timestamps as sortable text, millisecond precision."""
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def insert(
+    db: Any,
+    agent: str | None,
+    kind: str,
+    data: dict[str, Any] | None = None,
+    *,
+    caused_by: int | None = None,
+    source: str = "",
+) -> Event:
+    """Write one event inside the caller's write job and return it with its id."""
+    ts = now_iso()
+    payload = data or {}
+    cur = db.execute(
+        "INSERT INTO events (ts, agent_id, kind, data, caused_by, source) "
+        "VALUES (?, ?, ?, ?, ?, ?)",
+        (ts, agent, kind, json.dumps(payload, separators=(",", ":")), caused_by, source),
+    )
+    return Event(cur.lastrowid, ts, agent, kind, payload, caused_by, source)
+
+
+def from_row(row: Any) -> Event:
+    return Event(
+        row["id"],
+        row["ts"],
+        row["agent_id"],
+        row["kind"],
+        json.loads(row["data"]),
+        row["caused_by"],
+        row["source"],
+    )
+
+
+def kind_matches(kind: str, patterns: Iterable[str] | None) -> bool:
+    """Kinds filter by exact name or glob (`agent.*`), the same rule SQL's GLOB applies."""
+    if not patterns:
+        return True
+    return any(fnmatch.fnmatchcase(kind, p) for p in patterns)
+
+
+class Subscription:
+    _ids = itertools.count(1)
+
+    def __init__(self, agent: str | None, kinds: list[str] | None, maxsize: int) -> None:
+        self.id = next(self._ids)
+        self.agent = agent
+        self.kinds = kinds
+        self.maxsize = maxsize
+        self.delivered_total = 0
+        self.missed_total = 0
+        self._items: deque[Event | Lagged] = deque()
+        self._wake = asyncio.Event()
+        self._closed = False
+        # Id of the newest event queued: where a gap would begin.
+        self._tail_id = 0
+
+    def wants(self, ev: Event) -> bool:
+        return (self.agent is None or ev.agent == self.agent) and kind_matches(ev.kind, self.kinds)
+
+    def put(self, ev: Event) -> None:
+        if self._closed:
+            return
+        if len(self._items) >= self.maxsize:
+            self.missed_total += 1
+            tail = self._items[-1] if self._items else None
+            if isinstance(tail, Lagged):
+                tail.missed += 1
+            else:
+                # The marker may take the queue one past maxsize; it stays bounded.
+                self._items.append(Lagged(1, self._tail_id))
+        else:
+            self._items.append(ev)
+            self._tail_id = ev.id
+        self._wake.set()
+
+    async def get(self) -> Event | Lagged | None:
+        """The next item, or None once the subscription is closed."""
+        while not self._items:
+            if self._closed:
+                return None
+            self._wake.clear()
+            await self._wake.wait()
+        item = self._items.popleft()
+        if isinstance(item, Event):
+            self.delivered_total += 1
+        return item
+
+    def close(self) -> None:
+        self._closed = True
+        self._wake.set()
+
+    @property
+    def backlog(self) -> int:
+        return len(self._items)
+
+
+class EventBus:
+    def __init__(self, writer: Writer, *, queue_size: int = 1000) -> None:
+        self._writer = writer
+        self._queue_size = queue_size
+        self._subs: dict[int, Subscription] = {}
+        self.published = 0
+        self.last_id = 0
+
+    async def emit(
+        self,
+        agent: str | None,
+        kind: str,
+        data: dict[str, Any] | None = None,
+        *,
+        caused_by: int | None = None,
+        source: str = "daemon",
+    ) -> Event:
+        """Persist one event and fan it out once committed."""
+
+        def job(db: Any) -> Event:
+            return insert(db, agent, kind, data, caused_by=caused_by, source=source)
+
+        return await self._writer.run(job, on_commit=self.deliver)
+
+    def deliver(self, events: Event | list[Event] | tuple[Any, ...] | None) -> None:
+        """Fan committed events out (used as a writer `on_commit` callback).
+
+        Accepts an event, a list of events, or a tuple whose events are taken
+        (write jobs often return `(result, event)`).
+        """
+        if events is None:
+            return
+        items: Iterable[Any] = events if isinstance(events, list | tuple) else [events]
+        for ev in items:
+            if not isinstance(ev, Event):
+                continue
+            self.published += 1
+            self.last_id = max(self.last_id, ev.id)
+            for sub in self._subs.values():
+                if sub.wants(ev):
+                    sub.put(ev)
+
+    def subscribe(
+        self, agent: str | None = None, kinds: list[str] | None = None, maxsize: int | None = None
+    ) -> Subscription:
+        sub = Subscription(agent, kinds, maxsize or self._queue_size)
+        self._subs[sub.id] = sub
+        return sub
+
+    def unsubscribe(self, sub: Subscription) -> None:
+        sub.close()
+        self._subs.pop(sub.id, None)
+
+    def statistics(self) -> dict[str, Any]:
+        return {
+            "published": self.published,
+            "last_id": self.last_id,
+            "subscribers": len(self._subs),
+            "lagging": sum(1 for s in self._subs.values() if s.missed_total),
+        }

@@ -1,0 +1,96 @@
+"""`agents.*`: spawn, list, inspect and move agents between states."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from msgspec import Meta
+
+from legion.daemon.agents.model import AgentRecord, State
+from legion.daemon.rpc.dispatch import Context, Params, Registry
+from legion.daemon.services import Services
+
+Reason = Annotated[str, Meta(max_length=2000)]
+
+
+class ListParams(Params):
+    state: State | None = None
+
+
+class IdParams(Params):
+    id: str
+
+
+class SpawnParams(Params):
+    id: str
+    model: Annotated[str, Meta(min_length=1)] | None = None
+    system: str = ""
+    parent: str | None = None
+
+
+class TransitionParams(Params):
+    id: str
+    reason: Reason = ""
+
+
+class DestroyParams(Params):
+    id: str
+    purge: bool = False
+    reason: Reason = ""
+
+
+class GraveyardParams(Params):
+    agent: str | None = None
+
+
+def _view(rec: AgentRecord) -> dict[str, Any]:
+    return rec.summary()
+
+
+def register(registry: Registry, s: Services) -> None:
+    sup = s.agents
+
+    async def list_(ctx: Context, p: ListParams) -> list[dict[str, Any]]:
+        """The agents (optionally only those in one state), oldest first."""
+        return [_view(a) for a in sup.select(p.state)]
+
+    async def get(ctx: Context, p: IdParams) -> AgentRecord:
+        """One agent's full record, system prompt included."""
+        return sup.get(p.id)
+
+    async def spawn(ctx: Context, p: SpawnParams) -> dict[str, Any]:
+        """Create an agent (running) and return it with its `agent.spawned` event."""
+        rec, ev = await sup.spawn(p.id, model=p.model, system_prompt=p.system, parent=p.parent,
+                                  source=f"rpc:uid={ctx.peer.uid}")
+        return {"agent": _view(rec), "event": ev}
+
+    def transition(action: str) -> Any:
+        async def handler(ctx: Context, p: TransitionParams) -> dict[str, Any]:
+            rec, ev = await sup.transition(p.id, action, reason=p.reason,
+                                           source=f"rpc:uid={ctx.peer.uid}")
+            return {"agent": _view(rec), "event": ev}
+
+        handler.__doc__ = {
+            "pause": "Pause an agent: no sessions run; its inbox keeps filling.",
+            "resume": "Resume a paused or stopped agent.",
+            "stop": "Stop an agent: sessions, schedules and watchers all halt.",
+        }[action]
+        return handler
+
+    async def destroy(ctx: Context, p: DestroyParams) -> dict[str, Any]:
+        """Archive an agent and its events to the graveyard, or purge them."""
+        ev = await sup.destroy(p.id, purge=p.purge, reason=p.reason,
+                               source=f"rpc:uid={ctx.peer.uid}")
+        return {"event": ev}
+
+    async def graveyard(ctx: Context, p: GraveyardParams) -> list[dict[str, Any]]:
+        """Archived (destroyed) agents, optionally only those with one id."""
+        return await sup.graveyard(p.agent)
+
+    registry.add("agents.list", list_, ListParams)
+    registry.add("agents.get", get, IdParams)
+    registry.add("agents.spawn", spawn, SpawnParams)
+    for action in ("pause", "resume", "stop"):
+        registry.add(f"agents.{action}", transition(action), TransitionParams)
+    registry.add("agents.destroy", destroy, DestroyParams)
+    registry.add("agents.graveyard", graveyard, GraveyardParams)

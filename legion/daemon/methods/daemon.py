@@ -1,0 +1,55 @@
+"""`daemon.*`: liveness, introspection and the method catalogue."""
+
+from __future__ import annotations
+
+import os
+import platform
+import sys
+import time
+from typing import Any
+
+from legion import __version__
+from legion.daemon.rpc.dispatch import Context, NoParams, Registry
+from legion.daemon.services import Services
+from legion.daemon.store import event_log
+
+
+def register(registry: Registry, s: Services) -> None:
+    async def ping(ctx: Context, p: NoParams) -> dict[str, Any]:
+        """Answer at once: a liveness check that touches nothing."""
+        return {"pong": True}
+
+    async def info(ctx: Context, p: NoParams) -> dict[str, Any]:
+        """The daemon's version, home, store build, agents, events and clients."""
+        return {
+            "version": __version__,
+            "pid": os.getpid(),
+            "uid": os.getuid(),
+            "started_at": s.started_at,
+            "uptime_s": round(time.time() - s.started_at, 3),
+            "python": sys.version.split()[0],
+            "platform": platform.platform(terse=True),
+            "home": str(s.paths.home),
+            "socket": str(s.paths.socket),
+            "config": {
+                "path": str(s.config_path or s.paths.config),
+                "loaded": (s.config_path or s.paths.config).exists(),
+            },
+            "database": s.store.describe(),
+            "agents": {"total": len(s.agents.agents), "by_state": s.agents.counts()},
+            "events": {
+                **s.bus.statistics(),
+                **await event_log.counts(s.store),
+                "retention_days": s.config.events.retention_days,
+                "max_rows": s.config.events.max_rows,
+            },
+            "rpc": s.rpc.statistics() if s.rpc else {},
+        }
+
+    async def methods(ctx: Context, p: NoParams) -> list[dict[str, Any]]:
+        """Every RPC method with its summary, signature and parameter schema."""
+        return [m.describe() for m in sorted(registry.methods.values(), key=lambda m: m.name)]
+
+    registry.add("daemon.ping", ping)
+    registry.add("daemon.info", info)
+    registry.add("daemon.methods", methods)

@@ -1,0 +1,168 @@
+"""Method registry and typed parameter decoding.
+
+Every method declares a msgspec struct for its parameters. A call whose
+parameters do not fit gets `-32602` naming the field, what was expected, and
+the method's whole signature, so the caller (a person, a script or a model)
+can correct itself in one step.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+import types
+import typing
+from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgspec
+
+from legion.errors import InvalidParams, MethodNotFound, close_matches
+
+
+class Params(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """Base of every method's parameter struct."""
+
+
+class NoParams(Params):
+    pass
+
+
+@dataclass
+class Peer:
+    pid: int
+    uid: int
+    gid: int
+
+
+@dataclass
+class Context:
+    """What a handler knows about its caller."""
+
+    peer: Peer
+    # Callables run after the response is written (e.g. start an event stream).
+    after_response: list[Callable[[], Coroutine[Any, Any, None]]] = field(default_factory=list)
+    # Set by the connection: subscriptions it must close when it goes away.
+    connection: Any = None
+
+
+Handler = Callable[[Context, Any], Awaitable[Any]]
+
+
+@dataclass
+class Method:
+    name: str
+    handler: Handler
+    params: type[Params]
+    summary: str
+
+    def signature(self) -> str:
+        parts = []
+        for f in msgspec.structs.fields(self.params):
+            req = f.required
+            default = "" if req else f" = {f.default!r}" if f.default is not msgspec.NODEFAULT \
+                else ""
+            parts.append(f"{f.encode_name}: {type_name(f.type)}{default}")
+        return f"{self.name}({', '.join(parts)})"
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "summary": self.summary,
+            "signature": self.signature(),
+            "params": msgspec.json.schema(self.params),
+        }
+
+
+class Registry:
+    def __init__(self) -> None:
+        self.methods: dict[str, Method] = {}
+
+    def add(self, name: str, handler: Handler, params: type[Params] = NoParams) -> None:
+        summary = (handler.__doc__ or "").strip().splitlines()[0] if handler.__doc__ else ""
+        self.methods[name] = Method(name, handler, params, summary)
+
+    def method(self, name: str, params: type[Params] = NoParams) -> Callable[[Handler], Handler]:
+        def deco(fn: Handler) -> Handler:
+            self.add(name, fn, params)
+            return fn
+
+        return deco
+
+    def lookup(self, name: str) -> Method:
+        try:
+            return self.methods[name]
+        except KeyError:
+            near = close_matches(name, list(self.methods))
+            raise MethodNotFound(
+                f"unknown method {name!r}",
+                hint=(f"did you mean {near[0]!r}? " if near else "")
+                + "`daemon.methods` lists every method with its parameters",
+                candidates=near,
+            ) from None
+
+    async def call(self, ctx: Context, name: str, raw: Any) -> Any:
+        method = self.lookup(name)
+        params = decode_params(method, raw)
+        return await method.handler(ctx, params)
+
+
+def decode_params(method: Method, raw: Any) -> Any:
+    if raw is None:
+        raw = {}
+    if isinstance(raw, list):
+        raise InvalidParams(
+            f"{method.name}: positional parameters are not supported",
+            hint=f"pass an object with named fields: {method.signature()}",
+        )
+    try:
+        return msgspec.convert(raw, method.params, strict=True)
+    except msgspec.ValidationError as exc:
+        raise _params_error(method, str(exc)) from None
+
+
+def _params_error(method: Method, msg: str) -> InvalidParams:
+    m = re.search(r" - at `\$\.?(.*)`$", msg)
+    where = m.group(1) if m else ""
+    what = (msg[: m.start()] if m else msg).replace("`", "")
+    names = [f.encode_name for f in msgspec.structs.fields(method.params)]
+    candidates: list[str] = []
+    unknown = re.match(r"Object contains unknown field (\S+)", what)
+    missing = re.match(r"Object missing required field (\S+)", what)
+    if unknown:
+        where = unknown.group(1)
+        candidates = close_matches(where, names)
+        what = "unknown parameter"
+    elif missing:
+        where = missing.group(1)
+        what = "required parameter is missing"
+    else:
+        what = what[0].lower() + what[1:] if what else "invalid value"
+    return InvalidParams(
+        f"{method.name}: {where + ': ' if where else ''}{what}",
+        hint=(f"did you mean {candidates[0]!r}? " if candidates else "")
+        + f"the method takes {method.signature()}",
+        candidates=candidates,
+        data={"field": where} if where else None,
+    )
+
+
+def type_name(tp: Any) -> str:
+    """A short readable name for an annotation, for signatures in errors."""
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if origin is typing.Annotated:
+        return type_name(args[0])
+    if origin in (typing.Union, types.UnionType):
+        return " | ".join(type_name(a) for a in args)
+    if origin is typing.Literal:
+        return " | ".join(repr(a) for a in args)
+    if origin is not None:
+        inner = ", ".join(type_name(a) for a in args)
+        return f"{getattr(origin, '__name__', str(origin))}[{inner}]"
+    if tp is type(None):
+        return "null"
+    if isinstance(tp, type) and issubclass(tp, enum.Enum):
+        return " | ".join(repr(m.value) for m in tp)
+    return getattr(tp, "__name__", str(tp))

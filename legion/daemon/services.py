@@ -1,0 +1,34 @@
+"""The daemon's services, passed explicitly to whatever needs them.
+
+No process-global singletons: tests can run several daemons side by side,
+and each method group sees exactly the services it is handed.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from legion.config import Config
+from legion.daemon.agents.supervisor import Supervisor
+from legion.daemon.events import EventBus
+from legion.daemon.store.database import Store
+from legion.paths import Paths
+
+if TYPE_CHECKING:
+    from legion.daemon.rpc.server import RpcServer
+
+
+@dataclass
+class Services:
+    config: Config
+    paths: Paths
+    store: Store
+    bus: EventBus
+    agents: Supervisor
+    # The config file in force (HOME/config.toml unless --config said otherwise).
+    config_path: Path | None = None
+    started_at: float = field(default_factory=time.time)
+    rpc: RpcServer | None = None

@@ -1,0 +1,127 @@
+"""Schema migrations: an ordered list of named steps, recorded in the database.
+
+A step is applied once, in order, inside the writer's transaction. Never edit
+a step that has shipped; add a new one. A database that records a step this
+code does not know was written by a newer Legion, and is refused rather than
+guessed at.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from legion.errors import Conflict
+
+Step = Callable[[Any], None]
+MIGRATIONS: list[tuple[str, Step]] = []
+
+
+def migration(fn: Step) -> Step:
+    MIGRATIONS.append((fn.__name__, fn))
+    return fn
+
+
+def script(db: Any, sql: str) -> None:
+    """Run several statements inside the current transaction.
+
+    `executescript` would COMMIT first, breaking the writer's transaction, so
+    statements are split with sqlite's own completeness test instead.
+    """
+    import sqlite3
+
+    pending = ""
+    for line in sql.splitlines(keepends=True):
+        pending += line
+        if sqlite3.complete_statement(pending):
+            db.execute(pending)
+            pending = ""
+    if pending.strip():
+        raise ValueError(f"incomplete SQL statement in migration: {pending!r}")
+
+
+@migration
+def m001_initial(db: Any) -> None:
+    script(
+        db,
+        """
+        CREATE TABLE agents (
+            id TEXT PRIMARY KEY,
+            model TEXT NOT NULL,
+            system_prompt TEXT NOT NULL DEFAULT '',
+            parent TEXT,
+            state TEXT NOT NULL
+                CHECK (state IN ('running', 'paused', 'stopped', 'terminated')),
+            state_reason TEXT NOT NULL DEFAULT '',
+            definition TEXT,
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL
+        ) STRICT;
+
+        CREATE TABLE events (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            ts TEXT NOT NULL,
+            agent_id TEXT,
+            kind TEXT NOT NULL,
+            data TEXT NOT NULL DEFAULT '{}',
+            caused_by INTEGER,
+            source TEXT NOT NULL DEFAULT ''
+        ) STRICT;
+        CREATE INDEX events_agent ON events (agent_id, id);
+        CREATE INDEX events_agent_kind ON events (agent_id, kind, id);
+        CREATE INDEX events_ts ON events (ts);
+
+        CREATE TABLE graveyard (
+            archive_id INTEGER PRIMARY KEY AUTOINCREMENT,
+            agent_id TEXT NOT NULL,
+            record TEXT NOT NULL,
+            reason TEXT NOT NULL DEFAULT '',
+            destroyed_at TEXT NOT NULL
+        ) STRICT;
+        CREATE INDEX graveyard_agent ON graveyard (agent_id);
+
+        CREATE TABLE graveyard_events (
+            archive_id INTEGER NOT NULL REFERENCES graveyard (archive_id) ON DELETE CASCADE,
+            id INTEGER NOT NULL,
+            ts TEXT NOT NULL,
+            agent_id TEXT,
+            kind TEXT NOT NULL,
+            data TEXT NOT NULL,
+            caused_by INTEGER,
+            source TEXT NOT NULL,
+            PRIMARY KEY (archive_id, id)
+        ) STRICT;
+        CREATE INDEX graveyard_events_ts ON graveyard_events (ts);
+        """
+    )
+
+
+def applied(db: Any) -> list[str]:
+    db.execute(
+        "CREATE TABLE IF NOT EXISTS _migrations "
+        "(name TEXT PRIMARY KEY, applied_at TEXT NOT NULL) STRICT"
+    )
+    return [r[0] for r in db.execute("SELECT name FROM _migrations ORDER BY rowid")]
+
+
+def migrate(db: Any) -> list[str]:
+    """Apply every pending step; return the names applied. Runs in one transaction."""
+    done = applied(db)
+    known = [name for name, _ in MIGRATIONS]
+    unknown = [n for n in done if n not in known]
+    if unknown:
+        raise Conflict(
+            f"the database was migrated by a newer Legion (unknown steps: {', '.join(unknown)})",
+            hint="run the newer Legion, or restore a backup of the home made with this version",
+            kind="schema_too_new",
+        )
+    now = datetime.now(UTC).isoformat()
+    ran = []
+    for name, step in MIGRATIONS:
+        if name in done:
+            continue
+        step(db)
+        db.execute("INSERT INTO _migrations (name, applied_at) VALUES (?, ?)", (name, now))
+        ran.append(name)
+    return ran
