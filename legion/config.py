@@ -121,12 +121,16 @@ def _expand_tree(node: Any, path: str) -> Any:
     return node
 
 
-def _check_keys(node: Any, struct: type[Struct], path: str) -> None:
+# Fields the loaders fill in themselves; a file may not set them.
+INTERNAL_FIELDS = frozenset({"base_dir", "path"})
+
+
+def check_keys(node: Any, struct: type[Struct], path: str = "") -> None:
     """Refuse unknown keys with the full dotted path and the nearest valid key."""
     if not isinstance(node, dict):
         return
     fields = {f.encode_name: f for f in msgspec.structs.fields(struct)}
-    valid = sorted(k for k in fields if k != "base_dir")
+    valid = sorted(k for k in fields if k not in INTERNAL_FIELDS)
     for key, value in node.items():
         where = f"{path}.{key}" if path else key
         if key not in valid:
@@ -146,12 +150,12 @@ def _check_keys(node: Any, struct: type[Struct], path: str) -> None:
                     hint=f"write it as a section: [{where}] followed by key = value lines",
                     data={"key": where},
                 )
-            _check_keys(value, sub, where)
+            check_keys(value, sub, where)
 
 
 def parse(raw: dict[str, Any], *, base_dir: Path | None = None) -> Config:
     """Validate an already-parsed TOML document."""
-    _check_keys(raw, Config, "")
+    check_keys(raw, Config)
     expanded = _expand_tree(raw, "")
     try:
         cfg = msgspec.convert(expanded, Config)

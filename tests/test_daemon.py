@@ -221,3 +221,11 @@ def test_definitions_are_declared_and_kept_in_step(make_daemon: Any, tmp_path: P
     assert boss["model"] == "fast" and boss["state"] == "paused"
     updated = daemon.cli_json("events", "boss", "--kind", "agent.updated")
     assert updated[-1]["data"]["changed"] == {"model": "fast"}
+
+
+def test_a_typo_in_an_agent_definition_names_the_key(make_daemon: Any, tmp_path: Path) -> None:
+    (tmp_path / "typo.toml").write_text('id = "ok"\nmodle = "smart"\n')
+    daemon: Daemon = make_daemon(start=False)
+    res = _run_daemon(daemon.home, "--agents", str(tmp_path / "typo.toml"))
+    assert res.returncode == 2
+    assert "typo.toml: modle: unknown key" in res.stderr and "did you mean model" in res.stderr

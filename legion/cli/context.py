@@ -5,17 +5,17 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from dataclasses import dataclass
 from typing import Any
 
 from legion import paths as paths_mod
 from legion.cli.client import Client
 
 
-@dataclass
 class CommandContext:
-    paths: paths_mod.Paths
-    json: bool
+    # Not a dataclass, to keep `inspect` off the CLI's start-up path.
+    def __init__(self, paths: paths_mod.Paths, json: bool) -> None:
+        self.paths = paths
+        self.json = json
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> CommandContext:
@@ -30,6 +30,16 @@ class CommandContext:
     def call(self, method: str, params: dict[str, Any] | None = None) -> Any:
         with self.client() as c:
             return c.call(method, params)
+
+    def show(self, doc: Any, renderer: str) -> None:
+        """JSON for scripts; otherwise the named function of cli.render (rich,
+        imported only here so --json never pays for it)."""
+        if self.json:
+            self.emit_json(doc)
+            return
+        from legion.cli import render
+
+        getattr(render, renderer)(doc)
 
     def emit_json(self, doc: Any) -> None:
         json.dump(doc, sys.stdout, indent=2, ensure_ascii=False)

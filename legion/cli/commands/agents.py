@@ -52,13 +52,7 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
 
 def ps(args: argparse.Namespace, ctx: CommandContext) -> int:
     params = {"state": args.state} if getattr(args, "state", None) else {}
-    agents = ctx.call("agents.list", params)
-    if ctx.json:
-        ctx.emit_json(agents)
-    else:
-        from legion.cli import render
-
-        render.agents_table(agents)
+    ctx.show(ctx.call("agents.list", params), "agents_table")
     return 0
 
 

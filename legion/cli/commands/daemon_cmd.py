@@ -42,11 +42,5 @@ def run_daemon(args: argparse.Namespace, ctx: CommandContext) -> int:
 
 
 def info(args: argparse.Namespace, ctx: CommandContext) -> int:
-    doc = ctx.call("daemon.info")
-    if ctx.json:
-        ctx.emit_json(doc)
-    else:
-        from legion.cli import render
-
-        render.info(doc)
+    ctx.show(ctx.call("daemon.info"), "info")
     return 0

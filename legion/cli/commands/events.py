@@ -45,13 +45,7 @@ def events(args: argparse.Namespace, ctx: CommandContext) -> int:
         params["after_id"] = args.after
     if args.before is not None:
         params["before_id"] = args.before
-    evs = ctx.call("events.list", params)
-    if ctx.json:
-        ctx.emit_json(evs)
-    else:
-        from legion.cli import render
-
-        render.events(evs)
+    ctx.show(ctx.call("events.list", params), "events")
     return 0
 
 

@@ -19,8 +19,9 @@ from pathlib import Path
 
 import msgspec
 
+from legion.config import check_keys
 from legion.daemon.agents.model import validate_id
-from legion.errors import ConfigError, InvalidParams, close_matches
+from legion.errors import ConfigError, InvalidParams
 
 
 class Definition(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -33,8 +34,6 @@ class Definition(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     path: str = ""
 
 
-_KEYS = ["id", "model", "system", "system_file", "parent"]
-
 
 def load_file(path: Path) -> Definition:
     try:
@@ -42,17 +41,13 @@ def load_file(path: Path) -> Definition:
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise ConfigError(f"{path}: cannot read agent definition: {exc}",
                           hint="fix the file, or remove it from daemon.agents / --agents") from None
-    for key in raw:
-        if key not in _KEYS:
-            near = close_matches(key, _KEYS)
-            raise ConfigError(
-                f"{path}: unknown key {key!r} in agent definition",
-                hint=(f"did you mean {near[0]!r}? " if near else "")
-                + f"valid keys: {', '.join(_KEYS)}",
-            )
     try:
+        check_keys(raw, Definition)
         d = msgspec.convert(raw, Definition)
         validate_id(d.id)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc.message}", hint=exc.hint,
+                          candidates=exc.candidates) from None
     except (msgspec.ValidationError, InvalidParams) as exc:
         raise ConfigError(f"{path}: {exc}", hint="see docs/configuration.md, agent definitions") \
             from None
