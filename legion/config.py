@@ -71,6 +71,70 @@ class LogConfig(_Section):
 
 class AgentsConfig(_Section):
     default_model: Annotated[str, Meta(min_length=1)] = "local"
+    # Conversation rows kept per agent (older ones are pruned with the events).
+    history_keep: Annotated[int, Meta(ge=10)] = 2000
+
+
+class ProviderConfig(_Section):
+    # The litellm provider: openai, anthropic, ollama, ollama_chat, lm_studio,
+    # hosted_vllm, openai_compatible (any OpenAI-style endpoint), or mock.
+    kind: Annotated[str, Meta(min_length=1)]
+    api_base: str | None = None
+    api_key: str | None = None
+    # Requests in flight to this provider at once, across all agents.
+    concurrency: Annotated[int, Meta(ge=1, le=1000)] = 4
+    # A whole request; the dial alone; the longest silence inside a stream.
+    timeout: Seconds = 300.0
+    connect_timeout: Seconds = 5.0
+    stall_timeout: Seconds = 60.0
+    # mock/script only: the scripted conversation (TOML).
+    script: str | None = None
+    # Passed to litellm.acompletion as they are (e.g. temperature, extra_headers).
+    params: dict[str, Any] = {}
+
+
+class RetryConfig(_Section):
+    attempts: Annotated[int, Meta(ge=1, le=20)] = 4
+    backoff: Seconds = 0.5
+    backoff_max: Seconds = 30.0
+
+
+class BreakerConfig(_Section):
+    # Consecutive failures that open a provider's circuit.
+    failures: Annotated[int, Meta(ge=1, le=100)] = 3
+    # First open period; doubles on each failed half-open trial, up to cooldown_max.
+    cooldown: Seconds = 5.0
+    cooldown_max: Seconds = 300.0
+
+
+class ModelsConfig(_Section):
+    # alias -> one model reference, or an ordered fallback chain of them.
+    aliases: dict[str, str | list[str]] = msgspec.field(
+        default_factory=lambda: {
+            "local": "mock/echo",
+            "smart": "mock/echo",
+            "fast": "mock/echo",
+            "cheap": "mock/echo",
+        }
+    )
+    retry: RetryConfig = msgspec.field(default_factory=RetryConfig)
+    breaker: BreakerConfig = msgspec.field(default_factory=BreakerConfig)
+
+
+class GuardsConfig(_Section):
+    """Per-agent defaults; `legion spawn` and agent definitions may override them."""
+
+    max_turns: Annotated[int, Meta(ge=1, le=1000)] = 16
+    # The same tool call (name and arguments), or the same error, this many
+    # times in one session ends it.
+    loop_repeats: Annotated[int, Meta(ge=2, le=100)] = 3
+    # Tokens (prompt + completion) per agent per UTC day; 0 means no limit.
+    daily_tokens: Annotated[int, Meta(ge=0)] = 2_000_000
+    # Dollars per agent per UTC day, where litellm knows the price; 0 means no limit.
+    daily_cost: Annotated[float, Meta(ge=0)] = 0.0
+    tool_timeout: Seconds = 60.0
+    # Recent conversation carried into each session, in estimated tokens.
+    history_tokens: Annotated[int, Meta(ge=0)] = 6000
 
 
 class Config(_Section):
@@ -80,6 +144,9 @@ class Config(_Section):
     events: EventsConfig = msgspec.field(default_factory=EventsConfig)
     log: LogConfig = msgspec.field(default_factory=LogConfig)
     agents: AgentsConfig = msgspec.field(default_factory=AgentsConfig)
+    providers: dict[str, ProviderConfig] = {}
+    models: ModelsConfig = msgspec.field(default_factory=ModelsConfig)
+    guards: GuardsConfig = msgspec.field(default_factory=GuardsConfig)
 
     # Directory that relative paths in the file are resolved against.
     base_dir: str = ""
@@ -131,6 +198,14 @@ def check_keys(node: Any, struct: type[Struct], path: str = "") -> None:
         return
     fields = {f.encode_name: f for f in msgspec.structs.fields(struct)}
     valid = sorted(k for k in fields if k not in INTERNAL_FIELDS)
+    for name, f in fields.items():
+        if f.required and name not in node:
+            where = f"{path}.{name}" if path else name
+            raise ConfigError(
+                f"{where}: required key is missing",
+                hint=f"add `{name} = ...` to [{path}]" if path else f"add `{name} = ...`",
+                data={"key": where},
+            )
     for key, value in node.items():
         where = f"{path}.{key}" if path else key
         if key not in valid:
@@ -144,13 +219,34 @@ def check_keys(node: Any, struct: type[Struct], path: str = "") -> None:
             )
         sub = fields[key].type
         if isinstance(sub, type) and issubclass(sub, Struct):
-            if not isinstance(value, dict):
-                raise ConfigError(
-                    f"{where}: expected a table [{where}], got {type(value).__name__}",
-                    hint=f"write it as a section: [{where}] followed by key = value lines",
-                    data={"key": where},
-                )
+            _need_table(value, where)
             check_keys(value, sub, where)
+        elif (item := _table_of_structs(sub)) is not None:
+            # e.g. [providers.NAME]: every NAME's block is checked the same way.
+            _need_table(value, where)
+            for name, block in value.items():
+                _need_table(block, f"{where}.{name}")
+                check_keys(block, item, f"{where}.{name}")
+
+
+def _need_table(value: Any, where: str) -> None:
+    if not isinstance(value, dict):
+        raise ConfigError(
+            f"{where}: expected a table [{where}], got {type(value).__name__}",
+            hint=f"write it as a section: [{where}] followed by key = value lines",
+            data={"key": where},
+        )
+
+
+def _table_of_structs(tp: Any) -> type[Struct] | None:
+    """The struct type of a `dict[str, SomeStruct]` field, else None."""
+    import typing
+
+    if typing.get_origin(tp) is dict:
+        value_type = typing.get_args(tp)[1]
+        if isinstance(value_type, type) and issubclass(value_type, Struct):
+            return value_type
+    return None
 
 
 def parse(raw: dict[str, Any], *, base_dir: Path | None = None) -> Config:
@@ -241,6 +337,8 @@ def key_paths() -> list[str]:
             name = f"{prefix}{f.encode_name}"
             if isinstance(f.type, type) and issubclass(f.type, Struct):
                 walk(f.type, name + ".")
+            elif (item := _table_of_structs(f.type)) is not None:
+                walk(item, name + ".NAME.")
             else:
                 out.append(name)
 

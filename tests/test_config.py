@@ -99,5 +99,18 @@ def test_config_check_defaults_to_the_home(tmp_path: Path) -> None:
 
 def test_every_key_has_a_default_and_round_trips() -> None:
     cfg = config.load(None)
-    flat = {f"{s}.{k}" for s, vals in config.to_dict(cfg).items() for k in vals}
-    assert flat == set(config.key_paths())
+
+    def flatten(node: dict[str, object], prefix: str = "") -> set[str]:
+        out: set[str] = set()
+        for k, v in node.items():
+            if isinstance(v, dict) and k not in ("aliases", "params"):
+                out |= flatten(v, f"{prefix}{k}.")  # type: ignore[arg-type]
+            else:
+                out.add(f"{prefix}{k}")
+        return out
+
+    flat = flatten(config.to_dict(cfg))
+    # [providers.NAME] blocks are the user's own; none exist by default.
+    assert flat == {k for k in config.key_paths() if not k.startswith("providers.")}
+    with_provider = config.parse({"providers": {"lm": {"kind": "openai_compatible"}}})
+    assert with_provider.providers["lm"].concurrency == 4

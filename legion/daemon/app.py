@@ -21,8 +21,10 @@ from legion import __version__
 from legion.config import Config, resolve_path
 from legion.daemon import systemd
 from legion.daemon.agents import definitions
+from legion.daemon.agents.runtime import Runtime
 from legion.daemon.agents.supervisor import Supervisor
 from legion.daemon.events import EventBus
+from legion.daemon.llm.client import ModelClient
 from legion.daemon.lock import HomeLock, prepare_socket
 from legion.daemon.log import configure as configure_logging
 from legion.daemon.methods import build_registry
@@ -30,7 +32,7 @@ from legion.daemon.rpc.server import RpcServer
 from legion.daemon.services import Services
 from legion.daemon.store import event_log
 from legion.daemon.store.database import Store
-from legion.errors import EXIT_INTERRUPTED, EXIT_OK, LegionError
+from legion.errors import EXIT_INTERRUPTED, EXIT_OK, ConfigError, LegionError
 from legion.paths import Paths
 
 log = structlog.get_logger("legion.daemon")
@@ -80,12 +82,14 @@ class Daemon:
         await sup.restore()
         await self._declare(sup, defs)
         services = Services(config=cfg, paths=self.paths, store=store, bus=bus, agents=sup,
-                            config_path=self.config_path)
+                            models=ModelClient(cfg), config_path=self.config_path)
+        services.runtime = Runtime(services)
         server = RpcServer(build_registry(services), bus, cfg.rpc, self.paths.socket)
         services.rpc = server
 
         async with anyio.create_task_group() as tg:
             tg.start_soon(self._watch_signals, tg.cancel_scope)
+            await tg.start(services.runtime.run)
             await tg.start(server.serve)
             tg.start_soon(self._retention, store)
             interval = systemd.watchdog_interval()
@@ -109,6 +113,9 @@ class Daemon:
             with anyio.move_on_after(1.0):
                 await bus.emit(None, "daemon.stopping", {"in_flight": server.in_flight})
             with anyio.move_on_after(cfg.daemon.shutdown_grace) as scope:
+                # Running sessions finish (or, cut off below, are delivered
+                # again after the restart); no new one starts.
+                await services.runtime.wait_idle()
                 await server.wait_idle()
             if scope.cancelled_caught:
                 log.warning("in-flight requests outlived the grace period; cancelling them",
@@ -118,14 +125,21 @@ class Daemon:
         return EXIT_INTERRUPTED if self.forced else EXIT_OK
 
     async def _declare(self, sup: Supervisor, defs: list[definitions.Definition]) -> None:
+        models = ModelClient(self.config)
         for d in defs:
             source = f"definition:{d.path}"
+            try:
+                models.resolve(d.model or self.config.agents.default_model)
+            except LegionError as exc:
+                raise ConfigError(f"{d.path}: {exc.message}", hint=exc.hint) from None
+            settings = {"guards": d.guards} if d.guards else {}
             if d.id in sup.agents:
                 await sup.update(d.id, model=d.model, system_prompt=d.system,
-                                 definition=d.path, source=source)
+                                 definition=d.path, settings=settings, source=source)
             else:
                 await sup.spawn(d.id, model=d.model, system_prompt=d.system or "",
-                                parent=d.parent, definition=d.path, source=source)
+                                parent=d.parent, definition=d.path, settings=settings,
+                                source=source)
 
     async def _watch_signals(self, scope: anyio.CancelScope) -> None:
         with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:

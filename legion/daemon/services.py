@@ -18,6 +18,8 @@ from legion.daemon.store.database import Store
 from legion.paths import Paths
 
 if TYPE_CHECKING:
+    from legion.daemon.agents.runtime import Runtime
+    from legion.daemon.llm.client import ModelClient
     from legion.daemon.rpc.server import RpcServer
 
 
@@ -28,7 +30,10 @@ class Services:
     store: Store
     bus: EventBus
     agents: Supervisor
+    models: ModelClient
     # The config file in force (HOME/config.toml unless --config said otherwise).
     config_path: Path | None = None
     started_at: float = field(default_factory=time.time)
     rpc: RpcServer | None = None
+    # Set once the runtime exists (it needs the services it is part of).
+    runtime: Runtime = None  # type: ignore[assignment]

@@ -16,11 +16,13 @@ from __future__ import annotations
 
 import tomllib
 from pathlib import Path
+from typing import Any
 
 import msgspec
 
 from legion.config import check_keys
 from legion.daemon.agents.model import validate_id
+from legion.daemon.agents.session import GuardOverrides
 from legion.errors import ConfigError, InvalidParams
 
 
@@ -30,6 +32,8 @@ class Definition(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     system: str | None = None
     system_file: str | None = None
     parent: str | None = None
+    # Overrides of [guards] for this agent (max_turns, daily_tokens, ...).
+    guards: dict[str, Any] = {}
     # Filled in by the loader.
     path: str = ""
 
@@ -45,6 +49,7 @@ def load_file(path: Path) -> Definition:
         check_keys(raw, Definition)
         d = msgspec.convert(raw, Definition)
         validate_id(d.id)
+        msgspec.convert(d.guards, GuardOverrides)
     except ConfigError as exc:
         raise ConfigError(f"{path}: {exc.message}", hint=exc.hint,
                           candidates=exc.candidates) from None

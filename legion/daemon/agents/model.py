@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from enum import StrEnum
 from typing import Any
@@ -31,6 +32,8 @@ class AgentRecord(msgspec.Struct, kw_only=True):
     state: State = State.RUNNING
     state_reason: str = ""
     definition: str | None = None
+    # Per-agent overrides of [guards] (max_turns, daily_tokens, ...).
+    settings: dict[str, Any] = {}
     created_at: str
     updated_at: str
 
@@ -44,6 +47,7 @@ class AgentRecord(msgspec.Struct, kw_only=True):
             state=State(row["state"]),
             state_reason=row["state_reason"],
             definition=row["definition"],
+            settings=json.loads(row["settings"]),
             created_at=row["created_at"],
             updated_at=row["updated_at"],
         )

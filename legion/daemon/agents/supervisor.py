@@ -10,6 +10,7 @@ commit order, and the change's event reaches subscribers at the same moment.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 import msgspec
@@ -35,6 +36,9 @@ class Supervisor:
         self._bus = bus
         self.default_model = default_model
         self.agents: dict[str, AgentRecord] = {}
+        # Called on the event loop, in commit order, after every change:
+        # (action, the record as it is now or None once destroyed).
+        self.listeners: list[Callable[[str, str, AgentRecord | None], None]] = []
 
     # -- reading --------------------------------------------------------------
 
@@ -81,6 +85,7 @@ class Supervisor:
         system_prompt: str = "",
         parent: str | None = None,
         definition: str | None = None,
+        settings: dict[str, Any] | None = None,
         source: str = "rpc",
     ) -> tuple[AgentRecord, Event]:
         validate_id(agent_id)
@@ -96,6 +101,7 @@ class Supervisor:
             system_prompt=system_prompt,
             parent=parent,
             definition=definition,
+            settings=settings or {},
             created_at=now,
             updated_at=now,
         )
@@ -121,7 +127,7 @@ class Supervisor:
             )
             return rec, ev
 
-        return await self._store.writer.run(job, on_commit=self._committed)
+        return await self._store.writer.run(job, on_commit=self._committed("spawn"))
 
     async def transition(
         self, agent_id: str, action: str, *, reason: str = "", source: str = "rpc"
@@ -146,7 +152,7 @@ class Supervisor:
             )
             return rec, ev
 
-        return await self._store.writer.run(job, on_commit=self._committed)
+        return await self._store.writer.run(job, on_commit=self._committed(action))
 
     async def update(
         self,
@@ -155,6 +161,7 @@ class Supervisor:
         model: str | None = None,
         system_prompt: str | None = None,
         definition: str | None = None,
+        settings: dict[str, Any] | None = None,
         source: str = "rpc",
     ) -> tuple[AgentRecord, Event] | None:
         """Change an agent's model or prompt; None when nothing differs."""
@@ -168,6 +175,8 @@ class Supervisor:
             changes["system_prompt"] = system_prompt
         if definition is not None and definition != current.definition:
             changes["definition"] = definition
+        if settings is not None and settings != current.settings:
+            changes["settings"] = settings
         if not changes:
             return None
 
@@ -183,7 +192,7 @@ class Supervisor:
             ev = insert(db, agent_id, "agent.updated", {"changed": shown}, source=source)
             return rec, ev
 
-        return await self._store.writer.run(job, on_commit=self._committed)
+        return await self._store.writer.run(job, on_commit=self._committed("update"))
 
     async def destroy(
         self, agent_id: str, *, purge: bool = False, reason: str = "", source: str = "rpc"
@@ -216,6 +225,9 @@ class Supervisor:
                     (archive_id, agent_id),
                 ).rowcount
             removed = db.execute("DELETE FROM events WHERE agent_id = ?", (agent_id,)).rowcount
+            # The transcript lives on in the archived events; the working state goes.
+            for table in ("messages", "sessions", "history"):
+                db.execute(f"DELETE FROM {table} WHERE agent_id = ?", (agent_id,))
             db.execute("DELETE FROM agents WHERE id = ?", (agent_id,))
             # The destroy itself stays in the live log: the audit trail of what
             # happened to this id, and the end-of-stream mark for `attach`.
@@ -229,13 +241,25 @@ class Supervisor:
         def committed(ev: Event) -> None:
             self.agents.pop(agent_id, None)
             self._bus.deliver(ev)
+            self._notify("destroy", agent_id, None)
 
         return await self._store.writer.run(job, on_commit=committed)
 
-    def _committed(self, result: tuple[AgentRecord, Event]) -> None:
-        rec, ev = result
-        self.agents[rec.id] = rec
-        self._bus.deliver(ev)
+    def _committed(self, action: str) -> Callable[[tuple[AgentRecord, Event]], None]:
+        def done(result: tuple[AgentRecord, Event]) -> None:
+            rec, ev = result
+            self.agents[rec.id] = rec
+            self._bus.deliver(ev)
+            self._notify(action, rec.id, rec)
+
+        return done
+
+    def _notify(self, action: str, agent_id: str, rec: AgentRecord | None) -> None:
+        for listener in self.listeners:
+            try:
+                listener(action, agent_id, rec)
+            except Exception:
+                log.exception("agent change listener failed", action=action, agent=agent_id)
 
     async def graveyard(self, agent_id: str | None = None) -> list[dict[str, Any]]:
         sql = "SELECT archive_id, agent_id, record, reason, destroyed_at FROM graveyard"
@@ -253,13 +277,14 @@ class Supervisor:
 def _write(db: Any, rec: AgentRecord) -> None:
     db.execute(
         "INSERT INTO agents (id, model, system_prompt, parent, state, state_reason, "
-        "definition, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
+        "definition, settings, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
         "ON CONFLICT (id) DO UPDATE SET model = excluded.model, "
         "system_prompt = excluded.system_prompt, parent = excluded.parent, "
         "state = excluded.state, state_reason = excluded.state_reason, "
-        "definition = excluded.definition, updated_at = excluded.updated_at",
+        "definition = excluded.definition, settings = excluded.settings, "
+        "updated_at = excluded.updated_at",
         (rec.id, rec.model, rec.system_prompt, rec.parent, rec.state.value, rec.state_reason,
-         rec.definition, rec.created_at, rec.updated_at),
+         rec.definition, json.dumps(rec.settings), rec.created_at, rec.updated_at),
     )
 
 

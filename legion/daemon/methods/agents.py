@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
+import msgspec
 from msgspec import Meta
 
 from legion.daemon.agents.model import AgentRecord, State
+from legion.daemon.agents.session import GuardOverrides
 from legion.daemon.rpc.dispatch import Context, Params, Registry
 from legion.daemon.services import Services
 
@@ -26,6 +28,9 @@ class SpawnParams(Params):
     model: Annotated[str, Meta(min_length=1)] | None = None
     system: str = ""
     parent: str | None = None
+    # Overrides of [guards]: max_turns, loop_repeats, daily_tokens, daily_cost,
+    # tool_timeout, history_tokens.
+    guards: GuardOverrides | None = None
 
 
 class TransitionParams(Params):
@@ -43,12 +48,13 @@ class GraveyardParams(Params):
     agent: str | None = None
 
 
-def _view(rec: AgentRecord) -> dict[str, Any]:
-    return rec.summary()
-
-
 def register(registry: Registry, s: Services) -> None:
     sup = s.agents
+
+    def _view(rec: AgentRecord) -> dict[str, Any]:
+        """The record plus what the agent is doing now and the model it resolves to."""
+        return {**rec.summary(), "resolved_model": s.models.resolved(rec.model),
+                **s.runtime.describe(rec.id)}
 
     async def list_(ctx: Context, p: ListParams) -> list[dict[str, Any]]:
         """The agents (optionally only those in one state), oldest first."""
@@ -60,8 +66,10 @@ def register(registry: Registry, s: Services) -> None:
 
     async def spawn(ctx: Context, p: SpawnParams) -> dict[str, Any]:
         """Create an agent (running) and return it with its `agent.spawned` event."""
+        s.models.resolve(p.model or sup.default_model)  # an unknown model fails here, not later
+        settings = {"guards": msgspec.to_builtins(p.guards)} if p.guards else {}
         rec, ev = await sup.spawn(p.id, model=p.model, system_prompt=p.system, parent=p.parent,
-                                  source=f"rpc:uid={ctx.peer.uid}")
+                                  settings=settings, source=f"rpc:uid={ctx.peer.uid}")
         return {"agent": _view(rec), "event": ev}
 
     def transition(action: str) -> Any:

@@ -44,6 +44,8 @@ def register(registry: Registry, s: Services) -> None:
                 "max_rows": s.config.events.max_rows,
             },
             "rpc": s.rpc.statistics() if s.rpc else {},
+            "models": s.models.describe(),
+            "sessions": {"run": s.runtime.sessions_run, "draining": s.runtime.draining},
         }
 
     async def methods(ctx: Context, p: NoParams) -> list[dict[str, Any]]:

@@ -125,3 +125,60 @@ def migrate(db: Any) -> list[str]:
         db.execute("INSERT INTO _migrations (name, applied_at) VALUES (?, ?)", (name, now))
         ran.append(name)
     return ran
+
+
+@migration
+def m002_inbox_sessions_history(db: Any) -> None:
+    script(
+        db,
+        """
+        ALTER TABLE agents ADD COLUMN settings TEXT NOT NULL DEFAULT '{}';
+
+        CREATE TABLE messages (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            agent_id TEXT NOT NULL,
+            sender TEXT NOT NULL,
+            body TEXT NOT NULL,
+            status TEXT NOT NULL CHECK (status IN
+                ('queued', 'processing', 'done', 'idle', 'failed', 'interrupted')),
+            attempts INTEGER NOT NULL DEFAULT 0,
+            event_id INTEGER,
+            session_id INTEGER,
+            reply TEXT,
+            error TEXT,
+            created_at TEXT NOT NULL,
+            started_at TEXT,
+            done_at TEXT
+        ) STRICT;
+        CREATE INDEX messages_agent_status ON messages (agent_id, status, id);
+        CREATE INDEX messages_done_at ON messages (done_at);
+
+        CREATE TABLE sessions (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            agent_id TEXT NOT NULL,
+            message_id INTEGER,
+            trigger TEXT NOT NULL,
+            model TEXT NOT NULL,
+            status TEXT NOT NULL,
+            reason TEXT NOT NULL DEFAULT '',
+            turns INTEGER NOT NULL DEFAULT 0,
+            prompt_tokens INTEGER NOT NULL DEFAULT 0,
+            completion_tokens INTEGER NOT NULL DEFAULT 0,
+            reasoning_tokens INTEGER NOT NULL DEFAULT 0,
+            cost REAL NOT NULL DEFAULT 0,
+            started_at TEXT NOT NULL,
+            ended_at TEXT
+        ) STRICT;
+        CREATE INDEX sessions_agent ON sessions (agent_id, started_at);
+
+        CREATE TABLE history (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            agent_id TEXT NOT NULL,
+            session_id INTEGER,
+            message TEXT NOT NULL,
+            chars INTEGER NOT NULL,
+            created_at TEXT NOT NULL
+        ) STRICT;
+        CREATE INDEX history_agent ON history (agent_id, id);
+        """,
+    )

@@ -1,0 +1,133 @@
+"""The durable inbox: messages are written before anyone is told they arrived.
+
+A message is `queued` once committed (only then does `tell` get its id), is
+`processing` while a session works on it, and ends `done` (answered), `idle`
+(answered with IDLE, which the daemon drops), `failed` (with the reason), or
+`interrupted`. A message left `processing` by a crash is queued again at the
+next start; one that has already been tried `MAX_ATTEMPTS` times fails
+instead, so a message that crashes the daemon cannot crash it forever.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+from legion.daemon.events import Event, insert, now_iso
+
+MAX_ATTEMPTS = 3
+FINAL = frozenset({"done", "idle", "failed", "interrupted"})
+
+
+class Message(msgspec.Struct):
+    id: int
+    agent: str
+    sender: str
+    body: str
+    status: str
+    attempts: int
+    event_id: int | None
+    session_id: int | None
+    reply: str | None
+    error: str | None
+    created_at: str
+    started_at: str | None
+    done_at: str | None
+
+    @classmethod
+    def from_row(cls, r: Any) -> Message:
+        return cls(r["id"], r["agent_id"], r["sender"], r["body"], r["status"], r["attempts"],
+                   r["event_id"], r["session_id"], r["reply"], r["error"], r["created_at"],
+                   r["started_at"], r["done_at"])
+
+    @property
+    def final(self) -> bool:
+        return self.status in FINAL
+
+
+def enqueue_job(agent: str, sender: str, body: str, source: str) -> Any:
+    """A write job: store the message and its `message.received` event together."""
+
+    def job(db: Any) -> tuple[Message, Event]:
+        now = now_iso()
+        mid = db.execute(
+            "INSERT INTO messages (agent_id, sender, body, status, created_at) "
+            "VALUES (?, ?, ?, 'queued', ?)", (agent, sender, body, now)).lastrowid
+        ev = insert(db, agent, "message.received",
+                    {"message_id": mid, "sender": sender, "text": body}, source=source)
+        db.execute("UPDATE messages SET event_id = ? WHERE id = ?", (ev.id, mid))
+        row = db.execute("SELECT * FROM messages WHERE id = ?", (mid,)).fetchone()
+        return Message.from_row(row), ev
+
+    return job
+
+
+def claim_job(agent: str) -> Any:
+    """A write job: take the oldest queued message, or give up on a poisoned one."""
+
+    def job(db: Any) -> tuple[Message | None, list[Event]]:
+        events: list[Event] = []
+        while True:
+            row = db.execute(
+                "SELECT * FROM messages WHERE agent_id = ? AND status = 'queued' "
+                "ORDER BY id LIMIT 1", (agent,)).fetchone()
+            if row is None:
+                return None, events
+            msg = Message.from_row(row)
+            if msg.attempts >= MAX_ATTEMPTS:
+                error = (f"gave up after {msg.attempts} attempts: the daemon stopped during "
+                         "each of them")
+                db.execute("UPDATE messages SET status = 'failed', error = ?, done_at = ? "
+                           "WHERE id = ?", (error, now_iso(), msg.id))
+                events.append(insert(db, agent, "message.failed",
+                                     {"message_id": msg.id, "error": error},
+                                     caused_by=msg.event_id, source="daemon"))
+                continue
+            db.execute("UPDATE messages SET status = 'processing', attempts = attempts + 1, "
+                       "started_at = ? WHERE id = ?", (now_iso(), msg.id))
+            msg.status = "processing"
+            msg.attempts += 1
+            return msg, events
+
+    return job
+
+
+def requeue_interrupted_job() -> Any:
+    """At start-up: whatever a crash left `processing` is delivered again."""
+
+    def job(db: Any) -> list[Event]:
+        rows = db.execute("SELECT id, agent_id, event_id, attempts FROM messages "
+                          "WHERE status = 'processing'").fetchall()
+        events = []
+        for r in rows:
+            db.execute("UPDATE messages SET status = 'queued' WHERE id = ?", (r["id"],))
+            db.execute("UPDATE sessions SET status = 'crashed', ended_at = ? "
+                       "WHERE message_id = ? AND ended_at IS NULL", (now_iso(), r["id"]))
+            events.append(insert(db, r["agent_id"], "message.redelivered",
+                                 {"message_id": r["id"], "attempts": r["attempts"]},
+                                 caused_by=r["event_id"], source="daemon"))
+        return events
+
+    return job
+
+
+async def get(store: Any, message_id: int) -> Message | None:
+    row = await store.fetchone("SELECT * FROM messages WHERE id = ?", (message_id,))
+    return Message.from_row(row) if row else None
+
+
+async def listing(store: Any, agent: str, status: str | None, limit: int) -> list[Message]:
+    sql = "SELECT * FROM messages WHERE agent_id = ?"
+    args: list[Any] = [agent]
+    if status:
+        sql += " AND status = ?"
+        args.append(status)
+    rows = await store.fetchall(sql + " ORDER BY id DESC LIMIT ?", [*args, limit])
+    return [Message.from_row(r) for r in reversed(rows)]
+
+
+async def queued_counts(store: Any) -> dict[str, int]:
+    rows = await store.fetchall("SELECT agent_id, count(*) AS n FROM messages "
+                                "WHERE status IN ('queued', 'processing') GROUP BY agent_id")
+    return {r["agent_id"]: r["n"] for r in rows}

@@ -1,0 +1,69 @@
+"""What the model is shown: system prompt, protocol, recent history, the message.
+
+Token counts are estimated at four characters a token: exact counting would
+mean a tokenizer per model (and, for many, a download), and the estimate only
+decides how much history fits a budget.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from legion.daemon.store.database import Store
+
+CHARS_PER_TOKEN = 4
+IDLE = "IDLE"
+
+PROTOCOL = """\
+You are the agent "{id}" in Legion. Each session handles one incoming message.
+Use your tools when they help. When you are done, answer with your reply as
+plain text: it is delivered to the sender. If the message needs no answer (a
+thank-you, an acknowledgement, something already handled), answer with exactly
+IDLE and nothing else. Never reply only to be polite."""
+
+
+def system_prompt(agent_id: str, own: str) -> str:
+    protocol = PROTOCOL.format(id=agent_id)
+    return f"{own.strip()}\n\n{protocol}" if own.strip() else protocol
+
+
+def user_message(sender: str, body: str) -> dict[str, Any]:
+    if sender == "user":
+        return {"role": "user", "content": body}
+    return {"role": "user", "content": f"[message from {sender}]\n{body}"}
+
+
+def estimate(messages: list[dict[str, Any]]) -> int:
+    return sum(len(json.dumps(m)) for m in messages) // CHARS_PER_TOKEN
+
+
+async def history(store: Store, agent: str, budget_tokens: int) -> list[dict[str, Any]]:
+    """The newest conversation rows that fit the budget, starting at a user turn
+    (so a tool result never appears without the call that asked for it)."""
+    if budget_tokens <= 0:
+        return []
+    budget = budget_tokens * CHARS_PER_TOKEN
+    rows = await store.fetchall(
+        "SELECT message, chars FROM history WHERE agent_id = ? ORDER BY id DESC LIMIT 500",
+        (agent,))
+    picked: list[dict[str, Any]] = []
+    used = 0
+    for r in rows:
+        if used + r["chars"] > budget:
+            break
+        used += r["chars"]
+        picked.append(json.loads(r["message"]))
+    picked.reverse()
+    while picked and picked[0].get("role") != "user":
+        picked.pop(0)
+    return picked
+
+
+def history_rows(agent: str, session_id: int, messages: list[dict[str, Any]],
+                 created_at: str) -> list[tuple[Any, ...]]:
+    out = []
+    for m in messages:
+        text = json.dumps(m, separators=(",", ":"))
+        out.append((agent, session_id, text, len(text), created_at))
+    return out

@@ -1,0 +1,270 @@
+"""The runtime: one runner task per agent, delivering its inbox to sessions.
+
+A runner sleeps until it is woken (a message arrived, the agent resumed),
+then takes the oldest queued message and runs a session on it, one at a time,
+in order. Paused and stopped agents take nothing; their messages wait and are
+handled on resume. `stop` and `interrupt` cancel a running session; `pause`
+lets it finish. Budgets are counted here, per agent per UTC day.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+import anyio
+import msgspec
+import structlog
+from anyio.abc import TaskGroup, TaskStatus
+
+from legion.daemon.agents import inbox
+from legion.daemon.agents.inbox import Message
+from legion.daemon.agents.model import AgentRecord, State
+from legion.daemon.agents.session import GuardOverrides, Guards, Session
+from legion.daemon.events import Event
+from legion.daemon.llm.types import Usage
+from legion.errors import Conflict, LegionError, NotFound, Timeout
+
+if TYPE_CHECKING:
+    from legion.daemon.services import Services
+
+log = structlog.get_logger("legion.runtime")
+
+
+@dataclass
+class AgentState:
+    activity: str = "idle"
+    wake: anyio.Event = field(default_factory=anyio.Event)
+    scope: anyio.CancelScope | None = None
+    session_scope: anyio.CancelScope | None = None
+    interrupt_reason: str = ""
+    queued: int = 0
+
+
+@dataclass
+class DailyUsage:
+    day: str
+    tokens: int = 0
+    cost: float = 0.0
+
+
+def _today() -> str:
+    return datetime.now(UTC).date().isoformat()
+
+
+class Runtime:
+    def __init__(self, services: Services) -> None:
+        self.services = services
+        self.models = services.models
+        self.states: dict[str, AgentState] = {}
+        self.usage: dict[str, DailyUsage] = {}
+        self._done: dict[int, anyio.Event] = {}
+        self._tg: TaskGroup | None = None
+        self.draining = False
+        self.sessions_run = 0
+        self._running = 0
+        self._idle: anyio.Event | None = None
+
+    # -- lifecycle ----------------------------------------------------------------
+
+    async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        s = self.services
+        events = await s.store.writer.run(inbox.requeue_interrupted_job())
+        s.bus.deliver(events)
+        await self._load_usage()
+        queued = await inbox.queued_counts(s.store)
+        async with anyio.create_task_group() as tg:
+            self._tg = tg
+            for agent_id in s.agents.agents:
+                self._start(agent_id, queued.get(agent_id, 0))
+            s.agents.listeners.append(self._on_change)
+            task_status.started()
+            await anyio.sleep_forever()
+
+    def _start(self, agent_id: str, queued: int = 0) -> None:
+        assert self._tg is not None
+        state = AgentState(queued=queued)
+        self.states[agent_id] = state
+        self._tg.start_soon(self._runner, agent_id, state)
+
+    def _on_change(self, action: str, agent_id: str, rec: AgentRecord | None) -> None:
+        if action == "spawn":
+            self._start(agent_id)
+        elif action == "destroy":
+            state = self.states.pop(agent_id, None)
+            if state and state.scope:
+                state.scope.cancel()
+        elif action == "stop":
+            self.interrupt(agent_id, "the agent was stopped", quiet=True)
+        elif action == "resume":
+            self.wake(agent_id)
+
+    def wake(self, agent_id: str) -> None:
+        state = self.states.get(agent_id)
+        if state is not None:
+            state.wake.set()
+
+    async def wait_idle(self) -> None:
+        """Stop taking messages and wait for running sessions to end."""
+        self.draining = True
+        while self._running:
+            self._idle = anyio.Event()
+            await self._idle.wait()
+
+    async def _runner(self, agent_id: str, state: AgentState) -> None:
+        with anyio.CancelScope() as scope:
+            state.scope = scope
+            while True:
+                state.wake = anyio.Event()  # fresh before looking: no wake-up is lost
+                rec = self.services.agents.agents.get(agent_id)
+                if rec is None:
+                    return
+                msg = None
+                if rec.state is State.RUNNING and not self.draining:
+                    msg = await self._claim(agent_id)
+                if msg is None:
+                    await state.wake.wait()
+                    continue
+                state.queued = max(0, state.queued - 1)
+                state.interrupt_reason = ""
+                self._running += 1
+                try:
+                    await Session(self, state, rec, msg).run()
+                except Exception:
+                    log.exception("session crashed", agent=agent_id, message=msg.id)
+                finally:
+                    self._running -= 1
+                    self.sessions_run += 1
+                    if not self._running and self._idle is not None:
+                        self._idle.set()
+
+    async def _claim(self, agent_id: str) -> Message | None:
+        try:
+            msg: Message | None
+            msg, events = await self.services.store.writer.run(inbox.claim_job(agent_id))
+        except LegionError as exc:
+            log.error("cannot claim a message", agent=agent_id, error=exc.message)
+            await anyio.sleep(1)
+            return None
+        self.services.bus.deliver(events)
+        for ev in events:
+            self._signal(ev.data["message_id"])
+        return msg
+
+    # -- messages -----------------------------------------------------------------
+
+    async def tell(self, agent_id: str, text: str, *, sender: str = "user",
+                   source: str = "rpc") -> tuple[Message, Event]:
+        self.services.agents.get(agent_id)
+        job = inbox.enqueue_job(agent_id, sender, text, source)
+
+        def committed(result: tuple[Message, Event]) -> None:
+            self.services.bus.deliver(result[1])
+            state = self.states.get(agent_id)
+            if state is not None:
+                state.queued += 1
+                state.wake.set()
+
+        return await self.services.store.writer.run(job, on_commit=committed)
+
+    async def wait(self, message_id: int, within: float) -> Message:
+        msg = await inbox.get(self.services.store, message_id)
+        if msg is None:
+            raise NotFound(f"no message {message_id}",
+                           hint="message ids come from `legion tell`; old ones are pruned "
+                           "with the events")
+        if msg.final:
+            return msg
+        done = self._done.setdefault(message_id, anyio.Event())
+        with anyio.move_on_after(within):
+            await done.wait()
+        msg = await inbox.get(self.services.store, message_id)
+        assert msg is not None
+        if not msg.final:
+            raise Timeout(
+                f"no reply to message {message_id} within {within:g}s; it is {msg.status} "
+                "and will still be answered",
+                hint=f"wait again (`legion wait {message_id}`), or follow it with "
+                f"`legion attach {msg.agent}`",
+                data={"message_id": message_id, "status": msg.status},
+            )
+        return msg
+
+    def finished(self, message_id: int, events: list[Event]) -> None:
+        """on_commit of a session's end: publish, and wake whoever waits."""
+        self.services.bus.deliver(events)
+        self._signal(message_id)
+
+    def _signal(self, message_id: int) -> None:
+        done = self._done.pop(message_id, None)
+        if done is not None:
+            done.set()
+
+    def interrupt(self, agent_id: str, reason: str = "interrupted", *, quiet: bool = False
+                  ) -> bool:
+        state = self.states.get(agent_id)
+        if state is None or state.session_scope is None:
+            if not quiet and state is None:
+                raise self.services.agents.not_found(agent_id)
+            return False
+        state.interrupt_reason = reason
+        state.session_scope.cancel()
+        return True
+
+    # -- guards and budgets ----------------------------------------------------------
+
+    def guards(self, rec: AgentRecord) -> Guards:
+        base = msgspec.structs.asdict(self.services.config.guards)
+        overrides = msgspec.convert(rec.settings.get("guards", {}), GuardOverrides)
+        base.update({k: v for k, v in msgspec.structs.asdict(overrides).items()
+                     if v is not None})
+        return Guards(**base)
+
+    async def _load_usage(self) -> None:
+        day = _today()
+        rows = await self.services.store.fetchall(
+            "SELECT agent_id, sum(prompt_tokens + completion_tokens) AS tokens, "
+            "sum(cost) AS cost FROM sessions WHERE started_at >= ? GROUP BY agent_id", (day,))
+        self.usage = {r["agent_id"]: DailyUsage(day, int(r["tokens"] or 0), float(r["cost"] or 0))
+                      for r in rows}
+
+    def _today_usage(self, agent_id: str) -> DailyUsage:
+        day = _today()
+        u = self.usage.get(agent_id)
+        if u is None or u.day != day:
+            u = self.usage[agent_id] = DailyUsage(day)
+        return u
+
+    def charge(self, agent_id: str, usage: Usage) -> None:
+        u = self._today_usage(agent_id)
+        u.tokens += usage.total
+        u.cost += usage.cost
+
+    def over_budget(self, agent_id: str, g: Guards) -> str | None:
+        u = self._today_usage(agent_id)
+        if g.daily_tokens and u.tokens >= g.daily_tokens:
+            return (f"daily token budget reached: {u.tokens} of {g.daily_tokens} tokens used "
+                    f"today (UTC)")
+        if g.daily_cost and u.cost >= g.daily_cost:
+            return f"daily cost budget reached: ${u.cost:.4f} of ${g.daily_cost:.4f} today (UTC)"
+        return None
+
+    def budget(self, agent_id: str) -> dict[str, Any]:
+        rec = self.services.agents.get(agent_id)
+        g = self.guards(rec)
+        u = self._today_usage(agent_id)
+        return {"day": u.day, "tokens_used": u.tokens, "tokens_limit": g.daily_tokens or None,
+                "cost_used": round(u.cost, 6), "cost_limit": g.daily_cost or None}
+
+    async def pause_for(self, agent_id: str, reason: str) -> None:
+        # Already paused or stopped by someone else: the guard event still says why.
+        with contextlib.suppress(Conflict):
+            await self.services.agents.transition(agent_id, "pause", reason=reason,
+                                                  source="guard")
+
+    def describe(self, agent_id: str) -> dict[str, Any]:
+        state = self.states.get(agent_id)
+        return {"activity": state.activity if state else "idle",
+                "queued": state.queued if state else 0}

@@ -1,0 +1,321 @@
+"""One session: one trigger (a message) run to completion.
+
+Build the prompt, stream the model, run its tool calls (independent calls
+concurrently), feed the results back, and repeat until the model answers
+without calling a tool. Every step is an event, each `caused_by` the step
+that led to it. Guards end a session on their own: `max_turns`, loop
+detection (the same call, or the same error, `loop_repeats` times), and the
+agent's daily token/cost budget (which also pauses the agent, with the reason).
+
+A session's end (its row, the message's status, the conversation rows and the
+closing events) is one write: a crash before it leaves the message
+`processing`, to be delivered again after restart; never half-recorded.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import Counter
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import anyio
+import msgspec
+import structlog
+
+from legion.daemon.agents import prompt
+from legion.daemon.agents.inbox import Message
+from legion.daemon.agents.model import AgentRecord, State
+from legion.daemon.events import Event, insert, now_iso
+from legion.daemon.llm.client import ModelUnavailable
+from legion.daemon.llm.types import Usage
+from legion.daemon.tools.base import ToolContext, ToolResult
+from legion.daemon.tools.kernel import KERNEL
+from legion.errors import LegionError
+
+if TYPE_CHECKING:
+    from legion.daemon.agents.runtime import AgentState, Runtime
+
+log = structlog.get_logger("legion.session")
+
+# Coalesce streamed deltas into one event per this many seconds or characters.
+DELTA_INTERVAL = 0.1
+DELTA_CHARS = 400
+# Event payloads quote tool results up to this size; the model gets all of it.
+RESULT_PREVIEW = 4000
+
+
+@dataclass
+class Guards:
+    max_turns: int
+    loop_repeats: int
+    daily_tokens: int
+    daily_cost: float
+    tool_timeout: float
+    history_tokens: int
+
+
+class GuardOverrides(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
+    """Per-agent overrides of [guards], as given to spawn or in a definition."""
+
+    max_turns: int | None = None
+    loop_repeats: int | None = None
+    daily_tokens: int | None = None
+    daily_cost: float | None = None
+    tool_timeout: float | None = None
+    history_tokens: int | None = None
+
+
+class _Deltas:
+    """Streamed text and reasoning, coalesced into a few events per second."""
+
+    def __init__(self, session: Session, caused_by: int) -> None:
+        self.session = session
+        self.caused_by = caused_by
+        self.parts: dict[str, list[str]] = {"text": [], "reasoning": []}
+        self.size = 0
+        self.since = time.monotonic()
+
+    async def add(self, kind: str, text: str) -> None:
+        self.session.state.activity = "reasoning" if kind == "reasoning" else "thinking"
+        self.parts[kind].append(text)
+        self.size += len(text)
+        if self.size >= DELTA_CHARS or time.monotonic() - self.since >= DELTA_INTERVAL:
+            await self.flush()
+
+    async def flush(self) -> None:
+        for kind, event_kind in (("reasoning", "model.reasoning"), ("text", "model.delta")):
+            if self.parts[kind]:
+                text = "".join(self.parts[kind])
+                self.parts[kind].clear()
+                await self.session.emit(event_kind, {"text": text}, self.caused_by)
+        self.size = 0
+        self.since = time.monotonic()
+
+
+class Session:
+    def __init__(self, rt: Runtime, state: AgentState, rec: AgentRecord, msg: Message) -> None:
+        self.rt = rt
+        self.state = state
+        self.rec = rec
+        self.msg = msg
+        self.guards = rt.guards(rec)
+        self.id = 0
+        self.start_event = 0
+        self.usage = Usage()
+        self.turns = 0
+        self.model = rec.model
+        self.source = f"agent:{rec.id}"
+        self.tools = {t.name: t for t in KERNEL}
+
+    async def emit(self, kind: str, data: dict[str, Any], caused_by: int | None) -> Event:
+        return await self.rt.services.bus.emit(self.rec.id, kind, data, caused_by=caused_by,
+                                               source=self.source)
+
+    async def run(self) -> None:
+        await self._open()
+        outcome: tuple[str, str, str | None] = ("failed", "the session did not finish", None)
+        with anyio.CancelScope() as scope:
+            self.state.session_scope = scope
+            try:
+                outcome = await self._converse()
+            except ModelUnavailable as exc:
+                outcome = ("failed", exc.message, None)
+            except LegionError as exc:
+                outcome = ("failed", exc.message, None)
+        self.state.session_scope = None
+        if scope.cancelled_caught:
+            outcome = ("interrupted", self.state.interrupt_reason or "interrupted", None)
+        with anyio.CancelScope(shield=True):
+            await self._close(*outcome)
+
+    async def _open(self) -> None:
+        rec, msg = self.rec, self.msg
+
+        def job(db: Any) -> Event:
+            self.id = db.execute(
+                "INSERT INTO sessions (agent_id, message_id, trigger, model, status, started_at)"
+                " VALUES (?, ?, 'message', ?, 'running', ?)",
+                (rec.id, msg.id, rec.model, now_iso())).lastrowid
+            db.execute("UPDATE messages SET session_id = ? WHERE id = ?", (self.id, msg.id))
+            return insert(db, rec.id, "session.started",
+                          {"session": self.id, "message_id": msg.id, "trigger": "message",
+                           "model": rec.model, "resolved_model": self.rt.models.resolved(rec.model),
+                           "attempt": msg.attempts},
+                          caused_by=msg.event_id, source=self.source)
+
+        ev = await self.rt.services.store.writer.run(job, on_commit=self.rt.services.bus.deliver)
+        self.start_event = ev.id
+
+    async def _converse(self) -> tuple[str, str, str | None]:
+        rec, g = self.rec, self.guards
+        history = await prompt.history(self.rt.services.store, rec.id, g.history_tokens)
+        user = prompt.user_message(self.msg.sender, self.msg.body)
+        messages = [{"role": "system", "content": prompt.system_prompt(rec.id, rec.system_prompt)},
+                    *history, user]
+        self.new_rows: list[dict[str, Any]] = [user]
+        schemas = [t.schema() for t in self.tools.values()]
+        calls_seen: Counter[str] = Counter()
+        errors_seen: Counter[str] = Counter()
+        cause = self.start_event
+        for turn in range(1, g.max_turns + 1):
+            over = self.rt.over_budget(rec.id, g)
+            if over is not None:
+                await self.emit("guard.budget", {"reason": over}, self.start_event)
+                await self.rt.pause_for(rec.id, over)
+                return "failed", over, None
+            self.turns = turn
+            self.state.activity = "thinking"
+            req = await self.emit("model.request", {
+                "turn": turn, "model": rec.model, "messages": len(messages),
+                "prompt_tokens_estimate": prompt.estimate(messages), "tools": len(schemas),
+            }, cause)
+            deltas = _Deltas(self, req.id)
+
+            async def relay(kind: str, data: dict[str, Any], _req: int = req.id) -> None:
+                if kind == "model.retry":
+                    self.state.activity = f"retrying ({data.get('status')})"
+                await self.emit(kind, data, _req)
+
+            completion = await self.rt.models.complete(rec.model, messages, schemas,
+                                                       on_delta=deltas.add, emit=relay)
+            await deltas.flush()
+            completion = self.rt.models.repair(completion, set(self.tools))
+            self.usage.add(completion.usage)
+            self.model = completion.model
+            self.rt.charge(rec.id, completion.usage)
+            calls = [{"id": c.id, "name": c.name, "arguments": c.arguments}
+                     for c in completion.tool_calls]
+            resp = await self.emit("model.response", {
+                "turn": turn, "model": completion.model, "text": completion.text,
+                "reasoning": completion.reasoning, "tool_calls": calls,
+                "finish_reason": completion.finish_reason, "usage": completion.usage.as_dict(),
+                "repaired": completion.repaired,
+            }, req.id)
+            if completion.repaired:
+                await self.emit("model.repaired", {
+                    "turn": turn, "tool_calls": calls,
+                    "note": "the model wrote its tool calls as JSON text; they were run as calls",
+                }, resp.id)
+            assistant: dict[str, Any] = {"role": "assistant", "content": completion.text}
+            if calls:
+                assistant["tool_calls"] = [
+                    {"id": c["id"], "type": "function",
+                     "function": {"name": c["name"], "arguments": c["arguments"]}}
+                    for c in calls]
+            messages.append(assistant)
+            self.new_rows.append(assistant)
+            if not completion.tool_calls:
+                return "done", "", completion.text
+            for c in completion.tool_calls:
+                calls_seen[f"{c.name}:{_normal(c.arguments)}"] += 1
+            looped = [k for k, n in calls_seen.items() if n >= g.loop_repeats]
+            if looped:
+                reason = (f"loop detected: the same tool call ({looped[0].split(':', 1)[0]}) "
+                          f"{g.loop_repeats} times")
+                await self.emit("guard.loop", {"reason": reason, "call": looped[0]}, resp.id)
+                return "failed", reason, None
+            results = await self._run_tools(completion.tool_calls, resp.id)
+            for r in results:
+                messages.append(r.as_message())
+                self.new_rows.append(r.as_message())
+                if not r.ok:
+                    errors_seen[r.content] += 1
+            repeated = [e for e, n in errors_seen.items() if n >= g.loop_repeats]
+            if repeated:
+                reason = f"loop detected: the same tool error {g.loop_repeats} times"
+                await self.emit("guard.loop", {"reason": reason, "error": repeated[0][:500]},
+                                resp.id)
+                return "failed", reason, None
+            cause = resp.id
+        reason = f"max_turns reached ({g.max_turns} model turns without a final answer)"
+        await self.emit("guard.max_turns", {"reason": reason}, self.start_event)
+        return "failed", reason, None
+
+    async def _run_tools(self, calls: list[Any], caused_by: int) -> list[ToolResult]:
+        results: list[ToolResult | None] = [None] * len(calls)
+        ctx = ToolContext(agent_id=self.rec.id, session_id=self.id, services=self.rt.services)
+        self.state.activity = "-> " + ", ".join(c.name for c in calls)
+
+        async def one(i: int, call: Any) -> None:
+            ev = await self.emit("tool.call", {"call_id": call.id, "name": call.name,
+                                               "arguments": call.arguments}, caused_by)
+            tool = self.tools.get(call.name)
+            if tool is None:
+                result = ToolResult(call, False, json.dumps({
+                    "error": f"there is no tool named {call.name!r}",
+                    "hint": f"the tools you can call are: {', '.join(sorted(self.tools))}",
+                }), 0.0, "unknown_tool")
+            else:
+                result = await tool.invoke(call, ctx, self.guards.tool_timeout)
+            results[i] = result
+            await self.emit("tool.result", {
+                "call_id": call.id, "name": call.name, "ok": result.ok,
+                "result": result.content[:RESULT_PREVIEW],
+                "truncated": len(result.content) > RESULT_PREVIEW,
+                "duration_ms": result.duration_ms, "error_kind": result.error_kind,
+            }, ev.id)
+
+        async with anyio.create_task_group() as tg:
+            for i, call in enumerate(calls):
+                tg.start_soon(one, i, call)
+        return [r for r in results if r is not None]
+
+    async def _close(self, status: str, reason: str, reply: str | None) -> None:
+        rec, msg = self.rec, self.msg
+        idle = status == "done" and reply is not None and _is_idle(reply)
+        msg_status = "idle" if idle else status
+        rows = (prompt.history_rows(rec.id, self.id, self.new_rows, now_iso())
+                if status == "done" else [])
+        usage = self.usage
+
+        def job(db: Any) -> list[Event]:
+            now = now_iso()
+            db.execute(
+                "UPDATE sessions SET status = ?, reason = ?, turns = ?, prompt_tokens = ?, "
+                "completion_tokens = ?, reasoning_tokens = ?, cost = ?, model = ?, ended_at = ? "
+                "WHERE id = ?",
+                (status, reason, self.turns, usage.prompt_tokens, usage.completion_tokens,
+                 usage.reasoning_tokens, usage.cost, self.model, now, self.id))
+            db.execute("UPDATE messages SET status = ?, reply = ?, error = ?, done_at = ? "
+                       "WHERE id = ?",
+                       (msg_status, None if idle else reply, reason or None, now, msg.id))
+            db.executemany("INSERT INTO history (agent_id, session_id, message, chars, "
+                           "created_at) VALUES (?, ?, ?, ?, ?)", rows)
+            ended = insert(db, rec.id, "session.ended", {
+                "session": self.id, "status": status, "reason": reason, "turns": self.turns,
+                "model": self.model, "usage": usage.as_dict(), "message_id": msg.id,
+            }, caused_by=self.start_event, source=self.source)
+            if msg_status == "done":
+                kind, data = "message.replied", {"message_id": msg.id, "reply": reply}
+            elif msg_status == "idle":
+                kind, data = "message.idle", {
+                    "message_id": msg.id, "note": "the agent answered IDLE; nothing was sent"}
+            else:
+                kind, data = f"message.{msg_status}", {"message_id": msg.id, "error": reason}
+            return [ended, insert(db, rec.id, kind, data, caused_by=ended.id,
+                                  source=self.source)]
+
+        try:
+            await self.rt.services.store.writer.run(
+                job, on_commit=lambda evs: self.rt.finished(msg.id, evs))
+        except LegionError as exc:
+            # Nothing was recorded (e.g. disk full): the message stays
+            # `processing` and is delivered again after the next restart.
+            log.error("could not record the end of a session", session=self.id,
+                      error=exc.message)
+        self.state.activity = "idle"
+        if rec.state is State.RUNNING and status == "failed":
+            log.info("session failed", agent=rec.id, session=self.id, reason=reason)
+
+
+def _normal(arguments: str) -> str:
+    try:
+        return json.dumps(json.loads(arguments), sort_keys=True)
+    except ValueError:
+        return arguments.strip()
+
+
+def _is_idle(reply: str) -> bool:
+    return reply.strip().rstrip(".").strip() == prompt.IDLE

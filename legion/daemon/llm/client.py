@@ -1,0 +1,399 @@
+"""Every model call goes through here, and through litellm.
+
+- Model references: an alias (`smart`) names one reference or an ordered
+  fallback chain; a reference is `PROVIDER/MODEL`, where PROVIDER is a
+  `[providers.NAME]` block or a litellm provider used with its defaults
+  (`anthropic/claude-...` with ANTHROPIC_API_KEY in the environment).
+- Streaming: text deltas, reasoning deltas and tool-call fragments are
+  normalised; the caller gets deltas through a callback and a `Completion`.
+- Failures: 408/425/429/5xx, connection errors, timeouts and stalled streams
+  are retried with capped exponential backoff (honouring Retry-After); each
+  provider has a circuit breaker; when a target gives up, the next one in
+  the chain is tried. Every retry, skip and fallback is reported as an event.
+- litellm is imported lazily, off the event loop, with the local cost map:
+  nothing else in Legion pays for it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import threading
+from collections.abc import Awaitable, Callable
+from email.utils import parsedate_to_datetime
+from typing import Any
+
+import anyio
+import structlog
+
+from legion.config import Config, ProviderConfig
+from legion.daemon.llm.breaker import Breaker
+from legion.daemon.llm.repair import repair
+from legion.daemon.llm.types import Completion, ToolCall, Usage
+from legion.errors import InvalidParams, LegionError
+
+log = structlog.get_logger("legion.llm")
+
+# litellm provider prefixes usable without a [providers] block.
+KNOWN_PROVIDERS = frozenset({
+    "openai", "anthropic", "ollama", "ollama_chat", "lm_studio", "hosted_vllm", "gemini",
+    "mistral", "groq", "deepseek", "openrouter", "together_ai", "bedrock", "vertex_ai",
+    "azure", "xai", "cohere", "fireworks_ai", "mock",
+})
+RETRYABLE_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
+MAX_ALIAS_DEPTH = 8
+
+Emit = Callable[[str, dict[str, Any]], Awaitable[None]]
+Delta = Callable[[str, str], Awaitable[None]]
+
+_import_lock = threading.Lock()
+
+
+def litellm_module() -> Any:
+    """Import litellm once, quietly, with its bundled cost map (no network)."""
+    with _import_lock:
+        os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+        import logging
+
+        import litellm
+
+        from legion.daemon.llm import offline
+
+        if not getattr(litellm, "_legion_ready", False):
+            litellm.suppress_debug_info = True
+            litellm.telemetry = False
+            for name in ("LiteLLM", "LiteLLM Router", "LiteLLM Proxy"):
+                logging.getLogger(name).setLevel(logging.CRITICAL)
+            offline.register()
+            litellm._legion_ready = True
+        return litellm
+
+
+class ModelUnavailable(LegionError):
+    code = -32007
+    kind = "model_unavailable"
+
+
+class Target:
+    """One concrete model to call: a provider and a model name on it."""
+
+    def __init__(self, ref: str, provider: str, cfg: ProviderConfig, model: str) -> None:
+        self.ref = ref
+        self.provider = provider
+        self.cfg = cfg
+        self.model = model
+
+    def call_kwargs(self) -> dict[str, Any]:
+        import httpx
+
+        kind = self.cfg.kind
+        prefix = "openai" if kind == "openai_compatible" else kind
+        kw: dict[str, Any] = {
+            "model": f"{prefix}/{self.model}",
+            "timeout": httpx.Timeout(self.cfg.timeout, connect=self.cfg.connect_timeout),
+            **self.cfg.params,
+        }
+        if kind == "mock" and self.cfg.script:
+            kw["api_base"] = self.cfg.script
+        elif self.cfg.api_base:
+            kw["api_base"] = self.cfg.api_base
+        if self.cfg.api_key:
+            kw["api_key"] = self.cfg.api_key
+        elif kind == "openai_compatible":
+            kw["api_key"] = "not-needed"  # local servers ignore it; the client insists on one
+        return kw
+
+
+class ModelClient:
+    def __init__(self, cfg: Config) -> None:
+        self.cfg = cfg
+        self.providers: dict[str, ProviderConfig] = {"mock": ProviderConfig(kind="mock")}
+        self.providers.update(cfg.providers)
+        b = cfg.models.breaker
+        self.breakers = {
+            name: Breaker(name, failures=b.failures, cooldown=b.cooldown,
+                          cooldown_max=b.cooldown_max)
+            for name in self.providers
+        }
+        self.limits = {name: anyio.Semaphore(p.concurrency) for name, p in self.providers.items()}
+        self.calls = 0
+        self._litellm: Any = None
+
+    # -- resolution -------------------------------------------------------------
+
+    def resolve(self, ref: str, _depth: int = 0) -> list[Target]:
+        """An alias or reference -> the ordered chain of concrete targets."""
+        if _depth > MAX_ALIAS_DEPTH:
+            raise InvalidParams(f"model alias {ref!r} refers to itself in a loop",
+                                hint="check [models.aliases] in config.toml")
+        aliases = self.cfg.models.aliases
+        if ref in aliases:
+            entry = aliases[ref]
+            chain: list[Target] = []
+            for item in [entry] if isinstance(entry, str) else entry:
+                chain.extend(self.resolve(item, _depth + 1))
+            return chain
+        provider, sep, model = ref.partition("/")
+        if not sep or not model:
+            raise self._unknown(ref)
+        if provider in self.providers:
+            return [Target(ref, provider, self.providers[provider], model)]
+        if provider in KNOWN_PROVIDERS:
+            cfg = ProviderConfig(kind=provider)
+            self.providers[provider] = cfg
+            self.breakers[provider] = Breaker(provider, failures=self.cfg.models.breaker.failures,
+                                              cooldown=self.cfg.models.breaker.cooldown,
+                                              cooldown_max=self.cfg.models.breaker.cooldown_max)
+            self.limits[provider] = anyio.Semaphore(cfg.concurrency)
+            return [Target(ref, provider, cfg, model)]
+        raise self._unknown(ref)
+
+    def _unknown(self, ref: str) -> InvalidParams:
+        aliases = sorted(self.cfg.models.aliases)
+        return InvalidParams(
+            f"unknown model {ref!r}",
+            hint=f"use an alias ({', '.join(aliases)}) or PROVIDER/MODEL where PROVIDER is a "
+            f"[providers.NAME] block ({', '.join(sorted(self.providers))}) or a litellm "
+            "provider such as anthropic, openai, ollama",
+            candidates=aliases,
+            kind="unknown_model",
+        )
+
+    def resolved(self, ref: str) -> str:
+        """The concrete model an alias resolves to first, for `ps` (or why not)."""
+        try:
+            return self.resolve(ref)[0].ref
+        except LegionError as exc:
+            return f"unresolved: {exc.message}"
+
+    # -- calling ----------------------------------------------------------------
+
+    async def complete(
+        self,
+        ref: str,
+        messages: list[dict[str, Any]],
+        tools: list[dict[str, Any]],
+        *,
+        on_delta: Delta,
+        emit: Emit,
+    ) -> Completion:
+        """One model turn, with retries, breakers and fallbacks."""
+        chain = self.resolve(ref)
+        if self._litellm is None:
+            self._litellm = await anyio.to_thread.run_sync(litellm_module)
+        retry = self.cfg.models.retry
+        failures: list[str] = []
+        for n, target in enumerate(chain):
+            breaker = self.breakers[target.provider]
+            for attempt in range(1, retry.attempts + 1):
+                if not breaker.allow():
+                    failures.append(f"{target.ref}: circuit open "
+                                    f"(retry in {breaker.retry_in():.1f}s)")
+                    await emit("model.skipped", {"target": target.ref, "reason": "circuit open",
+                                                 "breaker": breaker.describe()})
+                    break
+                try:
+                    async with self.limits[target.provider]:
+                        result = await self._stream(target, messages, tools, on_delta)
+                except Exception as exc:
+                    status, retry_after = _classify(exc)
+                    message = _describe(exc)
+                    breaker.failure(message)
+                    retryable = status in RETRYABLE_STATUS or status is None
+                    failures.append(f"{target.ref}: {message}")
+                    if not retryable or attempt == retry.attempts:
+                        await emit("model.error", {"target": target.ref, "status": status,
+                                                   "error": message, "attempt": attempt,
+                                                   "retryable": retryable})
+                        break
+                    wait = _backoff(attempt, retry.backoff, retry.backoff_max, retry_after)
+                    if wait is None:  # told to wait longer than we are willing to
+                        await emit("model.error", {"target": target.ref, "status": status,
+                                                   "error": message, "retry_after": retry_after})
+                        break
+                    await emit("model.retry", {"target": target.ref, "status": status,
+                                               "error": message, "attempt": attempt,
+                                               "wait_s": round(wait, 3)})
+                    await anyio.sleep(wait)
+                    continue
+                breaker.success()
+                self.calls += 1
+                return result
+            if n + 1 < len(chain):
+                await emit("model.fallback", {"from": target.ref, "to": chain[n + 1].ref,
+                                              "reason": failures[-1] if failures else ""})
+        raise ModelUnavailable(
+            f"no model could answer for {ref!r}: " + "; ".join(failures[-3:]),
+            hint="check the provider (is the server up? is the key set?), or add a fallback "
+            "to the alias in [models.aliases]; `legion info` shows each provider's circuit",
+        )
+
+    async def _stream(self, target: Target, messages: list[dict[str, Any]],
+                      tools: list[dict[str, Any]], on_delta: Delta) -> Completion:
+        litellm = self._litellm
+        kwargs = target.call_kwargs()
+        if tools:
+            kwargs["tools"] = tools
+        with anyio.fail_after(target.cfg.timeout):
+            stream = await litellm.acompletion(
+                messages=messages, stream=True, stream_options={"include_usage": True},
+                max_retries=0, num_retries=0, **kwargs,
+            )
+        text: list[str] = []
+        reasoning: list[str] = []
+        calls: dict[int, dict[str, str]] = {}
+        finish = ""
+        usage = Usage()
+        iterator = stream.__aiter__()
+        while True:
+            try:
+                with anyio.fail_after(target.cfg.stall_timeout):
+                    chunk = await iterator.__anext__()
+            except StopAsyncIteration:
+                break
+            except TimeoutError:
+                raise StreamStalled(target.cfg.stall_timeout) from None
+            if getattr(chunk, "usage", None):
+                usage = _usage(chunk.usage)
+            think = getattr(chunk, "reasoning_content", None)
+            if not chunk.choices:
+                if think:
+                    reasoning.append(think)
+                    await on_delta("reasoning", think)
+                continue
+            choice = chunk.choices[0]
+            delta = choice.delta
+            think = getattr(delta, "reasoning_content", None) or think
+            if think:
+                reasoning.append(think)
+                await on_delta("reasoning", think)
+            if delta.content:
+                text.append(delta.content)
+                await on_delta("text", delta.content)
+            for tc in getattr(delta, "tool_calls", None) or []:
+                slot = calls.setdefault(tc.index or 0, {"id": "", "name": "", "arguments": ""})
+                if tc.id:
+                    slot["id"] = tc.id
+                if tc.function and tc.function.name:
+                    slot["name"] = tc.function.name
+                if tc.function and tc.function.arguments:
+                    slot["arguments"] += tc.function.arguments
+            if choice.finish_reason:
+                finish = choice.finish_reason
+        usage.cost = _cost(litellm, kwargs["model"], usage)
+        tool_calls = [ToolCall(id=c["id"] or f"call_{i}", name=c["name"], arguments=c["arguments"])
+                      for i, c in sorted(calls.items())]
+        return Completion(text="".join(text), reasoning="".join(reasoning), tool_calls=tool_calls,
+                          finish_reason=finish, usage=usage, model=target.ref)
+
+    def repair(self, completion: Completion, tool_names: set[str]) -> Completion:
+        """Turn a tool call written as JSON text into a real one (see repair.py)."""
+        if completion.tool_calls or not completion.text:
+            return completion
+        fixed = repair(completion.text, tool_names)
+        if fixed is None:
+            return completion
+        return Completion(text="", reasoning=completion.reasoning, tool_calls=fixed,
+                          finish_reason="tool_calls", usage=completion.usage,
+                          model=completion.model, repaired=True)
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "litellm_loaded": self._litellm is not None,
+            "calls": self.calls,
+            "aliases": dict(self.cfg.models.aliases),
+            "providers": {name: {"kind": p.kind, "api_base": p.api_base,
+                                 "concurrency": p.concurrency,
+                                 "circuit": self.breakers[name].describe()}
+                          for name, p in self.providers.items()},
+        }
+
+
+class StreamStalled(Exception):
+    def __init__(self, seconds: float) -> None:
+        super().__init__(f"the stream stalled: no data for {seconds:g}s")
+
+
+def _classify(exc: BaseException) -> tuple[int | None, float | None]:
+    """(HTTP status or None for connection-level trouble, Retry-After seconds)."""
+    if isinstance(exc, StreamStalled | TimeoutError):
+        return 408, None
+    status = getattr(exc, "status_code", None)
+    if not isinstance(status, int):
+        status = None
+    retry_after = None
+    for source in (exc, getattr(exc, "original_exception", None), exc.__cause__):
+        headers = _headers(source)
+        if headers:
+            raw = headers.get("retry-after") or headers.get("Retry-After")
+            if raw:
+                retry_after = _parse_retry_after(str(raw))
+                break
+    if retry_after is None:
+        # litellm folds some provider errors into its message text only.
+        import re
+
+        m = re.search(r"retry[- ]after[\"':= ]+([0-9.]+)", str(exc), re.I)
+        if m:
+            retry_after = float(m.group(1))
+    return status, retry_after
+
+
+def _headers(source: Any) -> dict[str, Any] | None:
+    if source is None:
+        return None
+    for attr in ("litellm_response_headers", "headers"):
+        h = getattr(source, attr, None)
+        if h:
+            return dict(h)
+    response = getattr(source, "response", None)
+    h = getattr(response, "headers", None)
+    return dict(h) if h else None
+
+
+def _parse_retry_after(raw: str) -> float | None:
+    try:
+        return max(0.0, float(raw))
+    except ValueError:
+        pass
+    try:
+        import time
+
+        return max(0.0, float(parsedate_to_datetime(raw).timestamp() - time.time()))
+    except (TypeError, ValueError):
+        return None
+
+
+def _backoff(attempt: int, base: float, cap: float, retry_after: float | None) -> float | None:
+    if retry_after is not None:
+        return retry_after if retry_after <= cap else None
+    return float(min(cap, base * 2 ** (attempt - 1)) * (0.5 + random.random() / 2))
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    # litellm prefixes its class names; keep the first line, bounded.
+    return text.splitlines()[0][:300]
+
+
+def _usage(raw: Any) -> Usage:
+    details = getattr(raw, "completion_tokens_details", None)
+    reasoning = getattr(details, "reasoning_tokens", 0) if details else 0
+    return Usage(prompt_tokens=int(getattr(raw, "prompt_tokens", 0) or 0),
+                 completion_tokens=int(getattr(raw, "completion_tokens", 0) or 0),
+                 reasoning_tokens=int(reasoning or 0))
+
+
+def _cost(litellm: Any, model: str, usage: Usage) -> float:
+    try:
+        prompt, completion = litellm.cost_per_token(
+            model=model, prompt_tokens=usage.prompt_tokens,
+            completion_tokens=usage.completion_tokens)
+        return float(prompt + completion)
+    except Exception:
+        return 0.0  # litellm has no price for this model (local, mock)
+
+
+def tool_schema_bytes(tools: list[dict[str, Any]]) -> int:
+    return len(json.dumps(tools, separators=(",", ":")))

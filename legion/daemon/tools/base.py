@@ -1,0 +1,181 @@
+"""The Tool type: a typed Python function the model can call.
+
+The JSON schema the model sees is derived from the function's signature
+(msgspec builds a struct from the parameters, and its schema), and the same
+struct validates the model's arguments. A bad call gets an error the model
+can act on: which argument, what was expected, the valid values, and the
+whole signature, so a small model corrects itself on the next turn.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import time
+import typing
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import anyio
+import msgspec
+
+from legion.daemon.llm.types import ToolCall
+
+
+@dataclass
+class ToolContext:
+    """What a tool knows about the agent calling it."""
+
+    agent_id: str
+    session_id: int
+    services: Any
+
+
+class ToolError(Exception):
+    """A tool's own refusal, reported to the model as the call's result."""
+
+    def __init__(self, message: str, hint: str = "") -> None:
+        super().__init__(message)
+        self.hint = hint
+
+
+@dataclass
+class ToolResult:
+    call: ToolCall
+    ok: bool
+    content: str
+    duration_ms: float
+    error_kind: str = ""
+
+    def as_message(self) -> dict[str, Any]:
+        return {"role": "tool", "tool_call_id": self.call.id, "name": self.call.name,
+                "content": self.content}
+
+
+class Tool:
+    def __init__(self, fn: Callable[..., Any], *, name: str | None = None,
+                 description: str | None = None, timeout: float | None = None) -> None:
+        self.fn = fn
+        self.name = name or fn.__name__
+        doc = inspect.getdoc(fn) or ""
+        self.description = description or doc.split("\n\n")[0].replace("\n", " ")
+        self.timeout = timeout
+        self.wants_context = False
+        fields: list[Any] = []
+        hints = typing.get_type_hints(fn)
+        for pname, param in inspect.signature(fn).parameters.items():
+            if pname == "ctx":
+                self.wants_context = True
+                continue
+            tp = hints.get(pname, Any)
+            if param.default is inspect.Parameter.empty:
+                fields.append((pname, tp))
+            else:
+                fields.append((pname, tp, param.default))
+        self.args_type = msgspec.defstruct(
+            f"{self.name}_args", fields, forbid_unknown_fields=True, kw_only=True)
+        self.is_async = inspect.iscoroutinefunction(fn)
+
+    def schema(self) -> dict[str, Any]:
+        """The OpenAI-style function schema sent to the model."""
+        params = msgspec.json.schema(self.args_type)
+        defs = params.pop("$defs", {})
+        ref = params.get("$ref", "")
+        if ref:
+            params = defs.pop(ref.rsplit("/", 1)[-1])
+        params.pop("title", None)
+        if defs:
+            params["$defs"] = defs
+        return {"type": "function",
+                "function": {"name": self.name, "description": self.description,
+                             "parameters": params}}
+
+    def signature(self) -> str:
+        parts = []
+        for f in msgspec.structs.fields(self.args_type):
+            from legion.daemon.rpc.dispatch import type_name
+
+            default = "" if f.required else f" = {f.default!r}"
+            parts.append(f"{f.name}: {type_name(f.type)}{default}")
+        return f"{self.name}({', '.join(parts)})"
+
+    def parse(self, raw: str) -> Any:
+        """The model's argument text -> the typed arguments, or a ToolError to show it."""
+        try:
+            data = json.loads(raw) if raw.strip() else {}
+        except json.JSONDecodeError as exc:
+            raise ToolError(
+                f"the arguments are not valid JSON ({exc.msg} at position {exc.pos})",
+                hint=f"send a JSON object, e.g. {self._example()}; signature: {self.signature()}",
+            ) from None
+        if not isinstance(data, dict):
+            raise ToolError(f"the arguments must be a JSON object, got {type(data).__name__}",
+                            hint=f"e.g. {self._example()}; signature: {self.signature()}")
+        try:
+            return msgspec.convert(data, self.args_type, strict=False)
+        except msgspec.ValidationError as exc:
+            raise ToolError(_explain(str(exc)), hint=f"signature: {self.signature()}") from None
+
+    def _example(self) -> str:
+        example = {f.name: "..." for f in msgspec.structs.fields(self.args_type) if f.required}
+        return json.dumps(example)
+
+    async def invoke(self, call: ToolCall, ctx: ToolContext, default_timeout: float) -> ToolResult:
+        start = time.perf_counter()
+        timeout = self.timeout or default_timeout
+        try:
+            args = self.parse(call.arguments)
+            kwargs = msgspec.structs.asdict(args)
+            if self.wants_context:
+                kwargs["ctx"] = ctx
+            with anyio.fail_after(timeout):
+                if self.is_async:
+                    value = await self.fn(**kwargs)
+                else:
+                    value = await anyio.to_thread.run_sync(lambda: self.fn(**kwargs))
+            content = value if isinstance(value, str) else json.dumps(value, default=str)
+            return ToolResult(call, True, content, _ms(start))
+        except ToolError as exc:
+            return ToolResult(call, False, _error_text(str(exc), exc.hint), _ms(start),
+                              "bad_arguments" if "argument" in str(exc) else "tool_error")
+        except TimeoutError:
+            return ToolResult(call, False, _error_text(
+                f"{self.name} timed out after {timeout:g}s",
+                "try again with a smaller request, or do without this tool"), _ms(start), "timeout")
+        except Exception as exc:  # a tool's crash is the model's information, not ours
+            return ToolResult(call, False, _error_text(f"{self.name} failed: {exc}", ""),
+                              _ms(start), "crash")
+
+
+def tool(fn: Callable[..., Any] | None = None, **options: Any) -> Any:
+    """Decorator: `@tool` or `@tool(timeout=5)` turns a function into a Tool."""
+    if fn is None:
+        return lambda f: Tool(f, **options)
+    return Tool(fn, **options)
+
+
+def _ms(start: float) -> float:
+    return round((time.perf_counter() - start) * 1000, 3)
+
+
+def _error_text(message: str, hint: str) -> str:
+    return json.dumps({"error": message, **({"hint": hint} if hint else {})})
+
+
+def _explain(msg: str) -> str:
+    import re
+
+    m = re.search(r" - at `\$\.?(.*)`$", msg)
+    where = m.group(1) if m else ""
+    what = (msg[: m.start()] if m else msg).replace("`", "")
+    unknown = re.match(r"Object contains unknown field (\S+)", what)
+    missing = re.match(r"Object missing required field (\S+)", what)
+    if unknown:
+        return f"unknown argument {unknown.group(1)!r}"
+    if missing:
+        return f"missing required argument {missing.group(1)!r}"
+    return f"argument {where!r}: {what[0].lower() + what[1:]}" if where else what
+
+
+ToolFn = Callable[..., Awaitable[Any] | Any]
