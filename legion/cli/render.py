@@ -33,12 +33,17 @@ def agents_table(agents: list[dict[str, Any]]) -> None:
         console.print("no agents. Create one with [bold]legion spawn ID[/bold].")
         return
     table = Table(box=None, header_style="bold")
-    for col in ("ID", "STATE", "MODEL", "PARENT", "UPDATED", "REASON"):
+    for col in ("ID", "STATE", "ACTIVITY", "MODEL", "QUEUED", "PARENT", "UPDATED", "REASON"):
         table.add_column(col)
     for a in agents:
         style = _STATE_STYLE.get(a["state"], "")
-        table.add_row(a["id"], f"[{style}]{a['state']}[/{style}]", a["model"],
-                      a.get("parent") or "-", ago(a.get("updated_at")), a.get("state_reason") or "")
+        model = a["model"]
+        resolved = a.get("resolved_model")
+        if resolved and resolved != model:
+            model = f"{model} -> {resolved}"
+        table.add_row(a["id"], f"[{style}]{a['state']}[/{style}]", a.get("activity", "idle"),
+                      model, str(a.get("queued", 0)), a.get("parent") or "-",
+                      ago(a.get("updated_at")), a.get("state_reason") or "")
     console.print(table)
 
 
@@ -60,6 +65,20 @@ def events(evs: list[dict[str, Any]]) -> None:
         console.print("no events.")
     for ev in evs:
         console.print(event_line(ev), highlight=False)
+
+
+def messages(msgs: list[dict[str, Any]]) -> None:
+    if not msgs:
+        console.print("no messages.")
+        return
+    table = Table(box=None, header_style="bold")
+    for col in ("ID", "STATUS", "FROM", "SENT", "TEXT / REPLY"):
+        table.add_column(col)
+    for m in msgs:
+        outcome = m.get("reply") or m.get("error") or ""
+        table.add_row(str(m["message_id"]), m["status"], m["sender"], ago(m["created_at"]),
+                      _short(outcome or "-"))
+    console.print(table)
 
 
 def info(doc: dict[str, Any]) -> None:

@@ -55,33 +55,58 @@ def attach(args: argparse.Namespace, ctx: CommandContext) -> int:
         params["kinds"] = args.kind
     if args.replay is not None:
         params["replay"] = args.replay
-    console = None
-    if not ctx.json:
-        from legion.cli import render
+    if ctx.json:
+        return _attach_json(ctx, params)
+    return _attach_human(ctx, args.id, params)
 
-        console = render.console
+
+def _attach_json(ctx: CommandContext, params: dict[str, Any]) -> int:
     with ctx.client(timeout=30.0) as client:
         client.call("events.subscribe", params)
         try:
             for note in client.notifications_stream():
                 method, body = note.get("method"), note.get("params") or {}
                 if method == protocol.NOTIFY_EVENT:
-                    if console is None:
-                        ctx.emit_line(body["event"])
-                    else:
-                        from legion.cli import render
-
-                        console.print(render.event_line(body["event"]), highlight=False)
+                    ctx.emit_line(body["event"])
                 elif method == protocol.NOTIFY_LAGGED:
-                    if console is None:
-                        ctx.emit_line({"lagged": body})
-                    else:
-                        console.print(f"[yellow]… missed {body['missed']} events "
-                                      f"(after #{body['after_id']})[/yellow]")
+                    ctx.emit_line({"lagged": body})
                 elif method == protocol.NOTIFY_END:
-                    if console is not None:
-                        console.print(f"[dim]stream ended: {body.get('reason')}[/dim]")
                     return 0
         except KeyboardInterrupt:
             return EXIT_INTERRUPTED
     return 0
+
+
+def _attach_human(ctx: CommandContext, agent: str, params: dict[str, Any]) -> int:
+    """Ctrl-C while the agent works interrupts its session; Ctrl-C when it is
+    idle (or a second Ctrl-C) detaches."""
+    from legion.cli import render
+    from legion.cli.transcript import Transcript
+
+    view = Transcript(render.console)
+    interrupted = False
+    with ctx.client(timeout=30.0) as client:
+        client.call("events.subscribe", params)
+        while True:
+            try:
+                for note in client.notifications_stream():
+                    method, body = note.get("method"), note.get("params") or {}
+                    if method == protocol.NOTIFY_EVENT:
+                        view.show(body["event"])
+                        if body["event"]["kind"] == "session.ended":
+                            interrupted = False
+                    elif method == protocol.NOTIFY_LAGGED:
+                        render.console.print(f"[yellow]… missed {body['missed']} events "
+                                             f"(after #{body['after_id']})[/yellow]")
+                    elif method == protocol.NOTIFY_END:
+                        view.close()
+                        render.console.print(f"[dim]stream ended: {body.get('reason')}[/dim]")
+                        return 0
+            except KeyboardInterrupt:
+                view.close()
+                if not view.busy or interrupted:
+                    return EXIT_INTERRUPTED
+                interrupted = True
+                ctx.call("agents.interrupt", {"id": agent})
+                render.console.print("[yellow]interrupting the session "
+                                     "(Ctrl-C again to detach)[/yellow]")

@@ -18,6 +18,7 @@ import anyio
 import msgspec
 import structlog
 from anyio.abc import TaskGroup, TaskStatus
+from anyio.streams.memory import MemoryObjectSendStream
 
 from legion.daemon.agents import inbox
 from legion.daemon.agents.inbox import Message
@@ -62,6 +63,7 @@ class Runtime:
         self.usage: dict[str, DailyUsage] = {}
         self._done: dict[int, anyio.Event] = {}
         self._tg: TaskGroup | None = None
+        self._spawns: MemoryObjectSendStream[str]
         self.draining = False
         self.sessions_run = 0
         self._running = 0
@@ -75,13 +77,19 @@ class Runtime:
         s.bus.deliver(events)
         await self._load_usage()
         queued = await inbox.queued_counts(s.store)
-        async with anyio.create_task_group() as tg:
+        # Agent changes are announced from commit callbacks, which run outside
+        # any task: new runners are started from this stream, inside one.
+        send, receive = anyio.create_memory_object_stream[str](max_buffer_size=1_000_000)
+        self._spawns = send
+        async with anyio.create_task_group() as tg, receive:
             self._tg = tg
             for agent_id in s.agents.agents:
                 self._start(agent_id, queued.get(agent_id, 0))
             s.agents.listeners.append(self._on_change)
             task_status.started()
-            await anyio.sleep_forever()
+            async for agent_id in receive:
+                if agent_id in s.agents.agents and agent_id not in self.states:
+                    self._start(agent_id)
 
     def _start(self, agent_id: str, queued: int = 0) -> None:
         assert self._tg is not None
@@ -91,7 +99,7 @@ class Runtime:
 
     def _on_change(self, action: str, agent_id: str, rec: AgentRecord | None) -> None:
         if action == "spawn":
-            self._start(agent_id)
+            self._spawns.send_nowait(agent_id)
         elif action == "destroy":
             state = self.states.pop(agent_id, None)
             if state and state.scope:

@@ -51,7 +51,8 @@ def _one(item: Any, n: int) -> ToolCall | None:
     name = item.get("name") or item.get("tool") or item.get("tool_name")
     if not isinstance(name, str):
         return None
-    args: Any = next((item[k] for k in ("arguments", "parameters", "args", "input") if k in item), {})
+    keys = ("arguments", "parameters", "args", "input")
+    args: Any = next((item[k] for k in keys if k in item), {})
     if isinstance(args, str):
         raw = args
     elif isinstance(args, dict):

@@ -1,0 +1,132 @@
+"""A small OpenAI-compatible server on loopback, for end-to-end tests.
+
+It speaks the real wire protocol of /v1/chat/completions: JSON responses, and
+`stream: true` as server-sent events with content deltas, tool_call fragments
+(split across chunks as real servers do), a usage chunk and `data: [DONE]`.
+Each request takes the next scripted reply; every request body is recorded.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections import deque
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+
+class Reply:
+    def __init__(self, text: str = "", tool_calls: list[dict[str, Any]] | None = None,
+                 status: int = 200, retry_after: float | None = None) -> None:
+        self.text = text
+        self.tool_calls = tool_calls or []
+        self.status = status
+        self.retry_after = retry_after
+
+
+class OpenAIServer:
+    def __init__(self) -> None:
+        self.replies: deque[Reply] = deque()
+        self.requests: list[dict[str, Any]] = []
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def do_GET(self) -> None:
+                body = json.dumps({"object": "list", "data": [{"id": "tiny", "object": "model"}]})
+                self._send(200, body.encode(), "application/json")
+
+            def do_POST(self) -> None:
+                length = int(self.headers.get("content-length", 0))
+                req = json.loads(self.rfile.read(length))
+                server.requests.append(req)
+                reply = server.replies.popleft() if server.replies else Reply("(no more replies)")
+                if reply.status != 200:
+                    headers = {}
+                    if reply.retry_after is not None:
+                        headers["Retry-After"] = str(reply.retry_after)
+                    err = json.dumps({"error": {"message": f"scripted {reply.status}",
+                                                "type": "server_error", "code": reply.status}})
+                    self._send(reply.status, err.encode(), "application/json", headers)
+                    return
+                if req.get("stream"):
+                    self._stream(req, reply)
+                else:
+                    self._send(200, json.dumps(_completion(req, reply)).encode(),
+                               "application/json")
+
+            def _send(self, status: int, body: bytes, ctype: str,
+                      headers: dict[str, str] | None = None) -> None:
+                self.send_response(status)
+                self.send_header("content-type", ctype)
+                self.send_header("content-length", str(len(body)))
+                for k, v in (headers or {}).items():
+                    self.send_header(k, v)
+                self.end_headers()
+                self.wfile.write(body)
+
+            def _stream(self, req: dict[str, Any], reply: Reply) -> None:
+                self.send_response(200)
+                self.send_header("content-type", "text/event-stream")
+                self.send_header("connection", "close")
+                self.end_headers()
+                base = {"id": "chatcmpl-1", "object": "chat.completion.chunk",
+                        "created": int(time.time()), "model": req.get("model", "tiny")}
+
+                def emit(delta: dict[str, Any], finish: str | None = None) -> None:
+                    chunk = {**base, "choices": [{"index": 0, "delta": delta,
+                                                  "finish_reason": finish}]}
+                    self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
+                    self.wfile.flush()
+
+                emit({"role": "assistant", "content": ""})
+                for i in range(0, len(reply.text), 5):
+                    emit({"content": reply.text[i:i + 5]})
+                for n, call in enumerate(reply.tool_calls):
+                    args = json.dumps(call.get("arguments", {}))
+                    half = len(args) // 2
+                    emit({"tool_calls": [{"index": n, "id": f"call_{n}", "type": "function",
+                                          "function": {"name": call["name"],
+                                                       "arguments": args[:half]}}]})
+                    emit({"tool_calls": [{"index": n, "function": {"arguments": args[half:]}}]})
+                emit({}, "tool_calls" if reply.tool_calls else "stop")
+                usage = {"prompt_tokens": 20, "completion_tokens": 7, "total_tokens": 27}
+                self.wfile.write(f"data: {json.dumps({**base, 'choices': [], 'usage': usage})}"
+                                 "\n\n".encode())
+                self.wfile.write(b"data: [DONE]\n\n")
+                self.wfile.flush()
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.httpd.server_address[1]
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    def __enter__(self) -> OpenAIServer:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def _completion(req: dict[str, Any], reply: Reply) -> dict[str, Any]:
+    message: dict[str, Any] = {"role": "assistant", "content": reply.text}
+    if reply.tool_calls:
+        message["tool_calls"] = [
+            {"id": f"call_{n}", "type": "function",
+             "function": {"name": c["name"], "arguments": json.dumps(c.get("arguments", {}))}}
+            for n, c in enumerate(reply.tool_calls)]
+    return {"id": "chatcmpl-1", "object": "chat.completion", "created": int(time.time()),
+            "model": req.get("model", "tiny"),
+            "choices": [{"index": 0, "message": message,
+                         "finish_reason": "tool_calls" if reply.tool_calls else "stop"}],
+            "usage": {"prompt_tokens": 20, "completion_tokens": 7, "total_tokens": 27}}
