@@ -25,6 +25,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from types import FrameType, TracebackType
 from typing import Any
@@ -59,8 +60,12 @@ def console_script() -> Path | None:
 class BenchDaemon:
     """A daemon in a temp home. `with BenchDaemon() as d: ... d.socket ...`"""
 
-    def __init__(self, python: str | None = None) -> None:
+    def __init__(self, python: str | None = None,
+                 config: str | Callable[[Path], str] | None = None) -> None:
+        """`config`: optional text of HOME/config.toml, written before the daemon
+        starts; a callable gets the home (to name files inside it) and returns it."""
         self.python = python or sys.executable
+        self.config = config
         self.home: Path | None = None
         self.proc: subprocess.Popen[bytes] | None = None
         self.exit_code: int | None = None
@@ -117,6 +122,9 @@ class BenchDaemon:
         env["NOTIFY_SOCKET"] = notify_path
         for var in ("LEGION_HOME", "LEGION_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID"):
             env.pop(var, None)
+        if self.config is not None:
+            text = self.config(self.home) if callable(self.config) else self.config
+            (self.home / "config.toml").write_text(text, encoding="utf-8")
         self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
         t0 = time.perf_counter()
         self.proc = subprocess.Popen(

@@ -37,7 +37,8 @@ def _imports_of(args: list[str], home: Path) -> dict[str, object]:
 def test_one_shot_commands_import_nothing_heavy(daemon: Daemon) -> None:
     daemon.cli("spawn", "a")
     for args in (["ps", "--json"], ["info", "--json"], ["pause", "a", "--json"],
-                 ["events", "a", "--json"], ["ps", "--state", "paused", "--json"]):
+                 ["events", "a", "--json"], ["ps", "--state", "paused", "--json"],
+                 ["tell", "a", "hi", "--json"], ["messages", "a", "--json"]):
         got = _imports_of(args, daemon.home)
         assert got == {"rc": 0, "heavy": []}, (args, got)
 
@@ -52,7 +53,8 @@ def test_human_output_loads_rich_but_never_the_daemon(daemon: Daemon) -> None:
 
 def test_unreachable_daemon_exits_3_with_how_to_start_it(tmp_path: Path) -> None:
     for args in (["ps"], ["info"], ["spawn", "x"], ["pause", "x"], ["resume", "x"],
-                 ["stop", "x"], ["destroy", "x"], ["events", "x"], ["attach", "x"], []):
+                 ["stop", "x"], ["destroy", "x"], ["events", "x"], ["attach", "x"],
+                 ["tell", "x", "hi"], ["wait", "1"], ["interrupt", "x"], ["messages", "x"], []):
         res = run_cli("--home", str(tmp_path), *args)
         assert res.code == 3, (args, res)
         assert "no Legion daemon is listening" in res.err
@@ -85,7 +87,8 @@ def test_options_work_before_and_after_the_command(daemon: Daemon) -> None:
 
 
 @pytest.mark.parametrize("cmd", ["", "daemon", "info", "ps", "spawn", "pause", "resume", "stop",
-                                 "destroy", "events", "attach", "config", "config check"])
+                                 "destroy", "events", "attach", "config", "config check",
+                                 "tell", "wait", "interrupt", "messages"])
 def test_help_for_every_command(cmd: str) -> None:
     res = run_cli(*cmd.split(), "--help")
     assert res.code == 0 and "usage: legion" in res.out

@@ -82,10 +82,10 @@ def test_tell_wait_on_a_fresh_install_answers_through_mock_echo(daemon: Daemon) 
         assert k in kinds, k
     # The reply streamed as deltas adds up to the reply.
     evs = daemon.cli_json("events", "alice", "--limit", "100")
-    first = [e for e in evs if e["kind"] == "session.started"][0]["data"]["session"]
+    first = next(e for e in evs if e["kind"] == "session.started")["data"]["session"]
     deltas = "".join(e["data"]["text"] for e in evs if e["kind"] == "model.delta"
-                     and e["id"] < [x for x in evs if x["kind"] == "message.replied"][0]["id"])
-    assert deltas == [e for e in evs if e["kind"] == "message.replied"][0]["data"]["reply"]
+                     and e["id"] < next(x for x in evs if x["kind"] == "message.replied")["id"])
+    assert deltas == next(e for e in evs if e["kind"] == "message.replied")["data"]["reply"]
     assert first == 1
     ps = daemon.cli_json("ps")[0]
     assert ps["resolved_model"] == "mock/echo" and ps["activity"] == "idle"
@@ -346,9 +346,33 @@ def test_an_openai_compatible_server_configured_in_config_toml(make_daemon: Any)
         assert "UTC" in tool_msg["content"] and tool_msg["tool_call_id"] == "call_0"
         second = tell(daemon, "lena", "again")
         assert second["reply"] == "second answer"
-        retry = [e for e in daemon.cli_json("events", "lena", "--kind", "model.retry")]
+        retry = list(daemon.cli_json("events", "lena", "--kind", "model.retry"))
         assert retry and retry[0]["data"]["status"] == 429 and retry[0]["data"]["wait_s"] == 0.2
         assert daemon.cli_json("ps")[0]["resolved_model"] == "lan/tiny"
+
+
+def test_inbox_errors_are_instructive(daemon: Daemon) -> None:
+    res = daemon.cli("tell", "ghost", "hi")
+    assert res.code == 4 and "no agent 'ghost'" in res.err
+    assert daemon.cli("messages", "ghost").code == 4
+    res = daemon.cli("wait", "999")
+    assert res.code == 4 and "no message 999" in res.err
+    daemon.cli("spawn", "al")
+    res = daemon.cli("tell", "al", "   ")
+    assert res.code == 2 and "empty" in res.err
+    res = daemon.cli("interrupt", "al")
+    assert res.code == 0 and "no running session" in res.out
+    assert daemon.cli_json("messages", "al") == []
+
+
+def test_wait_timeout_leaves_the_message_to_be_answered(daemon: Daemon) -> None:
+    daemon.cli("spawn", "pat")
+    daemon.cli("pause", "pat")
+    res = daemon.cli("tell", "pat", "later", "--wait", "--timeout", "0.2")
+    assert res.code == 6 and "will still be answered" in res.err
+    daemon.cli("resume", "pat")
+    mid = daemon.cli_json("messages", "pat")[0]["message_id"]
+    assert "later" in daemon.cli("wait", str(mid)).out
 
 
 def test_unknown_model_is_refused_at_spawn(daemon: Daemon) -> None:

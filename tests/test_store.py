@@ -35,6 +35,13 @@ EXPECTED_SCHEMA = {
     ("index", "events_ts"),
     ("index", "graveyard_agent"),
     ("index", "graveyard_events_ts"),
+    ("table", "messages"),
+    ("table", "sessions"),
+    ("table", "history"),
+    ("index", "messages_agent_status"),
+    ("index", "messages_done_at"),
+    ("index", "sessions_agent"),
+    ("index", "history_agent"),
 }
 
 
@@ -151,6 +158,26 @@ async def test_retention_by_count_and_age(store: Store) -> None:
     assert [e.data["i"] for e in kept] == list(range(10, 30))
     # Ids keep increasing after pruning (AUTOINCREMENT never reuses them).
     assert (await bus.emit("a", "test.tick", {})).id == 31
+
+
+async def test_history_and_finished_messages_are_bounded(store: Store) -> None:
+    def seed(db: Any) -> None:
+        for i in range(30):
+            db.execute("INSERT INTO history (agent_id, message, chars, created_at) "
+                       "VALUES ('a', ?, 10, 't')", (f'{{"n": {i}}}',))
+        for status, done in (("done", "2001-01-01T00:00:00.000Z"), ("queued", None),
+                             ("done", "2999-01-01T00:00:00.000Z")):
+            db.execute("INSERT INTO messages (agent_id, sender, body, status, created_at, "
+                       "done_at) VALUES ('a', 'user', 'x', ?, 't', ?)", (status, done))
+
+    await store.writer.run(seed)
+    await event_log.prune(store, retention_days=30, max_rows=0, history_keep=10)
+    kept = [r["message"] for r in await store.fetchall("SELECT message FROM history ORDER BY id")]
+    assert kept == [f'{{"n": {i}}}' for i in range(20, 30)]
+    rows = await store.fetchall("SELECT status, done_at FROM messages ORDER BY id")
+    # The old finished one went; a queued one never does, however old.
+    assert [(r["status"], r["done_at"]) for r in rows] == [
+        ("queued", None), ("done", "2999-01-01T00:00:00.000Z")]
 
 
 async def test_a_full_disk_refuses_the_write_and_loses_nothing(store: Store) -> None:

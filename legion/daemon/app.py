@@ -158,7 +158,8 @@ class Daemon:
         cfg = self.config.events
         while True:
             try:
-                removed = await event_log.prune(store, cfg.retention_days, cfg.max_rows)
+                removed = await event_log.prune(store, cfg.retention_days, cfg.max_rows,
+                                                self.config.agents.history_keep)
                 if removed:
                     log.info("pruned old events", removed=removed)
             except LegionError as exc:

@@ -89,7 +89,10 @@ def register(registry: Registry, s: Services) -> None:
 
     async def list_(ctx: Context, p: ListParams) -> list[dict[str, Any]]:
         """An agent's recent messages, oldest first."""
-        return [_view(m) for m in await listing(s.store, p.agent, p.status, p.limit)]
+        found = await listing(s.store, p.agent, p.status, p.limit)
+        if not found and p.agent not in s.agents.agents:
+            s.agents.get(p.agent)  # raises an instructive not-found (or bad id) error
+        return [_view(m) for m in found]
 
     async def interrupt(ctx: Context, p: InterruptParams) -> dict[str, Any]:
         """Cancel the agent's running session (its message ends `interrupted`)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -100,11 +101,48 @@ def prune_job(retention_days: float, max_rows: int) -> Any:
     return job
 
 
-async def prune(store: Store, retention_days: float, max_rows: int) -> int:
-    """Apply retention until nothing is left to remove; returns rows removed."""
+def prune_working_state_job(retention_days: float, history_keep: int) -> Any:
+    """A write job that bounds what sessions leave behind: each agent's
+    conversation history to its newest `history_keep` rows, and finished
+    messages and sessions to the event retention period."""
+
+    def job(db: Any) -> int:
+        removed = 0
+        over = db.execute("SELECT agent_id FROM history GROUP BY agent_id HAVING count(*) > ?",
+                          (history_keep,)).fetchall()
+        for (agent,) in over:
+            edge = db.execute("SELECT id FROM history WHERE agent_id = ? ORDER BY id DESC "
+                              "LIMIT 1 OFFSET ?", (agent, history_keep)).fetchone()
+            removed += db.execute(
+                "DELETE FROM history WHERE id IN (SELECT id FROM history WHERE agent_id = ? "
+                "AND id <= ? ORDER BY id LIMIT ?)", (agent, edge[0], PRUNE_CHUNK)).rowcount
+        if retention_days > 0:
+            cutoff = (datetime.now(UTC) - timedelta(days=retention_days)).isoformat(
+                timespec="milliseconds").replace("+00:00", "Z")
+            removed += db.execute(
+                "DELETE FROM messages WHERE id IN (SELECT id FROM messages WHERE done_at < ? "
+                "AND status NOT IN ('queued', 'processing') LIMIT ?)",
+                (cutoff, PRUNE_CHUNK)).rowcount
+            removed += db.execute(
+                "DELETE FROM sessions WHERE id IN (SELECT id FROM sessions WHERE ended_at < ? "
+                "LIMIT ?)", (cutoff, PRUNE_CHUNK)).rowcount
+        return int(removed)
+
+    return job
+
+
+async def prune(store: Store, retention_days: float, max_rows: int,
+                history_keep: int = 2000) -> int:
+    """Apply retention until nothing is left to remove; returns rows removed.
+
+    Chunked, so the writer is never held for long and other writes interleave."""
     total = 0
-    while True:
-        n = await store.writer.run(prune_job(retention_days, max_rows))
-        total += int(n)
-        if n == 0:
-            return total
+    jobs: list[Callable[[], Any]] = [lambda: prune_job(retention_days, max_rows),
+                                     lambda: prune_working_state_job(retention_days, history_keep)]
+    for make in jobs:
+        while True:
+            n = int(await store.writer.run(make()))
+            total += n
+            if n == 0:
+                break
+    return total
