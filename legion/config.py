@@ -20,6 +20,7 @@ import msgspec
 from msgspec import Meta, Struct
 
 from legion.errors import ConfigError, close_matches
+from legion.validation import problem
 
 Seconds = Annotated[float, Meta(gt=0)]
 
@@ -262,14 +263,10 @@ def parse(raw: dict[str, Any], *, base_dir: Path | None = None) -> Config:
 
 
 def _config_error(msg: str) -> ConfigError:
-    # msgspec says e.g. "Expected `int`, got `str` - at `$.rpc.max_connections`".
-    m = re.search(r" - at `\$\.?(.*)`$", msg)
-    key = m.group(1) if m else ""
-    what = msg[: m.start()] if m else msg
-    what = what.replace("`", "")
+    key, _, detail = problem(msg)
     allowed = _allowed_values(key)
     return ConfigError(
-        f"{key or '<root>'}: {what[0].lower() + what[1:] if what else 'invalid value'}",
+        f"{key or '<root>'}: {detail}",
         hint=(f"use one of: {', '.join(allowed)}; " if allowed else "")
         + "see docs/configuration.md for each key, then run `legion config check`",
         candidates=allowed,

@@ -9,7 +9,6 @@ can correct itself in one step.
 from __future__ import annotations
 
 import enum
-import re
 import types
 import typing
 from collections.abc import Awaitable, Callable, Coroutine
@@ -19,6 +18,7 @@ from typing import Any
 import msgspec
 
 from legion.errors import InvalidParams, MethodNotFound, close_matches
+from legion.validation import problem
 
 
 class Params(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -123,22 +123,14 @@ def decode_params(method: Method, raw: Any) -> Any:
 
 
 def _params_error(method: Method, msg: str) -> InvalidParams:
-    m = re.search(r" - at `\$\.?(.*)`$", msg)
-    where = m.group(1) if m else ""
-    what = (msg[: m.start()] if m else msg).replace("`", "")
-    names = [f.encode_name for f in msgspec.structs.fields(method.params)]
+    where, kind, what = problem(msg)
     candidates: list[str] = []
-    unknown = re.match(r"Object contains unknown field (\S+)", what)
-    missing = re.match(r"Object missing required field (\S+)", what)
-    if unknown:
-        where = unknown.group(1)
-        candidates = close_matches(where, names)
+    if kind == "unknown":
+        names = [f.encode_name for f in msgspec.structs.fields(method.params)]
+        candidates = close_matches(where.rsplit(".", 1)[-1], names)
         what = "unknown parameter"
-    elif missing:
-        where = missing.group(1)
+    elif kind == "missing":
         what = "required parameter is missing"
-    else:
-        what = what[0].lower() + what[1:] if what else "invalid value"
     return InvalidParams(
         f"{method.name}: {where + ': ' if where else ''}{what}",
         hint=(f"did you mean {candidates[0]!r}? " if candidates else "")

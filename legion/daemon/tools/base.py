@@ -21,6 +21,7 @@ import anyio
 import msgspec
 
 from legion.daemon.llm.types import ToolCall
+from legion.validation import problem
 
 
 @dataclass
@@ -164,18 +165,12 @@ def _error_text(message: str, hint: str) -> str:
 
 
 def _explain(msg: str) -> str:
-    import re
-
-    m = re.search(r" - at `\$\.?(.*)`$", msg)
-    where = m.group(1) if m else ""
-    what = (msg[: m.start()] if m else msg).replace("`", "")
-    unknown = re.match(r"Object contains unknown field (\S+)", what)
-    missing = re.match(r"Object missing required field (\S+)", what)
-    if unknown:
-        return f"unknown argument {unknown.group(1)!r}"
-    if missing:
-        return f"missing required argument {missing.group(1)!r}"
-    return f"argument {where!r}: {what[0].lower() + what[1:]}" if where else what
+    where, kind, detail = problem(msg)
+    if kind == "unknown":
+        return f"unknown argument {where!r}"
+    if kind == "missing":
+        return f"missing required argument {where!r}"
+    return f"argument {where!r}: {detail}" if where else detail
 
 
 ToolFn = Callable[..., Awaitable[Any] | Any]
