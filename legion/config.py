@@ -84,7 +84,8 @@ class ProviderConfig(_Section):
     api_key: str | None = None
     # Requests in flight to this provider at once, across all agents.
     concurrency: Annotated[int, Meta(ge=1, le=1000)] = 4
-    # A whole request; the dial alone; the longest silence inside a stream.
+    # A whole call (request to last chunk); the dial alone; the longest silence
+    # inside a stream.
     timeout: Seconds = 300.0
     connect_timeout: Seconds = 5.0
     stall_timeout: Seconds = 60.0
@@ -259,6 +260,9 @@ def parse(raw: dict[str, Any], *, base_dir: Path | None = None) -> Config:
     except msgspec.ValidationError as exc:
         raise _config_error(str(exc)) from None
     cfg.base_dir = str(base_dir or Path.cwd())
+    # Aliases the file names replace the embedded ones of the same name; the
+    # rest (local, smart, fast, cheap) stay, so a fresh alias never orphans agents.
+    cfg.models.aliases = {**ModelsConfig().aliases, **cfg.models.aliases}
     return cfg
 
 

@@ -27,6 +27,7 @@ PERMISSION_DENIED = -32003
 TIMEOUT = -32004
 UNAVAILABLE = -32005
 STORAGE = -32006
+MODEL_UNAVAILABLE = -32007
 
 # CLI exit codes (the contract in docs/cli.md).
 EXIT_OK = 0
@@ -159,6 +160,13 @@ class StorageError(LegionError):
     kind = "storage"
 
 
+class ModelUnavailable(LegionError):
+    """Every model in an alias's chain failed (after retries and fallbacks)."""
+
+    code = MODEL_UNAVAILABLE
+    kind = "model_unavailable"
+
+
 class DaemonUnreachable(LegionError):
     """Client side: nothing answers on the socket."""
 
@@ -187,6 +195,7 @@ _BY_CODE: dict[int, type[LegionError]] = {
     TIMEOUT: Timeout,
     UNAVAILABLE: Unavailable,
     STORAGE: StorageError,
+    MODEL_UNAVAILABLE: ModelUnavailable,
 }
 
 

@@ -207,8 +207,9 @@ usage = { prompt_tokens = 900, completion_tokens = 300 }
     assert "daily token budget reached: 1200 of 1000" in second["error"]
     agent = daemon.cli_json("ps")[0]
     assert agent["state"] == "paused" and "daily token budget" in agent["state_reason"]
-    kinds = [e["kind"] for e in daemon.cli_json("events", "fay", "--limit", "100")]
-    assert "guard.budget" in kinds and "agent.paused" in kinds
+    evs = {e["kind"]: e for e in daemon.cli_json("events", "fay", "--limit", "100")}
+    assert evs["agent.paused"]["caused_by"] == evs["guard.budget"]["id"]
+    assert evs["agent.paused"]["source"] == "guard"
     # No second model call was made.
     assert len(script_log(tmp_path, "hungry")) == 1
 
@@ -401,3 +402,12 @@ text = "ok"
     assert shown[1]["error"] == "unknown argument 'tz'"
     assert "timezone" in shown[1]["hint"]
     assert "unknown timezone 'Mars/Olympus'" in shown[2]["error"]
+
+
+def test_guard_overrides_are_range_checked_and_aliases_merge(make_daemon: Any) -> None:
+    daemon: Daemon = make_daemon(config='[models.aliases]\ncoder = "mock/echo"\n')
+    res = daemon.rpc("agents.spawn", {"id": "g", "guards": {"max_turns": 0}})
+    assert res["error"]["code"] == -32602 and "max_turns" in res["error"]["message"]
+    # A new alias leaves the embedded ones in place.
+    assert daemon.cli("spawn", "a").code == 0  # default `local`
+    assert daemon.cli("spawn", "b", "--model", "coder").code == 0

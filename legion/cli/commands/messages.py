@@ -66,7 +66,7 @@ def tell(args: argparse.Namespace, ctx: CommandContext) -> int:
             result = client.call("messages.wait",
                                  {"message_id": sent["message_id"], "timeout": args.timeout})
         except KeyboardInterrupt:
-            print(f"\nmessage {sent['message_id']} is still queued and will be answered; "
+            print(f"\nmessage {sent['message_id']} is stored and will still be answered; "
                   f"`legion wait {sent['message_id']}` picks it up again", file=sys.stderr)
             return EXIT_INTERRUPTED
     return _show_reply(ctx, result)

@@ -10,6 +10,7 @@ lets it finish. Budgets are counted here, per agent per UTC day.
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -65,6 +66,9 @@ class Runtime:
         self._tg: TaskGroup | None = None
         self._spawns: MemoryObjectSendStream[str]
         self.draining = False
+        # Asked before a session ends: "does this agent still own work?" Each
+        # returns a sentence naming the work, or None. The task board adds one.
+        self.work_checks: list[Callable[[str], Awaitable[str | None]]] = []
         self.sessions_run = 0
         self._running = 0
         self._idle: anyio.Event | None = None
@@ -221,6 +225,13 @@ class Runtime:
         state.session_scope.cancel()
         return True
 
+    async def owned_work(self, agent_id: str) -> str | None:
+        for check in self.work_checks:
+            found = await check(agent_id)
+            if found:
+                return found
+        return None
+
     # -- guards and budgets ----------------------------------------------------------
 
     def guards(self, rec: AgentRecord) -> Guards:
@@ -266,11 +277,11 @@ class Runtime:
         return {"day": u.day, "tokens_used": u.tokens, "tokens_limit": g.daily_tokens or None,
                 "cost_used": round(u.cost, 6), "cost_limit": g.daily_cost or None}
 
-    async def pause_for(self, agent_id: str, reason: str) -> None:
+    async def pause_for(self, agent_id: str, reason: str, caused_by: int | None = None) -> None:
         # Already paused or stopped by someone else: the guard event still says why.
         with contextlib.suppress(Conflict):
             await self.services.agents.transition(agent_id, "pause", reason=reason,
-                                                  source="guard")
+                                                  source="guard", caused_by=caused_by)
 
     def describe(self, agent_id: str) -> dict[str, Any]:
         state = self.states.get(agent_id)

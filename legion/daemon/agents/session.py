@@ -18,21 +18,21 @@ import json
 import time
 from collections import Counter
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import anyio
 import msgspec
 import structlog
+from msgspec import Meta
 
 from legion.daemon.agents import prompt
 from legion.daemon.agents.inbox import Message
 from legion.daemon.agents.model import AgentRecord, State
 from legion.daemon.events import Event, insert, now_iso
-from legion.daemon.llm.client import ModelUnavailable
 from legion.daemon.llm.types import Usage
 from legion.daemon.tools.base import ToolContext, ToolResult
 from legion.daemon.tools.kernel import KERNEL
-from legion.errors import LegionError
+from legion.errors import LegionError, ModelUnavailable
 
 if TYPE_CHECKING:
     from legion.daemon.agents.runtime import AgentState, Runtime
@@ -57,14 +57,15 @@ class Guards:
 
 
 class GuardOverrides(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
-    """Per-agent overrides of [guards], as given to spawn or in a definition."""
+    """Per-agent overrides of [guards], as given to spawn or in a definition
+    (the same ranges as config.GuardsConfig)."""
 
-    max_turns: int | None = None
-    loop_repeats: int | None = None
-    daily_tokens: int | None = None
-    daily_cost: float | None = None
-    tool_timeout: float | None = None
-    history_tokens: int | None = None
+    max_turns: Annotated[int, Meta(ge=1, le=1000)] | None = None
+    loop_repeats: Annotated[int, Meta(ge=2, le=100)] | None = None
+    daily_tokens: Annotated[int, Meta(ge=0)] | None = None
+    daily_cost: Annotated[float, Meta(ge=0)] | None = None
+    tool_timeout: Annotated[float, Meta(gt=0)] | None = None
+    history_tokens: Annotated[int, Meta(ge=0)] | None = None
 
 
 class _Deltas:
@@ -158,12 +159,13 @@ class Session:
         schemas = [t.schema() for t in self.tools.values()]
         calls_seen: Counter[str] = Counter()
         errors_seen: Counter[str] = Counter()
+        nudged = False
         cause = self.start_event
         for turn in range(1, g.max_turns + 1):
             over = self.rt.over_budget(rec.id, g)
             if over is not None:
-                await self.emit("guard.budget", {"reason": over}, self.start_event)
-                await self.rt.pause_for(rec.id, over)
+                guard = await self.emit("guard.budget", {"reason": over}, self.start_event)
+                await self.rt.pause_for(rec.id, over, caused_by=guard.id)
                 return "failed", over, None
             self.turns = turn
             self.state.activity = "thinking"
@@ -207,7 +209,18 @@ class Session:
             messages.append(assistant)
             self.new_rows.append(assistant)
             if not completion.tool_calls:
-                return "done", "", completion.text
+                nudge = None if nudged else await self.rt.owned_work(rec.id)
+                if nudge is None:
+                    return "done", "", completion.text
+                # One synthetic turn: finish the work or hand it back, then answer.
+                nudged = True
+                note = {"role": "user", "content": f"[legion] Before you end: {nudge} "
+                        "Finish it now, or hand it back, then give your final answer."}
+                messages.append(note)
+                self.new_rows.append(note)
+                await self.emit("session.nudged", {"turn": turn, "work": nudge}, resp.id)
+                cause = resp.id
+                continue
             for c in completion.tool_calls:
                 calls_seen[f"{c.name}:{_normal(c.arguments)}"] += 1
             looped = [k for k, n in calls_seen.items() if n >= g.loop_repeats]

@@ -130,7 +130,8 @@ class Supervisor:
         return await self._store.writer.run(job, on_commit=self._committed("spawn"))
 
     async def transition(
-        self, agent_id: str, action: str, *, reason: str = "", source: str = "rpc"
+        self, agent_id: str, action: str, *, reason: str = "", source: str = "rpc",
+        caused_by: int | None = None,
     ) -> tuple[AgentRecord, Event]:
         current = self.get(agent_id)
         check_transition(agent_id, current.state, action)  # fast refusal, re-checked below
@@ -148,7 +149,7 @@ class Supervisor:
             ev = insert(
                 db, agent_id, f"agent.{_past(action)}",
                 {"from": before.value, "to": rec.state.value, "reason": reason},
-                source=source,
+                caused_by=caused_by, source=source,
             )
             return rec, ev
 

@@ -31,7 +31,7 @@ from legion.config import Config, ProviderConfig
 from legion.daemon.llm.breaker import Breaker
 from legion.daemon.llm.repair import repair
 from legion.daemon.llm.types import Completion, ToolCall, Usage
-from legion.errors import InvalidParams, LegionError
+from legion.errors import InvalidParams, LegionError, ModelUnavailable
 
 log = structlog.get_logger("legion.llm")
 
@@ -70,19 +70,24 @@ def litellm_module() -> Any:
         return litellm
 
 
-class ModelUnavailable(LegionError):
-    code = -32007
-    kind = "model_unavailable"
-
-
 class Target:
     """One concrete model to call: a provider and a model name on it."""
 
-    def __init__(self, ref: str, provider: str, cfg: ProviderConfig, model: str) -> None:
+    def __init__(self, ref: str, provider: str, cfg: ProviderConfig, model: str,
+                 base_dir: str = "") -> None:
         self.ref = ref
         self.provider = provider
         self.cfg = cfg
         self.model = model
+        self.base_dir = base_dir
+
+    @property
+    def script(self) -> str:
+        """mock/script's file, relative to the config file's directory."""
+        from pathlib import Path
+
+        path = Path(self.cfg.script or "").expanduser()
+        return str(path if path.is_absolute() else Path(self.base_dir) / path)
 
     def call_kwargs(self) -> dict[str, Any]:
         import httpx
@@ -95,7 +100,7 @@ class Target:
             **self.cfg.params,
         }
         if kind == "mock" and self.cfg.script:
-            kw["api_base"] = self.cfg.script
+            kw["api_base"] = self.script
         elif self.cfg.api_base:
             kw["api_base"] = self.cfg.api_base
         if self.cfg.api_key:
@@ -138,7 +143,7 @@ class ModelClient:
         if not sep or not model:
             raise self._unknown(ref)
         if provider in self.providers:
-            return [Target(ref, provider, self.providers[provider], model)]
+            return [Target(ref, provider, self.providers[provider], model, self.cfg.base_dir)]
         if provider in KNOWN_PROVIDERS:
             cfg = ProviderConfig(kind=provider)
             self.providers[provider] = cfg
@@ -226,7 +231,8 @@ class ModelClient:
         raise ModelUnavailable(
             f"no model could answer for {ref!r}: " + "; ".join(failures[-3:]),
             hint="check the provider (is the server up? is the key set?), or add a fallback "
-            "to the alias in [models.aliases]; `legion info` shows each provider's circuit",
+            "to the alias in [models.aliases]; `legion info --json` shows each provider's "
+            "circuit",
         )
 
     async def _stream(self, target: Target, messages: list[dict[str, Any]],
@@ -236,10 +242,14 @@ class ModelClient:
         if tools:
             kwargs["tools"] = tools
         with anyio.fail_after(target.cfg.timeout):
-            stream = await litellm.acompletion(
-                messages=messages, stream=True, stream_options={"include_usage": True},
-                max_retries=0, num_retries=0, **kwargs,
-            )
+            return await self._consume(litellm, target, kwargs, messages, on_delta)
+
+    async def _consume(self, litellm: Any, target: Target, kwargs: dict[str, Any],
+                       messages: list[dict[str, Any]], on_delta: Delta) -> Completion:
+        stream = await litellm.acompletion(
+            messages=messages, stream=True, stream_options={"include_usage": True},
+            max_retries=0, num_retries=0, **kwargs,
+        )
         text: list[str] = []
         reasoning: list[str] = []
         calls: dict[int, dict[str, str]] = {}

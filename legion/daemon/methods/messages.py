@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from msgspec import Meta
 
@@ -29,9 +29,12 @@ class MessageParams(Params):
     message_id: int
 
 
+Status = Literal["queued", "processing", "done", "idle", "failed", "interrupted"]
+
+
 class ListParams(Params):
     agent: str
-    status: str | None = None
+    status: Status | None = None
     limit: Annotated[int, Meta(ge=1, le=10_000)] = 50
 
 
