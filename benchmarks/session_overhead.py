@@ -11,19 +11,20 @@ measures, on this machine:
    after warm-up. litellm is imported and the `mock` provider registered by
    `legion.daemon.llm.client.litellm_module()`, as the daemon does. One call at
    a time, and N calls at once (`asyncio.gather` in batches of N).
-2. **daemon**: a daemon in a temp home, N agents (default 1 and 50), one
-   warm-up message each (the first message pays the lazy litellm import),
-   then N client threads, each on its own connection, loop `agents.tell` +
-   `messages.wait` to their own agent. A turn is one tell+wait: one session,
-   one model call. The agents are spawned with `history_tokens = 0`, so every
-   call carries exactly the bare call's messages (system + user); one more
-   row runs a single agent with the default history budget. From the
-   daemon's events it also splits each session into its phases.
+2. **daemon**: a daemon in a temp home, N agents (default 1 and 50); one
+   unmeasured first message (it pays the daemon's lazy litellm import); then
+   N client threads, each on its own connection, loop `agents.tell` +
+   `messages.wait` to their own agent, after 3 unmeasured turns each. A turn
+   is one tell+wait: one session, one model call. The agents are spawned with
+   `history_tokens = 0` (and no daily token limit), so every call carries
+   exactly the bare call's messages (system + user); one more row runs a
+   single agent with the default history budget. From the daemon's events
+   it also splits each session into its phases.
 3. **prompt bytes**: what a minimal agent (no system prompt of its own)
    sends per turn: the system message (Legion's protocol text) and the tool
    schemas, taken from the real code path: an agent on a scripted model
-   (`mock/script`), whose `<script>.log` records the exact messages of each
-   call.
+   (`mock/script`), whose `<script>.toml.log` records the exact messages of
+   each call.
 
     .venv/bin/python benchmarks/session_overhead.py [--seconds 4 | --turns N] [--agents 1,50]
 """
@@ -53,9 +54,20 @@ from _daemon import BenchDaemon, DaemonError, interrupt_on_term
 
 from legion.config import GuardsConfig
 
-CALL_TIMEOUT = 60.0
+CALL_TIMEOUT = 60.0  # socket timeout of one RPC
+# messages.wait's own timeout. Short on purpose: when a wait misses its
+# wake-up (see `Turn.late`), the daemon answers only when this runs out, and
+# a message still running after it is simply waited for again.
+WAIT_TIMEOUT = 1.0
+# A reply that reaches us this long after the message was done (its done_at)
+# came by the timeout path: the wait missed the session's end.
+LATE_AFTER = 0.5
 TEXT = "What time is it in Paris?"
 WARMUP_CALLS = 30
+# Unmeasured turns each client makes, all clients at once, before a scenario's
+# clock starts: it grows the daemon's thread pools (litellm runs parts of each
+# call on the default executor and on anyio's workers) to the concurrency.
+WARM_TURNS = 3
 # Agent ids have one width everywhere ("c050-0007"), so the system prompt,
 # which names the agent, has the same length in every scenario and in the
 # bare calls.
@@ -117,6 +129,7 @@ class Bare:
     concurrency: int
     latencies: list[float] = field(default_factory=list)
     wall: float = 0.0
+    cpu: float = 0.0  # this process's CPU time (all threads: litellm uses a few)
 
     @property
     def calls(self) -> int:
@@ -161,6 +174,7 @@ def run_bare(args: argparse.Namespace) -> tuple[float, list[Bare]]:
     async def level(c: int) -> Bare:
         res = Bare(c)
         batches = math.ceil(args.turns / c) if args.turns else None
+        cpu0 = time.process_time()
         t0 = time.perf_counter()
         deadline = t0 + args.seconds
         n = 0
@@ -171,6 +185,7 @@ def run_bare(args: argparse.Namespace) -> tuple[float, list[Bare]]:
                 await asyncio.gather(*[one(res.latencies) for _ in range(c)])
             n += 1
         res.wall = time.perf_counter() - t0
+        res.cpu = time.process_time() - cpu0
         return res
 
     async def main() -> list[Bare]:
@@ -184,6 +199,21 @@ def run_bare(args: argparse.Namespace) -> tuple[float, list[Bare]]:
 
 
 # -- 2. the daemon --------------------------------------------------------------------
+
+
+class RpcError(DaemonError):
+    def __init__(self, method: str, message: str, kind: str | None) -> None:
+        super().__init__(f"{method}: {message}")
+        self.kind = kind
+
+
+@dataclass
+class Turn:
+    reply: dict[str, Any]
+    rewaits: int  # messages.wait calls that ran out (the message was still running)
+    # > 0 when the reply came this many seconds after the message was done: the
+    # wait missed the session's end and answered only when its timeout ran out.
+    late: float
 
 
 class Conn:
@@ -207,12 +237,27 @@ class Conn:
         if reply.get("id") != self.next_id:
             raise RuntimeError(f"reply for id {reply.get('id')}, expected {self.next_id}")
         if "error" in reply:
-            raise DaemonError(f"{method}: {reply['error'].get('message')}")
+            err = reply["error"]
+            raise RpcError(method, err.get("message", ""), (err.get("data") or {}).get("kind"))
         return reply["result"]
 
-    def turn(self, agent: str) -> dict[str, Any]:
+    def turn(self, agent: str) -> Turn:
+        """agents.tell, then messages.wait until the message is final."""
         mid = self.call("agents.tell", {"id": agent, "text": TEXT})["message_id"]
-        return self.call("messages.wait", {"message_id": mid, "timeout": CALL_TIMEOUT})  # type: ignore[no-any-return]
+        rewaits = 0
+        while True:
+            try:
+                reply = self.call("messages.wait", {"message_id": mid, "timeout": WAIT_TIMEOUT})
+                break
+            except RpcError as exc:
+                if exc.kind != "timeout":
+                    raise
+                rewaits += 1  # still running after WAIT_TIMEOUT: wait again, up to a limit
+                if rewaits * WAIT_TIMEOUT >= CALL_TIMEOUT:
+                    raise DaemonError(f"message {mid} to {agent}: no reply within "
+                                      f"{CALL_TIMEOUT:g}s ({exc})") from None
+        lag = time.time() - ts(reply["done_at"]) if reply.get("done_at") else 0.0
+        return Turn(reply, rewaits, lag if lag >= LATE_AFTER else 0.0)
 
     def close(self) -> None:
         with contextlib.suppress(OSError):
@@ -227,6 +272,8 @@ class ClientState:
     errors: int = 0
     first_error: str = ""
     prompt_tokens: int = 0
+    late: list[float] = field(default_factory=list)
+    rewaits: int = 0
     crashed: BaseException | None = None
 
 
@@ -243,6 +290,8 @@ class Run:
     writer_jobs: int = 0
     writer_batches: int = 0
     prompt_tokens: int = 0  # of the last turn, as the model reported it
+    late: list[float] = field(default_factory=list)
+    rewaits: int = 0
     phases: dict[str, list[float]] = field(default_factory=dict)
 
     @property
@@ -251,14 +300,17 @@ class Run:
 
     @property
     def per_turn(self) -> float:
-        return self.wall / self.turns
+        """wall / turns, less the time clients spent in missed wake-ups: each of
+        the `agents` clients lost its `late` seconds of the wall time."""
+        return (self.wall - sum(self.late) / self.agents) / self.turns
 
 
 @dataclass
 class Gate:
     """What the main thread shares with its client threads."""
 
-    barrier: threading.Barrier
+    warmed: threading.Barrier  # passed once every client has made its warm-up turns
+    barrier: threading.Barrier  # opened by the main thread to start the clock
     quota: int | None  # turns per client, or None: run until the deadline
     stop: threading.Event = field(default_factory=threading.Event)
     deadline: float = 0.0  # set just before the barrier opens
@@ -267,6 +319,9 @@ class Gate:
 def client_loop(conn: Conn, agent: str, st: ClientState, gate: Gate) -> None:
     perf = time.perf_counter
     try:
+        for _ in range(WARM_TURNS):
+            conn.turn(agent)
+        gate.warmed.wait()
         gate.barrier.wait()
         n = 0
         while ((n < gate.quota) if gate.quota is not None else (perf() < gate.deadline)) \
@@ -274,12 +329,16 @@ def client_loop(conn: Conn, agent: str, st: ClientState, gate: Gate) -> None:
             n += 1
             t0 = perf()
             try:
-                reply = conn.turn(agent)
+                turn = conn.turn(agent)
             except DaemonError as exc:
                 st.errors += 1
                 st.first_error = st.first_error or str(exc)
                 continue
             st.latencies.append(perf() - t0)
+            st.rewaits += turn.rewaits
+            if turn.late:
+                st.late.append(turn.late)
+            reply = turn.reply
             if reply["status"] != "done":
                 st.errors += 1
                 st.first_error = st.first_error or (
@@ -295,18 +354,19 @@ def run_daemon_scenario(d: BenchDaemon, name: str, agents: list[str],
     res = Run(name, len(agents))
     conns: list[Conn] = []
     threads: list[threading.Thread] = []
-    gate = Gate(threading.Barrier(len(agents) + 1),
+    gate = Gate(threading.Barrier(len(agents) + 1), threading.Barrier(len(agents) + 1),
                 math.ceil(args.turns / len(agents)) if args.turns else None)
     try:
         conns = [Conn(d.socket) for _ in agents]
-        info0 = d.call("daemon.info")
-        last_id = info0["events"]["last_id"] or 0
         states = [ClientState() for _ in agents]
         threads = [threading.Thread(target=client_loop, daemon=True, name=f"client-{i}",
                                     args=(conns[i], agents[i], states[i], gate))
                    for i in range(len(agents))]
         for t in threads:
             t.start()
+        gate.warmed.wait(timeout=CALL_TIMEOUT * 2)
+        info0 = d.call("daemon.info")
+        last_id = info0["events"]["last_id"] or 0
         cpu0, dcpu0 = time.process_time(), d.cpu_seconds()
         t0 = time.perf_counter()
         gate.deadline = t0 + args.seconds
@@ -323,12 +383,15 @@ def run_daemon_scenario(d: BenchDaemon, name: str, agents: list[str],
             res.errors += st.errors
             res.first_error = res.first_error or st.first_error
             res.prompt_tokens = max(res.prompt_tokens, st.prompt_tokens)
+            res.late += st.late
+            res.rewaits += st.rewaits
         w0, w1 = info0["database"]["writer"], d.call("daemon.info")["database"]["writer"]
         res.writer_jobs = w1["jobs"] - w0["jobs"]
         res.writer_batches = w1["batches"] - w0["batches"]
         res.phases = session_phases(d, last_id)
     finally:
         gate.stop.set()
+        gate.warmed.abort()
         gate.barrier.abort()
         for c in conns:
             c.close()
@@ -397,14 +460,12 @@ def spawn(d: BenchDaemon, ids: list[str], **params: Any) -> None:
     d.call_many([("agents.spawn", {"id": i, **params}) for i in ids])
 
 
-def warm_up(d: BenchDaemon, ids: list[str]) -> None:
-    """One message per agent, all at once; the first also pays litellm's import."""
-    told = d.call_many([("agents.tell", {"id": i, "text": TEXT}) for i in ids])
-    done = d.call_many([("messages.wait", {"message_id": t["message_id"],
-                                           "timeout": CALL_TIMEOUT}) for t in told])
-    bad = [m for m in done if m["status"] != "done"]
-    if bad:
-        raise SystemExit(f"warm-up: a message ended {bad[0]['status']}: {bad[0]['error']}")
+def first_turn(d: BenchDaemon, agent: str) -> None:
+    """One message, which pays the daemon's lazy litellm import."""
+    with contextlib.closing(Conn(d.socket)) as conn:
+        reply = conn.turn(agent).reply
+    if reply["status"] != "done":
+        raise SystemExit(f"the first message ended {reply['status']}: {reply['error']}")
 
 
 # -- 3. prompt bytes ------------------------------------------------------------------
@@ -451,7 +512,7 @@ def prompt_probe(d: BenchDaemon) -> dict[str, Any]:
     assert d.home is not None
     spawn(d, [PROBE_ID], model="s")
     with contextlib.closing(Conn(d.socket)) as conn:
-        reply = conn.turn(PROBE_ID)
+        reply = conn.turn(PROBE_ID).reply
     if reply["status"] != "done":
         raise SystemExit(f"prompt probe: the message ended {reply['status']}: {reply['error']}")
     calls = [json.loads(line) for line in
@@ -488,14 +549,16 @@ def print_bare(import_s: float, bare: list[Bare]) -> None:
           f"in-process; litellm_module() took {import_s:.2f}s, then {WARMUP_CALLS} warm-up "
           "calls")
     head = (f"{'concurrency':>11} {'calls':>7} {'p50 ms':>8} {'p95 ms':>8} "
-            f"{'wall/call ms':>12} {'calls/s':>8}")
+            f"{'wall/call ms':>12} {'calls/s':>8} {'CPU ms/call':>11}")
     print(head)
     print("-" * len(head))
     for b in bare:
         print(f"{b.concurrency:>11} {b.calls:>7} {ms(statistics.median(b.latencies)):>8} "
-              f"{ms(pct(b.latencies, 95)):>8} {ms(b.per_call):>12} {b.calls / b.wall:>8.0f}")
-    print("  p50/p95: each call's own time (for concurrency > 1, from gather start to its end); "
-          "wall/call: wall time / calls")
+              f"{ms(pct(b.latencies, 95)):>8} {ms(b.per_call):>12} {b.calls / b.wall:>8.0f} "
+              f"{ms(b.cpu / b.calls):>11}")
+    print("  p50/p95: each call's own time (for concurrency > 1, from its batch's start to its "
+          "end); wall/call: wall time / calls;")
+    print("  CPU ms/call: this process's CPU time (all its threads) / calls")
 
 
 def print_daemon(runs: list[Run], bare: dict[int, Bare]) -> None:
@@ -503,7 +566,8 @@ def print_daemon(runs: list[Run], bare: dict[int, Bare]) -> None:
           "each client on its own connection and agent")
     head = (f"{'scenario':<22} {'turns':>6} {'errors':>6} {'p50 ms':>8} {'p95 ms':>8} "
             f"{'wall/turn ms':>12} {'turns/s':>8} {'x bare p50':>10} {'x bare wall':>11} "
-            f"{'daemon CPU':>10} {'bench CPU':>9} {'jobs/turn':>9} {'jobs/commit':>11}")
+            f"{'daemon CPU':>10} {'CPU ms/turn':>11} {'x bare CPU':>10} {'bench CPU':>9} "
+            f"{'jobs/turn':>9} {'jobs/commit':>11} {'late':>4}")
     print(head)
     print("-" * len(head))
     for r in runs:
@@ -512,13 +576,29 @@ def print_daemon(runs: list[Run], bare: dict[int, Bare]) -> None:
         x50 = f"{p50 / statistics.median(b.latencies):.1f}" if b else "-"
         xw = f"{r.per_turn / b.per_call:.1f}" if b else "-"
         jc = f"{r.writer_jobs / r.writer_batches:.1f}" if r.writer_batches else "-"
+        xc = f"{r.daemon_cpu / r.turns / (b.cpu / b.calls):.1f}" if b else "-"
         print(f"{r.name:<22} {r.turns:>6} {r.errors:>6} {ms(p50):>8} "
               f"{ms(pct(r.latencies, 95)):>8} {ms(r.per_turn):>12} {r.turns / r.wall:>8.0f} "
               f"{x50:>10} {xw:>11} {r.daemon_cpu / r.wall * 100:>9.0f}% "
+              f"{ms(r.daemon_cpu / r.turns):>11} {xc:>10} "
               f"{r.bench_cpu / r.wall * 100:>8.0f}% {r.writer_jobs / max(1, r.turns):>9.1f} "
-              f"{jc:>11}")
-    print("  x bare p50 = daemon p50 / bare p50; x bare wall = daemon wall/turn / bare wall/call,"
-          " at the same concurrency")
+              f"{jc:>11} {len(r.late):>4}")
+    print("  x bare p50 = daemon p50 / bare p50; x bare wall = daemon wall/turn / bare wall/call;"
+          " x bare CPU = daemon CPU ms/turn / bare CPU ms/call; each at the same concurrency")
+    print("  daemon CPU: the daemon's CPU time (all threads, /proc) in % of one core; "
+          "CPU ms/turn: that time / turns; bench CPU: this process, the clients")
+    print("  jobs/turn, jobs/commit: the store writer's write jobs per turn and per transaction "
+          "(one commit each)")
+    print(f"  late: turns whose messages.wait missed the session's end and answered only when "
+          f"its {WAIT_TIMEOUT:g}s timeout ran out")
+    for r in runs:
+        if r.late:
+            print(f"  {r.name}: {len(r.late)} late repl{'ies' if len(r.late) > 1 else 'y'} "
+                  f"({', '.join(f'{x:.2f}s' for x in r.late[:5])} after the message was done);"
+                  " p50/p95 include them, wall/turn leaves their lost time out")
+        if r.rewaits:
+            print(f"  {r.name}: {r.rewaits} messages.wait calls ran out with the message still "
+                  "running, and were repeated")
     print()
     print("   in-daemon view, from event timestamps (ms, mean per session; ts have 1 ms "
           "resolution)")
@@ -574,17 +654,21 @@ def main() -> int:
         for n in args.levels:
             ids = [f"c{n:03d}-{i:04d}" for i in range(n)]
             scenarios.append((f"{n} agent{'s' if n > 1 else ''}", ids,
-                              {"guards": {"history_tokens": 0}}))
+                              {"guards": {"history_tokens": 0, "daily_tokens": 0}}))
         h = args.levels[0]
+        # daily_tokens = 0 (no limit): with its history, an agent sends ~6k tokens a
+        # turn and would reach the default 2M-a-day budget (and be paused) within
+        # ~320 turns, i.e. within seconds with an instant model.
         scenarios.append((f"{h} agent{'s' if h > 1 else ''}, history",
-                          [f"h{h:03d}-{i:04d}" for i in range(h)], {}))
+                          [f"h{h:03d}-{i:04d}" for i in range(h)],
+                          {"guards": {"daily_tokens": 0}}))
         for _, ids, params in scenarios:
             spawn(d, ids, **params)
         t0 = time.perf_counter()
-        for _, ids, _ in scenarios:
-            warm_up(d, ids)
-        print(f"warm-up : one message per agent ({sum(len(s[1]) for s in scenarios)} agents) "
-              f"in {time.perf_counter() - t0:.2f}s (the first pays the daemon's litellm import)")
+        first_turn(d, scenarios[0][1][0])
+        print(f"warm-up : the first message took {time.perf_counter() - t0:.2f}s (the daemon "
+              f"imports litellm); then each scenario starts after {WARM_TURNS} unmeasured "
+              "turns per client, all clients at once")
         print()
         for name, ids, _ in scenarios:
             runs.append(run_daemon_scenario(d, name, ids, args))
@@ -610,10 +694,10 @@ def main() -> int:
               f"({len(probe['tools'])} kernel tools: {sizes})")
         print(f"   system + tools                     : {total:>6} B  (~{total // 4} tokens "
               "at 4 chars a token)")
-        print(f"   the user message ({TEXT!r})  : {probe['user_bytes']:>6} B; all "
+        print(f"   the user message (the bench's)     : {probe['user_bytes']:>6} B; all "
               f"{probe['messages']} messages as compact JSON: {probe['messages_bytes']} B")
         print(f"   daemon's model.request prompt_tokens_estimate: {probe['estimate']} "
-              "(messages only, tools not counted); "
+              "(messages and tool schemas); "
               f"usage.prompt_tokens reported: {probe['reported_prompt_tokens']}")
         problems = d.log_problems()
     print()

@@ -34,8 +34,11 @@ def user_message(sender: str, body: str) -> dict[str, Any]:
     return {"role": "user", "content": f"[message from {sender}]\n{body}"}
 
 
-def estimate(messages: list[dict[str, Any]]) -> int:
-    return sum(len(json.dumps(m)) for m in messages) // CHARS_PER_TOKEN
+def estimate(messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None = None) -> int:
+    """Estimated prompt tokens: the messages and the tool schemas sent with them."""
+    chars = sum(len(json.dumps(m)) for m in messages)
+    chars += len(json.dumps(tools, separators=(",", ":"))) if tools else 0
+    return chars // CHARS_PER_TOKEN
 
 
 async def history(store: Store, agent: str, budget_tokens: int) -> list[dict[str, Any]]:

@@ -43,6 +43,8 @@ class AgentState:
     session_scope: anyio.CancelScope | None = None
     interrupt_reason: str = ""
     queued: int = 0
+    # Messages told so far (never decreases): tells a claim may have raced.
+    told: int = 0
 
 
 @dataclass
@@ -134,8 +136,14 @@ class Runtime:
                 if rec is None:
                     return
                 msg = None
-                if rec.state is State.RUNNING and not self.draining:
+                # `queued` counts what the inbox holds (loaded at start, kept by
+                # tell and claim), so an empty inbox costs no write to look at.
+                if rec.state is State.RUNNING and not self.draining and state.queued > 0:
+                    told = state.told
                     msg = await self._claim(agent_id)
+                    if msg is None and state.told == told:
+                        # Nothing was queued after all, and no tell raced the look.
+                        state.queued = 0
                 if msg is None:
                     await state.wake.wait()
                     continue
@@ -177,19 +185,24 @@ class Runtime:
             state = self.states.get(agent_id)
             if state is not None:
                 state.queued += 1
+                state.told += 1
                 state.wake.set()
 
         return await self.services.store.writer.run(job, on_commit=committed)
 
     async def wait(self, message_id: int, within: float) -> Message:
-        msg = await inbox.get(self.services.store, message_id)
-        if msg is None:
-            raise NotFound(f"no message {message_id}",
-                           hint="message ids come from `legion tell`; old ones are pruned "
-                           "with the events")
-        if msg.final:
-            return msg
+        # Register before reading: a session that ends between the read and the
+        # wait still finds someone to wake.
         done = self._done.setdefault(message_id, anyio.Event())
+        msg = await inbox.get(self.services.store, message_id)
+        if msg is None or msg.final:
+            if not done.is_set():
+                self._done.pop(message_id, None)
+            if msg is None:
+                raise NotFound(f"no message {message_id}",
+                               hint="message ids come from `legion tell`; old ones are pruned "
+                               "with the events")
+            return msg
         with anyio.move_on_after(within):
             await done.wait()
         msg = await inbox.get(self.services.store, message_id)

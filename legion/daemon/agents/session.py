@@ -171,7 +171,8 @@ class Session:
             self.state.activity = "thinking"
             req = await self.emit("model.request", {
                 "turn": turn, "model": rec.model, "messages": len(messages),
-                "prompt_tokens_estimate": prompt.estimate(messages), "tools": len(schemas),
+                "prompt_tokens_estimate": prompt.estimate(messages, schemas),
+                "tools": len(schemas),
             }, cause)
             deltas = _Deltas(self, req.id)
 

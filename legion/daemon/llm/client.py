@@ -113,7 +113,9 @@ class Target:
 class ModelClient:
     def __init__(self, cfg: Config) -> None:
         self.cfg = cfg
-        self.providers: dict[str, ProviderConfig] = {"mock": ProviderConfig(kind="mock")}
+        # The built-in offline provider answers in-process: no server to protect.
+        self.providers: dict[str, ProviderConfig] = {
+            "mock": ProviderConfig(kind="mock", concurrency=256)}
         self.providers.update(cfg.providers)
         b = cfg.models.breaker
         self.breakers = {
