@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import json
+import math
 import os
 import select
 import shutil
@@ -276,3 +277,60 @@ class BenchDaemon:
 
     def spawn_agents(self, n: int, prefix: str = "bench") -> None:
         self.call_many([("agents.spawn", {"id": f"{prefix}-{i:04d}"}) for i in range(n)])
+
+
+class Conn:
+    """One connection to the daemon (a blocking socket), one request at a time."""
+
+    def __init__(self, path: Path, timeout: float = 30.0) -> None:
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(timeout)
+        self.sock.connect(str(path))
+        self.rfile = self.sock.makefile("rb")
+        self.next_id = 0
+
+    def call(self, method: str, params: dict[str, Any] | None) -> dict[str, Any]:
+        """Send one request; return the whole reply (result or error)."""
+        self.next_id += 1
+        msg: dict[str, Any] = {"jsonrpc": "2.0", "id": self.next_id, "method": method}
+        if params is not None:
+            msg["params"] = params
+        self.sock.sendall(json.dumps(msg, separators=(",", ":")).encode() + b"\n")
+        line = self.rfile.readline()
+        if not line.endswith(b"\n"):
+            raise ConnectionError("the daemon closed the connection")
+        reply = json.loads(line)
+        if reply.get("id") != self.next_id:
+            raise RuntimeError(f"reply for id {reply.get('id')}, expected {self.next_id}: "
+                               f"{line[:200]!r}")
+        return reply  # type: ignore[no-any-return]
+
+    def close(self) -> None:
+        # shutdown() first: it wakes a thread blocked in recv() on this socket.
+        with contextlib.suppress(OSError):
+            self.sock.shutdown(socket.SHUT_RDWR)
+        self.rfile.close()
+        self.sock.close()
+
+
+def pct(values: list[float], q: float) -> float:
+    """The q-th percentile (nearest rank)."""
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, math.ceil(q / 100 * len(ordered)) - 1))]
+
+
+def print_problems(problems: list[str]) -> None:
+    if problems:
+        print(f"daemon log warnings/errors ({len(problems)}):")
+        for line in problems[:10]:
+            print(f"  {line}")
+
+
+def run(main: Callable[[], int]) -> None:
+    """The scripts' entry point: exit 130 on Ctrl-C, after their clean-up ran."""
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:
+        print("\ninterrupted; daemon stopped and temp home removed", file=sys.stderr)
+        sys.exit(130)
+

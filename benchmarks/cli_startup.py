@@ -42,7 +42,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _daemon import REPO, BenchDaemon, console_script, interrupt_on_term
+from _daemon import REPO, BenchDaemon, console_script, interrupt_on_term, print_problems, run
 
 # Modules the one-shot `ps --json` path must not load (the daemon side, the
 # human-output side, and things a future agent runtime might drag in).
@@ -271,16 +271,9 @@ def main() -> int:
         shutil.rmtree(pycache, ignore_errors=True)
     print()
     print(f"daemon stopped (exit code {d.exit_code}); temp home and bytecode cache removed")
-    if problems:
-        print(f"daemon log warnings/errors ({len(problems)}):")
-        for line in problems[:10]:
-            print(f"  {line}")
+    print_problems(problems)
     return 0
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except KeyboardInterrupt:
-        print("\ninterrupted; daemon stopped and temp home removed", file=sys.stderr)
-        sys.exit(130)
+    run(main)

@@ -30,10 +30,7 @@ Scenarios (each `--seconds` long, with 1 and with 16 clients by default):
 from __future__ import annotations
 
 import argparse
-import contextlib
-import json
 import os
-import socket
 import statistics
 import sys
 import threading
@@ -44,7 +41,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _daemon import BenchDaemon, interrupt_on_term
+from _daemon import BenchDaemon, Conn, interrupt_on_term, pct, print_problems, run
 
 # (client index, request number on that client) -> (method, params)
 CALL_TIMEOUT = 30.0
@@ -95,39 +92,6 @@ class Result:
     @property
     def rate(self) -> float:
         return self.requests / self.elapsed if self.elapsed else 0.0
-
-
-class Conn:
-    """One connection (a blocking socket), one request at a time."""
-
-    def __init__(self, path: Path) -> None:
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.settimeout(CALL_TIMEOUT)
-        self.sock.connect(str(path))
-        self.rfile = self.sock.makefile("rb")
-        self.next_id = 0
-
-    def call(self, method: str, params: dict[str, Any] | None) -> dict[str, Any]:
-        self.next_id += 1
-        msg: dict[str, Any] = {"jsonrpc": "2.0", "id": self.next_id, "method": method}
-        if params is not None:
-            msg["params"] = params
-        self.sock.sendall(json.dumps(msg, separators=(",", ":")).encode() + b"\n")
-        line = self.rfile.readline()
-        if not line.endswith(b"\n"):
-            raise ConnectionError("the daemon closed the connection")
-        reply = json.loads(line)
-        if reply.get("id") != self.next_id:
-            raise RuntimeError(f"reply for id {reply.get('id')}, expected {self.next_id}: "
-                               f"{line[:200]!r}")
-        return reply  # type: ignore[no-any-return]
-
-    def close(self) -> None:
-        # shutdown() first: it wakes a thread blocked in recv() on this socket.
-        with contextlib.suppress(OSError):
-            self.sock.shutdown(socket.SHUT_RDWR)
-        self.rfile.close()
-        self.sock.close()
 
 
 @dataclass
@@ -218,11 +182,6 @@ def run_scenario(d: BenchDaemon, name: str, clients: int, seconds: float,
     return res
 
 
-def pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, round(q / 100 * len(ordered) + 0.5) - 1))]
-
-
 def row(r: Result) -> str:
     p50 = statistics.median(r.latencies) * 1e3 if r.latencies else float("nan")
     p99 = pct(r.latencies, 99) * 1e3 if r.latencies else float("nan")
@@ -305,16 +264,9 @@ def main() -> int:
               f"failures {writer['failures']}")
         problems = d.log_problems()
     print(f"daemon stopped (exit code {d.exit_code}); temp home removed")
-    if problems:
-        print(f"daemon log warnings/errors ({len(problems)}):")
-        for line in problems[:10]:
-            print(f"  {line}")
+    print_problems(problems)
     return 0
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except KeyboardInterrupt:
-        print("\ninterrupted; daemon stopped and temp home removed", file=sys.stderr)
-        sys.exit(130)
+    run(main)

@@ -37,7 +37,6 @@ import contextlib
 import json
 import math
 import os
-import socket
 import statistics
 import sys
 import threading
@@ -50,7 +49,8 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _daemon import BenchDaemon, DaemonError, interrupt_on_term
+from _daemon import BenchDaemon, DaemonError, interrupt_on_term, pct, print_problems, run
+from _daemon import Conn as BaseConn
 
 from legion.config import GuardsConfig
 
@@ -110,11 +110,6 @@ def parse_args() -> argparse.Namespace:
     if args.mock_concurrency is not None and not 1 <= args.mock_concurrency <= 1000:
         p.error("--mock-concurrency must be between 1 and 1000")
     return args
-
-
-def pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, math.ceil(q / 100 * len(ordered)) - 1))]
 
 
 def ms(x: float) -> str:
@@ -216,26 +211,14 @@ class Turn:
     late: float
 
 
-class Conn:
-    """One connection (a blocking socket), one request at a time."""
+class Conn(BaseConn):
+    """A connection whose calls return results and raise the daemon's errors."""
 
     def __init__(self, path: Path) -> None:
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.settimeout(CALL_TIMEOUT)
-        self.sock.connect(str(path))
-        self.rfile = self.sock.makefile("rb")
-        self.next_id = 0
+        super().__init__(path, CALL_TIMEOUT)
 
-    def call(self, method: str, params: dict[str, Any]) -> Any:
-        self.next_id += 1
-        msg = {"jsonrpc": "2.0", "id": self.next_id, "method": method, "params": params}
-        self.sock.sendall(json.dumps(msg, separators=(",", ":")).encode() + b"\n")
-        line = self.rfile.readline()
-        if not line.endswith(b"\n"):
-            raise ConnectionError("the daemon closed the connection")
-        reply = json.loads(line)
-        if reply.get("id") != self.next_id:
-            raise RuntimeError(f"reply for id {reply.get('id')}, expected {self.next_id}")
+    def call(self, method: str, params: dict[str, Any] | None) -> Any:
+        reply = super().call(method, params)
         if "error" in reply:
             err = reply["error"]
             raise RpcError(method, err.get("message", ""), (err.get("data") or {}).get("kind"))
@@ -259,11 +242,6 @@ class Conn:
         lag = time.time() - ts(reply["done_at"]) if reply.get("done_at") else 0.0
         return Turn(reply, rewaits, lag if lag >= LATE_AFTER else 0.0)
 
-    def close(self) -> None:
-        with contextlib.suppress(OSError):
-            self.sock.shutdown(socket.SHUT_RDWR)
-        self.rfile.close()
-        self.sock.close()
 
 
 @dataclass
@@ -703,16 +681,9 @@ def main() -> int:
     print()
     print(f"daemon stopped (exit code {d.exit_code}); temp home removed; "
           f"total {time.perf_counter() - t_start:.1f}s")
-    if problems:
-        print(f"daemon log warnings/errors ({len(problems)}):")
-        for line in problems[:10]:
-            print(f"  {line}")
+    print_problems(problems)
     return 0
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except KeyboardInterrupt:
-        print("\ninterrupted; daemon stopped and temp home removed", file=sys.stderr)
-        sys.exit(130)
+    run(main)
