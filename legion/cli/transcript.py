@@ -13,6 +13,7 @@ from typing import Any
 from rich.console import Console, Group
 from rich.live import Live
 from rich.markdown import Markdown
+from rich.markup import escape
 from rich.text import Text
 
 from legion.cli.render import event_line
@@ -80,8 +81,8 @@ class Transcript:
         self._settle()
         out = self.console.print
         if kind == "message.received":
-            out(f"[dim]{at}[/dim] [bold cyan]» {data.get('sender')}[/bold cyan] "
-                f"{data.get('text', '')}", highlight=False)
+            out(f"[dim]{at}[/dim] [bold cyan]» {escape(str(data.get('sender')))}[/bold cyan] "
+                f"{escape(str(data.get('text', '')))}", highlight=False)
         elif kind == "session.started":
             self.busy = True
             out(f"[dim]{at} ── session {data.get('session')} on {data.get('resolved_model')} "
@@ -122,4 +123,4 @@ class Transcript:
 def _short(v: Any) -> str:
     s = v if isinstance(v, str) else json.dumps(v)
     s = s.replace("\n", " ")
-    return s if len(s) <= PREVIEW else s[: PREVIEW - 1] + "…"
+    return escape(s if len(s) <= PREVIEW else s[: PREVIEW - 1] + "…")

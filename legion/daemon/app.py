@@ -27,6 +27,9 @@ from legion.daemon.events import EventBus
 from legion.daemon.llm.client import ModelClient
 from legion.daemon.lock import HomeLock, prepare_socket
 from legion.daemon.log import configure as configure_logging
+from legion.daemon.memory import embedders
+from legion.daemon.memory.backfill import Backfill
+from legion.daemon.memory.service import Memory
 from legion.daemon.methods import build_registry
 from legion.daemon.rpc.server import RpcServer
 from legion.daemon.services import Services
@@ -84,12 +87,21 @@ class Daemon:
         services = Services(config=cfg, paths=self.paths, store=store, bus=bus, agents=sup,
                             models=ModelClient(cfg), config_path=self.config_path)
         services.runtime = Runtime(services)
+        embedder = embedders.make(cfg, services.models)
+        services.memory = Memory(store, bus, cfg.memory, embedder,
+                                 embedders.describe(embedder, cfg))
         server = RpcServer(build_registry(services), bus, cfg.rpc, self.paths.socket)
         services.rpc = server
 
         async with anyio.create_task_group() as tg:
             tg.start_soon(self._watch_signals, tg.cancel_scope)
             await tg.start(services.runtime.run)
+            if embedder is not None and services.memory.vec_available:
+                backfill = Backfill(services.memory, store, embedder,
+                                    batch=cfg.memory.backfill_batch,
+                                    backoff_max=cfg.memory.backfill_backoff_max)
+                services.memory.backfill = backfill
+                await tg.start(backfill.run)
             await tg.start(server.serve)
             tg.start_soon(self._retention, store)
             interval = systemd.watchdog_interval()

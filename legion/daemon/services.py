@@ -20,6 +20,7 @@ from legion.paths import Paths
 if TYPE_CHECKING:
     from legion.daemon.agents.runtime import Runtime
     from legion.daemon.llm.client import ModelClient
+    from legion.daemon.memory.service import Memory
     from legion.daemon.rpc.server import RpcServer
 
 
@@ -37,3 +38,4 @@ class Services:
     rpc: RpcServer | None = None
     # Set once the runtime exists (it needs the services it is part of).
     runtime: Runtime = None  # type: ignore[assignment]
+    memory: Memory = None  # type: ignore[assignment]

@@ -153,8 +153,15 @@ class Session:
         rec, g = self.rec, self.guards
         history = await prompt.history(self.rt.services.store, rec.id, g.history_tokens)
         user = prompt.user_message(self.msg.sender, self.msg.body)
-        messages = [{"role": "system", "content": prompt.system_prompt(rec.id, rec.system_prompt)},
-                    *history, user]
+        system = prompt.system_prompt(rec.id, rec.system_prompt)
+        budget = rec.settings.get("memory_context_tokens",
+                                  self.rt.services.config.memory.context_tokens)
+        if budget:
+            recalled = await self.rt.services.memory.context(rec.id, self.msg.body, budget)
+            if recalled:
+                system = f"{system}\n\n{recalled}"
+                await self.emit("memory.recalled", {"chars": len(recalled)}, self.start_event)
+        messages = [{"role": "system", "content": system}, *history, user]
         self.new_rows: list[dict[str, Any]] = [user]
         schemas = [t.schema() for t in self.tools.values()]
         calls_seen: Counter[str] = Counter()

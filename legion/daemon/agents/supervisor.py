@@ -229,6 +229,11 @@ class Supervisor:
             # The transcript lives on in the archived events; the working state goes.
             for table in ("messages", "sessions", "history"):
                 db.execute(f"DELETE FROM {table} WHERE agent_id = ?", (agent_id,))
+            # Private memory goes with the agent (shared/ entries stay).
+            for (vec_table,) in db.execute("SELECT table_name FROM memory_vector_tables"):
+                db.execute(f"DELETE FROM {vec_table} WHERE rowid IN "
+                           "(SELECT id FROM memories WHERE owner = ?)", (agent_id,))
+            db.execute("DELETE FROM memories WHERE owner = ?", (agent_id,))
             db.execute("DELETE FROM agents WHERE id = ?", (agent_id,))
             # The destroy itself stays in the live log: the audit trail of what
             # happened to this id, and the end-of-stream mark for `attach`.

@@ -31,6 +31,9 @@ class SpawnParams(Params):
     # Overrides of [guards]: max_turns, loop_repeats, daily_tokens, daily_cost,
     # tool_timeout, history_tokens.
     guards: GuardOverrides | None = None
+    # Relevant memories added to each prompt, in estimated tokens (0: off);
+    # null: memory.context_tokens from config.toml.
+    memory_context_tokens: Annotated[int, Meta(ge=0, le=100_000)] | None = None
 
 
 class TransitionParams(Params):
@@ -67,7 +70,9 @@ def register(registry: Registry, s: Services) -> None:
     async def spawn(ctx: Context, p: SpawnParams) -> dict[str, Any]:
         """Create an agent (running) and return it with its `agent.spawned` event."""
         s.models.resolve(p.model or sup.default_model)  # an unknown model fails here, not later
-        settings = {"guards": msgspec.to_builtins(p.guards)} if p.guards else {}
+        settings: dict[str, Any] = {"guards": msgspec.to_builtins(p.guards)} if p.guards else {}
+        if p.memory_context_tokens is not None:
+            settings["memory_context_tokens"] = p.memory_context_tokens
         rec, ev = await sup.spawn(p.id, model=p.model, system_prompt=p.system, parent=p.parent,
                                   settings=settings, source=f"rpc:uid={ctx.peer.uid}")
         return {"agent": _view(rec), "event": ev}

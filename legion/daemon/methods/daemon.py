@@ -45,6 +45,7 @@ def register(registry: Registry, s: Services) -> None:
             },
             "rpc": s.rpc.statistics() if s.rpc else {},
             "models": s.models.describe(),
+            "memory": await s.memory.stats(),
             "sessions": {"run": s.runtime.sessions_run, "draining": s.runtime.draining},
         }
 

@@ -182,3 +182,56 @@ def m002_inbox_sessions_history(db: Any) -> None:
         CREATE INDEX history_agent ON history (agent_id, id);
         """,
     )
+
+
+@migration
+def m003_memory(db: Any) -> None:
+    script(
+        db,
+        """
+        CREATE TABLE memories (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            owner TEXT NOT NULL,
+            path TEXT NOT NULL,
+            content TEXT NOT NULL,
+            tags TEXT NOT NULL DEFAULT '[]',
+            author TEXT NOT NULL,
+            bytes INTEGER NOT NULL,
+            hash TEXT NOT NULL,
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL,
+            accessed_at TEXT,
+            access_count INTEGER NOT NULL DEFAULT 0,
+            embedded_model TEXT,
+            embedded_hash TEXT,
+            UNIQUE (owner, path)
+        ) STRICT;
+        CREATE INDEX memories_pending ON memories (embedded_model, embedded_hash);
+
+        CREATE VIRTUAL TABLE memories_fts USING fts5(
+            path, content, tags, content='memories', content_rowid='id',
+            tokenize='porter unicode61'
+        );
+        CREATE TRIGGER memories_ai AFTER INSERT ON memories BEGIN
+            INSERT INTO memories_fts (rowid, path, content, tags)
+            VALUES (new.id, new.path, new.content, new.tags);
+        END;
+        CREATE TRIGGER memories_ad AFTER DELETE ON memories BEGIN
+            INSERT INTO memories_fts (memories_fts, rowid, path, content, tags)
+            VALUES ('delete', old.id, old.path, old.content, old.tags);
+        END;
+        CREATE TRIGGER memories_au AFTER UPDATE OF path, content, tags ON memories BEGIN
+            INSERT INTO memories_fts (memories_fts, rowid, path, content, tags)
+            VALUES ('delete', old.id, old.path, old.content, old.tags);
+            INSERT INTO memories_fts (rowid, path, content, tags)
+            VALUES (new.id, new.path, new.content, new.tags);
+        END;
+
+        -- One sqlite-vec table per embedding model: vectors of two models never mix.
+        CREATE TABLE memory_vector_tables (
+            model TEXT PRIMARY KEY,
+            dim INTEGER NOT NULL,
+            table_name TEXT NOT NULL UNIQUE
+        ) STRICT;
+        """,
+    )

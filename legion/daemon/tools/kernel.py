@@ -41,4 +41,10 @@ async def agent_info(ctx: ToolContext) -> dict[str, Any]:
             "session": ctx.session_id, "budget_today": budget}
 
 
-KERNEL: list[Tool] = [now, agent_info]
+def _kernel() -> list[Tool]:
+    from legion.daemon.memory.tools import TOOLS as MEMORY
+
+    return [now, agent_info, *MEMORY]
+
+
+KERNEL: list[Tool] = _kernel()

@@ -1,0 +1,397 @@
+"""Agent memory: entries keyed by (owner, path), found by words and by meaning.
+
+- Privacy: an agent's entries are its own (owner = its id). Paths under
+  `shared/` belong to everyone (owner `*`): any agent reads and writes them.
+  No query ever reaches another agent's private entries: every read, list
+  and search is filtered by owner inside SQL (and inside the vector KNN, via
+  sqlite-vec's partition key).
+- Literal search is FTS5 (bm25). Semantic search is hybrid: vector
+  similarity fused with literal hits by reciprocal rank, so an entry written a
+  moment ago (not embedded yet) is still found by its words.
+- Vectors live in one sqlite-vec table per embedding model; changing the
+  model re-embeds, never mixing two models' vectors.
+- Quotas per agent (entries, bytes, entry size) refuse writes with a clear
+  error; reads are counted (access_count, accessed_at) for ranking decay now
+  and for consolidation later.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import re
+import struct
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, Literal
+
+import msgspec
+import structlog
+
+from legion.config import MemoryConfig
+from legion.daemon.events import Event, EventBus, insert, now_iso
+from legion.daemon.memory.embedders import Embedder
+from legion.daemon.store.database import Store
+from legion.errors import Conflict, InvalidParams, LegionError, NotFound, close_matches
+
+if TYPE_CHECKING:
+    from legion.daemon.memory.backfill import Backfill
+
+log = structlog.get_logger("legion.memory")
+
+SHARED = "*"
+SHARED_PREFIX = "shared/"
+PATH = re.compile(r"^[A-Za-z0-9_.@+-][A-Za-z0-9_.@+/ -]{0,254}$")
+RRF_K = 60
+Mode = Literal["create", "replace", "append"]
+
+
+class QuotaExceeded(LegionError):
+    code = -32002
+    exit_code = 5
+    kind = "memory_quota"
+
+
+class Entry(msgspec.Struct):
+    path: str
+    content: str
+    tags: list[str]
+    shared: bool
+    author: str
+    bytes: int
+    created_at: str
+    updated_at: str
+    accessed_at: str | None
+    access_count: int
+    embedded: bool
+
+    @classmethod
+    def from_row(cls, r: Any, model: str | None) -> Entry:
+        return cls(r["path"], r["content"], json.loads(r["tags"]), r["owner"] == SHARED,
+                   r["author"], r["bytes"], r["created_at"], r["updated_at"], r["accessed_at"],
+                   r["access_count"],
+                   model is not None and r["embedded_model"] == model
+                   and r["embedded_hash"] == r["hash"])
+
+
+def owner_of(agent: str, path: str) -> str:
+    return SHARED if path.startswith(SHARED_PREFIX) else agent
+
+
+def check_path(path: str) -> str:
+    norm = path.strip().lstrip("/")
+    parts = norm.split("/")
+    if not PATH.match(norm) or ".." in parts or "" in parts:
+        raise InvalidParams(
+            f"invalid memory path {path!r}",
+            hint="use a relative path of letters, digits and . _ - @ + / (e.g. "
+            "'notes/2026-11-21.md', 'shared/team.md'), up to 255 characters, no '..'",
+            kind="invalid_memory_path")
+    return norm
+
+
+def content_hash(content: str) -> str:
+    return hashlib.sha256(content.encode()).hexdigest()[:32]
+
+
+def pack(vector: list[float]) -> bytes:
+    return struct.pack(f"{len(vector)}f", *vector)
+
+
+def fts_query(text: str, any_word: bool) -> str | None:
+    words = re.findall(r"\w+", text.lower())
+    if not words:
+        return None
+    quoted = [f'"{w}"' for w in words[:32]]
+    return (" OR " if any_word else " ").join(quoted)
+
+
+class Memory:
+    def __init__(self, store: Store, bus: EventBus, cfg: MemoryConfig,
+                 embedder: Embedder | None, embedder_label: str) -> None:
+        self.store = store
+        self.bus = bus
+        self.cfg = cfg
+        self.embedder = embedder
+        self.embedder_label = embedder_label
+        self.vec_available = store.driver.vec_available
+        self.backfill: Backfill | None = None
+
+    @property
+    def model(self) -> str | None:
+        return self.embedder.name if self.embedder is not None and self.vec_available else None
+
+    # -- writing ----------------------------------------------------------------------
+
+    async def write(self, agent: str, path: str, content: str, *, mode: Mode = "replace",
+                    tags: list[str] | None = None, source: str = "rpc") -> tuple[Entry, Event]:
+        path = check_path(path)
+        owner = owner_of(agent, path)
+        limit = self.cfg.max_entry_bytes
+
+        def job(db: Any) -> tuple[Entry, Event]:
+            row = db.execute("SELECT * FROM memories WHERE owner = ? AND path = ?",
+                             (owner, path)).fetchone()
+            if row is not None and mode == "create":
+                raise Conflict(f"memory {path!r} already exists",
+                               hint="use mode 'replace' to overwrite it or 'append' to add to it",
+                               kind="memory_exists")
+            text = row["content"] + "\n" + content if row is not None and mode == "append" \
+                else content
+            size = len(text.encode())
+            if size > limit:
+                raise QuotaExceeded(
+                    f"memory {path!r} would be {size} bytes; one entry may hold {limit}",
+                    hint="split it into several entries (e.g. by date or topic)")
+            used = db.execute("SELECT count(*), coalesce(sum(bytes), 0) FROM memories "
+                              "WHERE author = ?", (agent,)).fetchone()
+            count = used[0] + (0 if row is not None else 1)
+            total = used[1] - (row["bytes"] if row is not None else 0) + size
+            if count > self.cfg.max_entries or total > self.cfg.max_bytes:
+                raise QuotaExceeded(
+                    f"memory quota reached for {agent}: {used[0]} entries, {used[1]} bytes "
+                    f"(limits {self.cfg.max_entries} entries, {self.cfg.max_bytes} bytes)",
+                    hint="delete or merge entries you no longer need (memory_list shows sizes "
+                    "and last access), then write again")
+            now = now_iso()
+            tag_text = json.dumps(sorted(set(tags if tags is not None else
+                                             (json.loads(row["tags"]) if row else []))))
+            if row is None:
+                db.execute(
+                    "INSERT INTO memories (owner, path, content, tags, author, bytes, hash, "
+                    "created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (owner, path, text, tag_text, agent, size, content_hash(text), now, now))
+            else:
+                db.execute("UPDATE memories SET content = ?, tags = ?, bytes = ?, hash = ?, "
+                           "updated_at = ?, author = ? WHERE id = ?",
+                           (text, tag_text, size, content_hash(text), now, agent, row["id"]))
+            fresh = db.execute("SELECT * FROM memories WHERE owner = ? AND path = ?",
+                               (owner, path)).fetchone()
+            ev = insert(db, agent, "memory.written",
+                        {"path": path, "mode": mode, "bytes": size, "shared": owner == SHARED,
+                         "created": row is None}, source=source)
+            return Entry.from_row(fresh, self.model), ev
+
+        result = await self.store.writer.run(job, on_commit=self.bus.deliver)
+        if self.backfill is not None:
+            self.backfill.wake()
+        return result
+
+    async def delete(self, agent: str, path: str, source: str = "rpc") -> Event:
+        path = check_path(path)
+        owner = owner_of(agent, path)
+        near = await self._near(agent, path)
+        tables = await self._vector_tables()
+
+        def job(db: Any) -> Event:
+            row = db.execute("SELECT id FROM memories WHERE owner = ? AND path = ?",
+                             (owner, path)).fetchone()
+            if row is None:
+                raise self._missing(path, near)
+            for table in tables:
+                db.execute(f"DELETE FROM {table} WHERE rowid = ?", (row["id"],))
+            db.execute("DELETE FROM memories WHERE id = ?", (row["id"],))
+            return insert(db, agent, "memory.deleted", {"path": path}, source=source)
+
+        return await self.store.writer.run(job, on_commit=self.bus.deliver)
+
+    # -- reading ----------------------------------------------------------------------
+
+    async def read(self, agent: str, path: str) -> Entry:
+        path = check_path(path)
+        owner = owner_of(agent, path)
+
+        def job(db: Any) -> Any:
+            # Reading reinforces: decay ranks by last access, consolidation will use counts.
+            db.execute("UPDATE memories SET access_count = access_count + 1, accessed_at = ? "
+                       "WHERE owner = ? AND path = ?", (now_iso(), owner, path))
+            return db.execute("SELECT * FROM memories WHERE owner = ? AND path = ?",
+                              (owner, path)).fetchone()
+
+        row = await self.store.writer.run(job)
+        if row is None:
+            raise self._missing(path, await self._near(agent, path))
+        return Entry.from_row(row, self.model)
+
+    async def listing(self, agent: str, prefix: str = "", limit: int = 200) -> list[dict[str, Any]]:
+        rows = await self.store.fetchall(
+            "SELECT path, owner, bytes, tags, updated_at, accessed_at, access_count, "
+            "embedded_model, embedded_hash, hash FROM memories "
+            "WHERE owner IN (?, ?) AND path LIKE ? ESCAPE '\\' ORDER BY path LIMIT ?",
+            (agent, SHARED, _like_prefix(prefix), limit))
+        return [{"path": r["path"], "shared": r["owner"] == SHARED, "bytes": r["bytes"],
+                 "tags": json.loads(r["tags"]), "updated_at": r["updated_at"],
+                 "accessed_at": r["accessed_at"], "access_count": r["access_count"],
+                 "embedded": self.model is not None and r["embedded_model"] == self.model
+                 and r["embedded_hash"] == r["hash"]} for r in rows]
+
+    async def search(self, agent: str, query: str, *, semantic: bool = False, limit: int = 10,
+                     prefix: str = "") -> dict[str, Any]:
+        literal = await self._literal(agent, query, prefix, limit * 3)
+        note = ""
+        mode = "literal"
+        ranked: dict[int, dict[str, Any]] = {}
+        for rank, hit in enumerate(literal):
+            ranked[hit["id"]] = {**hit, "score": 1 / (RRF_K + rank + 1), "via": ["literal"]}
+        if semantic:
+            if self.embedder is None:
+                note = (f"semantic unavailable: no embedder ({self.embedder_label}); "
+                        "literal results shown")
+            elif not self.vec_available:
+                note = ("semantic unavailable: sqlite-vec cannot be loaded by this sqlite build "
+                        "(see `legion info`); literal results shown")
+            else:
+                try:
+                    vector_hits = await self._vector(agent, query, prefix, limit * 3)
+                except LegionError as exc:
+                    vector_hits = None
+                    note = f"semantic unavailable: {exc.message}; literal results shown"
+                except Exception as exc:
+                    vector_hits = None
+                    note = f"semantic unavailable: the embedder failed ({exc}); literal " \
+                           "results shown"
+                if vector_hits is not None:
+                    mode = "hybrid"
+                    for rank, hit in enumerate(vector_hits):
+                        entry = ranked.setdefault(hit["id"], {**hit, "score": 0.0, "via": []})
+                        entry["score"] += 1 / (RRF_K + rank + 1)
+                        entry["via"].append("semantic")
+                        entry["similarity"] = hit["similarity"]
+                    pending = await self.pending_count(agent)
+                    if pending:
+                        note = (f"{pending} entries are not embedded yet; they are matched by "
+                                "their words until the backfill reaches them")
+        results = sorted(ranked.values(), key=lambda h: -h["score"] * self._decay(h))[:limit]
+        for h in results:
+            h.pop("id", None)
+            h.pop("accessed_at", None)
+            h["score"] = round(h["score"], 6)
+        return {"mode": mode, "note": note, "results": results}
+
+    def _decay(self, hit: dict[str, Any]) -> float:
+        half = self.cfg.decay_half_life_days
+        if not half:
+            return 1.0
+        last = hit.get("accessed_at") or hit.get("updated_at")
+        try:
+            then = datetime.fromisoformat(str(last).replace("Z", "+00:00"))
+        except ValueError:
+            return 1.0
+        days = (datetime.now(UTC) - then).total_seconds() / 86400
+        return math.pow(0.5, max(days, 0) / half)
+
+    async def _literal(self, agent: str, query: str, prefix: str,
+                       limit: int) -> list[dict[str, Any]]:
+        for any_word in (False, True):
+            match = fts_query(query, any_word)
+            if match is None:
+                return []
+            rows = await self.store.fetchall(
+                "SELECT m.id, m.path, m.owner, m.updated_at, m.accessed_at, "
+                "snippet(memories_fts, 1, '«', '»', '…', 16) AS snippet, "
+                "bm25(memories_fts) AS rank FROM memories_fts JOIN memories m "
+                "ON m.id = memories_fts.rowid WHERE memories_fts MATCH ? "
+                "AND m.owner IN (?, ?) AND m.path LIKE ? ESCAPE '\\' ORDER BY rank LIMIT ?",
+                (match, agent, SHARED, _like_prefix(prefix), limit))
+            if rows:
+                return [{"id": r["id"], "path": r["path"], "shared": r["owner"] == SHARED,
+                         "snippet": r["snippet"], "updated_at": r["updated_at"],
+                         "accessed_at": r["accessed_at"]} for r in rows]
+        return []
+
+    async def _vector(self, agent: str, query: str, prefix: str,
+                      limit: int) -> list[dict[str, Any]]:
+        assert self.embedder is not None
+        table = await self._table_for(self.embedder.name)
+        if table is None:
+            return []
+        vector = await self.embedder.query(query)
+        rows = await self.store.fetchall(
+            f"SELECT v.rowid AS id, v.distance, m.path, m.owner, m.content, m.updated_at, "
+            f"m.accessed_at FROM {table} v JOIN memories m ON m.id = v.rowid "
+            "WHERE v.embedding MATCH ? AND k = ? AND v.owner IN (?, ?) ORDER BY v.distance",
+            (pack(vector), limit, agent, SHARED))
+        return [{"id": r["id"], "path": r["path"], "shared": r["owner"] == SHARED,
+                 "snippet": _excerpt(r["content"]), "similarity": round(1 - r["distance"], 4),
+                 "updated_at": r["updated_at"], "accessed_at": r["accessed_at"]}
+                for r in rows if r["path"].startswith(prefix)]
+
+    # -- bookkeeping ------------------------------------------------------------------
+
+    async def _table_for(self, model: str) -> str | None:
+        row = await self.store.fetchone(
+            "SELECT table_name FROM memory_vector_tables WHERE model = ?", (model,))
+        return row["table_name"] if row else None
+
+    async def _vector_tables(self) -> list[str]:
+        if not self.vec_available:
+            return []
+        rows = await self.store.fetchall("SELECT table_name FROM memory_vector_tables")
+        return [r["table_name"] for r in rows]
+
+    async def context(self, agent: str, text: str, budget_tokens: int) -> str:
+        """Memories relevant to `text`, as a prompt block within the budget ("" if none)."""
+        found = await self.search(agent, text, semantic=self.model is not None, limit=8)
+        lines: list[str] = []
+        used = 0
+        for hit in found["results"]:
+            line = f"- {hit['path']}: {hit['snippet']}"
+            if used + len(line) > budget_tokens * 4:
+                break
+            used += len(line)
+            lines.append(line)
+        if not lines:
+            return ""
+        return ("Memories that may be relevant (memory_read gives the whole entry):\n"
+                + "\n".join(lines))
+
+    async def pending_count(self, agent: str | None = None) -> int:
+        if self.model is None:
+            return 0
+        sql = ("SELECT count(*) AS n FROM memories WHERE (embedded_model IS NOT ? "
+               "OR embedded_hash IS NOT hash)")
+        args: list[Any] = [self.model]
+        if agent is not None:
+            sql += " AND owner IN (?, ?)"
+            args += [agent, SHARED]
+        row = await self.store.fetchone(sql, args)
+        return int(row["n"])
+
+    async def stats(self, agent: str | None = None) -> dict[str, Any]:
+        where, args = ("WHERE author = ? OR owner = ?", [agent, agent]) if agent else ("", [])
+        row = await self.store.fetchone(
+            f"SELECT count(*) AS n, coalesce(sum(bytes), 0) AS b, "
+            f"sum(owner = '*') AS shared FROM memories {where}", args)
+        out: dict[str, Any] = {
+            "entries": row["n"], "bytes": row["b"], "shared_entries": row["shared"] or 0,
+            "embedder": self.embedder_label, "vector_search": self.model is not None,
+            "pending_embeddings": await self.pending_count(agent),
+            "quota": {"max_entries": self.cfg.max_entries, "max_bytes": self.cfg.max_bytes,
+                      "max_entry_bytes": self.cfg.max_entry_bytes},
+            "decay_half_life_days": self.cfg.decay_half_life_days,
+        }
+        if self.backfill is not None:
+            out["backfill"] = self.backfill.describe()
+        return out
+
+    async def _near(self, agent: str, path: str) -> list[str]:
+        rows = await self.store.fetchall(
+            "SELECT path FROM memories WHERE owner IN (?, ?) LIMIT 2000", (agent, SHARED))
+        return close_matches(path, [r["path"] for r in rows])
+
+    def _missing(self, path: str, near: list[str]) -> NotFound:
+        return NotFound(
+            f"no memory at {path!r}",
+            hint=(f"did you mean {near[0]!r}? " if near else "")
+            + "memory_list shows what exists (by prefix); memory_search finds by words",
+            candidates=near, kind="unknown_memory")
+
+
+def _like_prefix(prefix: str) -> str:
+    escaped = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return escaped + "%"
+
+
+def _excerpt(content: str, size: int = 160) -> str:
+    flat = " ".join(content.split())
+    return flat if len(flat) <= size else flat[: size - 1] + "…"
