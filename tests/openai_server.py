@@ -25,10 +25,26 @@ class Reply:
         self.retry_after = retry_after
 
 
+def embed(text: str, dim: int = 16) -> list[float]:
+    """A deterministic toy embedding: hashed bag of words, normalised."""
+    import hashlib
+    import math
+    import re
+
+    vec = [0.0] * dim
+    for word in re.findall(r"\w+", text.lower()):
+        vec[int(hashlib.md5(word.encode()).hexdigest(), 16) % dim] += 1.0
+    norm = math.sqrt(sum(v * v for v in vec)) or 1.0
+    return [v / norm for v in vec]
+
+
 class OpenAIServer:
     def __init__(self) -> None:
         self.replies: deque[Reply] = deque()
         self.requests: list[dict[str, Any]] = []
+        # Embedding inputs containing HOLD wait until this is set (a slow embedder).
+        self.release = threading.Event()
+        self.held = threading.Event()
         server = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -45,6 +61,17 @@ class OpenAIServer:
                 length = int(self.headers.get("content-length", 0))
                 req = json.loads(self.rfile.read(length))
                 server.requests.append(req)
+                if self.path.endswith("/embeddings"):
+                    inputs = req["input"] if isinstance(req["input"], list) else [req["input"]]
+                    if any("HOLD" in text for text in inputs):
+                        server.held.set()
+                        server.release.wait(60)
+                    data = [{"object": "embedding", "index": i, "embedding": embed(t)}
+                            for i, t in enumerate(inputs)]
+                    body = {"object": "list", "data": data, "model": req.get("model"),
+                            "usage": {"prompt_tokens": 1, "total_tokens": 1}}
+                    self._send(200, json.dumps(body).encode(), "application/json")
+                    return
                 reply = server.replies.popleft() if server.replies else Reply("(no more replies)")
                 if reply.status != 200:
                     headers = {}

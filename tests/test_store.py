@@ -42,6 +42,17 @@ EXPECTED_SCHEMA = {
     ("index", "messages_done_at"),
     ("index", "sessions_agent"),
     ("index", "history_agent"),
+    ("table", "memories"),
+    ("index", "memories_pending"),
+    ("table", "memories_fts"),
+    ("table", "memories_fts_data"),
+    ("table", "memories_fts_idx"),
+    ("table", "memories_fts_docsize"),
+    ("table", "memories_fts_config"),
+    ("trigger", "memories_ai"),
+    ("trigger", "memories_ad"),
+    ("trigger", "memories_au"),
+    ("table", "memory_vector_tables"),
 }
 
 

@@ -81,7 +81,11 @@ class Backfill:
             table = await self._ensure_table(model, len(vectors[0]))
             batch = [(r["id"], r["owner"], r["hash"], pack(v)) for r, v in zip(rows, vectors,
                                                                                  strict=True)]
-            self.embedded += await self.store.writer.run(self._store_job(model, table, batch))
+            stored = await self.store.writer.run(self._store_job(model, table, batch))
+            self.embedded += stored
+            await self.memory.bus.emit(None, "memory.embedded", {
+                "model": model, "count": stored, "pending": await self.memory.pending_count(),
+            }, source="backfill")
 
     def _store_job(self, model: str, table: str, batch: list[tuple[int, str, str, bytes]]) -> Any:
         def job(db: Any) -> int:
