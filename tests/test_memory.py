@@ -28,10 +28,14 @@ def test_tools_in_a_session_and_the_cli_survive_a_restart(make_daemon: Any,
                                                           tmp_path: Path) -> None:
     cfg = scripted(tmp_path, "rememberer", """
 [[turn]]
-tool_calls = [
-  { name = "memory_write", arguments = { path = "health/reminders.md", content = "the dog needs its rabies shot in March" } },
-  { name = "memory_write", arguments = { path = "shared/team.md", content = "standup at nine", mode = "create" } },
-]
+[[turn.tool_calls]]
+name = "memory_write"
+[turn.tool_calls.arguments]
+path = "health/reminders.md"
+content = "the dog needs its rabies shot in March"
+[[turn.tool_calls]]
+name = "memory_write"
+arguments = { path = "shared/team.md", content = "standup at nine", mode = "create" }
 [[turn]]
 tool_calls = [
   { name = "memory_read", arguments = { path = "health/reminders.md" } },

@@ -157,6 +157,16 @@ def info(doc: dict[str, Any]) -> None:
         ("clients", f"{rpc.get('connections', 0)} connected, "
                     f"{rpc.get('subscriptions', 0)} streaming"),
     ]
+    mem = doc.get("memory")
+    if mem:
+        backfill = mem.get("backfill", {})
+        rows.append(("memory", f"{mem['entries']} entries, embedder {mem['embedder']}, "
+                     f"{mem['pending_embeddings']} waiting to be embedded"
+                     + (f", backfill {backfill['state']}" if backfill else "")))
+    models = doc.get("models", {}).get("providers", {})
+    opened = [name for name, p in models.items() if p["circuit"]["state"] != "closed"]
+    if opened:
+        rows.append(("circuits", "[red]open: " + ", ".join(opened) + "[/red]"))
     for k, v in rows:
         table.add_row(k, str(v))
     console.print(table)
