@@ -75,8 +75,12 @@ text = "done"
     assert daemon.cli("memory", "rm", "ann", "notes/todo.md").code == 0
     res = daemon.cli("memory", "cat", "ann", "notes/todo.md")
     assert res.code == 4 and "no memory at 'notes/todo.md'" in res.err
-    kinds = {e["kind"] for e in daemon.cli_json("events", "ann", "--limit", "500")}
-    assert {"memory.written", "memory.deleted"} <= kinds
+    evs = daemon.cli_json("events", "ann", "--limit", "500")
+    by_id = {e["id"]: e for e in evs}
+    by_tool = [e for e in evs if e["kind"] == "memory.written" and e["source"] == "agent:ann"]
+    assert len(by_tool) == 2  # the two writes the model made, each caused by its tool call
+    assert all(by_id[e["caused_by"]]["kind"] == "tool.call" for e in by_tool)
+    assert "memory.deleted" in {e["kind"] for e in evs}
 
 
 def test_semantic_search_finds_by_meaning_with_no_shared_words(daemon: Daemon) -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import signal
 from pathlib import Path
+from typing import Any
 
 import anyio
 import structlog
@@ -144,7 +145,9 @@ class Daemon:
                 models.resolve(d.model or self.config.agents.default_model)
             except LegionError as exc:
                 raise ConfigError(f"{d.path}: {exc.message}", hint=exc.hint) from None
-            settings = {"guards": d.guards} if d.guards else {}
+            settings: dict[str, Any] = {"guards": d.guards} if d.guards else {}
+            if d.memory_context_tokens is not None:
+                settings["memory_context_tokens"] = d.memory_context_tokens
             if d.id in sup.agents:
                 await sup.update(d.id, model=d.model, system_prompt=d.system,
                                  definition=d.path, settings=settings, source=source)

@@ -34,6 +34,8 @@ class Definition(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     parent: str | None = None
     # Overrides of [guards] for this agent (max_turns, daily_tokens, ...).
     guards: dict[str, Any] = {}
+    # Relevant memories added to each prompt, in estimated tokens (0: off).
+    memory_context_tokens: int | None = None
     # Filled in by the loader.
     path: str = ""
 

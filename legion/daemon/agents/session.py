@@ -256,7 +256,6 @@ class Session:
 
     async def _run_tools(self, calls: list[Any], caused_by: int) -> list[ToolResult]:
         results: list[ToolResult | None] = [None] * len(calls)
-        ctx = ToolContext(agent_id=self.rec.id, session_id=self.id, services=self.rt.services)
         self.state.activity = "-> " + ", ".join(c.name for c in calls)
 
         async def one(i: int, call: Any) -> None:
@@ -269,6 +268,8 @@ class Session:
                     "hint": f"the tools you can call are: {', '.join(sorted(self.tools))}",
                 }), 0.0, "unknown_tool")
             else:
+                ctx = ToolContext(agent_id=self.rec.id, session_id=self.id,
+                                  services=self.rt.services, call_event=ev.id)
                 result = await tool.invoke(call, ctx, self.guards.tool_timeout)
             results[i] = result
             await self.emit("tool.result", {

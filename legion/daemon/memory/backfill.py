@@ -73,7 +73,9 @@ class Backfill:
                 self.state = "backing off"
                 self.retry_at = time.monotonic() + wait
                 log.warning("embedding failed; backing off", error=self.last_error, wait_s=wait)
-                await anyio.sleep(wait)
+                # A new write cuts the wait short: the embedder may be back.
+                with anyio.move_on_after(wait):
+                    await self._wake.wait()
                 self.retry_at = None
                 continue
             self.failures = 0

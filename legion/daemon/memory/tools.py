@@ -27,7 +27,8 @@ async def memory_write(ctx: ToolContext, path: str, content: str,
     all agents). mode: replace (default), create (fail if it exists) or append."""
     try:
         entry, _ = await ctx.services.memory.write(ctx.agent_id, path, content, mode=mode,
-                                                   tags=tags, source=f"agent:{ctx.agent_id}")
+                                                   tags=tags, source=f"agent:{ctx.agent_id}",
+                                                   caused_by=ctx.call_event)
     except LegionError as exc:
         raise _fail(exc) from None
     return {"path": entry.path, "bytes": entry.bytes, "shared": entry.shared}
@@ -56,7 +57,8 @@ async def memory_list(ctx: ToolContext, prefix: str = "", limit: int = 100) -> d
 async def memory_delete(ctx: ToolContext, path: str) -> dict[str, Any]:
     """Delete one memory entry."""
     try:
-        await ctx.services.memory.delete(ctx.agent_id, path, source=f"agent:{ctx.agent_id}")
+        await ctx.services.memory.delete(ctx.agent_id, path, source=f"agent:{ctx.agent_id}",
+                                         caused_by=ctx.call_event)
     except LegionError as exc:
         raise _fail(exc) from None
     return {"deleted": path}

@@ -31,6 +31,8 @@ class ToolContext:
     agent_id: str
     session_id: int
     services: Any
+    # The `tool.call` event of this call: what the tool's own events are caused by.
+    call_event: int | None = None
 
 
 class ToolError(Exception):
