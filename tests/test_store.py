@@ -44,6 +44,7 @@ EXPECTED_SCHEMA = {
     ("index", "history_agent"),
     ("table", "memories"),
     ("index", "memories_pending"),
+    ("index", "memories_author"),
     ("table", "memories_fts"),
     ("table", "memories_fts_data"),
     ("table", "memories_fts_idx"),

@@ -91,6 +91,7 @@ class Daemon:
         embedder = embedders.make(cfg, services.models)
         services.memory = Memory(store, bus, cfg.memory, embedder,
                                  embedders.describe(embedder, cfg))
+        await services.memory.prepare()
         server = RpcServer(build_registry(services), bus, cfg.rpc, self.paths.socket)
         services.rpc = server
 

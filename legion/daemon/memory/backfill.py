@@ -57,8 +57,8 @@ class Backfill:
         while True:
             self._wake = anyio.Event()
             rows = await self.store.fetchall(
-                "SELECT id, owner, content, hash FROM memories WHERE embedded_model IS NOT ? "
-                "OR embedded_hash IS NOT hash ORDER BY id LIMIT ?", (model, self.batch))
+                "SELECT id, owner, content, hash FROM memories WHERE embedded = 0 "
+                "ORDER BY id LIMIT ?", (self.batch,))
             if not rows:
                 self.state = "idle"
                 await self._wake.wait()
@@ -101,8 +101,8 @@ class Backfill:
                     db.execute(f"DELETE FROM {t} WHERE rowid = ?", (mid,))
                 db.execute(f"INSERT INTO {table} (rowid, owner, embedding) VALUES (?, ?, ?)",
                            (mid, owner, blob))
-                db.execute("UPDATE memories SET embedded_model = ?, embedded_hash = ? "
-                           "WHERE id = ?", (model, hsh, mid))
+                db.execute("UPDATE memories SET embedded = 1, embedded_model = ?, "
+                           "embedded_hash = ? WHERE id = ?", (model, hsh, mid))
                 stored += 1
             return stored
 

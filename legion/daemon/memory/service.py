@@ -87,7 +87,7 @@ class Entry(msgspec.Struct):
             r["updated_at"],
             r["accessed_at"],
             r["access_count"],
-            model is not None and r["embedded_model"] == model and r["embedded_hash"] == r["hash"],
+            model is not None and r["embedded"] == 1,
         )
 
 
@@ -208,7 +208,7 @@ class Memory:
             else:
                 db.execute(
                     "UPDATE memories SET content = ?, tags = ?, bytes = ?, hash = ?, "
-                    "updated_at = ?, author = ? WHERE id = ?",
+                    "updated_at = ?, author = ?, embedded = 0 WHERE id = ?",
                     (text, tag_text, size, content_hash(text), now, agent, row["id"]),
                 )
             fresh = db.execute(
@@ -283,7 +283,7 @@ class Memory:
     async def listing(self, agent: str, prefix: str = "", limit: int = 200) -> list[dict[str, Any]]:
         rows = await self.store.fetchall(
             "SELECT path, owner, bytes, tags, updated_at, accessed_at, access_count, "
-            "embedded_model, embedded_hash, hash FROM memories "
+            "embedded FROM memories "
             "WHERE owner IN (?, ?) AND path LIKE ? ESCAPE '\\' ORDER BY path LIMIT ?",
             (agent, SHARED, _like_prefix(prefix), limit),
         )
@@ -296,9 +296,7 @@ class Memory:
                 "updated_at": r["updated_at"],
                 "accessed_at": r["accessed_at"],
                 "access_count": r["access_count"],
-                "embedded": self.model is not None
-                and r["embedded_model"] == self.model
-                and r["embedded_hash"] == r["hash"],
+                "embedded": self.model is not None and r["embedded"] == 1,
             }
             for r in rows
         ]
@@ -379,7 +377,9 @@ class Memory:
             rows = await self.store.fetchall(
                 "SELECT m.id, m.path, m.owner, m.updated_at, m.accessed_at, "
                 "snippet(memories_fts, 1, '«', '»', '…', 16) AS snippet, "
-                "bm25(memories_fts) AS rank FROM memories_fts JOIN memories m "
+                # CROSS JOIN keeps the FTS match as the outer loop; left to itself
+                # SQLite walks the owner's rows and re-runs the match for each.
+                "bm25(memories_fts) AS rank FROM memories_fts CROSS JOIN memories m "
                 "ON m.id = memories_fts.rowid WHERE memories_fts MATCH ? "
                 "AND m.owner IN (?, ?) AND m.path LIKE ? ESCAPE '\\' ORDER BY rank LIMIT ?",
                 (match, agent, SHARED, _like_prefix(prefix), limit),
@@ -407,10 +407,13 @@ class Memory:
             return []
         vector = await self.embedder.query(query)
         rows = await self.store.fetchall(
-            f"SELECT v.rowid AS id, v.distance, m.path, m.owner, m.content, m.updated_at, "
+            f"SELECT v.rowid AS id, v.distance, m.path, m.owner, substr(m.content, 1, 400) AS "
+            f"content, m.updated_at, "
             f"m.accessed_at FROM {table} v JOIN memories m ON m.id = v.rowid "
-            "WHERE v.embedding MATCH ? AND k = ? AND v.owner IN (?, ?) ORDER BY v.distance",
-            (pack(vector), limit, agent, SHARED),
+            # One KNN per partition (the agent's and shared): 2k rows, the best k kept.
+            "WHERE v.embedding MATCH ? AND k = ? AND v.owner IN (?, ?) ORDER BY v.distance "
+            "LIMIT ?",
+            (pack(vector), limit, agent, SHARED, limit),
         )
         return [
             {
@@ -457,14 +460,26 @@ class Memory:
             lines
         )
 
+    async def prepare(self) -> None:
+        """At start: entries embedded by another model are queued again."""
+        if self.model is None:
+            return
+        model = self.model
+
+        def job(db: Any) -> int:
+            return int(db.execute("UPDATE memories SET embedded = 0 WHERE embedded = 1 AND "
+                                  "embedded_model IS NOT ?", (model,)).rowcount)
+
+        queued = await self.store.writer.run(job)
+        if queued:
+            log.info("embedder changed; entries queued to embed again", entries=queued,
+                     model=model)
+
     async def pending_count(self, agent: str | None = None) -> int:
         if self.model is None:
             return 0
-        sql = (
-            "SELECT count(*) AS n FROM memories WHERE (embedded_model IS NOT ? "
-            "OR embedded_hash IS NOT hash)"
-        )
-        args: list[Any] = [self.model]
+        sql = "SELECT count(*) AS n FROM memories WHERE embedded = 0"
+        args: list[Any] = []
         if agent is not None:
             sql += " AND owner IN (?, ?)"
             args += [agent, SHARED]

@@ -204,9 +204,14 @@ def m003_memory(db: Any) -> None:
             access_count INTEGER NOT NULL DEFAULT 0,
             embedded_model TEXT,
             embedded_hash TEXT,
+            -- 1 when the vector of the current embedder matches the content.
+            embedded INTEGER NOT NULL DEFAULT 0,
             UNIQUE (owner, path)
         ) STRICT;
-        CREATE INDEX memories_pending ON memories (embedded_model, embedded_hash);
+        -- The backfill's queue and the pending count, without scanning every entry.
+        CREATE INDEX memories_pending ON memories (owner) WHERE embedded = 0;
+        -- Quotas are counted by author on every write.
+        CREATE INDEX memories_author ON memories (author, bytes);
 
         CREATE VIRTUAL TABLE memories_fts USING fts5(
             path, content, tags, content='memories', content_rowid='id',
