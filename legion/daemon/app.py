@@ -36,6 +36,7 @@ from legion.daemon.rpc.server import RpcServer
 from legion.daemon.services import Services
 from legion.daemon.store import event_log
 from legion.daemon.store.database import Store
+from legion.daemon.tasks.board import Board
 from legion.errors import EXIT_INTERRUPTED, EXIT_OK, ConfigError, LegionError
 from legion.paths import Paths
 
@@ -92,6 +93,10 @@ class Daemon:
         services.memory = Memory(store, bus, cfg.memory, embedder,
                                  embedders.describe(embedder, cfg))
         await services.memory.prepare()
+        services.board = Board(store, bus, sup, services.runtime.delivered)
+        # The session-close nudge: a session may not end quietly while its agent
+        # still has a task in doing.
+        services.runtime.work_checks.append(services.board.doing)
         server = RpcServer(build_registry(services), bus, cfg.rpc, self.paths.socket)
         services.rpc = server
 

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from legion.daemon.llm.client import ModelClient
     from legion.daemon.memory.service import Memory
     from legion.daemon.rpc.server import RpcServer
+    from legion.daemon.tasks.board import Board
 
 
 @dataclass
@@ -39,3 +40,4 @@ class Services:
     # Set once the runtime exists (it needs the services it is part of).
     runtime: Runtime = None  # type: ignore[assignment]
     memory: Memory = None  # type: ignore[assignment]
+    board: Board = None  # type: ignore[assignment]

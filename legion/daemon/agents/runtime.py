@@ -182,13 +182,18 @@ class Runtime:
 
         def committed(result: tuple[Message, Event]) -> None:
             self.services.bus.deliver(result[1])
-            state = self.states.get(agent_id)
-            if state is not None:
-                state.queued += 1
-                state.told += 1
-                state.wake.set()
+            self.delivered(agent_id)
 
         return await self.services.store.writer.run(job, on_commit=committed)
+
+    def delivered(self, agent_id: str) -> None:
+        """A message was committed to this agent's inbox (by tell, or by another
+        service in its own transaction): count it and wake the runner."""
+        state = self.states.get(agent_id)
+        if state is not None:
+            state.queued += 1
+            state.told += 1
+            state.wake.set()
 
     async def wait(self, message_id: int, within: float) -> Message:
         # Register before reading: a session that ends between the read and the

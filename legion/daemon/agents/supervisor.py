@@ -234,6 +234,10 @@ class Supervisor:
                 db.execute(f"DELETE FROM {vec_table} WHERE rowid IN "
                            "(SELECT id FROM memories WHERE owner = ?)", (agent_id,))
             db.execute("DELETE FROM memories WHERE owner = ?", (agent_id,))
+            # Its unfinished tasks are cancelled, not deleted: other boards may depend
+            # on them, and the `orphans` preset shows who is left waiting.
+            db.execute("UPDATE tasks SET status = 'cancelled', updated_at = ? WHERE owner = ? "
+                       "AND status NOT IN ('done', 'cancelled')", (now, agent_id))
             db.execute("DELETE FROM agents WHERE id = ?", (agent_id,))
             # The destroy itself stays in the live log: the audit trail of what
             # happened to this id, and the end-of-stream mark for `attach`.

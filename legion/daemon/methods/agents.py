@@ -54,14 +54,20 @@ class GraveyardParams(Params):
 def register(registry: Registry, s: Services) -> None:
     sup = s.agents
 
-    def _view(rec: AgentRecord) -> dict[str, Any]:
+    def _view(rec: AgentRecord, tasks: dict[str, dict[str, int]] | None = None
+              ) -> dict[str, Any]:
         """The record plus what the agent is doing now and the model it resolves to."""
-        return {**rec.summary(), "resolved_model": s.models.resolved(rec.model),
+        view = {**rec.summary(), "resolved_model": s.models.resolved(rec.model),
                 **s.runtime.describe(rec.id)}
+        if tasks is not None:
+            view["tasks"] = tasks.get(rec.id, {"doing": 0, "open": 0, "blocked": 0})
+        return view
 
     async def list_(ctx: Context, p: ListParams) -> list[dict[str, Any]]:
-        """The agents (optionally only those in one state), oldest first."""
-        return [_view(a) for a in sup.select(p.state)]
+        """The agents (optionally only those in one state), oldest first, with live
+        activity and task counts (doing / open / blocked)."""
+        counts = await s.board.counts()
+        return [_view(a, counts) for a in sup.select(p.state)]
 
     async def get(ctx: Context, p: IdParams) -> AgentRecord:
         """One agent's full record, system prompt included."""

@@ -240,3 +240,58 @@ def m003_memory(db: Any) -> None:
         ) STRICT;
         """,
     )
+
+
+@migration
+def m004_tasks(db: Any) -> None:
+    script(
+        db,
+        """
+        CREATE TABLE tasks (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            owner TEXT NOT NULL,
+            num INTEGER NOT NULL,
+            title TEXT NOT NULL,
+            body TEXT NOT NULL DEFAULT '',
+            status TEXT NOT NULL
+                CHECK (status IN ('open', 'doing', 'blocked', 'done', 'cancelled')),
+            lane TEXT NOT NULL DEFAULT '',
+            priority INTEGER NOT NULL DEFAULT 0,
+            due TEXT,
+            creator TEXT NOT NULL,
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL,
+            status_changed_at TEXT NOT NULL,
+            UNIQUE (owner, num)
+        ) STRICT;
+        CREATE INDEX tasks_owner_status ON tasks (owner, status);
+
+        -- task_id is blocked by blocker_id (which may be on another agent's board).
+        CREATE TABLE task_deps (
+            task_id INTEGER NOT NULL REFERENCES tasks (id) ON DELETE CASCADE,
+            blocker_id INTEGER NOT NULL REFERENCES tasks (id) ON DELETE CASCADE,
+            PRIMARY KEY (task_id, blocker_id)
+        ) STRICT;
+        CREATE INDEX task_deps_blocker ON task_deps (blocker_id);
+
+        CREATE TABLE task_notes (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            task_id INTEGER NOT NULL REFERENCES tasks (id) ON DELETE CASCADE,
+            author TEXT NOT NULL,
+            text TEXT NOT NULL,
+            created_at TEXT NOT NULL
+        ) STRICT;
+        CREATE INDEX task_notes_task ON task_notes (task_id);
+
+        -- Every status change, for burndown charts and "stuck" queries.
+        CREATE TABLE task_changes (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            task_id INTEGER NOT NULL REFERENCES tasks (id) ON DELETE CASCADE,
+            owner TEXT NOT NULL,
+            status TEXT NOT NULL,
+            by TEXT NOT NULL,
+            at TEXT NOT NULL
+        ) STRICT;
+        CREATE INDEX task_changes_owner ON task_changes (owner, at);
+        """,
+    )

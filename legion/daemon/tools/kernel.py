@@ -43,8 +43,9 @@ async def agent_info(ctx: ToolContext) -> dict[str, Any]:
 
 def _kernel() -> list[Tool]:
     from legion.daemon.memory.tools import TOOLS as MEMORY
+    from legion.daemon.tasks.tools import TOOLS as TASKS
 
-    return [now, agent_info, *MEMORY]
+    return [now, agent_info, *MEMORY, *TASKS]
 
 
 KERNEL: list[Tool] = _kernel()
