@@ -37,9 +37,10 @@ class CommandContext:
         if self.json:
             self.emit_json(doc)
             return
-        from legion.cli import render
+        from legion.cli import board_render, render
 
-        getattr(render, renderer)(doc)
+        module = board_render if hasattr(board_render, renderer) else render
+        getattr(module, renderer)(doc)
 
     def emit_json(self, doc: Any) -> None:
         json.dump(doc, sys.stdout, indent=2, ensure_ascii=False)

@@ -13,11 +13,19 @@ import sys
 from collections.abc import Sequence
 
 from legion import __version__
-from legion.cli.commands import agents, config_cmd, daemon_cmd, events, memory, messages
+from legion.cli.commands import (
+    agents,
+    config_cmd,
+    daemon_cmd,
+    events,
+    memory,
+    messages,
+    tasks,
+)
 from legion.cli.context import CommandContext
 from legion.errors import EXIT_ERROR, EXIT_INTERRUPTED, LegionError
 
-GROUPS = (daemon_cmd, agents, messages, events, memory, config_cmd)
+GROUPS = (daemon_cmd, agents, messages, events, memory, tasks, config_cmd)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -34,7 +34,8 @@ def agents_table(agents: list[dict[str, Any]]) -> None:
         console.print("no agents. Create one with [bold]legion spawn ID[/bold].")
         return
     table = Table(box=None, header_style="bold")
-    for col in ("ID", "STATE", "ACTIVITY", "MODEL", "QUEUED", "PARENT", "UPDATED", "REASON"):
+    for col in ("ID", "STATE", "ACTIVITY", "MODEL", "QUEUED", "TASKS d/o/b", "PARENT", "UPDATED",
+                "REASON"):
         table.add_column(col)
     for a in agents:
         style = _STATE_STYLE.get(a["state"], "")
@@ -43,9 +44,16 @@ def agents_table(agents: list[dict[str, Any]]) -> None:
         if resolved and resolved != model:
             model = f"{model} -> {resolved}"
         table.add_row(a["id"], f"[{style}]{a['state']}[/{style}]", a.get("activity", "idle"),
-                      model, str(a.get("queued", 0)), a.get("parent") or "-",
+                      model, str(a.get("queued", 0)), _counts(a.get("tasks")),
+                      a.get("parent") or "-",
                       ago(a.get("updated_at")), a.get("state_reason") or "")
     console.print(table)
+
+
+def _counts(tasks: dict[str, int] | None) -> str:
+    if not tasks:
+        return "-"
+    return f"{tasks['doing']}/{tasks['open']}/{tasks['blocked']}"
 
 
 def event_line(ev: dict[str, Any]) -> str:

@@ -107,7 +107,10 @@ class Board:
     async def create(self, viewer: str, title: str, *, body: str = "", owner: str | None = None,
                      lane: str = "", priority: int = 0, due: str | None = None,
                      blocked_by: list[str] | None = None, source: str = "rpc",
-                     caused_by: int | None = None) -> dict[str, Any]:
+                     caused_by: int | None = None, actor: str | None = None) -> dict[str, Any]:
+        """`viewer` is the board refs are read against; `actor` who acts (an agent, or
+        "user" for a person at the CLI), default the viewer."""
+        who = actor or viewer
         if not title.strip():
             raise InvalidParams("a task needs a title", hint="say in a few words what to do")
         board = owner or viewer
@@ -122,23 +125,25 @@ class Board:
                 "INSERT INTO tasks (owner, num, title, body, status, lane, priority, due, "
                 "creator, created_at, updated_at, status_changed_at) "
                 "VALUES (?, ?, ?, ?, 'open', ?, ?, ?, ?, ?, ?, ?)",
-                (board, num, title.strip(), body, lane, priority, due_at, viewer, now, now,
+                (board, num, title.strip(), body, lane, priority, due_at, who, now, now,
                  now)).lastrowid
-            self._change(db, tid, board, "open", viewer, now)
+            self._change(db, tid, board, "open", who, now)
             events = [insert(db, board, "task.created", {
-                "task": self.ref_of(board, num), "title": title, "creator": viewer,
+                "task": self.ref_of(board, num), "title": title, "creator": who,
                 "lane": lane, "priority": priority, "due": due_at}, caused_by=caused_by,
                 source=source)]
             for ref in blocked_by or []:
                 blocker = self._row(db, viewer, ref)
                 self._add_edge(db, tid, blocker, board, num, viewer)
-            self._settle_blocked(db, tid, viewer, now, events, source)
+            self._settle_blocked(db, tid, who, now, events, source)
             woken: set[str] = set()
-            if board != viewer:
-                self._tell(db, board, f"[legion] {viewer} assigned you task {num}: {title}"
+            if who not in (board, "user"):
+                # An agent's assignment lands in the assignee's inbox (a person who
+                # adds a task uses `legion tell` to say so, if they want a session).
+                self._tell(db, board, f"[legion] {who} assigned you task {num}: {title}"
                            + (f"\n\n{body}" if body else ""), source, events, woken)
                 events.append(insert(db, board, "task.assigned", {
-                    "task": self.ref_of(board, num), "by": viewer}, caused_by=events[0].id,
+                    "task": self.ref_of(board, num), "by": who}, caused_by=events[0].id,
                     source=source))
             return self._view(db, tid, viewer), events, woken
 
@@ -150,14 +155,15 @@ class Board:
                      due: str | None = None, note: str | None = None,
                      add_blockers: list[str] | None = None,
                      remove_blockers: list[str] | None = None, source: str = "rpc",
-                     caused_by: int | None = None) -> dict[str, Any]:
+                     caused_by: int | None = None, actor: str | None = None) -> dict[str, Any]:
+        who = actor or viewer
         if status is not None:
             check_status(status)
         due_at = parse_due(due) if due is not None else None
 
         def job(db: Any) -> tuple[dict[str, Any], list[Event], set[str]]:
             row = self._row(db, viewer, ref)
-            self._may_change(row, viewer)
+            self._may_change(row, who)
             tid, owner, now = row["id"], row["owner"], now_iso()
             tref = self.ref_of(owner, row["num"])
             events: list[Event] = []
@@ -183,19 +189,21 @@ class Board:
                     "task": tref, "added": add_blockers or [], "removed": remove_blockers or [],
                     "blocked_by": self._blocker_refs(db, tid)}, caused_by=caused_by,
                     source=source))
-                self._settle_blocked(db, tid, viewer, now, events, source)
+                self._settle_blocked(db, tid, who, now, events, source)
             if note:
-                self._note(db, tid, owner, tref, viewer, note, now, events, source, caused_by)
+                self._note(db, tid, owner, tref, who, note, now, events, source, caused_by)
             if status is not None:
-                self._set_status(db, tid, viewer, status, now, events, woken, source, caused_by)
+                self._set_status(db, tid, viewer, who, status, now, events, woken, source,
+                                 caused_by)
             return self._view(db, tid, viewer), events, woken
 
         return await self._run(job)
 
     async def complete(self, viewer: str, ref: str | int, note: str | None = None,
-                       source: str = "rpc", caused_by: int | None = None) -> dict[str, Any]:
+                       source: str = "rpc", caused_by: int | None = None,
+                       actor: str | None = None) -> dict[str, Any]:
         return await self.update(viewer, ref, status="done", note=note, source=source,
-                                 caused_by=caused_by)
+                                 caused_by=caused_by, actor=actor)
 
     def _may_change(self, row: Any, viewer: str) -> None:
         if viewer not in (row["owner"], row["creator"], "user"):
@@ -204,7 +212,7 @@ class Board:
                 f"or its creator ({row['creator']}) may change it",
                 hint=f"send {row['owner']} a message instead, or add a note to a task of yours")
 
-    def _set_status(self, db: Any, tid: int, viewer: str, status: str, now: str,
+    def _set_status(self, db: Any, tid: int, viewer: str, who: str, status: str, now: str,
                     events: list[Event], woken: set[str], source: str,
                     caused_by: int | None) -> None:
         row = db.execute("SELECT * FROM tasks WHERE id = ?", (tid,)).fetchone()
@@ -217,18 +225,18 @@ class Board:
                               f"('{b['title']}', {b['status']})" for b in pending)
             raise Conflict(
                 f"task {self.ref_of(row['owner'], row['num'], viewer)} is blocked by {names}",
-                hint="finish those first (task_complete), or remove the dependency "
-                "(task_update with remove_blockers)", kind="task_blocked",
+                hint="finish those first (task_complete; `legion tasks done`), or remove the "
+                "dependency (task_update with remove_blockers)", kind="task_blocked",
                 data={"blockers": [self.ref_of(b["owner"], b["num"], viewer) for b in pending]})
         db.execute("UPDATE tasks SET status = ?, updated_at = ?, status_changed_at = ? "
                    "WHERE id = ?", (status, now, now, tid))
-        self._change(db, tid, row["owner"], status, viewer, now)
+        self._change(db, tid, row["owner"], status, who, now)
         tref = self.ref_of(row["owner"], row["num"])
         events.append(insert(db, row["owner"], "task.status", {
-            "task": tref, "title": row["title"], "from": before, "to": status, "by": viewer},
+            "task": tref, "title": row["title"], "from": before, "to": status, "by": who},
             caused_by=caused_by, source=source))
         if status == "done":
-            self._unblock_dependents(db, tid, viewer, now, events, woken, source)
+            self._unblock_dependents(db, tid, who, now, events, woken, source)
 
     def _unblock_dependents(self, db: Any, tid: int, viewer: str, now: str,
                             events: list[Event], woken: set[str], source: str) -> None:
@@ -317,7 +325,7 @@ class Board:
                              source=source))
 
     async def note(self, viewer: str, ref: str | int, text: str, source: str = "rpc",
-                   caused_by: int | None = None) -> dict[str, Any]:
+                   caused_by: int | None = None, actor: str | None = None) -> dict[str, Any]:
         if not text.strip():
             raise InvalidParams("the note is empty", hint="write what happened or what is next")
 
@@ -325,7 +333,7 @@ class Board:
             row = self._row(db, viewer, ref)  # anyone may add a note to any task
             events: list[Event] = []
             self._note(db, row["id"], row["owner"], self.ref_of(row["owner"], row["num"]),
-                       viewer, text, now_iso(), events, source, caused_by)
+                       actor or viewer, text, now_iso(), events, source, caused_by)
             return self._view(db, row["id"], viewer), events, set()
 
         return await self._run(job)
