@@ -54,6 +54,14 @@ EXPECTED_SCHEMA = {
     ("trigger", "memories_ad"),
     ("trigger", "memories_au"),
     ("table", "memory_vector_tables"),
+    ("table", "tasks"),
+    ("index", "tasks_owner_status"),
+    ("table", "task_deps"),
+    ("index", "task_deps_blocker"),
+    ("table", "task_notes"),
+    ("index", "task_notes_task"),
+    ("table", "task_changes"),
+    ("index", "task_changes_owner"),
 }
 
 
