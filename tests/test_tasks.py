@@ -189,3 +189,26 @@ def test_presets_on_a_prepared_board_and_a_restart(daemon: Daemon) -> None:
              daemon.rpc("tasks.get", {"agent": "pam", "task": "3"})["result"])
     assert after == before
     assert json.dumps(after)  # plain JSON all the way down
+
+
+def test_blockers_released_reopened_and_destroyed(daemon: Daemon) -> None:
+    daemon.cli("spawn", "cat")
+    daemon.cli("spawn", "dan")
+    daemon.cli_json("tasks", "add", "dan", "d-one")                          # 1@dan
+    daemon.cli_json("tasks", "add", "cat", "c-one", "--blocked-by", "1@dan")  # 1
+    daemon.cli_json("tasks", "add", "cat", "c-two", "--blocked-by", "1@dan")  # 2
+    # Removing the last blocker releases the task.
+    res = daemon.rpc("tasks.update", {"agent": "cat", "task": "1", "remove_blockers": ["1@dan"]})
+    assert res["result"]["status"] == "open" and res["result"]["blocked_by"] == []
+    # Done unblocks; reopening blocks again.
+    daemon.cli("tasks", "done", "dan", "1")
+    assert board(daemon, "cat") == {"1": "open", "2": "open"}
+    daemon.cli("tasks", "move", "dan", "1", "open")
+    assert board(daemon, "cat") == {"1": "open", "2": "blocked"}
+    # Destroying dan cancels his unfinished task (recorded) and orphans c-two.
+    destroyed = daemon.cli_json("destroy", "dan")
+    assert destroyed["event"]["data"]["tasks_cancelled"] == 1
+    orphans = daemon.rpc("tasks.query", {"agent": "cat", "presets": ["orphans"]})["result"]
+    assert [t["task"] for t in orphans["orphans"]] == ["2"]
+    res = daemon.rpc("tasks.update", {"agent": "cat", "task": "1", "add_blockers": ["1"]})
+    assert res["error"]["code"] == -32002 and res["error"]["data"]["kind"] == "task_cycle"

@@ -46,7 +46,8 @@ class Message(msgspec.Struct):
         return self.status in FINAL
 
 
-def enqueue_job(agent: str, sender: str, body: str, source: str) -> Any:
+def enqueue_job(agent: str, sender: str, body: str, source: str,
+                caused_by: int | None = None) -> Any:
     """A write job: store the message and its `message.received` event together."""
 
     def job(db: Any) -> tuple[Message, Event]:
@@ -55,7 +56,8 @@ def enqueue_job(agent: str, sender: str, body: str, source: str) -> Any:
             "INSERT INTO messages (agent_id, sender, body, status, created_at) "
             "VALUES (?, ?, ?, 'queued', ?)", (agent, sender, body, now)).lastrowid
         ev = insert(db, agent, "message.received",
-                    {"message_id": mid, "sender": sender, "text": body}, source=source)
+                    {"message_id": mid, "sender": sender, "text": body}, caused_by=caused_by,
+                    source=source)
         db.execute("UPDATE messages SET event_id = ? WHERE id = ?", (ev.id, mid))
         row = db.execute("SELECT * FROM messages WHERE id = ?", (mid,)).fetchone()
         return Message.from_row(row), ev

@@ -217,7 +217,10 @@ class Session:
             messages.append(assistant)
             self.new_rows.append(assistant)
             if not completion.tool_calls:
-                nudge = None if nudged else await self.rt.owned_work(rec.id)
+                # No nudge on the last allowed turn: it would turn a good answer
+                # into a max_turns failure.
+                last = turn == g.max_turns
+                nudge = None if nudged or last else await self.rt.owned_work(rec.id)
                 if nudge is None:
                     return "done", "", completion.text
                 # One synthetic turn: finish the work or hand it back, then answer.

@@ -236,15 +236,21 @@ class Supervisor:
             db.execute("DELETE FROM memories WHERE owner = ?", (agent_id,))
             # Its unfinished tasks are cancelled, not deleted: other boards may depend
             # on them, and the `orphans` preset shows who is left waiting.
-            db.execute("UPDATE tasks SET status = 'cancelled', updated_at = ? WHERE owner = ? "
-                       "AND status NOT IN ('done', 'cancelled')", (now, agent_id))
+            db.execute("INSERT INTO task_changes (task_id, owner, status, by, at) SELECT id, "
+                       "owner, 'cancelled', 'legion:destroy', ? FROM tasks WHERE owner = ? AND "
+                       "status NOT IN ('done', 'cancelled')", (now, agent_id))
+            cancelled = db.execute(
+                "UPDATE tasks SET status = 'cancelled', updated_at = ?, status_changed_at = ? "
+                "WHERE owner = ? AND status NOT IN ('done', 'cancelled')",
+                (now, now, agent_id)).rowcount
             db.execute("DELETE FROM agents WHERE id = ?", (agent_id,))
             # The destroy itself stays in the live log: the audit trail of what
             # happened to this id, and the end-of-stream mark for `attach`.
             return insert(
                 db, agent_id, "agent.destroyed",
                 {"purged": purge, "archive_id": archive_id, "events_archived": moved,
-                 "events_removed": removed, "reason": reason, "last_state": row["state"]},
+                 "events_removed": removed, "reason": reason, "last_state": row["state"],
+                 "tasks_cancelled": cancelled},
                 source=source,
             )
 

@@ -141,7 +141,8 @@ class Board:
                 # An agent's assignment lands in the assignee's inbox (a person who
                 # adds a task uses `legion tell` to say so, if they want a session).
                 self._tell(db, board, f"[legion] {who} assigned you task {num}: {title}"
-                           + (f"\n\n{body}" if body else ""), source, events, woken)
+                           + (f"\n\n{body}" if body else ""), source, events, woken,
+                           events[0].id)
                 events.append(insert(db, board, "task.assigned", {
                     "task": self.ref_of(board, num), "by": who}, caused_by=events[0].id,
                     source=source))
@@ -180,6 +181,7 @@ class Board:
                                      caused_by=caused_by, source=source))
             for bref in add_blockers or []:
                 self._add_edge(db, tid, self._row(db, viewer, bref), owner, row["num"], viewer)
+            had_blockers = bool(self._blocker_refs(db, tid))
             for bref in remove_blockers or []:
                 b = self._row(db, viewer, bref)
                 db.execute("DELETE FROM task_deps WHERE task_id = ? AND blocker_id = ?",
@@ -189,7 +191,7 @@ class Board:
                     "task": tref, "added": add_blockers or [], "removed": remove_blockers or [],
                     "blocked_by": self._blocker_refs(db, tid)}, caused_by=caused_by,
                     source=source))
-                self._settle_blocked(db, tid, who, now, events, source)
+                self._settle_blocked(db, tid, who, now, events, source, released=had_blockers)
             if note:
                 self._note(db, tid, owner, tref, who, note, now, events, source, caused_by)
             if status is not None:
@@ -237,6 +239,11 @@ class Board:
             caused_by=caused_by, source=source))
         if status == "done":
             self._unblock_dependents(db, tid, who, now, events, woken, source)
+        elif before == "done":
+            # Reopened: whatever waited on it waits again.
+            for (dep,) in db.execute("SELECT task_id FROM task_deps WHERE blocker_id = ?",
+                                     (tid,)).fetchall():
+                self._settle_blocked(db, dep, who, now, events, source)
 
     def _unblock_dependents(self, db: Any, tid: int, viewer: str, now: str,
                             events: list[Event], woken: set[str], source: str) -> None:
@@ -261,7 +268,7 @@ class Board:
                            f"({done['title']}) is done.", source, events, woken, ev.id)
 
     def _settle_blocked(self, db: Any, tid: int, viewer: str, now: str, events: list[Event],
-                        source: str) -> None:
+                        source: str, released: bool = False) -> None:
         """A task with unfinished blockers is blocked; one whose blockers are all done and
         that was blocked by them goes back to open."""
         row = db.execute("SELECT * FROM tasks WHERE id = ?", (tid,)).fetchone()
@@ -270,7 +277,8 @@ class Board:
         if pending and row["status"] in ("open", "doing"):
             target = "blocked"
         has_deps = db.execute("SELECT 1 FROM task_deps WHERE task_id = ?", (tid,)).fetchone()
-        if not pending and row["status"] == "blocked" and has_deps:
+        # `released`: its blockers were just removed, so "blocked" was theirs to lift.
+        if not pending and row["status"] == "blocked" and (has_deps or released):
             target = "open"
         if target is None:
             return
@@ -286,8 +294,8 @@ class Board:
     def _add_edge(self, db: Any, tid: int, blocker: Any, owner: str, num: int,
                   viewer: str) -> None:
         if blocker["id"] == tid:
-            raise InvalidParams("a task cannot block itself", hint="name another task",
-                                kind="task_cycle")
+            raise Conflict("a task cannot block itself", hint="name another task",
+                           kind="task_cycle")
         path = self._path(db, blocker["id"], tid)
         if path is not None:
             cycle = [self.ref_of(owner, num, viewer)] + [
@@ -342,7 +350,7 @@ class Board:
               woken: set[str], caused_by: int | None = None) -> None:
         if self.agents.agents.get(agent) is None:
             return
-        _msg, ev = inbox.enqueue_job(agent, "legion:tasks", text, source)(db)
+        _msg, ev = inbox.enqueue_job(agent, "legion:tasks", text, source, caused_by)(db)
         events.append(ev)
         woken.add(agent)
 

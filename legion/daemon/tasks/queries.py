@@ -72,8 +72,8 @@ async def query(board: Board, viewer: str, presets: list[str], *, owner: str | N
                     f"SELECT DISTINCT t.id, b.status AS bstatus, b.owner AS bowner FROM tasks t "
                     "JOIN task_deps d ON d.task_id = t.id JOIN tasks b ON b.id = d.blocker_id "
                     f"WHERE t.owner = ? AND t.{unfinished} ORDER BY t.num", (home,)).fetchall()
-                dead = sorted({r["id"] for r in rows
-                               if r["bstatus"] == "cancelled" or r["bowner"] not in live})
+                dead = sorted({r["id"] for r in rows if r["bstatus"] == "cancelled"
+                               or (r["bowner"] not in live and r["bstatus"] != "done")})
                 out[p] = [board._view(db, i, viewer) for i in dead]
             elif p == "longest_chain":
                 out[p] = _longest_chain(board, db, home, viewer)
