@@ -6,6 +6,7 @@ import argparse
 import sys
 from typing import Any
 
+from legion.cli.commands import subcommand
 from legion.cli.context import CommandContext
 from legion.errors import InvalidParams
 
@@ -15,45 +16,29 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
                        description="An agent's memory: its own entries and shared/ ones.")
     msub = p.add_subparsers(dest="memory_command", metavar="SUBCOMMAND", required=True)
 
-    c = msub.add_parser("ls", parents=[common], help="list entries",
-                        description="List an agent's entries (and shared/ ones) under a prefix.")
-    c.add_argument("id", metavar="ID")
+    c = subcommand(msub, common, "ls", "list entries",
+                   "List an agent's entries (and shared/ ones) under a prefix.", ls)
     c.add_argument("prefix", metavar="PREFIX", nargs="?", default="")
     c.add_argument("--limit", type=int, default=200, metavar="N", help="at most N (default 200)")
-    c.set_defaults(handler=ls)
 
-    c = msub.add_parser("cat", parents=[common], help="print an entry",
-                        description="Print one entry's content.")
-    c.add_argument("id", metavar="ID")
-    c.add_argument("path", metavar="PATH")
-    c.set_defaults(handler=cat)
+    subcommand(msub, common, "cat", "print an entry", "Print one entry's content.", cat, "path")
 
-    c = msub.add_parser("write", parents=[common], help="write an entry",
-                        description="Write an entry (replacing it unless --append or --create).")
-    c.add_argument("id", metavar="ID")
-    c.add_argument("path", metavar="PATH")
+    c = subcommand(msub, common, "write", "write an entry",
+                   "Write an entry (replacing it unless --append or --create).", write, "path")
     c.add_argument("text", metavar="TEXT", help="the content; '-' reads it from stdin")
     mode = c.add_mutually_exclusive_group()
     mode.add_argument("--append", action="store_true", help="add to the end of the entry")
     mode.add_argument("--create", action="store_true", help="fail if the entry exists (exit 5)")
     c.add_argument("--tag", action="append", metavar="TAG", help="a tag; repeatable")
-    c.set_defaults(handler=write)
 
-    c = msub.add_parser("rm", parents=[common], help="delete an entry",
-                        description="Delete one entry.")
-    c.add_argument("id", metavar="ID")
-    c.add_argument("path", metavar="PATH")
-    c.set_defaults(handler=rm)
+    subcommand(msub, common, "rm", "delete an entry", "Delete one entry.", rm, "path")
 
-    c = msub.add_parser("search", parents=[common], help="search an agent's memory",
-                        description="Search by words (FTS5); with --semantic, by meaning too "
-                        "(hybrid). The result says which mode answered and why.")
-    c.add_argument("id", metavar="ID")
-    c.add_argument("query", metavar="QUERY")
+    c = subcommand(msub, common, "search", "search an agent's memory",
+                   "Search by words (FTS5); with --semantic, by meaning too (hybrid). The "
+                   "result says which mode answered and why.", search, "query")
     c.add_argument("--semantic", action="store_true", help="hybrid: meaning and words")
     c.add_argument("--limit", type=int, default=10, metavar="N", help="at most N (default 10)")
     c.add_argument("--prefix", default="", metavar="PREFIX", help="only paths under PREFIX")
-    c.set_defaults(handler=search)
 
     c = msub.add_parser("stats", parents=[common], help="memory statistics",
                         description="Entries, bytes, quotas, the embedder and the backfill.")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from legion.cli.commands import subcommand
 from legion.cli.context import CommandContext
 
 STATUSES = ["open", "doing", "blocked", "done", "cancelled"]
@@ -18,73 +19,43 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
                        "or N@AGENT for another agent's task.")
     t = p.add_subparsers(dest="tasks_command", metavar="SUBCOMMAND", required=True)
 
-    c = t.add_parser("ls", parents=[common], help="list tasks",
-                     description="List a board's tasks, unfinished first.")
-    c.add_argument("id", metavar="ID")
+    c = subcommand(t, common, "ls", "list tasks", "List a board's tasks, unfinished first.", ls)
     c.add_argument("--status", choices=STATUSES, help="only tasks with this status")
     c.add_argument("--lane", metavar="LANE", help="only tasks in this lane")
-    c.set_defaults(handler=ls)
 
-    c = t.add_parser("add", parents=[common], help="add a task",
-                     description="Add a task to an agent's board (no inbox message is sent; "
-                     "use `legion tell` to ask the agent to work on it).")
-    c.add_argument("id", metavar="ID")
-    c.add_argument("title", metavar="TITLE")
+    c = subcommand(t, common, "add", "add a task", "Add a task to an agent's board (no inbox "
+                   "message is sent; use `legion tell` to ask the agent to work on it).", add,
+                   "title")
     c.add_argument("--body", default="", metavar="TEXT", help="details")
     c.add_argument("--lane", default="", metavar="LANE", help="a free-form lane")
     c.add_argument("--priority", type=int, default=0, metavar="N", help="higher comes first")
     c.add_argument("--due", metavar="DATE", help="ISO date or time, e.g. 2026-12-01")
     c.add_argument("--blocked-by", action="append", default=[], metavar="TASK",
                    help="a task that must be done first (N or N@AGENT); repeatable")
-    c.set_defaults(handler=add)
 
-    c = t.add_parser("show", parents=[common], help="show one task",
-                     description="One task: body, blockers, dependents, notes, history.")
-    c.add_argument("id", metavar="ID")
-    c.add_argument("task", metavar="TASK")
-    c.set_defaults(handler=show)
+    subcommand(t, common, "show", "show one task",
+               "One task: body, blockers, dependents, notes, history.", show, "task")
 
-    c = t.add_parser("move", parents=[common], help="change a task's status",
-                     description="Move a task to another status. A task with unfinished "
-                     "blockers cannot go to open, doing or done (exit 5).")
-    c.add_argument("id", metavar="ID")
-    c.add_argument("task", metavar="TASK")
+    c = subcommand(t, common, "move", "change a task's status", "Move a task to another "
+                   "status. A task with unfinished blockers cannot go to open, doing or done "
+                   "(exit 5).", move, "task")
     c.add_argument("status", metavar="STATUS", choices=STATUSES,
                    help=f"one of: {', '.join(STATUSES)}")
     c.add_argument("--note", metavar="TEXT", help="a note to add with the move")
-    c.set_defaults(handler=move)
 
-    c = t.add_parser("note", parents=[common], help="add a note to a task",
-                     description="Add a note to a task's timeline.")
-    c.add_argument("id", metavar="ID")
-    c.add_argument("task", metavar="TASK")
-    c.add_argument("text", metavar="TEXT")
-    c.set_defaults(handler=note)
+    subcommand(t, common, "note", "add a note to a task", "Add a note to a task's timeline.",
+               note, "task", "text")
+    subcommand(t, common, "done", "complete a task", "Mark a task done; the tasks it blocked "
+               "are unblocked and their owners woken.", done, "task")
 
-    c = t.add_parser("done", parents=[common], help="complete a task",
-                     description="Mark a task done; the tasks it blocked are unblocked and "
-                     "their owners woken.")
-    c.add_argument("id", metavar="ID")
-    c.add_argument("task", metavar="TASK")
-    c.set_defaults(handler=done)
-
-    c = t.add_parser("query", parents=[common], help="ask preset questions of a board",
-                     description="Presets, several at once: " + ", ".join(PRESETS) + ".")
-    c.add_argument("id", metavar="ID")
+    c = subcommand(t, common, "query", "ask preset questions of a board",
+                   "Presets, several at once: " + ", ".join(PRESETS) + ".", query)
     c.add_argument("presets", metavar="PRESET", nargs="+", choices=PRESETS)
-    c.set_defaults(handler=query)
 
-    c = t.add_parser("graph", parents=[common], help="draw the dependency tree",
-                     description="The board's tasks as a tree of what blocks what, across "
-                     "boards.")
-    c.add_argument("id", metavar="ID")
-    c.set_defaults(handler=graph)
-
-    c = t.add_parser("burndown", parents=[common], help="draw open vs done over time",
-                     description="Open (unfinished) and done tasks over time, drawn in the "
-                     "terminal.")
-    c.add_argument("id", metavar="ID")
-    c.set_defaults(handler=burndown)
+    subcommand(t, common, "graph", "draw the dependency tree", "The board's tasks as a tree "
+               "of what blocks what, across boards.", graph)
+    subcommand(t, common, "burndown", "draw open vs done over time", "Open (unfinished) and "
+               "done tasks over time, drawn in the terminal.", burndown)
 
 
 def ls(args: argparse.Namespace, ctx: CommandContext) -> int:
