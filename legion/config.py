@@ -156,6 +156,10 @@ class GuardsConfig(_Section):
     tool_timeout: Seconds = 60.0
     # Recent conversation carried into each session, in estimated tokens.
     history_tokens: Annotated[int, Meta(ge=0)] = 6000
+    # Automatic triggers (heartbeat, cron, watchers, task wake-ups) an agent may
+    # have waiting or running at once; more are dropped with a warning event.
+    # Messages from people are never dropped.
+    max_concurrent_sessions: Annotated[int, Meta(ge=1, le=1000)] = 3
 
 
 class Config(_Section):

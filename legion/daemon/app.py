@@ -33,10 +33,12 @@ from legion.daemon.memory.backfill import Backfill
 from legion.daemon.memory.service import Memory
 from legion.daemon.methods import build_registry
 from legion.daemon.rpc.server import RpcServer
+from legion.daemon.schedule.scheduler import Scheduler
 from legion.daemon.services import Services
 from legion.daemon.store import event_log
 from legion.daemon.store.database import Store
 from legion.daemon.tasks.board import Board
+from legion.daemon.watchers.service import Watchers
 from legion.errors import EXIT_INTERRUPTED, EXIT_OK, ConfigError, LegionError
 from legion.paths import Paths
 
@@ -93,16 +95,21 @@ class Daemon:
         services.memory = Memory(store, bus, cfg.memory, embedder,
                                  embedders.describe(embedder, cfg))
         await services.memory.prepare()
-        services.board = Board(store, bus, sup, services.runtime.delivered)
+        services.board = Board(store, bus, sup, services.runtime.delivered,
+                               services.runtime.automatic_cap)
         # The session-close nudge: a session may not end quietly while its agent
         # still has a task in doing.
         services.runtime.work_checks.append(services.board.doing)
+        services.scheduler = Scheduler(services)
+        services.watchers = Watchers(services)
         server = RpcServer(build_registry(services), bus, cfg.rpc, self.paths.socket)
         services.rpc = server
 
         async with anyio.create_task_group() as tg:
             tg.start_soon(self._watch_signals, tg.cancel_scope)
             await tg.start(services.runtime.run)
+            await tg.start(services.scheduler.run)
+            await tg.start(services.watchers.run)
             if embedder is not None and services.memory.vec_available:
                 backfill = Backfill(services.memory, store, embedder,
                                     batch=cfg.memory.backfill_batch,

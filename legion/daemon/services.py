@@ -22,7 +22,9 @@ if TYPE_CHECKING:
     from legion.daemon.llm.client import ModelClient
     from legion.daemon.memory.service import Memory
     from legion.daemon.rpc.server import RpcServer
+    from legion.daemon.schedule.scheduler import Scheduler
     from legion.daemon.tasks.board import Board
+    from legion.daemon.watchers.service import Watchers
 
 
 @dataclass
@@ -41,3 +43,5 @@ class Services:
     runtime: Runtime = None  # type: ignore[assignment]
     memory: Memory = None  # type: ignore[assignment]
     board: Board = None  # type: ignore[assignment]
+    scheduler: Scheduler = None  # type: ignore[assignment]
+    watchers: Watchers = None  # type: ignore[assignment]

@@ -34,12 +34,14 @@ class Message(msgspec.Struct):
     created_at: str
     started_at: str | None
     done_at: str | None
+    # A model for this message's session other than the agent's (from a schedule).
+    model: str | None = None
 
     @classmethod
     def from_row(cls, r: Any) -> Message:
         return cls(r["id"], r["agent_id"], r["sender"], r["body"], r["status"], r["attempts"],
                    r["event_id"], r["session_id"], r["reply"], r["error"], r["created_at"],
-                   r["started_at"], r["done_at"])
+                   r["started_at"], r["done_at"], r["model"])
 
     @property
     def final(self) -> bool:
@@ -47,20 +49,48 @@ class Message(msgspec.Struct):
 
 
 def enqueue_job(agent: str, sender: str, body: str, source: str,
-                caused_by: int | None = None) -> Any:
+                caused_by: int | None = None, model: str | None = None) -> Any:
     """A write job: store the message and its `message.received` event together."""
 
     def job(db: Any) -> tuple[Message, Event]:
         now = now_iso()
         mid = db.execute(
-            "INSERT INTO messages (agent_id, sender, body, status, created_at) "
-            "VALUES (?, ?, ?, 'queued', ?)", (agent, sender, body, now)).lastrowid
+            "INSERT INTO messages (agent_id, sender, body, status, created_at, model) "
+            "VALUES (?, ?, ?, 'queued', ?, ?)", (agent, sender, body, now, model)).lastrowid
         ev = insert(db, agent, "message.received",
                     {"message_id": mid, "sender": sender, "text": body}, caused_by=caused_by,
                     source=source)
         db.execute("UPDATE messages SET event_id = ? WHERE id = ?", (ev.id, mid))
         row = db.execute("SELECT * FROM messages WHERE id = ?", (mid,)).fetchone()
         return Message.from_row(row), ev
+
+    return job
+
+
+# Senders whose messages are automatic triggers (not a person, not another agent).
+AUTOMATIC_SQL = ("(sender LIKE 'cron:%' OR sender = 'heartbeat' OR sender LIKE 'watcher:%' "
+                 "OR sender LIKE 'legion:%')")
+
+
+def enqueue_automatic_job(agent: str, sender: str, body: str, source: str, cap: int,
+                          caused_by: int | None = None, model: str | None = None) -> Any:
+    """Like enqueue_job, for automatic triggers: past `cap` automatic messages
+    waiting or running for this agent, the trigger is dropped and a
+    `trigger.dropped` warning event is recorded instead (in the same
+    transaction, so the count cannot race)."""
+
+    def job(db: Any) -> tuple[Message | None, Event]:
+        waiting = db.execute(
+            "SELECT count(*) FROM messages WHERE agent_id = ? AND status IN "
+            f"('queued', 'processing') AND {AUTOMATIC_SQL}", (agent,)).fetchone()[0]
+        if waiting >= cap:
+            return None, insert(db, agent, "trigger.dropped", {
+                "sender": sender, "in_flight": waiting, "cap": cap, "text": body[:300],
+                "hint": "the agent is behind on automatic work; raise "
+                "guards.max_concurrent_sessions or make its schedules less frequent"},
+                caused_by=caused_by, source=source)
+        msg, ev = enqueue_job(agent, sender, body, source, caused_by, model)(db)
+        return msg, ev
 
     return job
 

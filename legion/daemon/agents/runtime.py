@@ -186,6 +186,30 @@ class Runtime:
 
         return await self.services.store.writer.run(job, on_commit=committed)
 
+    def automatic_cap(self, agent_id: str) -> int:
+        rec = self.services.agents.agents.get(agent_id)
+        return self.guards(rec).max_concurrent_sessions if rec else 0
+
+    async def deliver_automatic(self, agent_id: str, sender: str, text: str, *,
+                                source: str, caused_by: int | None = None) -> Message | None:
+        """Deliver an automatic trigger (heartbeat, cron, watcher), within the
+        agent's in-flight cap; None when it was dropped (with a warning event)."""
+        job = inbox.enqueue_automatic_job(agent_id, sender, text, source,
+                                          self.automatic_cap(agent_id), caused_by)
+
+        def committed(result: tuple[Message | None, Event]) -> None:
+            msg, ev = result
+            self.services.bus.deliver(ev)
+            if msg is not None:
+                self.delivered(agent_id)
+            else:
+                log.warning("automatic trigger dropped: too many in flight", agent=agent_id,
+                            sender=sender, cap=ev.data["cap"])
+
+        msg: Message | None
+        msg, _ = await self.services.store.writer.run(job, on_commit=committed)
+        return msg
+
     def delivered(self, agent_id: str) -> None:
         """A message was committed to this agent's inbox (by tell, or by another
         service in its own transaction): count it and wake the runner."""

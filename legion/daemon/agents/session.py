@@ -54,6 +54,7 @@ class Guards:
     daily_cost: float
     tool_timeout: float
     history_tokens: int
+    max_concurrent_sessions: int
 
 
 class GuardOverrides(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
@@ -66,6 +67,7 @@ class GuardOverrides(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=T
     daily_cost: Annotated[float, Meta(ge=0)] | None = None
     tool_timeout: Annotated[float, Meta(gt=0)] | None = None
     history_tokens: Annotated[int, Meta(ge=0)] | None = None
+    max_concurrent_sessions: Annotated[int, Meta(ge=1, le=1000)] | None = None
 
 
 class _Deltas:
@@ -106,7 +108,9 @@ class Session:
         self.start_event = 0
         self.usage = Usage()
         self.turns = 0
-        self.model = rec.model
+        # A schedule may ask for another model for its runs.
+        self.ref = msg.model or rec.model
+        self.model = self.ref
         self.source = f"agent:{rec.id}"
         self.tools = {t.name: t for t in KERNEL}
 
@@ -138,11 +142,11 @@ class Session:
             self.id = db.execute(
                 "INSERT INTO sessions (agent_id, message_id, trigger, model, status, started_at)"
                 " VALUES (?, ?, 'message', ?, 'running', ?)",
-                (rec.id, msg.id, rec.model, now_iso())).lastrowid
+                (rec.id, msg.id, self.ref, now_iso())).lastrowid
             db.execute("UPDATE messages SET session_id = ? WHERE id = ?", (self.id, msg.id))
             return insert(db, rec.id, "session.started",
                           {"session": self.id, "message_id": msg.id, "trigger": "message",
-                           "model": rec.model, "resolved_model": self.rt.models.resolved(rec.model),
+                           "model": self.ref, "resolved_model": self.rt.models.resolved(self.ref),
                            "attempt": msg.attempts},
                           caused_by=msg.event_id, source=self.source)
 
@@ -177,7 +181,7 @@ class Session:
             self.turns = turn
             self.state.activity = "thinking"
             req = await self.emit("model.request", {
-                "turn": turn, "model": rec.model, "messages": len(messages),
+                "turn": turn, "model": self.ref, "messages": len(messages),
                 "prompt_tokens_estimate": prompt.estimate(messages, schemas),
                 "tools": len(schemas),
             }, cause)
@@ -188,7 +192,7 @@ class Session:
                     self.state.activity = f"retrying ({data.get('status')})"
                 await self.emit(kind, data, _req)
 
-            completion = await self.rt.models.complete(rec.model, messages, schemas,
+            completion = await self.rt.models.complete(self.ref, messages, schemas,
                                                        on_delta=deltas.add, emit=relay)
             await deltas.flush()
             completion = self.rt.models.repair(completion, set(self.tools))

@@ -295,3 +295,44 @@ def m004_tasks(db: Any) -> None:
         CREATE INDEX task_changes_owner ON task_changes (owner, at);
         """,
     )
+
+
+@migration
+def m005_schedules_watchers(db: Any) -> None:
+    script(
+        db,
+        """
+        CREATE TABLE schedules (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            agent_id TEXT NOT NULL,
+            kind TEXT NOT NULL CHECK (kind IN ('cron', 'interval', 'once', 'heartbeat')),
+            spec TEXT NOT NULL,
+            prompt TEXT NOT NULL DEFAULT '',
+            model TEXT,
+            missed TEXT NOT NULL DEFAULT 'run_once'
+                CHECK (missed IN ('skip', 'run_once', 'run_all')),
+            missed_cap INTEGER NOT NULL DEFAULT 10,
+            -- The last planned fire time handled (fired, skipped or dropped).
+            last_fire TEXT,
+            created_at TEXT NOT NULL
+        ) STRICT;
+        CREATE INDEX schedules_agent ON schedules (agent_id);
+
+        -- A schedule may run its sessions on another model than the agent's.
+        ALTER TABLE messages ADD COLUMN model TEXT;
+
+        CREATE TABLE watchers (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            agent_id TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            config TEXT NOT NULL,
+            trigger TEXT NOT NULL,
+            action TEXT NOT NULL,
+            interval REAL NOT NULL,
+            min_interval REAL NOT NULL,
+            created_at TEXT NOT NULL,
+            last_fired_at TEXT
+        ) STRICT;
+        CREATE INDEX watchers_agent ON watchers (agent_id);
+        """,
+    )

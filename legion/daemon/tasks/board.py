@@ -67,12 +67,14 @@ def check_status(status: str) -> str:
 
 class Board:
     def __init__(self, store: Store, bus: EventBus, agents: Supervisor,
-                 delivered: Callable[[str], None]) -> None:
+                 delivered: Callable[[str], None], cap: Callable[[str], int]) -> None:
         self.store = store
         self.bus = bus
         self.agents = agents
         # Called after commit for each agent that got a message (wakes its runner).
         self.delivered = delivered
+        # An agent's cap on automatic triggers: task wake-ups are automatic too.
+        self.cap = cap
 
     # -- references -------------------------------------------------------------
 
@@ -350,9 +352,11 @@ class Board:
               woken: set[str], caused_by: int | None = None) -> None:
         if self.agents.agents.get(agent) is None:
             return
-        _msg, ev = inbox.enqueue_job(agent, "legion:tasks", text, source, caused_by)(db)
+        msg, ev = inbox.enqueue_automatic_job(agent, "legion:tasks", text, source,
+                                              self.cap(agent), caused_by)(db)
         events.append(ev)
-        woken.add(agent)
+        if msg is not None:
+            woken.add(agent)
 
     def _change(self, db: Any, tid: int, owner: str, status: str, by: str, at: str) -> None:
         db.execute("INSERT INTO task_changes (task_id, owner, status, by, at) VALUES "

@@ -43,9 +43,10 @@ async def agent_info(ctx: ToolContext) -> dict[str, Any]:
 
 def _kernel() -> list[Tool]:
     from legion.daemon.memory.tools import TOOLS as MEMORY
+    from legion.daemon.schedule.tools import TOOLS as SCHEDULES
     from legion.daemon.tasks.tools import TOOLS as TASKS
 
-    return [now, agent_info, *MEMORY, *TASKS]
+    return [now, agent_info, *MEMORY, *TASKS, *SCHEDULES]
 
 
 KERNEL: list[Tool] = _kernel()

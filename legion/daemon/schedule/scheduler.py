@@ -1,0 +1,457 @@
+"""Cron entries, intervals, one-shot times and heartbeats.
+
+Timing is APScheduler's (`AsyncIOScheduler`, second precision); what was
+planned and handled is ours: each entry keeps `last_fire`, the last planned
+time it handled, in the database. When the daemon starts, and when a stopped
+agent is resumed, the runs planned since then are computed from the entry's
+trigger and handled by its missed-run policy:
+
+- `skip`: none is run;
+- `run_once`: one run stands for all of them;
+- `run_all`: each is run, up to `missed_cap`, the rest skipped.
+
+Every missed run is recorded as a `schedule.missed` event (one per run, the
+first 20, then one summary), so a skipped run is never silent. A fire, its
+`last_fire` and its inbox message are one write: a crash cannot run a
+planned time twice or lose it.
+
+Heartbeats do not call the model when nothing is new for the agent since
+the last heartbeat (no message, no task change on its board, no watcher
+fire, no task newly due): they are recorded as `heartbeat.skipped` with the
+reason. When something is new, a short prompt lists it.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+import anyio
+import structlog
+from anyio.abc import TaskStatus
+
+from legion.daemon.agents import inbox
+from legion.daemon.agents.model import AgentRecord, State
+from legion.daemon.events import Event, insert, now_iso
+from legion.errors import InvalidParams, NotFound
+
+if TYPE_CHECKING:
+    from apscheduler.triggers.base import BaseTrigger
+
+    from legion.daemon.services import Services
+
+log = structlog.get_logger("legion.schedule")
+
+MISSED_EVENTS = 20
+PLAN_LIMIT = 10_000
+DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|sec|m|min|h|d)?\s*$")
+UNITS = {None: 1, "s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600, "d": 86400}
+CRON_HINT = ("a cron expression has 5 fields (minute hour day month weekday) or 6 "
+             "(second first): '*/5 * * * *' is every 5 minutes, '0 9 * * 1-5' is 9:00 on "
+             "weekdays, '*/10 * * * * *' is every 10 seconds")
+QUIET_SENDERS = ("heartbeat",)
+INTERESTING = ("message.received", "task.created", "task.assigned", "task.unblocked",
+               "task.noted", "task.status", "watch.fired")
+
+
+def parse_duration(text: str | float, what: str = "interval") -> float:
+    if isinstance(text, int | float):
+        seconds = float(text)
+    else:
+        m = DURATION.match(str(text))
+        if not m:
+            raise InvalidParams(f"{what} {text!r} is not a duration",
+                                hint="write 30s, 5m, 2h, 1d (or a number of seconds)")
+        seconds = float(m.group(1)) * UNITS[m.group(2)]
+    if seconds < 1:
+        raise InvalidParams(f"{what} must be at least 1 second", hint="e.g. 30s or 5m")
+    return seconds
+
+
+def make_trigger(kind: str, spec: str, created: datetime) -> BaseTrigger:
+    from apscheduler.triggers.cron import CronTrigger
+    from apscheduler.triggers.date import DateTrigger
+    from apscheduler.triggers.interval import IntervalTrigger
+
+    if kind == "cron":
+        fields = spec.split()
+        names = (["second"] if len(fields) == 6 else []) + [
+            "minute", "hour", "day", "month", "day_of_week"]
+        if len(fields) not in (5, 6):
+            raise InvalidParams(f"invalid cron expression {spec!r}: {len(fields)} fields",
+                                hint=CRON_HINT, kind="invalid_cron")
+        try:
+            return CronTrigger(timezone=UTC, **dict(zip(names, fields, strict=True)))
+        except ValueError as exc:
+            raise InvalidParams(f"invalid cron expression {spec!r}: {exc}", hint=CRON_HINT,
+                                kind="invalid_cron") from None
+    if kind in ("interval", "heartbeat"):
+        return IntervalTrigger(seconds=parse_duration(spec), start_date=created, timezone=UTC)
+    if kind == "once":
+        try:
+            at = datetime.fromisoformat(spec.replace("Z", "+00:00"))
+        except ValueError:
+            raise InvalidParams(f"invalid time {spec!r}",
+                                hint="use ISO 8601, e.g. 2026-12-01T09:00:00Z") from None
+        return DateTrigger(run_date=at if at.tzinfo else at.replace(tzinfo=UTC), timezone=UTC)
+    raise InvalidParams(f"unknown schedule kind {kind!r}",
+                        hint="use cron, interval or once")
+
+
+def _dt(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def _iso(t: datetime) -> str:
+    return t.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+class Scheduler:
+    def __init__(self, services: Services) -> None:
+        self.services = services
+        self._sched: Any = None
+        self._planned: dict[str, list[datetime]] = {}
+        self._changes: Any = None
+        self._marks: dict[str, int] = {}
+        self.fired = 0
+        self.lateness_ms: list[float] = []
+        # heartbeat schedule id -> agent (for `ps`'s next heartbeat)
+        self._hb: dict[int, str] = {}
+        # agent -> when the heartbeat last looked for newly due tasks
+        self._last_look: dict[str, str] = {}
+
+    # -- lifecycle ----------------------------------------------------------------
+
+    async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        from apscheduler.events import EVENT_JOB_SUBMITTED
+        from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
+        self._sched = AsyncIOScheduler(timezone=UTC)
+        self._sched.add_listener(self._submitted, EVENT_JOB_SUBMITTED)
+        self._sched.start()
+        last = await self.services.store.fetchone("SELECT max(id) AS m FROM events")
+        start_mark = int(last["m"] or 0)
+        send, receive = anyio.create_memory_object_stream[tuple[str, str]](
+            max_buffer_size=1_000_000)
+        self._changes = send
+        try:
+            for row in await self.services.store.fetchall("SELECT * FROM schedules ORDER BY id"):
+                self._marks.setdefault(row["agent_id"], start_mark)
+                rec = self.services.agents.agents.get(row["agent_id"])
+                if rec is not None and rec.state is not State.STOPPED:
+                    await self._arm(row)
+            self.services.agents.listeners.append(self._on_change)
+            task_status.started()
+            async with receive:
+                async for action, agent_id in receive:
+                    await self._apply(action, agent_id)
+        finally:
+            self._sched.shutdown(wait=False)
+
+    def _on_change(self, action: str, agent_id: str, rec: AgentRecord | None) -> None:
+        if action in ("stop", "resume", "destroy"):
+            self._changes.send_nowait((action, agent_id))
+
+    async def _apply(self, action: str, agent_id: str) -> None:
+        rows = await self.services.store.fetchall(
+            "SELECT * FROM schedules WHERE agent_id = ? ORDER BY id", (agent_id,))
+        for row in rows:
+            self._disarm(row["id"])
+            if action == "resume":
+                await self._arm(row)
+        if action == "destroy":
+            await self.services.store.writer.run(
+                lambda db: db.execute("DELETE FROM schedules WHERE agent_id = ?", (agent_id,)))
+
+    def _submitted(self, event: Any) -> None:
+        self._planned.setdefault(event.job_id, []).extend(event.scheduled_run_times)
+
+    def _disarm(self, sid: int) -> None:
+        job = self._sched.get_job(str(sid))
+        if job is not None:
+            job.remove()
+
+    async def _arm(self, row: Any) -> None:
+        """Handle what was missed since `last_fire`, then plan the next runs."""
+        trigger = make_trigger(row["kind"], row["spec"], _dt(row["created_at"]))
+        now = datetime.now(UTC)
+        since = _dt(row["last_fire"] or row["created_at"])
+        missed: list[datetime] = []
+        previous: datetime | None = None
+        cursor = since + timedelta(microseconds=1)
+        while len(missed) < PLAN_LIMIT:
+            t = trigger.get_next_fire_time(previous, cursor)
+            if t is None or t > now:
+                break
+            if t > since:
+                missed.append(t)
+            previous = t
+            cursor = t + timedelta(microseconds=1)
+        if missed:
+            await self._handle_missed(row, missed)
+        if row["kind"] == "once" and (row["last_fire"] or missed):
+            return  # a one-shot that already ran (or was handled) is done
+        if row["kind"] == "heartbeat":
+            self._hb[row["id"]] = row["agent_id"]
+        self._sched.add_job(self._fire, trigger, args=[row["id"]], id=str(row["id"]),
+                            misfire_grace_time=None, coalesce=False, max_instances=1000,
+                            replace_existing=True)
+
+    async def _handle_missed(self, row: Any, missed: list[datetime]) -> None:
+        policy = row["missed"]
+        if row["kind"] == "heartbeat":
+            policy = "skip"  # a heartbeat's only job is "now"; missed ones are just recorded
+        run: list[datetime] = []
+        if policy == "run_once":
+            run = [missed[-1]]
+        elif policy == "run_all":
+            run = missed[: row["missed_cap"]]
+        skipped = [t for t in missed if t not in run]
+        reason = "the daemon was down or the agent was stopped"
+
+        def job(db: Any) -> list[Event]:
+            events = []
+            for t in skipped[:MISSED_EVENTS]:
+                events.append(insert(db, row["agent_id"], "schedule.missed", {
+                    "schedule": row["id"], "kind": row["kind"], "planned": _iso(t),
+                    "action": "skipped", "policy": policy, "reason": reason},
+                    source="scheduler"))
+            if len(skipped) > MISSED_EVENTS:
+                events.append(insert(db, row["agent_id"], "schedule.missed", {
+                    "schedule": row["id"], "kind": row["kind"], "action": "skipped",
+                    "count": len(skipped) - MISSED_EVENTS, "first": _iso(skipped[MISSED_EVENTS]),
+                    "last": _iso(skipped[-1]), "policy": policy, "reason": reason},
+                    source="scheduler"))
+            for t in run:
+                events.append(insert(db, row["agent_id"], "schedule.missed", {
+                    "schedule": row["id"], "kind": row["kind"], "planned": _iso(t),
+                    "action": "run late", "policy": policy, "missed_total": len(missed),
+                    "reason": reason}, source="scheduler"))
+            db.execute("UPDATE schedules SET last_fire = ? WHERE id = ?",
+                       (_iso(missed[-1]), row["id"]))
+            return events
+
+        await self.services.store.writer.run(job, on_commit=self.services.bus.deliver)
+        for t in run:
+            note = (f" ({len(missed)} planned runs were missed; this one stands for all of "
+                    "them)" if policy == "run_once" and len(missed) > 1 else " (run late)")
+            await self._deliver(row, t, note, update_last=False)
+
+    async def _fire(self, sid: int) -> None:
+        planned_list = self._planned.get(str(sid)) or [datetime.now(UTC)]
+        planned = planned_list.pop(0)
+        row = await self.services.store.fetchone("SELECT * FROM schedules WHERE id = ?", (sid,))
+        if row is None:
+            self._disarm(sid)
+            return
+        lateness = (datetime.now(UTC) - planned).total_seconds() * 1000
+        self.fired += 1
+        self.lateness_ms.append(lateness)
+        del self.lateness_ms[:-10_000]
+        if row["kind"] == "heartbeat":
+            await self._heartbeat(row, planned, lateness)
+        else:
+            await self._deliver(row, planned, "", lateness=lateness)
+        if row["kind"] == "once":
+            self._disarm(sid)
+
+    async def _deliver(self, row: Any, planned: datetime, note: str, *,
+                       lateness: float | None = None, update_last: bool = True,
+                       text: str | None = None, sender: str | None = None) -> None:
+        agent = row["agent_id"]
+        runtime = self.services.runtime
+        body = text or (f"[cron {row['id']}] {row['prompt'] or 'scheduled run'}"
+                        f" (planned {_iso(planned)}{note})")
+        who = sender or f"cron:{row['id']}"
+        enqueue = inbox.enqueue_automatic_job(agent, who, body, "scheduler",
+                                              runtime.automatic_cap(agent), model=row["model"])
+
+        def job(db: Any) -> tuple[Any, list[Event]]:
+            msg, ev = enqueue(db)
+            events = [ev, insert(db, agent, "schedule.fired", {
+                "schedule": row["id"], "kind": row["kind"], "planned": _iso(planned),
+                "lateness_ms": round(lateness, 2) if lateness is not None else None,
+                "delivered": msg is not None}, caused_by=ev.id, source="scheduler")]
+            if update_last:
+                db.execute("UPDATE schedules SET last_fire = ? WHERE id = ?",
+                           (_iso(planned), row["id"]))
+            return msg, events
+
+        def committed(result: tuple[Any, list[Event]]) -> None:
+            self.services.bus.deliver(result[1])
+            if result[0] is not None:
+                runtime.delivered(agent)
+
+        await self.services.store.writer.run(job, on_commit=committed)
+
+    async def _heartbeat(self, row: Any, planned: datetime, lateness: float) -> None:
+        agent = row["agent_id"]
+        rec = self.services.agents.agents.get(agent)
+        if rec is None:
+            return
+        news = await self._news(agent)
+        if not news:
+            def skip(db: Any) -> Event:
+                db.execute("UPDATE schedules SET last_fire = ? WHERE id = ?",
+                           (_iso(planned), row["id"]))
+                return insert(db, agent, "heartbeat.skipped", {
+                    "reason": "nothing new since the last heartbeat", "planned": _iso(planned),
+                    "lateness_ms": round(lateness, 2)}, source="scheduler")
+
+            await self.services.store.writer.run(skip, on_commit=self.services.bus.deliver)
+            return
+        body = ("[heartbeat] Since your last heartbeat: " + "; ".join(news[:5])
+                + (f"; and {len(news) - 5} more" if len(news) > 5 else "")
+                + ". Check whether anything needs doing; answer IDLE if nothing does.")
+        await self._deliver(row, planned, "", lateness=lateness, text=body, sender="heartbeat")
+
+    async def _news(self, agent: str) -> list[str]:
+        """What happened for this agent since the last heartbeat looked (cheap: SQL only)."""
+        mark = self._marks.get(agent, 0)
+        rows = await self.services.store.fetchall(
+            f"SELECT id, kind, data, source FROM events WHERE agent_id = ? AND id > ? AND kind "
+            f"IN ({', '.join('?' for _ in INTERESTING)}) ORDER BY id LIMIT 200",
+            (agent, mark, *INTERESTING))
+        top = await self.services.store.fetchone("SELECT max(id) AS m FROM events")
+        self._marks[agent] = int(top["m"] or mark)
+        import json
+
+        news: list[str] = []
+        for r in rows:
+            data = json.loads(r["data"])
+            if r["kind"] == "message.received":
+                if data.get("sender") in QUIET_SENDERS:
+                    continue
+                news.append(f"a message from {data.get('sender')}")
+            elif r["kind"] == "watch.fired":
+                news.append(f"watcher {data.get('watcher')} fired")
+            elif r["source"] != f"agent:{agent}":  # its own task changes are not news
+                news.append(f"{r['kind'].replace('task.', 'task ')} {data.get('task', '')}")
+        due = await self.services.store.fetchall(
+            "SELECT num, title FROM tasks WHERE owner = ? AND status NOT IN ('done', "
+            "'cancelled') AND due IS NOT NULL AND due <= ? AND due > ?",
+            (agent, now_iso(), self._last_look.get(agent, now_iso())))
+        self._last_look[agent] = now_iso()
+        news += [f"task {d['num']} ({d['title']}) is now due" for d in due]
+        return news
+
+    # -- the API --------------------------------------------------------------------------
+
+    async def add(self, agent: str, kind: str, spec: str, *, prompt: str = "",
+                  model: str | None = None, missed: str = "run_once", missed_cap: int = 10,
+                  source: str = "rpc") -> dict[str, Any]:
+        rec = self.services.agents.get(agent)
+        if missed not in ("skip", "run_once", "run_all"):
+            raise InvalidParams(f"invalid missed-run policy {missed!r}",
+                                hint="use skip, run_once or run_all")
+        if model is not None:
+            self.services.models.resolve(model)
+        created = datetime.now(UTC)
+        trigger = make_trigger(kind, spec, created)
+        if kind == "once" and trigger.get_next_fire_time(None, created) is None:
+            raise InvalidParams(f"{spec} is in the past", hint="give a future time")
+
+        def job(db: Any) -> tuple[int, Event]:
+            sid = db.execute(
+                "INSERT INTO schedules (agent_id, kind, spec, prompt, model, missed, missed_cap, "
+                "created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (agent, kind, spec, prompt, model, missed, missed_cap, _iso(created))).lastrowid
+            return sid, insert(db, agent, "schedule.added", {
+                "schedule": sid, "kind": kind, "spec": spec, "missed": missed},
+                source=source)
+
+        sid, _ev = await self.services.store.writer.run(
+            job, on_commit=lambda r: self.services.bus.deliver(r[1]))
+        row = await self.services.store.fetchone("SELECT * FROM schedules WHERE id = ?", (sid,))
+        if rec.state is not State.STOPPED:
+            await self._arm(row)
+        return self.describe(row)
+
+    async def remove(self, agent: str, sid: int, source: str = "rpc") -> dict[str, Any]:
+        row = await self._own(agent, sid)
+        self._disarm(sid)
+
+        def job(db: Any) -> Event:
+            db.execute("DELETE FROM schedules WHERE id = ?", (sid,))
+            return insert(db, agent, "schedule.removed", {"schedule": sid, "kind": row["kind"]},
+                          source=source)
+
+        await self.services.store.writer.run(job, on_commit=self.services.bus.deliver)
+        return {"removed": sid}
+
+    async def listing(self, agent: str, heartbeat: bool = False) -> list[dict[str, Any]]:
+        self.services.agents.get(agent)
+        op = "=" if heartbeat else "!="
+        rows = await self.services.store.fetchall(
+            f"SELECT * FROM schedules WHERE agent_id = ? AND kind {op} 'heartbeat' ORDER BY id",
+            (agent,))
+        return [self.describe(r) for r in rows]
+
+    async def run_now(self, agent: str, sid: int) -> dict[str, Any]:
+        row = await self._own(agent, sid)
+        await self._deliver(row, datetime.now(UTC), " (run now by hand)", update_last=False)
+        return {"ran": sid}
+
+    async def set_heartbeat(self, agent: str, every: str | None, source: str = "rpc"
+                            ) -> dict[str, Any]:
+        self.services.agents.get(agent)
+        for row in await self.listing(agent, heartbeat=True):
+            self._disarm(row["schedule"])
+
+            def drop(db: Any, sid: int = row["schedule"]) -> None:
+                db.execute("DELETE FROM schedules WHERE id = ?", (sid,))
+
+            await self.services.store.writer.run(drop)
+        if every is None:
+            await self.services.bus.emit(agent, "heartbeat.set", {"every": None},
+                                         source=source)
+            return {"agent": agent, "heartbeat": None}
+        seconds = parse_duration(every, "heartbeat")
+        self._marks.setdefault(agent, 0)
+        result = await self.add(agent, "heartbeat", f"{seconds:g}", missed="skip",
+                                source=source)
+        await self.services.bus.emit(agent, "heartbeat.set", {"every_s": seconds},
+                                     source=source)
+        return {"agent": agent, "heartbeat": result}
+
+    async def heartbeat(self, agent: str) -> dict[str, Any] | None:
+        rows = await self.listing(agent, heartbeat=True)
+        return rows[0] if rows else None
+
+    def next_heartbeat(self, agent: str) -> str | None:
+        if self._sched is None:
+            return None
+        for job in self._sched.get_jobs():
+            if job.args and self._hb.get(job.args[0]) == agent and job.next_run_time:
+                return _iso(job.next_run_time)
+        return None
+
+    async def _own(self, agent: str, sid: int) -> Any:
+        row = await self.services.store.fetchone(
+            "SELECT * FROM schedules WHERE id = ? AND agent_id = ?", (sid, agent))
+        if row is None:
+            ids = [r["schedule"] for r in await self.listing(agent)]
+            raise NotFound(f"{agent} has no schedule {sid}",
+                           hint=f"its schedules: {', '.join(map(str, ids)) or 'none'}",
+                           candidates=[str(i) for i in ids], kind="unknown_schedule")
+        return row
+
+    def describe(self, row: Any) -> dict[str, Any]:
+        job = self._sched.get_job(str(row["id"])) if self._sched else None
+        return {"schedule": row["id"], "agent": row["agent_id"], "kind": row["kind"],
+                "spec": row["spec"], "prompt": row["prompt"], "model": row["model"],
+                "missed": row["missed"], "missed_cap": row["missed_cap"],
+                "last_fire": row["last_fire"],
+                "next_fire": _iso(job.next_run_time) if job and job.next_run_time else None}
+
+    def statistics(self) -> dict[str, Any]:
+        ordered = sorted(self.lateness_ms)
+
+        def pct(q: float) -> float | None:
+            return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))], 2) \
+                if ordered else None
+
+        return {"jobs": len(self._sched.get_jobs()) if self._sched else 0, "fired": self.fired,
+                "lateness_ms": {"p50": pct(0.5), "p99": pct(0.99), "max": ordered[-1]
+                                if ordered else None}}
