@@ -105,3 +105,51 @@ def burndown(doc: dict[str, Any]) -> None:
         console.print(f"[dim]{p['at'][5:16].replace('T', ' ')}[/dim] "
                       f"[yellow]{'█' * o}[/yellow]{' ' * (width - o)} {p['open']:>3} open  "
                       f"[green]{'█' * d}[/green]{' ' * (width - d)} {p['done']:>3} done")
+
+
+def schedules_table(rows: list[dict[str, Any]]) -> None:
+    if not rows:
+        console.print("no schedules.")
+        return
+    table = Table(box=None, header_style="bold")
+    for col in ("ID", "KIND", "SPEC", "NEXT", "LAST", "MISSED", "PROMPT"):
+        table.add_column(col)
+    for r in rows:
+        table.add_row(str(r["schedule"]), r["kind"], r["spec"], r["next_fire"] or "-",
+                      r["last_fire"] or "-", r["missed"], escape(r["prompt"][:50]))
+    console.print(table)
+
+
+def schedule_line(r: dict[str, Any]) -> None:
+    console.print(f"schedule {r['schedule']}: {r['kind']} {r['spec']} · next {r['next_fire']}")
+
+
+def heartbeat_line(doc: dict[str, Any]) -> None:
+    hb = doc.get("heartbeat")
+    if not hb:
+        console.print(f"{doc['agent']}: heartbeat off")
+        return
+    console.print(f"{doc['agent']}: heartbeat every {hb['spec']}s · next {hb['next_fire']}")
+
+
+def watchers_table(rows: list[dict[str, Any]]) -> None:
+    if not rows:
+        console.print("no watchers.")
+        return
+    table = Table(box=None, header_style="bold")
+    for col in ("ID", "KIND", "TRIGGER", "ACTION", "EVERY", "RUNNING", "LAST FIRED"):
+        table.add_column(col)
+    for r in rows:
+        table.add_row(str(r["watcher"]), r["kind"], escape(r["trigger"]), r["action"],
+                      f"{r['interval']:g}s", "yes" if r["running"] else "no",
+                      r["last_fired_at"] or "-")
+    console.print(table)
+
+
+def watcher_line(r: dict[str, Any]) -> None:
+    console.print(f"watcher {r['watcher']}: {r['kind']} · trigger {escape(r['trigger'])} · "
+                  f"{r['action']}")
+
+
+def done_line(doc: dict[str, Any]) -> None:
+    console.print(", ".join(f"{k}: {v}" for k, v in doc.items()))

@@ -20,12 +20,13 @@ from legion.cli.commands import (
     events,
     memory,
     messages,
+    schedules,
     tasks,
 )
 from legion.cli.context import CommandContext
 from legion.errors import EXIT_ERROR, EXIT_INTERRUPTED, LegionError
 
-GROUPS = (daemon_cmd, agents, messages, events, memory, tasks, config_cmd)
+GROUPS = (daemon_cmd, agents, messages, events, memory, tasks, schedules, config_cmd)
 
 
 def build_parser() -> argparse.ArgumentParser:

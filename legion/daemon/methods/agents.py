@@ -61,6 +61,7 @@ def register(registry: Registry, s: Services) -> None:
                 **s.runtime.describe(rec.id)}
         if tasks is not None:
             view["tasks"] = tasks.get(rec.id, {"doing": 0, "open": 0, "blocked": 0})
+        view["next_heartbeat"] = s.scheduler.next_heartbeat(rec.id)
         return view
 
     async def list_(ctx: Context, p: ListParams) -> list[dict[str, Any]]:

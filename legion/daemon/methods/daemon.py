@@ -47,6 +47,9 @@ def register(registry: Registry, s: Services) -> None:
             "models": s.models.describe(),
             "memory": await s.memory.stats(),
             "sessions": {"run": s.runtime.sessions_run, "draining": s.runtime.draining},
+            "schedules": s.scheduler.statistics(),
+            "watchers": {"running": len(s.watchers._scopes), "observations":
+                         s.watchers.observations, "fires": s.watchers.fires},
         }
 
     async def methods(ctx: Context, p: NoParams) -> list[dict[str, Any]]:
