@@ -349,7 +349,7 @@ class Scheduler:
             self.services.models.resolve(model)
         created = datetime.now(UTC)
         trigger = make_trigger(kind, spec, created)
-        if kind == "once" and trigger.get_next_fire_time(None, created) is None:
+        if kind == "once" and trigger.run_date <= created:
             raise InvalidParams(f"{spec} is in the past", hint="give a future time")
 
         def job(db: Any) -> tuple[int, Event]:
