@@ -122,10 +122,13 @@ class Watchers:
         wid = row["id"]
         with anyio.CancelScope() as scope:
             self._scopes[wid] = scope
-            cfg = kinds.check_config(row["kind"], json.loads(row["config"]))
-            trigger = triggers.parse(row["trigger"])
             state = {"previous": None, "last_fire": 0.0, "suppressed": 0}
+            # Nothing a watcher meets may escape its own task: it reports and ends.
             try:
+                raw = json.loads(row["config"])
+                raw.pop("action_args", None)
+                cfg = kinds.check_config(row["kind"], raw)
+                trigger = triggers.parse(row["trigger"])
                 if isinstance(cfg, kinds.FileWatch):
                     stop = asyncio.Event()
                     try:
