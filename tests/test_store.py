@@ -62,6 +62,10 @@ EXPECTED_SCHEMA = {
     ("index", "task_notes_task"),
     ("table", "task_changes"),
     ("index", "task_changes_owner"),
+    ("table", "schedules"),
+    ("index", "schedules_agent"),
+    ("table", "watchers"),
+    ("index", "watchers_agent"),
 }
 
 
