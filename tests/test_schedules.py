@@ -131,3 +131,16 @@ def test_the_cap_drops_excess_automatic_triggers_but_never_people(daemon: Daemon
     assert daemon.cli("tell", "cap", "from a person").code == 0
     assert len(daemon.rpc("messages.list", {"agent": "cap", "status": "queued"})["result"]) == 3
     watch.close()
+
+
+def test_weekday_numbers_follow_standard_cron(daemon: Daemon) -> None:
+    daemon.cli("spawn", "wk")
+    doc = daemon.cli_json("cron", "add", "wk", "standup", "--cron", "0 9 * * 1-5")
+    when = datetime.fromisoformat(doc["next_fire"].replace("Z", "+00:00"))
+    assert when.weekday() < 5 and (when.hour, when.minute) == (9, 0)  # Monday to Friday
+    assert daemon.cli("cron", "rm", "wk", "abc").code == 2
+    bad = daemon.cli("heartbeat", "wk", "0.5s")
+    assert bad.code == 2 and "at least 1 second" in bad.err
+    daemon.cli("heartbeat", "wk", "1h")
+    assert daemon.cli("heartbeat", "wk", "soon").code == 2
+    assert daemon.cli_json("heartbeat", "wk")["heartbeat"]["spec"] == "3600"  # kept

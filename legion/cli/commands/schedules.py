@@ -74,6 +74,15 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     t.set_defaults(handler=watch_test)
 
 
+def _number(text: str, what: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise InvalidParams(f"{what} must be a number, got {text!r}",
+                            hint=f"`legion {'cron' if what == 'schedule' else 'watch'} ls ID` "
+                            "lists them") from None
+
+
 def _json(text: str, what: str) -> Any:
     try:
         return json.loads(text)
@@ -98,14 +107,14 @@ def cron_add(args: argparse.Namespace, ctx: CommandContext) -> int:
 
 
 def cron_rm(args: argparse.Namespace, ctx: CommandContext) -> int:
-    ctx.show(ctx.call("cron.remove", {"agent": args.id, "schedule": int(args.schedule)}),
-             "done_line")
+    sid = _number(args.schedule, "schedule")
+    ctx.show(ctx.call("cron.remove", {"agent": args.id, "schedule": sid}), "done_line")
     return 0
 
 
 def cron_run_now(args: argparse.Namespace, ctx: CommandContext) -> int:
-    ctx.show(ctx.call("cron.run_now", {"agent": args.id, "schedule": int(args.schedule)}),
-             "done_line")
+    sid = _number(args.schedule, "schedule")
+    ctx.show(ctx.call("cron.run_now", {"agent": args.id, "schedule": sid}), "done_line")
     return 0
 
 
@@ -135,8 +144,8 @@ def watch_add(args: argparse.Namespace, ctx: CommandContext) -> int:
 
 
 def watch_rm(args: argparse.Namespace, ctx: CommandContext) -> int:
-    ctx.show(ctx.call("watch.remove", {"agent": args.id, "watcher": int(args.watcher)}),
-             "done_line")
+    wid = _number(args.watcher, "watcher")
+    ctx.show(ctx.call("watch.remove", {"agent": args.id, "watcher": wid}), "done_line")
     return 0
 
 

@@ -47,9 +47,9 @@ MISSED_EVENTS = 20
 PLAN_LIMIT = 10_000
 DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|sec|m|min|h|d)?\s*$")
 UNITS = {None: 1, "s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600, "d": 86400}
-CRON_HINT = ("a cron expression has 5 fields (minute hour day month weekday) or 6 "
-             "(second first): '*/5 * * * *' is every 5 minutes, '0 9 * * 1-5' is 9:00 on "
-             "weekdays, '*/10 * * * * *' is every 10 seconds")
+CRON_HINT = ("a cron expression has 5 fields (minute hour day month weekday; weekday 0 or 7 "
+             "is Sunday, or use mon-fri) or 6 (second first): '*/5 * * * *' is every 5 "
+             "minutes, '0 9 * * 1-5' is 9:00 on weekdays, '*/10 * * * * *' is every 10 seconds")
 QUIET_SENDERS = ("heartbeat",)
 INTERESTING = ("message.received", "task.created", "task.assigned", "task.unblocked",
                "task.noted", "task.status", "watch.fired")
@@ -69,6 +69,15 @@ def parse_duration(text: str | float, what: str = "interval") -> float:
     return seconds
 
 
+WEEKDAYS = ("sun", "mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
+def cron_weekdays(field: str) -> str:
+    """Standard cron numbers weekdays from Sunday (0 or 7); APScheduler 3 from Monday.
+    Numbers become names, which both read the same way ("1-5" -> "mon-fri")."""
+    return re.sub(r"(?<![/\d])([0-7])(?!\d)", lambda m: WEEKDAYS[int(m.group(1))], field)
+
+
 def make_trigger(kind: str, spec: str, created: datetime) -> BaseTrigger:
     from apscheduler.triggers.cron import CronTrigger
     from apscheduler.triggers.date import DateTrigger
@@ -81,6 +90,7 @@ def make_trigger(kind: str, spec: str, created: datetime) -> BaseTrigger:
         if len(fields) not in (5, 6):
             raise InvalidParams(f"invalid cron expression {spec!r}: {len(fields)} fields",
                                 hint=CRON_HINT, kind="invalid_cron")
+        fields[-1] = cron_weekdays(fields[-1])
         try:
             return CronTrigger(timezone=UTC, **dict(zip(names, fields, strict=True)))
         except ValueError as exc:
@@ -342,6 +352,9 @@ class Scheduler:
                   model: str | None = None, missed: str = "run_once", missed_cap: int = 10,
                   source: str = "rpc") -> dict[str, Any]:
         rec = self.services.agents.get(agent)
+        if not 1 <= missed_cap <= 1000:
+            raise InvalidParams(f"missed_cap {missed_cap} is out of range",
+                                hint="give 1 to 1000 (late runs to deliver with run_all)")
         if missed not in ("skip", "run_once", "run_all"):
             raise InvalidParams(f"invalid missed-run policy {missed!r}",
                                 hint="use skip, run_once or run_all")
@@ -396,6 +409,7 @@ class Scheduler:
     async def set_heartbeat(self, agent: str, every: str | None, source: str = "rpc"
                             ) -> dict[str, Any]:
         self.services.agents.get(agent)
+        seconds = None if every is None else parse_duration(every, "heartbeat")  # before any change
         for row in await self.listing(agent, heartbeat=True):
             self._disarm(row["schedule"])
 
@@ -407,8 +421,10 @@ class Scheduler:
             await self.services.bus.emit(agent, "heartbeat.set", {"every": None},
                                          source=source)
             return {"agent": agent, "heartbeat": None}
-        seconds = parse_duration(every, "heartbeat")
-        self._marks.setdefault(agent, 0)
+        assert seconds is not None
+        # News is counted from now: a first heartbeat does not replay old history.
+        top = await self.services.store.fetchone("SELECT max(id) AS m FROM events")
+        self._marks[agent] = int(top["m"] or 0)
         result = await self.add(agent, "heartbeat", f"{seconds:g}", missed="skip",
                                 source=source)
         await self.services.bus.emit(agent, "heartbeat.set", {"every_s": seconds},
@@ -428,8 +444,10 @@ class Scheduler:
         return None
 
     async def _own(self, agent: str, sid: int) -> Any:
+        # The heartbeat is managed with `heartbeat`, not as a cron entry.
         row = await self.services.store.fetchone(
-            "SELECT * FROM schedules WHERE id = ? AND agent_id = ?", (sid, agent))
+            "SELECT * FROM schedules WHERE id = ? AND agent_id = ? AND kind != 'heartbeat'",
+            (sid, agent))
         if row is None:
             ids = [r["schedule"] for r in await self.listing(agent)]
             raise NotFound(f"{agent} has no schedule {sid}",

@@ -60,7 +60,11 @@ def check_action(action: str) -> str:
 def fill(value: Any, obs: dict[str, Any]) -> Any:
     """`{field}` placeholders in tool arguments, from the observation."""
     if isinstance(value, str):
-        return PLACEHOLDER.sub(lambda m: str(triggers.lookup(obs, m.group(1)) or ""), value)
+        def one(m: re.Match[str]) -> str:
+            found = triggers.lookup(obs, m.group(1))
+            return "" if found is None else str(found)  # 0 and false are values too
+
+        return PLACEHOLDER.sub(one, value)
     if isinstance(value, dict):
         return {k: fill(v, obs) for k, v in value.items()}
     if isinstance(value, list):
@@ -233,6 +237,18 @@ class Watchers:
         triggers.parse(text)
         if interval < 1:
             raise InvalidParams("interval must be at least 1 second", hint="e.g. 30")
+        if min_interval < 0:
+            raise InvalidParams("min_interval cannot be negative", hint="0 acts on every fire")
+        target = action.split(":", 1)[1] if ":" in action else ""
+        if action.startswith("message:") and target not in self.services.agents.agents:
+            raise self.services.agents.not_found(target)
+        if action.startswith("tool:"):
+            from legion.daemon.tools.kernel import KERNEL
+
+            names = sorted(t.name for t in KERNEL)
+            if target not in names:
+                raise InvalidParams(f"there is no kernel tool named {target!r}",
+                                    hint=f"kernel tools: {', '.join(names)}", kind="invalid_action")
 
         def job(db: Any) -> tuple[int, Event]:
             wid = db.execute(
@@ -247,9 +263,11 @@ class Watchers:
         wid, _ = await self.services.store.writer.run(
             job, on_commit=lambda r: self.services.bus.deliver(r[1]))
         row = await self.services.store.fetchone("SELECT * FROM watchers WHERE id = ?", (wid,))
+        view = self.describe(row)
         if rec.state is not State.STOPPED:
             self._start(row)
-        return self.describe(row)
+            view["running"] = True  # started; its task begins on the next loop turn
+        return view
 
     async def remove(self, agent: str, wid: int, source: str = "rpc") -> dict[str, Any]:
         await self._own(agent, wid)
