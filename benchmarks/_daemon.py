@@ -71,6 +71,7 @@ class BenchDaemon:
         self.proc: subprocess.Popen[bytes] | None = None
         self.exit_code: int | None = None
         self.ready_s: float | None = None
+        self.ready_timeout = READY_TIMEOUT
         self._notify: socket.socket | None = None
         self._log: Any = None
         self._final_log = ""
@@ -116,18 +117,20 @@ class BenchDaemon:
         self.home = Path(tempfile.mkdtemp(prefix="lgb-", dir="/tmp"))
         # The notify socket lives beside the home, not in it: the daemon
         # chmods its home to 0700 and owns what is inside.
-        notify_path = str(self.home) + ".notify"
         self._notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
-        self._notify.bind(notify_path)
-        env = dict(os.environ)
-        env["NOTIFY_SOCKET"] = notify_path
-        for var in ("LEGION_HOME", "LEGION_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID"):
-            env.pop(var, None)
+        self._notify.bind(str(self.home) + ".notify")
         if self.config is not None:
             text = self.config(self.home) if callable(self.config) else self.config
             (self.home / "config.toml").write_text(text, encoding="utf-8")
         self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
-        t0 = time.perf_counter()
+        self._launch(time.perf_counter())
+
+    def _launch(self, t0: float) -> None:
+        assert self.home is not None and self._notify is not None
+        env = dict(os.environ)
+        env["NOTIFY_SOCKET"] = str(self.home) + ".notify"
+        for var in ("LEGION_HOME", "LEGION_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID"):
+            env.pop(var, None)
         self.proc = subprocess.Popen(
             [self.python, "-m", "legion", "--home", str(self.home), "daemon"],
             stdin=subprocess.DEVNULL,
@@ -143,12 +146,12 @@ class BenchDaemon:
 
     def _wait_ready(self, t0: float) -> None:
         assert self.proc is not None and self._notify is not None
-        deadline = t0 + READY_TIMEOUT
+        deadline = t0 + self.ready_timeout
         while True:
             remaining = deadline - time.perf_counter()
             if remaining <= 0:
                 raise DaemonError(
-                    f"the daemon sent no READY=1 within {READY_TIMEOUT:g}s\n{self.log_tail()}"
+                    f"the daemon sent no READY=1 within {self.ready_timeout:g}s\n{self.log_tail()}"
                 )
             # Wake on a datagram, or every 0.2 s to notice a daemon that died
             # before saying anything (it would never send READY=1).
@@ -163,6 +166,40 @@ class BenchDaemon:
                     f"the daemon exited with code {self.proc.returncode} before it was ready\n"
                     f"{self.log_tail()}"
                 )
+
+    def restart(self) -> float:
+        """Stop the daemon with SIGTERM and start it again in the same home,
+        which is kept. Returns the seconds from SIGTERM to the old process's
+        exit; `ready_s` becomes the new start's time to READY=1. The log is
+        appended to."""
+        assert self.proc is not None and self._notify is not None and self.home is not None
+        try:
+            proc = self.proc
+            t0 = time.perf_counter()
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=STOP_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+                raise DaemonError(f"the daemon ignored SIGTERM for {STOP_TIMEOUT:g}s") from None
+            stopped_s = time.perf_counter() - t0
+            self.exit_code = proc.returncode
+            self.proc = None
+            # Drop what the old process said on its way out (STOPPING=1 ...).
+            self._notify.setblocking(False)
+            with contextlib.suppress(BlockingIOError):
+                while self._notify.recv(65536):
+                    pass
+            self._notify.setblocking(True)
+            if self._log is not None:
+                self._log.close()
+            self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
+            self._launch(time.perf_counter())
+        except BaseException:
+            self.stop()
+            raise
+        return stopped_s
 
     def stop(self) -> None:
         """SIGTERM, wait, SIGKILL if needed; then remove the home. Safe to call twice."""

