@@ -322,6 +322,9 @@ class Memory:
                     "(see `legion info`); literal results shown"
                 )
             else:
+                # Counted before the vector query: an entry embedded in between is then
+                # either found or announced, never silently missing.
+                pending = await self.pending_count(agent)
                 try:
                     vector_hits = await self._vector(agent, query, prefix, limit * 3)
                 except LegionError as exc:
@@ -342,7 +345,6 @@ class Memory:
                         entry["score"] += 1 / (RRF_K + rank + 1)
                         entry["via"].append("semantic")
                         entry["similarity"] = hit["similarity"]
-                    pending = await self.pending_count(agent)
                     if pending:
                         note = (
                             f"{pending} entries are not embedded yet; they are matched by "
