@@ -8,69 +8,75 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from legion.daemon.tools.base import ToolContext, ToolError, tool
-from legion.errors import LegionError
-
-
-def _fail(exc: LegionError) -> ToolError:
-    hint = exc.hint or ""
-    if exc.candidates:
-        hint = f"{hint} (near: {', '.join(exc.candidates)})".strip()
-    return ToolError(exc.message, hint=hint)
+from legion.daemon.tools.base import ToolContext, tool
 
 
 @tool
-async def memory_write(ctx: ToolContext, path: str, content: str,
-                       mode: Literal["replace", "create", "append"] = "replace",
-                       tags: list[str] | None = None) -> dict[str, Any]:
+async def memory_write(
+    ctx: ToolContext,
+    path: str,
+    content: str,
+    mode: Literal["replace", "create", "append"] = "replace",
+    tags: list[str] | None = None,
+) -> dict[str, Any]:
     """Save text to your memory at a path (e.g. notes/ideas.md; shared/... is shared with
     all agents). mode: replace (default), create (fail if it exists) or append."""
-    try:
-        entry, _ = await ctx.services.memory.write(ctx.agent_id, path, content, mode=mode,
-                                                   tags=tags, source=f"agent:{ctx.agent_id}",
-                                                   caused_by=ctx.call_event)
-    except LegionError as exc:
-        raise _fail(exc) from None
+    entry, _ = await ctx.services.memory.write(
+        ctx.agent_id,
+        path,
+        content,
+        mode=mode,
+        tags=tags,
+        source=f"agent:{ctx.agent_id}",
+        caused_by=ctx.call_event,
+    )
     return {"path": entry.path, "bytes": entry.bytes, "shared": entry.shared}
 
 
 @tool
 async def memory_read(ctx: ToolContext, path: str) -> dict[str, Any]:
     """Read one memory entry by its path."""
-    try:
-        entry = await ctx.services.memory.read(ctx.agent_id, path)
-    except LegionError as exc:
-        raise _fail(exc) from None
-    return {"path": entry.path, "content": entry.content, "tags": entry.tags,
-            "updated_at": entry.updated_at}
+    entry = await ctx.services.memory.read(ctx.agent_id, path)
+    return {
+        "path": entry.path,
+        "content": entry.content,
+        "tags": entry.tags,
+        "updated_at": entry.updated_at,
+    }
 
 
 @tool
 async def memory_list(ctx: ToolContext, prefix: str = "", limit: int = 100) -> dict[str, Any]:
     """List your memory entries under a path prefix, with sizes and times."""
     entries = await ctx.services.memory.listing(ctx.agent_id, prefix, max(1, min(limit, 1000)))
-    return {"entries": [{k: e[k] for k in ("path", "bytes", "updated_at", "accessed_at",
-                                          "shared")} for e in entries]}
+    return {
+        "entries": [
+            {k: e[k] for k in ("path", "bytes", "updated_at", "accessed_at", "shared")}
+            for e in entries
+        ]
+    }
 
 
 @tool
 async def memory_delete(ctx: ToolContext, path: str) -> dict[str, Any]:
     """Delete one memory entry."""
-    try:
-        await ctx.services.memory.delete(ctx.agent_id, path, source=f"agent:{ctx.agent_id}",
-                                         caused_by=ctx.call_event)
-    except LegionError as exc:
-        raise _fail(exc) from None
+    await ctx.services.memory.delete(
+        ctx.agent_id, path, source=f"agent:{ctx.agent_id}", caused_by=ctx.call_event
+    )
     return {"deleted": path}
 
 
 @tool
-async def memory_search(ctx: ToolContext, query: str, semantic: bool = False, limit: int = 8,
-                        prefix: str = "") -> dict[str, Any]:
+async def memory_search(
+    ctx: ToolContext, query: str, semantic: bool = False, limit: int = 8, prefix: str = ""
+) -> dict[str, Any]:
     """Search your memory (and shared/) by words; semantic: true also finds entries by
     meaning. The result says which mode answered."""
-    return dict(await ctx.services.memory.search(ctx.agent_id, query, semantic=semantic,
-                                                 limit=max(1, min(limit, 50)), prefix=prefix))
+    return dict(
+        await ctx.services.memory.search(
+            ctx.agent_id, query, semantic=semantic, limit=max(1, min(limit, 50)), prefix=prefix
+        )
+    )
 
 
 TOOLS = [memory_write, memory_read, memory_list, memory_delete, memory_search]

@@ -6,11 +6,6 @@ from typing import Any, Literal
 
 from legion.daemon.tools.base import ToolContext, ToolError, tool
 from legion.daemon.watchers.service import test_trigger
-from legion.errors import LegionError
-
-
-def _fail(exc: LegionError) -> ToolError:
-    return ToolError(exc.message, hint=exc.hint or "")
 
 
 def _src(ctx: ToolContext) -> str:
@@ -18,23 +13,35 @@ def _src(ctx: ToolContext) -> str:
 
 
 @tool
-async def cron_add(ctx: ToolContext, prompt: str, cron: str | None = None,
-                   every: str | None = None, at: str | None = None,
-                   missed: Literal["skip", "run_once", "run_all"] = "run_once",
-                   model: str | None = None) -> dict[str, Any]:
+async def cron_add(
+    ctx: ToolContext,
+    prompt: str,
+    cron: str | None = None,
+    every: str | None = None,
+    at: str | None = None,
+    missed: Literal["skip", "run_once", "run_all"] = "run_once",
+    model: str | None = None,
+) -> dict[str, Any]:
     """Schedule yourself: give exactly one of cron ('0 9 * * 1-5'; 6 fields for seconds),
     every ('30m', '2h') or at (ISO time). prompt is what you will be told then. missed: what
     to do with runs missed while the daemon was down."""
     given = [(k, v) for k, v in (("cron", cron), ("interval", every), ("once", at)) if v]
     if len(given) != 1:
-        raise ToolError("give exactly one of cron, every or at",
-                        hint="e.g. cron='0 9 * * *', or every='15m', or at='2026-12-01T09:00Z'")
-    try:
-        return dict(await ctx.services.scheduler.add(ctx.agent_id, given[0][0], given[0][1],
-                                                     prompt=prompt, model=model, missed=missed,
-                                                     source=_src(ctx)))
-    except LegionError as exc:
-        raise _fail(exc) from None
+        raise ToolError(
+            "give exactly one of cron, every or at",
+            hint="e.g. cron='0 9 * * *', or every='15m', or at='2026-12-01T09:00Z'",
+        )
+    return dict(
+        await ctx.services.scheduler.add(
+            ctx.agent_id,
+            given[0][0],
+            given[0][1],
+            prompt=prompt,
+            model=model,
+            missed=missed,
+            source=_src(ctx),
+        )
+    )
 
 
 @tool
@@ -46,21 +53,18 @@ async def cron_list(ctx: ToolContext) -> dict[str, Any]:
 @tool
 async def cron_remove(ctx: ToolContext, schedule: int) -> dict[str, Any]:
     """Remove one of your schedules."""
-    try:
-        return dict(await ctx.services.scheduler.remove(ctx.agent_id, schedule, _src(ctx)))
-    except LegionError as exc:
-        raise _fail(exc) from None
+    return dict(await ctx.services.scheduler.remove(ctx.agent_id, schedule, _src(ctx)))
 
 
 @tool
 async def heartbeat_set(ctx: ToolContext, every: str) -> dict[str, Any]:
     """Wake yourself regularly ('10m', '1h'), or 'off'. A heartbeat with nothing new costs
     nothing: the model is only called when something happened."""
-    try:
-        return dict(await ctx.services.scheduler.set_heartbeat(
-            ctx.agent_id, None if every.strip().lower() == "off" else every, _src(ctx)))
-    except LegionError as exc:
-        raise _fail(exc) from None
+    return dict(
+        await ctx.services.scheduler.set_heartbeat(
+            ctx.agent_id, None if every.strip().lower() == "off" else every, _src(ctx)
+        )
+    )
 
 
 @tool
@@ -70,20 +74,31 @@ async def heartbeat_get(ctx: ToolContext) -> dict[str, Any]:
 
 
 @tool
-async def watch_add(ctx: ToolContext, kind: Literal["http_poll", "cmd_watch", "file_watch",
-                                                    "process_watch", "tcp_probe"],
-                    config: dict[str, Any], trigger: str | None = None, action: str = "wake",
-                    interval: float = 60.0, min_interval: float = 60.0) -> dict[str, Any]:
+async def watch_add(
+    ctx: ToolContext,
+    kind: Literal["http_poll", "cmd_watch", "file_watch", "process_watch", "tcp_probe"],
+    config: dict[str, Any],
+    trigger: str | None = None,
+    action: str = "wake",
+    interval: float = 60.0,
+    min_interval: float = 60.0,
+) -> dict[str, Any]:
     """Watch something without spending tokens; you are woken only when trigger fires.
     config: http_poll {url}, cmd_watch {command}, file_watch {path}, process_watch {name|pid},
     tcp_probe {port, host}. trigger e.g. 'status != 200', 'changed(body)', 'went_down'.
     action: wake, silent, message:AGENT, task:LANE, tool:NAME (args in config.action_args)."""
-    try:
-        return dict(await ctx.services.watchers.add(
-            ctx.agent_id, kind, config, trigger=trigger, action=action, interval=interval,
-            min_interval=min_interval, source=_src(ctx)))
-    except LegionError as exc:
-        raise _fail(exc) from None
+    return dict(
+        await ctx.services.watchers.add(
+            ctx.agent_id,
+            kind,
+            config,
+            trigger=trigger,
+            action=action,
+            interval=interval,
+            min_interval=min_interval,
+            source=_src(ctx),
+        )
+    )
 
 
 @tool
@@ -95,22 +110,26 @@ async def watch_list(ctx: ToolContext) -> dict[str, Any]:
 @tool
 async def watch_remove(ctx: ToolContext, watcher: int) -> dict[str, Any]:
     """Remove one of your watchers."""
-    try:
-        return dict(await ctx.services.watchers.remove(ctx.agent_id, watcher, _src(ctx)))
-    except LegionError as exc:
-        raise _fail(exc) from None
+    return dict(await ctx.services.watchers.remove(ctx.agent_id, watcher, _src(ctx)))
 
 
 @tool
-def watch_test(trigger: str, observation: dict[str, Any],
-               previous: dict[str, Any] | None = None) -> dict[str, Any]:
+def watch_test(
+    trigger: str, observation: dict[str, Any], previous: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """Try a trigger on a sample observation (and optionally the previous one) without
     installing anything."""
-    try:
-        return test_trigger(trigger, observation, previous)
-    except LegionError as exc:
-        raise _fail(exc) from None
+    return test_trigger(trigger, observation, previous)
 
 
-TOOLS = [cron_add, cron_list, cron_remove, heartbeat_set, heartbeat_get, watch_add,
-         watch_list, watch_remove, watch_test]
+TOOLS = [
+    cron_add,
+    cron_list,
+    cron_remove,
+    heartbeat_set,
+    heartbeat_get,
+    watch_add,
+    watch_list,
+    watch_remove,
+    watch_test,
+]

@@ -8,17 +8,19 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from legion.daemon.tasks import queries
-from legion.daemon.tools.base import ToolContext, ToolError, tool
-from legion.errors import LegionError
+from legion.daemon.tools.base import ToolContext, tool
 
 Status = Literal["open", "doing", "blocked", "done", "cancelled"]
-Preset = Literal["blocked", "stuck_in_doing", "overdue", "upcoming", "with_notes_not_done",
-                 "orphans", "longest_chain", "all"]
-
-
-def _fail(exc: LegionError) -> ToolError:
-    hint = exc.hint or ""
-    return ToolError(exc.message, hint=hint)
+Preset = Literal[
+    "blocked",
+    "stuck_in_doing",
+    "overdue",
+    "upcoming",
+    "with_notes_not_done",
+    "orphans",
+    "longest_chain",
+    "all",
+]
 
 
 def _source(ctx: ToolContext) -> dict[str, Any]:
@@ -26,78 +28,105 @@ def _source(ctx: ToolContext) -> dict[str, Any]:
 
 
 @tool
-async def task_create(ctx: ToolContext, title: str, body: str = "", owner: str | None = None,
-                      lane: str = "", priority: int = 0, due: str | None = None,
-                      blocked_by: list[str] | None = None) -> dict[str, Any]:
+async def task_create(
+    ctx: ToolContext,
+    title: str,
+    body: str = "",
+    owner: str | None = None,
+    lane: str = "",
+    priority: int = 0,
+    due: str | None = None,
+    blocked_by: list[str] | None = None,
+) -> dict[str, Any]:
     """Create a task. owner: another agent's id assigns it to them (it lands in their inbox).
     blocked_by: tasks that must be done first (3 or 3@agent). due: ISO date."""
-    try:
-        return dict(await ctx.services.board.create(ctx.agent_id, title, body=body, owner=owner,
-                                               lane=lane, priority=priority, due=due,
-                                               blocked_by=blocked_by, **_source(ctx)))
-    except LegionError as exc:
-        raise _fail(exc) from None
+    return dict(
+        await ctx.services.board.create(
+            ctx.agent_id,
+            title,
+            body=body,
+            owner=owner,
+            lane=lane,
+            priority=priority,
+            due=due,
+            blocked_by=blocked_by,
+            **_source(ctx),
+        )
+    )
 
 
 @tool
-async def task_update(ctx: ToolContext, task: str, status: Status | None = None,
-                      title: str | None = None, body: str | None = None,
-                      lane: str | None = None, priority: int | None = None,
-                      due: str | None = None, note: str | None = None,
-                      add_blockers: list[str] | None = None,
-                      remove_blockers: list[str] | None = None) -> dict[str, Any]:
+async def task_update(
+    ctx: ToolContext,
+    task: str,
+    status: Status | None = None,
+    title: str | None = None,
+    body: str | None = None,
+    lane: str | None = None,
+    priority: int | None = None,
+    due: str | None = None,
+    note: str | None = None,
+    add_blockers: list[str] | None = None,
+    remove_blockers: list[str] | None = None,
+) -> dict[str, Any]:
     """Change a task: its status (open, doing, blocked, done, cancelled), fields, a note,
     or its blockers."""
-    try:
-        return dict(await ctx.services.board.update(
-            ctx.agent_id, task, status=status, title=title, body=body, lane=lane,
-            priority=priority, due=due, note=note, add_blockers=add_blockers,
-            remove_blockers=remove_blockers, **_source(ctx)))
-    except LegionError as exc:
-        raise _fail(exc) from None
+    return dict(
+        await ctx.services.board.update(
+            ctx.agent_id,
+            task,
+            status=status,
+            title=title,
+            body=body,
+            lane=lane,
+            priority=priority,
+            due=due,
+            note=note,
+            add_blockers=add_blockers,
+            remove_blockers=remove_blockers,
+            **_source(ctx),
+        )
+    )
 
 
 @tool
 async def task_complete(ctx: ToolContext, task: str, note: str | None = None) -> dict[str, Any]:
     """Mark a task done (with an optional closing note); tasks it blocked are unblocked."""
-    try:
-        return dict(await ctx.services.board.complete(ctx.agent_id, task, note,
-                                                      **_source(ctx)))
-    except LegionError as exc:
-        raise _fail(exc) from None
+    return dict(await ctx.services.board.complete(ctx.agent_id, task, note, **_source(ctx)))
 
 
 @tool
 async def task_get(ctx: ToolContext, task: str) -> dict[str, Any]:
     """One task in full: body, blockers, dependents, notes and status history."""
-    try:
-        return dict(await ctx.services.board.get(ctx.agent_id, task))
-    except LegionError as exc:
-        raise _fail(exc) from None
+    return dict(await ctx.services.board.get(ctx.agent_id, task))
 
 
 @tool
-async def task_list(ctx: ToolContext, status: Status | None = None, lane: str | None = None,
-                    owner: str | None = None) -> dict[str, Any]:
+async def task_list(
+    ctx: ToolContext,
+    status: Status | None = None,
+    lane: str | None = None,
+    owner: str | None = None,
+) -> dict[str, Any]:
     """List tasks on your board (or another agent's, with owner), by status or lane."""
-    try:
-        tasks = await ctx.services.board.listing(ctx.agent_id, owner, status, lane)
-    except LegionError as exc:
-        raise _fail(exc) from None
+    tasks = await ctx.services.board.listing(ctx.agent_id, owner, status, lane)
     return {"tasks": tasks}
 
 
 @tool
-async def task_query(ctx: ToolContext, presets: list[Preset], stuck_hours: float = 24.0,
-                     upcoming_days: float = 7.0) -> dict[str, Any]:
+async def task_query(
+    ctx: ToolContext, presets: list[Preset], stuck_hours: float = 24.0, upcoming_days: float = 7.0
+) -> dict[str, Any]:
     """Answer several questions about your board at once, e.g. presets: ["stuck_in_doing",
     "overdue", "upcoming"]. Presets: blocked, stuck_in_doing, overdue, upcoming,
     with_notes_not_done, orphans, longest_chain, all."""
-    try:
-        return await queries.query(ctx.services.board, ctx.agent_id, list(presets),
-                                   stuck_hours=stuck_hours, upcoming_days=upcoming_days)
-    except LegionError as exc:
-        raise _fail(exc) from None
+    return await queries.query(
+        ctx.services.board,
+        ctx.agent_id,
+        list(presets),
+        stuck_hours=stuck_hours,
+        upcoming_days=upcoming_days,
+    )
 
 
 TOOLS = [task_create, task_update, task_complete, task_get, task_list, task_query]

@@ -21,6 +21,7 @@ import anyio
 import msgspec
 
 from legion.daemon.llm.types import ToolCall
+from legion.errors import LegionError
 from legion.validation import problem
 
 
@@ -142,6 +143,13 @@ class Tool:
         except ToolError as exc:
             return ToolResult(call, False, _error_text(str(exc), exc.hint), _ms(start),
                               "bad_arguments" if "argument" in str(exc) else "tool_error")
+        except LegionError as exc:
+            # A service's own refusal (not found, conflict, quota...) reaches the model
+            # with its hint and candidates: tools need not translate it themselves.
+            hint = exc.hint or ""
+            if exc.candidates:
+                hint = f"{hint} (near: {', '.join(exc.candidates)})".strip()
+            return ToolResult(call, False, _error_text(exc.message, hint), _ms(start), exc.kind)
         except TimeoutError:
             return ToolResult(call, False, _error_text(
                 f"{self.name} timed out after {timeout:g}s",
