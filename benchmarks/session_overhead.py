@@ -138,11 +138,11 @@ class Bare:
 
 def bare_inputs() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     from legion.daemon.agents import prompt
-    from legion.daemon.tools.kernel import KERNEL
+    from legion.daemon.tools import kernel, meta
 
     messages = [{"role": "system", "content": prompt.system_prompt(BARE_ID, "")},
                 prompt.user_message("user", TEXT)]
-    return messages, [t.schema() for t in KERNEL]
+    return messages, [t.schema() for t in [*kernel.PROMPT, *meta.PROMPT]]
 
 
 def run_bare(args: argparse.Namespace) -> tuple[float, list[Bare]]:
@@ -485,7 +485,7 @@ def fsync_ms(directory: Path, n: int = 40) -> float:
 def prompt_probe(d: BenchDaemon) -> dict[str, Any]:
     from legion.daemon.agents import prompt
     from legion.daemon.llm.client import tool_schema_bytes
-    from legion.daemon.tools.kernel import KERNEL
+    from legion.daemon.tools import kernel, meta
 
     assert d.home is not None
     spawn(d, [PROBE_ID], model="s")
@@ -502,7 +502,7 @@ def prompt_probe(d: BenchDaemon) -> dict[str, Any]:
     if len(system) != 1:
         raise SystemExit(f"prompt probe: expected 1 system message, got {len(system)}")
     system_text = system[0]["content"]
-    tools = [t.schema() for t in KERNEL]
+    tools = [t.schema() for t in [*kernel.PROMPT, *meta.PROMPT]]
     req = d.call("events.list", {"agent": PROBE_ID, "kinds": ["model.request"], "limit": 1})
     return {
         "system_bytes": len(system_text.encode()),

@@ -162,6 +162,46 @@ class GuardsConfig(_Section):
     max_concurrent_sessions: Annotated[int, Meta(ge=1, le=1000)] = 3
 
 
+class SandboxConfig(_Section):
+    # "auto" picks the strongest the machine has: bubblewrap, then namespaces
+    # (user + network namespaces), then process (rlimits, scrubbed environment,
+    # path checks). Naming a level the machine lacks is refused at start.
+    level: Literal["auto", "bubblewrap", "namespaces", "process"] = "auto"
+    # Per-run limits; a tool may ask for less, never more.
+    cpu_seconds: Annotated[int, Meta(ge=1, le=3600)] = 10
+    memory_mb: Annotated[int, Meta(ge=64, le=65536)] = 512
+    open_files: Annotated[int, Meta(ge=16, le=65536)] = 64
+    # Child processes an agent-written tool may start (0: none; the entry function
+    # runs alone). cmd_watch commands (shell pipelines) get command_processes.
+    processes: Annotated[int, Meta(ge=0, le=1024)] = 0
+    command_processes: Annotated[int, Meta(ge=1, le=4096)] = 32
+    file_size_mb: Annotated[int, Meta(ge=1, le=65536)] = 64
+    timeout: Seconds = 30.0
+    # Daemon environment variables a tool may receive when it declares them
+    # (e.g. BRAVE_API_KEY); nothing else of the daemon's environment gets through.
+    env_allow: list[str] = []
+    # Largest result a run may return; more is cut with a note.
+    output_bytes: Annotated[int, Meta(ge=1024, le=64 * 1024 * 1024)] = 256 * 1024
+
+
+class ToolsConfig(_Section):
+    sandbox: SandboxConfig = msgspec.field(default_factory=SandboxConfig)
+    # Calls remembered per tool for the latency percentiles and the verdict.
+    stats_window: Annotated[int, Meta(ge=10, le=100_000)] = 200
+    # Edits kept per agent-written tool (older versions are dropped).
+    versions_keep: Annotated[int, Meta(ge=1, le=1000)] = 20
+    # Largest source an agent may write for one tool.
+    max_source_bytes: Annotated[int, Meta(ge=256, le=4 * 1024 * 1024)] = 64 * 1024
+
+
+class PluginsConfig(_Section):
+    # Entry-point names of installed plugins not to load (`legion plugins` lists them).
+    disabled: list[str] = []
+    # One table per plugin, handed to its tools as ctx.settings:
+    # [plugins.settings.home_assistant] url = "...", token = "${HASS_TOKEN}"
+    settings: dict[str, dict[str, Any]] = {}
+
+
 class Config(_Section):
     daemon: DaemonConfig = msgspec.field(default_factory=DaemonConfig)
     rpc: RpcConfig = msgspec.field(default_factory=RpcConfig)
@@ -173,6 +213,8 @@ class Config(_Section):
     models: ModelsConfig = msgspec.field(default_factory=ModelsConfig)
     guards: GuardsConfig = msgspec.field(default_factory=GuardsConfig)
     memory: MemoryConfig = msgspec.field(default_factory=MemoryConfig)
+    tools: ToolsConfig = msgspec.field(default_factory=ToolsConfig)
+    plugins: PluginsConfig = msgspec.field(default_factory=PluginsConfig)
 
     # Directory that relative paths in the file are resolved against.
     base_dir: str = ""

@@ -341,9 +341,11 @@ def test_an_openai_compatible_server_configured_in_config_toml(make_daemon: Any)
         assert first["usage"]["prompt_tokens"] == 40  # two calls, 20 each
         req1, req2 = server.requests[:2]
         assert req1["model"] == "tiny" and req1["stream"] is True
-        from legion.daemon.tools.kernel import KERNEL
+        from legion.daemon.tools import kernel, meta
 
-        assert {t["function"]["name"] for t in req1["tools"]} == {t.name for t in KERNEL}
+        # The prompt carries the everyday kernel tools and the two meta-tools, nothing else.
+        assert {t["function"]["name"] for t in req1["tools"]} == {
+            t.name for t in [*kernel.PROMPT, *meta.PROMPT]}
         assert req1["messages"][0]["role"] == "system"
         tool_msg = next(m for m in req2["messages"] if m["role"] == "tool")
         assert "UTC" in tool_msg["content"] and tool_msg["tool_call_id"] == "call_0"
@@ -400,7 +402,7 @@ text = "ok"
     shown = [json.loads(m["content"]) for m in script_log(tmp_path, "clumsy")[1]
              if m["role"] == "tool"]
     assert "no tool named 'clock'" in shown[0]["error"]
-    assert "agent_info" in shown[0]["hint"] and "now" in shown[0]["hint"]
+    assert "tool_search" in shown[0]["hint"] and "tool_invoke" in shown[0]["hint"]
     assert shown[1]["error"] == "unknown argument 'tz'"
     assert "timezone" in shown[1]["hint"]
     assert "unknown timezone 'Mars/Olympus'" in shown[2]["error"]

@@ -66,6 +66,10 @@ EXPECTED_SCHEMA = {
     ("index", "schedules_agent"),
     ("table", "watchers"),
     ("index", "watchers_agent"),
+    ("table", "tools"),
+    ("table", "tool_versions"),
+    ("index", "tool_versions_name"),
+    ("table", "tool_stats"),
 }
 
 

@@ -27,8 +27,9 @@ class CommandContext:
     def client(self, timeout: float | None = 30.0) -> Client:
         return Client(self.paths.socket, timeout=timeout)
 
-    def call(self, method: str, params: dict[str, Any] | None = None) -> Any:
-        with self.client() as c:
+    def call(self, method: str, params: dict[str, Any] | None = None,
+             timeout: float | None = 30.0) -> Any:
+        with self.client(timeout) as c:
             return c.call(method, params)
 
     def show(self, doc: Any, renderer: str) -> None:

@@ -22,11 +22,13 @@ from legion.cli.commands import (
     messages,
     schedules,
     tasks,
+    tools,
 )
 from legion.cli.context import CommandContext
 from legion.errors import EXIT_ERROR, EXIT_INTERRUPTED, LegionError
 
-GROUPS = (daemon_cmd, agents, messages, events, memory, tasks, schedules, config_cmd)
+GROUPS = (daemon_cmd, agents, messages, events, memory, tasks, schedules, tools,
+          config_cmd)
 
 
 def build_parser() -> argparse.ArgumentParser:

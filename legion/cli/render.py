@@ -171,6 +171,17 @@ def info(doc: dict[str, Any]) -> None:
         rows.append(("memory", f"{mem['entries']} entries, embedder {mem['embedder']}, "
                      f"{mem['pending_embeddings']} waiting to be embedded"
                      + (f", backfill {backfill['state']}" if backfill else "")))
+    sb = doc.get("sandbox")
+    if sb:
+        rows.append(("sandbox", f"{sb['level']} ({', '.join(sb['layers'])})"
+                     + (f"; {'; '.join(sb['notes'])}" if sb["notes"] else "")))
+    tl = doc.get("tools")
+    if tl:
+        pl = doc.get("plugins", {})
+        rows.append(("tools", f"{tl['total']} ({tl['in_prompt']} in every prompt, "
+                     f"{tl['prompt_schema_bytes']} bytes of schemas; {tl['authored']} written by "
+                     f"agents); plugins {pl.get('loaded', 0)} loaded"
+                     + (f", [red]{pl['failed']} failed[/red]" if pl.get("failed") else "")))
     models = doc.get("models", {}).get("providers", {})
     opened = [name for name, p in models.items() if p["circuit"]["state"] != "closed"]
     if opened:
@@ -178,3 +189,102 @@ def info(doc: dict[str, Any]) -> None:
     for k, v in rows:
         table.add_row(k, str(v))
     console.print(table)
+
+
+_VERDICT_STYLE = {"healthy": "green", "watch": "yellow", "degraded": "red"}
+
+
+def _verdict(v: str) -> str:
+    return f"[{_VERDICT_STYLE.get(v, 'white')}]{v}[/]"
+
+
+def tools_list(doc: dict[str, Any]) -> None:
+    table = Table(box=None, header_style="bold")
+    for col in ("NAME", "KIND", "PROMPT", "VERDICT", "CALLS", "DESCRIPTION"):
+        table.add_column(col, overflow="fold" if col == "DESCRIPTION" else "ellipsis")
+    for t in doc["tools"]:
+        kind = t["kind"] + (f":{t['plugin']}" if t.get("plugin") else "")
+        if t.get("status") == "broken":
+            kind += " [red](broken)[/red]"
+        table.add_row(t["name"], kind, "yes" if t["in_prompt"] else "", _verdict(t["verdict"]),
+                      str(t["calls"]), escape(t["description"][:90]))
+    console.print(table)
+    console.print(f"[dim]{len(doc['tools'])} tools; in every prompt: "
+                  f"{', '.join(doc['prompt'])}[/dim]")
+
+
+def tools_search(doc: dict[str, Any]) -> None:
+    if not doc["results"]:
+        console.print(f"no tool matches {doc['query']!r}.")
+        return
+    for hit in doc["results"]:
+        console.print(f"[bold]{hit['name']}[/bold] [dim]({hit['kind']}, score {hit['score']}, "
+                      f"{hit['verdict']})[/dim]", highlight=False)
+        console.print(f"  {escape(hit['description'])}", highlight=False)
+        if "signature" in hit:
+            console.print(f"  [cyan]{escape(hit['signature'])}[/cyan]", highlight=False)
+
+
+def tool_show(doc: dict[str, Any]) -> None:
+    table = Table(box=None, show_header=False)
+    table.add_column(style="bold")
+    table.add_column(overflow="fold")
+    st = doc["stats"]
+    rows = [("name", doc["name"]), ("kind", doc["kind"] + (f" ({doc['plugin']})"
+                                                           if doc.get("plugin") else "")),
+            ("description", escape(doc["description"])),
+            ("signature", escape(doc.get("signature", ""))),
+            ("keywords", ", ".join(doc["keywords"]) or "-"),
+            ("verdict", _verdict(st["verdict"]) + (f" ({st['why']})" if st["why"] else "")),
+            ("calls", f"{st['calls']} ({st['failures']} failed, {st['misuses']} bad arguments)"),
+            ("latency", f"p50 {st['p50_ms']} / p95 {st['p95_ms']} / p99 {st['p99_ms']} / "
+                        f"max {st['max_ms']} ms")]
+    if "author" in doc:
+        rows += [("author", f"{doc['author']} (maintainer {doc['maintainer']})"),
+                 ("version", f"{doc['version']} {doc['content_hash']}"),
+                 ("status", doc["status"] + (f": {escape(doc['problem'])}"
+                                             if doc.get("problem") else ""))]
+    if doc.get("details"):
+        rows.append(("details", escape(doc["details"])))
+    for k, v in rows:
+        table.add_row(k, str(v))
+    console.print(table)
+    if "source" in doc:
+        console.print(f"\n[bold]source[/bold] [dim]({doc['total_lines']} lines)[/dim]")
+        console.print(escape(doc["source"]), highlight=False)
+    for v in doc.get("versions", []):
+        console.print(f"[dim]v{v['version']} {v['mode']} by {v['agent']} "
+                      f"+{v['added']}/-{v['removed']} {ago(v['at'])}[/dim]")
+
+
+def tools_stats(doc: dict[str, Any]) -> None:
+    rows = [t for t in doc["tools"] if t["calls"]]
+    if not rows:
+        console.print("no tool has been called yet.")
+        return
+    table = Table(box=None, header_style="bold")
+    for col in ("NAME", "VERDICT", "CALLS", "FAILED", "P50 ms", "P95 ms", "P99 ms", "MAX ms"):
+        table.add_column(col)
+    for t in rows:
+        table.add_row(t["name"], _verdict(t["verdict"]), str(t["calls"]), str(t["failures"]),
+                      *(str(t[k]) for k in ("p50_ms", "p95_ms", "p99_ms", "max_ms")))
+    console.print(table)
+
+
+def plugins(doc: dict[str, Any]) -> None:
+    table = Table(box=None, header_style="bold")
+    for col in ("PLUGIN", "STATUS", "SOURCE", "ADDS"):
+        table.add_column(col, overflow="fold" if col == "ADDS" else "ellipsis")
+    for p in doc["plugins"]:
+        adds = []
+        for key, label in (("tools", "tools"), ("watcher_kinds", "watcher kinds"),
+                           ("providers", "providers"), ("rpc_methods", "methods")):
+            if p[key]:
+                adds.append(f"{label}: {', '.join(p[key])}")
+        status = {"loaded": "[green]loaded[/]", "failed": "[red]failed[/]"}.get(
+            p["status"], f"[dim]{p['status']}[/]")
+        table.add_row(p["name"], status, p["source"],
+                      escape(p["error"]) if p["error"] else "; ".join(adds) or "-")
+    console.print(table)
+    sb = doc["sandbox"]
+    console.print(f"[dim]sandbox: {sb['level']} ({', '.join(sb['layers'])})[/dim]")

@@ -14,6 +14,7 @@ from rich.console import Console, Group
 from rich.live import Live
 from rich.markdown import Markdown
 from rich.markup import escape
+from rich.syntax import Syntax
 from rich.text import Text
 
 from legion.cli.render import event_line
@@ -106,6 +107,22 @@ class Transcript:
                 + (f" · ${u['cost']:.4f}" if u.get("cost") else "") + f"[/{style}]")
         elif kind == "message.idle":
             out(f"[dim]{at} (answered IDLE: nothing sent)[/dim]")
+        elif kind == "tool.edited":
+            out(f"[dim]{at}[/dim] [bold]✎ {escape(str(data.get('name')))}[/bold] "
+                f"{data.get('mode')} edit, v{data.get('version')} "
+                f"[green]+{data.get('added')}[/green] [red]-{data.get('removed')}[/red] "
+                f"[dim]{data.get('before_hash')} → {data.get('after_hash')}[/dim]",
+                highlight=False)
+            # The diff as a block, coloured like `git diff`.
+            out(Syntax(data.get("diff") or "", "diff", theme="ansi_dark",
+                       background_color="default"))
+        elif kind == "tool.built":
+            ok = data.get("ok")
+            mark = "[green]built[/green]" if ok else "[red]does not build[/red]"
+            out(f"[dim]{at}[/dim] [bold]⚙ {escape(str(data.get('name')))}[/bold] {mark} "
+                f"v{data.get('version')} self-test {data.get('selftest')}"
+                + (f": {escape(str(data.get('problem')))}" if data.get("problem") else ""),
+                highlight=False)
         elif kind in ("message.replied", "model.request"):
             pass  # the reply was streamed above; a request is implied by what follows
         elif kind in ("model.retry", "model.fallback", "model.error", "model.skipped",

@@ -32,12 +32,18 @@ from legion.daemon.memory import embedders
 from legion.daemon.memory.backfill import Backfill
 from legion.daemon.memory.service import Memory
 from legion.daemon.methods import build_registry
+from legion.daemon.plugins import Plugins
 from legion.daemon.rpc.server import RpcServer
 from legion.daemon.schedule.scheduler import Scheduler
 from legion.daemon.services import Services
 from legion.daemon.store import event_log
 from legion.daemon.store.database import Store
 from legion.daemon.tasks.board import Board
+from legion.daemon.tools import kernel, meta
+from legion.daemon.tools.authored import AuthoredTools
+from legion.daemon.tools.registry import Registry
+from legion.daemon.tools.sandbox import Sandbox
+from legion.daemon.tools.stats import Stats
 from legion.daemon.watchers.service import Watchers
 from legion.errors import EXIT_INTERRUPTED, EXIT_OK, ConfigError, LegionError
 from legion.paths import Paths
@@ -85,11 +91,21 @@ class Daemon:
             log.error("sqlite-vec could not be loaded; vector search is unavailable",
                       notes=store.driver.notes)
         bus = EventBus(store.writer, queue_size=cfg.events.subscriber_queue)
+        plugins = Plugins(cfg.plugins.disabled)
+        added = plugins.load()
         sup = Supervisor(store, bus, default_model=cfg.agents.default_model)
         await sup.restore()
-        await self._declare(sup, defs)
+        await self._declare(sup, defs, added.providers)
         services = Services(config=cfg, paths=self.paths, store=store, bus=bus, agents=sup,
-                            models=ModelClient(cfg), config_path=self.config_path)
+                            models=ModelClient(cfg, added.providers),
+                            config_path=self.config_path, plugins=plugins)
+        services.sandbox = Sandbox(cfg.tools.sandbox, self.paths)
+        await services.sandbox.prepare()
+        stats = Stats(store, cfg.tools.stats_window)
+        authored = AuthoredTools(store, bus, services.sandbox, cfg.tools)
+        await authored.load()
+        services.tools = Registry(services, [*kernel.PROMPT, *meta.PROMPT],
+                                  [*kernel.REGISTRY, *meta.REGISTRY], added.tools, authored, stats)
         services.runtime = Runtime(services)
         embedder = embedders.make(cfg, services.models)
         services.memory = Memory(store, bus, cfg.memory, embedder,
@@ -101,12 +117,14 @@ class Daemon:
         # still has a task in doing.
         services.runtime.work_checks.append(services.board.doing)
         services.scheduler = Scheduler(services)
-        services.watchers = Watchers(services)
-        server = RpcServer(build_registry(services), bus, cfg.rpc, self.paths.socket)
+        services.watchers = Watchers(services, added.watcher_kinds)
+        server = RpcServer(build_registry(services, added.rpc_methods), bus, cfg.rpc,
+                           self.paths.socket)
         services.rpc = server
 
         async with anyio.create_task_group() as tg:
             tg.start_soon(self._watch_signals, tg.cancel_scope)
+            await tg.start(stats.run)
             await tg.start(services.runtime.run)
             await tg.start(services.scheduler.run)
             await tg.start(services.watchers.run)
@@ -147,11 +165,13 @@ class Daemon:
                 log.warning("in-flight requests outlived the grace period; cancelling them",
                             in_flight=server.in_flight)
             tg.cancel_scope.cancel()
+        services.sandbox.close()
         log.info("daemon stopped")
         return EXIT_INTERRUPTED if self.forced else EXIT_OK
 
-    async def _declare(self, sup: Supervisor, defs: list[definitions.Definition]) -> None:
-        models = ModelClient(self.config)
+    async def _declare(self, sup: Supervisor, defs: list[definitions.Definition],
+                       providers: dict[str, Any]) -> None:
+        models = ModelClient(self.config, providers)
         for d in defs:
             source = f"definition:{d.path}"
             try:

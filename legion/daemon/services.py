@@ -21,9 +21,12 @@ if TYPE_CHECKING:
     from legion.daemon.agents.runtime import Runtime
     from legion.daemon.llm.client import ModelClient
     from legion.daemon.memory.service import Memory
+    from legion.daemon.plugins import Plugins
     from legion.daemon.rpc.server import RpcServer
     from legion.daemon.schedule.scheduler import Scheduler
     from legion.daemon.tasks.board import Board
+    from legion.daemon.tools.registry import Registry
+    from legion.daemon.tools.sandbox import Sandbox
     from legion.daemon.watchers.service import Watchers
 
 
@@ -45,3 +48,6 @@ class Services:
     board: Board = None  # type: ignore[assignment]
     scheduler: Scheduler = None  # type: ignore[assignment]
     watchers: Watchers = None  # type: ignore[assignment]
+    plugins: Plugins = None  # type: ignore[assignment]
+    sandbox: Sandbox = None  # type: ignore[assignment]
+    tools: Registry = None  # type: ignore[assignment]

@@ -17,7 +17,9 @@ IDLE = "IDLE"
 
 PROTOCOL = """\
 You are the agent "{id}" in Legion. Each session handles one incoming message.
-Use your tools when they help. When you are done, answer with your reply as
+Use your tools when they help; more tools (web, HTTP, schedules, watchers,
+writing your own) are one tool_search away, called with tool_invoke. When you
+are done, answer with your reply as
 plain text: it is delivered to the sender. If the message needs no answer (a
 thank-you, an acknowledgement, something already handled), answer with exactly
 IDLE and nothing else. Never reply only to be polite."""

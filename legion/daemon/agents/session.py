@@ -31,7 +31,6 @@ from legion.daemon.agents.model import AgentRecord, State
 from legion.daemon.events import Event, insert, now_iso
 from legion.daemon.llm.types import Usage
 from legion.daemon.tools.base import ToolContext, ToolResult
-from legion.daemon.tools.kernel import KERNEL
 from legion.errors import LegionError, ModelUnavailable
 
 if TYPE_CHECKING:
@@ -112,7 +111,7 @@ class Session:
         self.ref = msg.model or rec.model
         self.model = self.ref
         self.source = f"agent:{rec.id}"
-        self.tools = {t.name: t for t in KERNEL}
+        self.tools = rt.services.tools
 
     async def emit(self, kind: str, data: dict[str, Any], caused_by: int | None) -> Event:
         return await self.rt.services.bus.emit(self.rec.id, kind, data, caused_by=caused_by,
@@ -167,7 +166,7 @@ class Session:
                 await self.emit("memory.recalled", {"chars": len(recalled)}, self.start_event)
         messages = [{"role": "system", "content": system}, *history, user]
         self.new_rows: list[dict[str, Any]] = [user]
-        schemas = [t.schema() for t in self.tools.values()]
+        schemas = self.tools.prompt_schemas()
         calls_seen: Counter[str] = Counter()
         errors_seen: Counter[str] = Counter()
         nudged = False
@@ -195,7 +194,7 @@ class Session:
             completion = await self.rt.models.complete(self.ref, messages, schemas,
                                                        on_delta=deltas.add, emit=relay)
             await deltas.flush()
-            completion = self.rt.models.repair(completion, set(self.tools))
+            completion = self.rt.models.repair(completion, self.tools.names())
             self.usage.add(completion.usage)
             self.model = completion.model
             self.rt.charge(rec.id, completion.usage)
@@ -268,16 +267,9 @@ class Session:
         async def one(i: int, call: Any) -> None:
             ev = await self.emit("tool.call", {"call_id": call.id, "name": call.name,
                                                "arguments": call.arguments}, caused_by)
-            tool = self.tools.get(call.name)
-            if tool is None:
-                result = ToolResult(call, False, json.dumps({
-                    "error": f"there is no tool named {call.name!r}",
-                    "hint": f"the tools you can call are: {', '.join(sorted(self.tools))}",
-                }), 0.0, "unknown_tool")
-            else:
-                ctx = ToolContext(agent_id=self.rec.id, session_id=self.id,
-                                  services=self.rt.services, call_event=ev.id)
-                result = await tool.invoke(call, ctx, self.guards.tool_timeout)
+            ctx = ToolContext(agent_id=self.rec.id, session_id=self.id,
+                              services=self.rt.services, call_event=ev.id)
+            result = await self.tools.run(call, ctx, self.guards.tool_timeout)
             results[i] = result
             await self.emit("tool.result", {
                 "call_id": call.id, "name": call.name, "ok": result.ok,

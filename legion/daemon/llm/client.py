@@ -111,8 +111,10 @@ class Target:
 
 
 class ModelClient:
-    def __init__(self, cfg: Config) -> None:
+    def __init__(self, cfg: Config, plugin_providers: dict[str, Any] | None = None) -> None:
         self.cfg = cfg
+        # litellm CustomLLM handlers from plugins, by provider name.
+        self.plugin_providers = dict(plugin_providers or {})
         # The built-in offline provider answers in-process: no server to protect.
         self.providers: dict[str, ProviderConfig] = {
             "mock": ProviderConfig(kind="mock", concurrency=256)}
@@ -146,7 +148,7 @@ class ModelClient:
             raise self._unknown(ref)
         if provider in self.providers:
             return [Target(ref, provider, self.providers[provider], model, self.cfg.base_dir)]
-        if provider in KNOWN_PROVIDERS:
+        if provider in KNOWN_PROVIDERS or provider in self.plugin_providers:
             cfg = ProviderConfig(kind=provider)
             self.providers[provider] = cfg
             self.breakers[provider] = Breaker(provider, failures=self.cfg.models.breaker.failures,
@@ -166,6 +168,14 @@ class ModelClient:
             candidates=aliases,
             kind="unknown_model",
         )
+
+    def _register_plugins(self) -> None:
+        if not self.plugin_providers:
+            return
+        names = set(self.plugin_providers)
+        self._litellm.custom_provider_map = [
+            p for p in self._litellm.custom_provider_map if p.get("provider") not in names
+        ] + [{"provider": n, "custom_handler": h} for n, h in self.plugin_providers.items()]
 
     def resolved(self, ref: str) -> str:
         """The concrete model an alias resolves to first, for `ps` (or why not)."""
@@ -189,6 +199,7 @@ class ModelClient:
         chain = self.resolve(ref)
         if self._litellm is None:
             self._litellm = await anyio.to_thread.run_sync(litellm_module)
+            self._register_plugins()
         retry = self.cfg.models.retry
         failures: list[str] = []
         for n, target in enumerate(chain):

@@ -6,13 +6,35 @@ by hand (the registry hands them a typed params struct) and hold no state.
 
 from __future__ import annotations
 
-from legion.daemon.methods import agents, daemon, events, memory, messages, schedules, tasks
-from legion.daemon.rpc.dispatch import Registry
+from typing import Any
+
+from legion.daemon.methods import (
+    agents,
+    daemon,
+    events,
+    memory,
+    messages,
+    schedules,
+    tasks,
+    tools,
+)
+from legion.daemon.rpc.dispatch import NoParams, Registry
 from legion.daemon.services import Services
+from legion.plugin import RpcMethod
 
 
-def build_registry(services: Services) -> Registry:
+def build_registry(services: Services,
+                   plugin_methods: list[tuple[str, RpcMethod]] | None = None) -> Registry:
     registry = Registry()
-    for group in (daemon, agents, events, messages, memory, tasks, schedules):
+    for group in (daemon, agents, events, messages, memory, tasks, schedules, tools):
         group.register(registry, services)
+    for _plugin, m in plugin_methods or []:
+        if m.name in registry.methods:
+            continue  # a built-in method is never shadowed
+
+        async def handler(ctx: Any, p: Any, _m: RpcMethod = m) -> Any:
+            return await _m.handler(p, services)
+
+        handler.__doc__ = m.summary or m.handler.__doc__
+        registry.add(m.name, handler, m.params or NoParams)
     return registry

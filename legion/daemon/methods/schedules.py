@@ -38,7 +38,7 @@ class HeartbeatParams(Params):
 
 class WatchAddParams(Params):
     agent: str
-    kind: Literal["http_poll", "cmd_watch", "file_watch", "process_watch", "tcp_probe"]
+    kind: str
     config: dict[str, Any]
     trigger: str | None = None
     action: str = "wake"

@@ -76,7 +76,7 @@ async def heartbeat_get(ctx: ToolContext) -> dict[str, Any]:
 @tool
 async def watch_add(
     ctx: ToolContext,
-    kind: Literal["http_poll", "cmd_watch", "file_watch", "process_watch", "tcp_probe"],
+    kind: str,
     config: dict[str, Any],
     trigger: str | None = None,
     action: str = "wake",

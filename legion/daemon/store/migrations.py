@@ -336,3 +336,62 @@ def m005_schedules_watchers(db: Any) -> None:
         CREATE INDEX watchers_agent ON watchers (agent_id);
         """,
     )
+
+
+@migration
+def m006_tools(db: Any) -> None:
+    script(
+        db,
+        """
+        -- Agent-written tools. Starter and plugin tools live in code, not here.
+        CREATE TABLE tools (
+            name TEXT PRIMARY KEY,
+            author TEXT NOT NULL,
+            maintainer TEXT NOT NULL,
+            description TEXT NOT NULL,
+            keywords TEXT NOT NULL DEFAULT '[]',
+            source TEXT NOT NULL,
+            entry TEXT NOT NULL,
+            content_hash TEXT NOT NULL,
+            version INTEGER NOT NULL,
+            -- 'ok': built and callable; 'broken': saved, but the last build failed.
+            status TEXT NOT NULL CHECK (status IN ('ok', 'broken')),
+            problem TEXT,
+            schema TEXT NOT NULL DEFAULT '{}',
+            network INTEGER NOT NULL DEFAULT 0,
+            env TEXT NOT NULL DEFAULT '[]',
+            timeout REAL,
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL
+        ) STRICT;
+
+        -- Recent versions of each agent-written tool (tools.versions_keep of them).
+        CREATE TABLE tool_versions (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            name TEXT NOT NULL,
+            version INTEGER NOT NULL,
+            content_hash TEXT NOT NULL,
+            source TEXT NOT NULL,
+            diff TEXT NOT NULL DEFAULT '',
+            added INTEGER NOT NULL DEFAULT 0,
+            removed INTEGER NOT NULL DEFAULT 0,
+            mode TEXT NOT NULL,
+            agent TEXT NOT NULL,
+            at TEXT NOT NULL
+        ) STRICT;
+        CREATE INDEX tool_versions_name ON tool_versions (name, version);
+
+        -- Usage of every tool (kernel, registry, agent-written); flushed from memory.
+        CREATE TABLE tool_stats (
+            name TEXT PRIMARY KEY,
+            calls INTEGER NOT NULL DEFAULT 0,
+            failures INTEGER NOT NULL DEFAULT 0,
+            misuses INTEGER NOT NULL DEFAULT 0,
+            -- The recent window: [[duration_ms, ok], ...], newest last.
+            recent TEXT NOT NULL DEFAULT '[]',
+            last_error TEXT,
+            last_used TEXT,
+            verdict_note TEXT
+        ) STRICT;
+        """,
+    )

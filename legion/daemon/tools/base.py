@@ -14,8 +14,8 @@ import json
 import time
 import typing
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, overload
 
 import anyio
 import msgspec
@@ -34,6 +34,8 @@ class ToolContext:
     services: Any
     # The `tool.call` event of this call: what the tool's own events are caused by.
     call_event: int | None = None
+    # The `[plugins.settings.NAME]` table of the plugin that provides the tool.
+    settings: dict[str, Any] = field(default_factory=dict)
 
 
 class ToolError(Exception):
@@ -59,15 +61,20 @@ class ToolResult:
 
 class Tool:
     def __init__(self, fn: Callable[..., Any], *, name: str | None = None,
-                 description: str | None = None, timeout: float | None = None) -> None:
+                 description: str | None = None, timeout: float | None = None,
+                 keywords: list[str] | tuple[str, ...] = ()) -> None:
         self.fn = fn
         self.name = name or fn.__name__
         doc = inspect.getdoc(fn) or ""
         self.description = description or doc.split("\n\n")[0].replace("\n", " ")
+        # The rest of the docstring: shown by tool_search/tools show, never in the prompt.
+        self.details = doc.split("\n\n", 1)[1].strip() if "\n\n" in doc else ""
         self.timeout = timeout
+        # Words tool_search matches besides the name and description.
+        self.keywords = [k.lower() for k in keywords]
         self.wants_context = False
         fields: list[Any] = []
-        hints = typing.get_type_hints(fn)
+        hints = typing.get_type_hints(fn, include_extras=True)
         for pname, param in inspect.signature(fn).parameters.items():
             if pname == "ctx":
                 self.wants_context = True
@@ -100,7 +107,11 @@ class Tool:
         for f in msgspec.structs.fields(self.args_type):
             from legion.daemon.rpc.dispatch import type_name
 
-            default = "" if f.required else f" = {f.default!r}"
+            if f.required:
+                default = ""
+            else:
+                value = f.default_factory() if f.default is msgspec.NODEFAULT else f.default
+                default = f" = {value!r}"
             parts.append(f"{f.name}: {type_name(f.type)}{default}")
         return f"{self.name}({', '.join(parts)})"
 
@@ -119,7 +130,7 @@ class Tool:
         try:
             return msgspec.convert(data, self.args_type, strict=False)
         except msgspec.ValidationError as exc:
-            raise ToolError(_explain(str(exc)), hint=f"signature: {self.signature()}") from None
+            raise ToolError(explain(str(exc)), hint=f"signature: {self.signature()}") from None
 
     def _example(self) -> str:
         example = {f.name: "..." for f in msgspec.structs.fields(self.args_type) if f.required}
@@ -141,7 +152,7 @@ class Tool:
             content = value if isinstance(value, str) else json.dumps(value, default=str)
             return ToolResult(call, True, content, _ms(start))
         except ToolError as exc:
-            return ToolResult(call, False, _error_text(str(exc), exc.hint), _ms(start),
+            return ToolResult(call, False, error_text(str(exc), exc.hint), _ms(start),
                               "bad_arguments" if "argument" in str(exc) else "tool_error")
         except LegionError as exc:
             # A service's own refusal (not found, conflict, quota...) reaches the model
@@ -149,18 +160,25 @@ class Tool:
             hint = exc.hint or ""
             if exc.candidates:
                 hint = f"{hint} (near: {', '.join(exc.candidates)})".strip()
-            return ToolResult(call, False, _error_text(exc.message, hint), _ms(start), exc.kind)
+            return ToolResult(call, False, error_text(exc.message, hint), _ms(start), exc.kind)
         except TimeoutError:
-            return ToolResult(call, False, _error_text(
+            return ToolResult(call, False, error_text(
                 f"{self.name} timed out after {timeout:g}s",
                 "try again with a smaller request, or do without this tool"), _ms(start), "timeout")
         except Exception as exc:  # a tool's crash is the model's information, not ours
-            return ToolResult(call, False, _error_text(f"{self.name} failed: {exc}", ""),
+            return ToolResult(call, False, error_text(f"{self.name} failed: {exc}", ""),
                               _ms(start), "crash")
 
 
-def tool(fn: Callable[..., Any] | None = None, **options: Any) -> Any:
-    """Decorator: `@tool` or `@tool(timeout=5)` turns a function into a Tool."""
+@overload
+def tool(fn: Callable[..., Any], **options: Any) -> Tool: ...
+@overload
+def tool(fn: None = None, **options: Any) -> Callable[[Callable[..., Any]], Tool]: ...
+
+
+def tool(fn: Callable[..., Any] | None = None,
+         **options: Any) -> Tool | Callable[[Callable[..., Any]], Tool]:
+    """Decorator: `@tool`, or `@tool(timeout=5, keywords=[...])`, turns a function into a Tool."""
     if fn is None:
         return lambda f: Tool(f, **options)
     return Tool(fn, **options)
@@ -170,11 +188,11 @@ def _ms(start: float) -> float:
     return round((time.perf_counter() - start) * 1000, 3)
 
 
-def _error_text(message: str, hint: str) -> str:
+def error_text(message: str, hint: str) -> str:
     return json.dumps({"error": message, **({"hint": hint} if hint else {})})
 
 
-def _explain(msg: str) -> str:
+def explain(msg: str) -> str:
     where, kind, detail = problem(msg)
     if kind == "unknown":
         return f"unknown argument {where!r}"

@@ -1,33 +1,17 @@
-"""Kernel tools: the few tools every agent's prompt carries.
+"""Kernel tools: what every agent can do to itself and its own board.
 
-Everything else will live in the searchable registry (a later issue), so the
-prompt stays small: every schema here is paid for on every turn.
+Only the everyday ones (`PROMPT`) ride in every prompt, next to the two
+meta-tools: each schema there is paid for on every turn. The rest
+(`REGISTRY`: occasional setup such as schedules and watchers, and rarer
+memory and task calls) are in the registry, one `tool_search` away, and a
+direct call by name still works.
 """
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
-from legion.daemon.tools.base import Tool, ToolContext, ToolError, tool
-
-
-@tool
-def now(timezone: str = "UTC") -> dict[str, Any]:
-    """The current date and time in a timezone (IANA name, e.g. Europe/Paris)."""
-    try:
-        zone = ZoneInfo(timezone)
-    except (ZoneInfoNotFoundError, ValueError):
-        from legion.errors import close_matches
-
-        near = close_matches(timezone, sorted(available_timezones()), n=3)
-        raise ToolError(f"unknown timezone {timezone!r}",
-                        hint=f"use an IANA name such as {', '.join(near) or 'UTC, Europe/Paris'}"
-                        ) from None
-    t = datetime.now(zone)
-    return {"iso": t.isoformat(timespec="seconds"), "weekday": t.strftime("%A"),
-            "timezone": timezone}
+from legion.daemon.tools.base import Tool, ToolContext, tool
 
 
 @tool
@@ -41,12 +25,19 @@ async def agent_info(ctx: ToolContext) -> dict[str, Any]:
             "session": ctx.session_id, "budget_today": budget}
 
 
+# In every prompt; everything else of the kernel is in the registry.
+IN_PROMPT = ("agent_info", "memory_write", "memory_read", "memory_search", "task_create",
+             "task_update", "task_complete", "task_list")
+
+
 def _kernel() -> list[Tool]:
     from legion.daemon.memory.tools import TOOLS as MEMORY
     from legion.daemon.schedule.tools import TOOLS as SCHEDULES
     from legion.daemon.tasks.tools import TOOLS as TASKS
 
-    return [now, agent_info, *MEMORY, *TASKS, *SCHEDULES]
+    return [agent_info, *MEMORY, *TASKS, *SCHEDULES]
 
 
 KERNEL: list[Tool] = _kernel()
+PROMPT: list[Tool] = [t for t in KERNEL if t.name in IN_PROMPT]
+REGISTRY: list[Tool] = [t for t in KERNEL if t.name not in IN_PROMPT]

@@ -4,9 +4,10 @@ Each kind has a typed config (unknown keys refused) and returns an
 observation: a dict of plain fields that triggers read.
 
 - `http_poll`: {ok, status, body, json, elapsed_ms, error}
-- `cmd_watch`: {exit_code, stdout, stderr, timed_out}; a subprocess in its own
-  process group with a scrubbed environment (PATH, HOME, LANG plus the names
-  in `env`), killed whole at `timeout`.
+- `cmd_watch`: {exit_code, stdout, stderr, timed_out}; run in the tool
+  sandbox (see legion/daemon/tools/sandbox.py): scrubbed environment (plus the
+  names in `env` that `tools.sandbox.env_allow` lets through), resource
+  limits, the agent's working directory, killed whole at `timeout`.
 - `file_watch`: {changes: [{change, path}], count, paths}; from inotify
   (watchfiles), not polling.
 - `process_watch`: {running, count, pids}; by `name` (in the command line) or
@@ -20,15 +21,15 @@ import asyncio
 import contextlib
 import json
 import os
-import shlex
-import signal
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import msgspec
 from msgspec import Meta
+
+from legion.plugin import WatcherKind, hookimpl
 
 OUTPUT_LIMIT = 64 * 1024
 KEPT_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "TZ")
@@ -104,29 +105,6 @@ async def http_poll(cfg: HttpPoll) -> dict[str, Any]:
             "elapsed_ms": round((time.perf_counter() - start) * 1000, 1)}
 
 
-async def cmd_watch(cfg: CmdWatch) -> dict[str, Any]:
-    argv = shlex.split(cfg.command) if isinstance(cfg.command, str) else list(cfg.command)
-    env = {k: v for k, v in os.environ.items() if k in KEPT_ENV or k in cfg.env}
-    try:
-        proc = await asyncio.create_subprocess_exec(
-            *argv, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE, env=env, cwd=cfg.cwd, start_new_session=True)
-    except OSError as exc:
-        return {"exit_code": None, "stdout": "", "stderr": f"cannot run {argv[0]!r}: {exc}",
-                "timed_out": False}
-    try:
-        out, err = await asyncio.wait_for(proc.communicate(), cfg.timeout)
-        timed_out = False
-    except TimeoutError:
-        # The whole process group: a shell's children must not outlive it.
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        out, err = await proc.communicate()
-        timed_out = True
-    return {"exit_code": proc.returncode, "stdout": out[:OUTPUT_LIMIT].decode(errors="replace"),
-            "stderr": err[:OUTPUT_LIMIT].decode(errors="replace"), "timed_out": timed_out}
-
-
 async def tcp_probe(cfg: TcpProbe) -> dict[str, Any]:
     start = time.perf_counter()
     try:
@@ -179,24 +157,31 @@ async def file_changes(cfg: FileWatch, stop: asyncio.Event) -> AsyncIterator[dic
                "paths": sorted({c["path"] for c in changes})[:100]}
 
 
-POLLERS = {"http_poll": http_poll, "cmd_watch": cmd_watch, "tcp_probe": tcp_probe,
-           "process_watch": process_watch}
+@hookimpl
+def legion_watcher_kinds() -> list[WatcherKind]:
+    """The built-in pollers, registered like any plugin's. cmd_watch (which runs
+    in the sandbox) and file_watch (inotify, not polling) need the daemon's
+    services and are wired by the watcher service itself."""
+    return [WatcherKind(name, CONFIGS[name], poll, DEFAULT_TRIGGERS[name])
+            for name, poll in (("http_poll", http_poll), ("tcp_probe", tcp_probe),
+                               ("process_watch", process_watch))]
 
 
-def check_config(kind: str, raw: dict[str, Any]) -> _Config:
+def check_config(kind: str, raw: dict[str, Any], table: Mapping[str, WatcherKind]) -> Any:
     from legion.errors import InvalidParams, close_matches
     from legion.validation import problem
 
-    if kind not in CONFIGS:
-        near = close_matches(kind, list(CONFIGS))
+    if kind not in table:
+        near = close_matches(kind, list(table))
         raise InvalidParams(f"unknown watcher kind {kind!r}",
                             hint=(f"did you mean {near[0]!r}? " if near else "")
-                            + f"kinds: {', '.join(CONFIGS)}", candidates=near)
+                            + f"kinds: {', '.join(sorted(table))}", candidates=near)
+    struct = table[kind].config
     try:
-        cfg = msgspec.convert(raw, CONFIGS[kind], strict=False)
+        cfg = msgspec.convert(raw, struct, strict=False)
     except msgspec.ValidationError as exc:
         field, _kind, detail = problem(str(exc))
-        fields = [f.name for f in msgspec.structs.fields(CONFIGS[kind])]
+        fields = [f.name for f in msgspec.structs.fields(struct)]
         raise InvalidParams(f"{kind} config: {field + ': ' if field else ''}{detail}",
                             hint=f"{kind} takes: {', '.join(fields)}") from None
     if isinstance(cfg, ProcessWatch) and (cfg.name is None) == (cfg.pid is None):

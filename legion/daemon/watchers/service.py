@@ -23,8 +23,10 @@ do not run at all; destroying the agent removes them.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import re
+import shlex
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -37,7 +39,8 @@ from legion.daemon.events import Event, insert, now_iso
 from legion.daemon.llm.types import ToolCall
 from legion.daemon.tools.base import ToolContext
 from legion.daemon.watchers import kinds, triggers
-from legion.errors import InvalidParams, NotFound
+from legion.errors import InvalidParams, NotFound, close_matches
+from legion.plugin import WatcherKind
 
 if TYPE_CHECKING:
     from legion.daemon.services import Services
@@ -47,6 +50,10 @@ ACTION = re.compile(r"^(wake|silent|message:[a-z][a-z0-9_-]{0,62}|task:[\w .-]{0
                     r"tool:[a-z_][a-z0-9_]{0,63})$")
 PREVIEW = 1500
 PLACEHOLDER = re.compile(r"\{([A-Za-z0-9_.]+)\}")
+
+
+async def _unused(cfg: Any) -> dict[str, Any]:
+    raise AssertionError("this kind is not polled")
 
 
 def check_action(action: str) -> str:
@@ -73,8 +80,16 @@ def fill(value: Any, obs: dict[str, Any]) -> Any:
 
 
 class Watchers:
-    def __init__(self, services: Services) -> None:
+    def __init__(self, services: Services, plugin_kinds: dict[str, WatcherKind] | None = None
+                 ) -> None:
         self.services = services
+        # Plugin kinds (the built-in pollers among them); cmd_watch runs in the
+        # sandbox and file_watch streams from inotify, so both are wired here.
+        self.kinds: dict[str, WatcherKind] = dict(plugin_kinds or {})
+        self.kinds["cmd_watch"] = WatcherKind("cmd_watch", kinds.CmdWatch, _unused,
+                                              kinds.DEFAULT_TRIGGERS["cmd_watch"])
+        self.kinds["file_watch"] = WatcherKind("file_watch", kinds.FileWatch, _unused,
+                                               kinds.DEFAULT_TRIGGERS["file_watch"])
         self._tg: Any = None
         self._scopes: dict[int, anyio.CancelScope] = {}
         self._changes: Any = None
@@ -131,7 +146,7 @@ class Watchers:
             try:
                 raw = json.loads(row["config"])
                 raw.pop("action_args", None)
-                cfg = kinds.check_config(row["kind"], raw)
+                cfg = kinds.check_config(row["kind"], raw, self.kinds)
                 trigger = triggers.parse(row["trigger"])
                 if isinstance(cfg, kinds.FileWatch):
                     stop = asyncio.Event()
@@ -141,9 +156,11 @@ class Watchers:
                     finally:
                         stop.set()
                     return
-                poll = kinds.POLLERS[row["kind"]]
+                poll = self.kinds[row["kind"]].poll
+                if isinstance(cfg, kinds.CmdWatch):
+                    poll = functools.partial(self.run_command, row["agent_id"])
                 while True:
-                    obs = await poll(cfg)  # type: ignore[operator]
+                    obs = await poll(cfg)
                     await self._consider(row, trigger, obs, state)
                     await anyio.sleep(row["interval"])
             except Exception as exc:
@@ -204,22 +221,28 @@ class Watchers:
             await self._run_tool(row, obs, fired)
 
     async def _run_tool(self, row: dict[str, Any], obs: dict[str, Any], fired: Event) -> None:
-        from legion.daemon.tools.kernel import KERNEL
-
         name = row["action"].split(":", 1)[1]
-        tool = next((t for t in KERNEL if t.name == name), None)
         args = fill(json.loads(row["config"]).get("action_args", {}), obs)
-        if tool is None:
-            result_ok, content = False, f"there is no kernel tool named {name!r}"
-        else:
-            call = ToolCall(id=f"watcher-{row['id']}", name=name, arguments=json.dumps(args))
-            ctx = ToolContext(agent_id=row["agent_id"], session_id=0,
-                              services=self.services, call_event=fired.id)
-            result = await tool.invoke(call, ctx, self.services.config.guards.tool_timeout)
-            result_ok, content = result.ok, result.content
+        call = ToolCall(id=f"watcher-{row['id']}", name=name, arguments=json.dumps(args))
+        ctx = ToolContext(agent_id=row["agent_id"], session_id=0,
+                          services=self.services, call_event=fired.id)
+        result = await self.services.tools.run(call, ctx, self.services.config.guards.tool_timeout)
+        result_ok, content = result.ok, result.content
         await self.services.bus.emit(row["agent_id"], "watch.tool", {
             "watcher": row["id"], "tool": name, "arguments": args, "ok": result_ok,
             "result": content[:PREVIEW]}, caused_by=fired.id, source=f"watcher:{row['id']}")
+
+    async def run_command(self, agent: str, cfg: kinds.CmdWatch) -> dict[str, Any]:
+        """A cmd_watch observation, from the sandbox (limits, scrubbed environment,
+        the agent's working directory unless `cwd` says otherwise)."""
+        argv = shlex.split(cfg.command) if isinstance(cfg.command, str) else list(cfg.command)
+        try:
+            return await self.services.sandbox.run_command(
+                argv, agent=agent, time_limit=cfg.timeout, env=cfg.env, cwd=cfg.cwd,
+                processes=self.services.config.tools.sandbox.command_processes)
+        except OSError as exc:
+            return {"exit_code": None, "stdout": "", "stderr": f"cannot run {argv[0]!r}: {exc}",
+                    "timed_out": False}
 
     # -- the API ------------------------------------------------------------------
 
@@ -230,10 +253,10 @@ class Watchers:
         check_action(action)
         raw = dict(config)
         action_args = raw.pop("action_args", None)
-        kinds.check_config(kind, raw)
+        kinds.check_config(kind, raw, self.kinds)
         if action_args is not None:
             raw["action_args"] = action_args
-        text = trigger or kinds.DEFAULT_TRIGGERS[kind]
+        text = trigger or self.kinds[kind].default_trigger
         triggers.parse(text)
         if interval < 1:
             raise InvalidParams("interval must be at least 1 second", hint="e.g. 30")
@@ -242,13 +265,12 @@ class Watchers:
         target = action.split(":", 1)[1] if ":" in action else ""
         if action.startswith("message:") and target not in self.services.agents.agents:
             raise self.services.agents.not_found(target)
-        if action.startswith("tool:"):
-            from legion.daemon.tools.kernel import KERNEL
-
-            names = sorted(t.name for t in KERNEL)
-            if target not in names:
-                raise InvalidParams(f"there is no kernel tool named {target!r}",
-                                    hint=f"kernel tools: {', '.join(names)}", kind="invalid_action")
+        if action.startswith("tool:") and target not in self.services.tools.names():
+            near = close_matches(target, list(self.services.tools.names()))
+            raise InvalidParams(f"there is no tool named {target!r}",
+                                hint=("did you mean " + ", ".join(near) + "? " if near else "")
+                                + "`legion tools ls` lists every tool", kind="invalid_action",
+                                candidates=near)
 
         def job(db: Any) -> tuple[int, Event]:
             wid = db.execute(

@@ -1,0 +1,342 @@
+"""The sandbox's inside: run as `python -I sandbox_runner.py`, never imported.
+
+The daemon writes one JSON request to stdin. This script confines itself
+(cgroup, user + network namespaces, resource limits, working directory),
+then either execs a command (`exec`, for cmd_watch) or loads an agent-written
+tool and builds it (`build`: the schema from its signature, its self-test)
+or calls it (`call`). The result is one JSON object on the original stdout;
+the tool's own prints are captured into it, so nothing it writes can forge a
+result.
+
+Only the standard library and msgspec are used: this script starts once per
+call and must stay quick to load. It is a file run by path, not a module of
+the legion package, so nothing of the daemon is imported into the sandbox.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import resource
+import sys
+import traceback
+from typing import Any
+
+CLONE_NEWUSER = 0x10000000
+CLONE_NEWNET = 0x40000000
+OUTPUT_LIMIT = 16 * 1024
+# Audit events that start or replace processes.
+PROCESS_EVENTS = {"os.fork", "os.forkpty", "os.system", "os.exec", "os.posix_spawn",
+                  "os.spawn", "subprocess.Popen", "os.kill", "os.killpg", "pty.spawn"}
+# Audit events whose first argument is a path the call changes.
+PATH_WRITE_EVENTS = {"os.remove", "os.rename", "os.rmdir", "os.mkdir", "os.chmod", "os.chown",
+                     "os.link", "os.symlink", "os.truncate", "os.utime", "shutil.rmtree",
+                     "os.chflags", "os.lchflags", "os.setxattr", "os.removexattr",
+                     "shutil.move", "shutil.copytree"}
+WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
+
+
+def main() -> None:
+    out_fd = os.dup(1)
+    req = json.loads(sys.stdin.buffer.read() or b"{}")
+    try:
+        notes = confine(req)
+    except Exception as exc:
+        emit(out_fd, {"ok": False, "kind": "sandbox", "error": f"cannot confine the run: {exc}"})
+        return
+    if req["mode"] == "probe":
+        emit(out_fd, {"ok": True, "notes": notes, "uid": os.getuid()})
+        return
+    if req["mode"] == "exec":
+        devnull = os.open(os.devnull, os.O_RDONLY)
+        os.dup2(devnull, 0)
+        argv = req["argv"]
+        try:
+            os.execvpe(argv[0], argv, os.environ)
+        except OSError as exc:
+            os.write(2, f"cannot run {argv[0]!r}: {exc}\n".encode())
+            os._exit(127)
+    # The tool's prints go into the result, and fd 1 to /dev/null, so only this
+    # script can write the result line.
+    devnull = os.open(os.devnull, os.O_RDWR)
+    os.dup2(devnull, 0)
+    os.dup2(devnull, 1)
+    captured = io.StringIO()
+    sys.stdout = captured
+    result = run_tool(req, captured)
+    result["stdout"] = captured.getvalue()[-OUTPUT_LIMIT:]
+    emit(out_fd, result)
+
+
+def emit(fd: int, obj: dict[str, Any]) -> None:
+    data = json.dumps(obj, default=str).encode()
+    view = memoryview(data)
+    while view:
+        n = os.write(fd, view)
+        view = view[n:]
+
+
+# -- confinement ---------------------------------------------------------------------
+
+
+def confine(req: dict[str, Any]) -> list[str]:
+    notes: list[str] = []
+    cgroup = req.get("cgroup")
+    if cgroup:
+        # Before anything else: every process this run starts inherits the cgroup.
+        with open(os.path.join(cgroup, "cgroup.procs"), "w") as f:
+            f.write(str(os.getpid()))
+        notes.append("cgroup")
+    if req.get("namespaces") and not req.get("network"):
+        unshare_network()
+        notes.append("namespaces")
+    limits = req["limits"]
+    mb = 1024 * 1024
+    _limit(resource.RLIMIT_CPU, limits["cpu_seconds"], limits["cpu_seconds"] + 1)
+    _limit(resource.RLIMIT_AS, limits["memory_mb"] * mb)
+    _limit(resource.RLIMIT_NOFILE, limits["open_files"])
+    _limit(resource.RLIMIT_FSIZE, limits["file_size_mb"] * mb)
+    _limit(resource.RLIMIT_CORE, 0)
+    if os.geteuid() != 0:
+        # RLIMIT_NPROC counts every task of the user, the daemon's threads too:
+        # the allowance is what runs now plus what the tool may start.
+        _limit(resource.RLIMIT_NPROC, user_tasks(os.getuid()) + limits["processes"])
+        notes.append("nproc")
+    workdir = req["workdir"]
+    os.chdir(workdir)
+    os.umask(0o077)
+    return notes
+
+
+def _limit(which: int, soft: int, hard: int | None = None) -> None:
+    _soft, cur_hard = resource.getrlimit(which)
+    hard = soft if hard is None else hard
+    if cur_hard != resource.RLIM_INFINITY:
+        hard = min(hard, cur_hard)
+        soft = min(soft, hard)
+    resource.setrlimit(which, (soft, hard))
+
+
+def unshare_network() -> None:
+    """A new user namespace owning a new, empty network namespace: no interface
+    but a downed loopback, so nothing can be reached, local or remote."""
+    import ctypes
+
+    uid, gid = os.getuid(), os.getgid()
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.unshare(CLONE_NEWUSER | CLONE_NEWNET) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"unshare: {os.strerror(err)}")
+    # Keep our own ids inside the namespace, so files keep their owners.
+    for path, text in (("/proc/self/setgroups", "deny"), ("/proc/self/uid_map", f"{uid} {uid} 1"),
+                       ("/proc/self/gid_map", f"{gid} {gid} 1")):
+        try:
+            with open(path, "w") as f:
+                f.write(text)
+        except OSError:
+            pass
+    # Forget ctypes: a tool importing it again is then seen (and refused) by the guard.
+    for mod in [m for m in sys.modules if m == "_ctypes" or m.startswith("ctypes")]:
+        del sys.modules[mod]
+
+
+def user_tasks(uid: int) -> int:
+    count = 0
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            if entry.stat().st_uid == uid:
+                count += len(os.listdir(f"/proc/{entry.name}/task"))
+        except OSError:
+            continue
+    return count
+
+
+class Guard:
+    """An audit hook: Python-level checks that hold even without namespaces.
+
+    Writes must stay inside the working directory; the daemon's home and other
+    processes' /proc entries cannot be read; processes, sockets and ctypes are
+    refused unless the tool declared it needs them. A refusal is a
+    PermissionError in the tool, which the agent sees with its reason.
+    """
+
+    def __init__(self, req: dict[str, Any]) -> None:
+        self.workdir = os.path.realpath(req["workdir"])
+        self.deny = [os.path.realpath(p) for p in req.get("deny_read", [])]
+        self.network = bool(req.get("network"))
+        self.processes = req["limits"]["processes"] > 0
+        self.self_proc = f"/proc/{os.getpid()}"
+        self.active = False
+
+    def inside(self, path: Any) -> bool:
+        real = os.path.realpath(os.fsdecode(path))
+        return real == self.workdir or real.startswith(self.workdir + os.sep) or real in (
+            "/dev/null", "/dev/zero", "/dev/urandom")
+
+    def readable(self, path: Any) -> bool:
+        if self.inside(path):
+            return True
+        real = os.path.realpath(os.fsdecode(path))
+        if real.startswith("/proc/") and not real.startswith((self.self_proc + "/",
+                                                               "/proc/self/")):
+            parts = real.split("/")
+            if len(parts) > 2 and parts[2].isdigit():
+                return False
+        return not any(real == d or real.startswith(d + os.sep) for d in self.deny)
+
+    def __call__(self, event: str, args: tuple[Any, ...]) -> None:
+        if not self.active:
+            return
+        if event == "open":
+            path, mode, flags = args
+            if not isinstance(path, (str, bytes, os.PathLike)):
+                return
+            writing = any(c in str(mode or "") for c in "wax+") or bool((flags or 0) & WRITE_FLAGS)
+            if writing and not self.inside(path):
+                raise PermissionError(f"writing {os.fsdecode(path)!r} is not allowed: a tool may "
+                                      f"write only inside its working directory {self.workdir}")
+            if not self.readable(path):
+                raise PermissionError(f"reading {os.fsdecode(path)!r} is not allowed in the "
+                                      "sandbox")
+        elif event in PATH_WRITE_EVENTS:
+            for arg in args[:2]:
+                if isinstance(arg, (str, bytes, os.PathLike)) and not self.inside(arg):
+                    raise PermissionError(f"{event} on {os.fsdecode(arg)!r} is not allowed: "
+                                          f"only inside {self.workdir}")
+        elif event in PROCESS_EVENTS:
+            if not self.processes:
+                raise PermissionError(f"{event}: starting processes is not allowed; a tool that "
+                                      "needs them must declare processes=N when it is written")
+        elif event in ("socket.connect", "socket.bind", "socket.sendto", "socket.sendmsg"):
+            if not self.network:
+                raise PermissionError("network access is not allowed; a tool that needs it must "
+                                      "be written with network=true")
+            sock, addr = args[0], args[1] if len(args) > 1 else None
+            if isinstance(addr, (str, bytes)) and not self.readable(addr):
+                raise PermissionError("connecting to the daemon's socket is not allowed")
+            del sock
+        elif event == "import" and args and args[0] in ("ctypes", "_ctypes", "cffi"):
+            raise PermissionError(f"importing {args[0]} is not allowed in the sandbox")
+        elif event in ("ctypes.dlopen", "ctypes.dlsym", "sys.addaudithook"):
+            raise PermissionError(f"{event} is not allowed in the sandbox")
+
+
+# -- tools ---------------------------------------------------------------------------
+
+
+def run_tool(req: dict[str, Any], captured: io.StringIO) -> dict[str, Any]:
+    import asyncio
+    import inspect
+
+    name, filename = req["name"], f"<tool {req['name']}>"
+    try:
+        import typing  # noqa: F401  (resolved annotations may need it)
+
+        import msgspec
+    except ImportError as exc:
+        return {"ok": False, "kind": "sandbox", "error": f"the sandbox cannot import: {exc}"}
+    guard = Guard(req)
+    sys.addaudithook(guard)
+    guard.active = True
+    ns: dict[str, Any] = {"__name__": f"legion_tool_{name}", "__file__": filename}
+    try:
+        code = compile(req["source"], filename, "exec")
+        exec(code, ns)
+    except MemoryError:
+        return memory_error(req)
+    except BaseException as exc:
+        return {"ok": False, "kind": "build", "error": f"importing the tool failed: "
+                f"{type(exc).__name__}: {exc}", "traceback": tool_traceback(exc, filename)}
+    fn = ns.get(req["entry"])
+    if not callable(fn):
+        return {"ok": False, "kind": "build",
+                "error": f"the source defines no function {req['entry']!r}"}
+    try:
+        args_type = signature_struct(fn, name, msgspec)
+    except Exception as exc:
+        return {"ok": False, "kind": "build", "error": f"the signature cannot be typed: {exc}",
+                "hint": "annotate every parameter with a JSON type: str, int, float, bool, "
+                        "list[...], dict[str, ...], or a Literal"}
+    if req["mode"] == "build":
+        schema = msgspec.json.schema(args_type)
+        defs = schema.pop("$defs", {})
+        ref = schema.get("$ref", "")
+        if ref:
+            schema = defs.pop(ref.rsplit("/", 1)[-1])
+        schema.pop("title", None)
+        if defs:
+            schema["$defs"] = defs
+        out: dict[str, Any] = {"ok": True, "schema": schema,
+                               "doc": inspect.getdoc(fn) or "", "selftest": "none"}
+        test = ns.get("test")
+        if callable(test):
+            try:
+                value = test()
+                if inspect.isawaitable(value):
+                    asyncio.run(value)  # type: ignore[arg-type]
+                out["selftest"] = "passed"
+            except MemoryError:
+                return memory_error(req)
+            except BaseException as exc:
+                out["selftest"] = "failed"
+                out["ok"] = False
+                out["kind"] = "selftest"
+                out["error"] = f"the self-test failed: {type(exc).__name__}: {exc}"
+                out["traceback"] = tool_traceback(exc, filename)
+        return out
+    try:
+        kwargs = msgspec.structs.asdict(msgspec.convert(req["args"], args_type, strict=False))
+    except msgspec.ValidationError as exc:
+        return {"ok": False, "kind": "bad_arguments", "error": str(exc)}
+    try:
+        value = fn(**kwargs)
+        if inspect.isawaitable(value):
+            value = asyncio.run(value)  # type: ignore[arg-type]
+        return {"ok": True, "value": json.loads(json.dumps(value, default=str))}
+    except MemoryError:
+        return memory_error(req)
+    except RecursionError as exc:
+        return {"ok": False, "kind": "exception", "error": f"RecursionError: {exc}",
+                "traceback": tool_traceback(exc, filename)}
+    except BaseException as exc:
+        return {"ok": False, "kind": "exception", "error": f"{type(exc).__name__}: {exc}",
+                "traceback": tool_traceback(exc, filename)}
+
+
+def signature_struct(fn: Any, name: str, msgspec: Any) -> Any:
+    import inspect
+    import typing
+
+    hints = typing.get_type_hints(fn)
+    fields: list[Any] = []
+    for pname, param in inspect.signature(fn).parameters.items():
+        if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
+            raise TypeError(f"*{pname} parameters cannot be described to a model")
+        tp = hints.get(pname, Any)
+        if param.default is inspect.Parameter.empty:
+            fields.append((pname, tp))
+        else:
+            fields.append((pname, tp, param.default))
+    struct = msgspec.defstruct(f"{name}_args", fields, forbid_unknown_fields=True, kw_only=True)
+    msgspec.json.schema(struct)  # raises for types JSON cannot carry
+    return struct
+
+
+def memory_error(req: dict[str, Any]) -> dict[str, Any]:
+    return {"ok": False, "kind": "memory",
+            "error": f"the tool ran out of memory (limit {req['limits']['memory_mb']} MB)",
+            "hint": "process the data in smaller pieces"}
+
+
+def tool_traceback(exc: BaseException, filename: str) -> str:
+    """Only the tool's own frames: line numbers the agent can pass to tool_edit."""
+    frames = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename == filename]
+    lines = [f"line {f.lineno}, in {f.name}" for f in frames[-5:]]
+    return "; ".join(lines)
+
+
+if __name__ == "__main__":
+    main()
