@@ -88,7 +88,9 @@ def test_options_work_before_and_after_the_command(daemon: Daemon) -> None:
 
 @pytest.mark.parametrize("cmd", ["", "daemon", "info", "ps", "spawn", "pause", "resume", "stop",
                                  "destroy", "events", "attach", "config", "config check",
-                                 "tell", "wait", "interrupt", "messages"])
+                                 "tell", "wait", "interrupt", "messages", "tools", "tools ls",
+                                 "tools search", "tools show", "tools stats", "tools run",
+                                 "plugins"])
 def test_help_for_every_command(cmd: str) -> None:
     res = run_cli(*cmd.split(), "--help")
     assert res.code == 0 and "usage: legion" in res.out

@@ -48,12 +48,14 @@ def pythonpath(*dirs: Path) -> str:
 def plugin_site() -> Iterator[Path]:
     """A directory where legion-home-assistant is pip-installed."""
     base = short_tmpdir("lg-ha-")
-    src = base / "src"
-    shutil.copytree(PLUGIN_DIR, src, ignore=shutil.ignore_patterns(
-        "build", "dist", "*.egg-info", "__pycache__"))
-    pip_install_target(src, base / "site")
-    yield base / "site"
-    shutil.rmtree(base, ignore_errors=True)
+    try:
+        src = base / "src"
+        shutil.copytree(PLUGIN_DIR, src, ignore=shutil.ignore_patterns(
+            "build", "dist", "*.egg-info", "__pycache__"))
+        pip_install_target(src, base / "site")
+        yield base / "site"
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
@@ -265,13 +267,15 @@ raise ImportError("legion_broken_plugin is broken on purpose")
 @pytest.fixture(scope="module")
 def broken_site() -> Iterator[Path]:
     base = short_tmpdir("lg-broken-")
-    src = base / "src"
-    src.mkdir()
-    (src / "pyproject.toml").write_text(BROKEN_PYPROJECT)
-    (src / "legion_broken_plugin.py").write_text(textwrap.dedent(BROKEN_MODULE))
-    pip_install_target(src, base / "site")
-    yield base / "site"
-    shutil.rmtree(base, ignore_errors=True)
+    try:
+        src = base / "src"
+        src.mkdir()
+        (src / "pyproject.toml").write_text(BROKEN_PYPROJECT)
+        (src / "legion_broken_plugin.py").write_text(textwrap.dedent(BROKEN_MODULE))
+        pip_install_target(src, base / "site")
+        yield base / "site"
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
 
 
 def test_broken_plugin_is_reported_and_the_daemon_runs(

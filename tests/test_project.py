@@ -116,3 +116,13 @@ def test_systemd_unit_verifies(tmp_path: Path) -> None:
                 if ("legion.service" in line and "Unknown" in line) or "Invalid" in line
                 or "Failed to parse" in line]
     assert not problems, res.stdout + res.stderr
+
+
+def test_every_plugin_hook_is_documented() -> None:
+    from legion import plugin
+
+    docs = (REPO / "docs" / "plugins.md").read_text()
+    hooks = [name for name in dir(plugin.Specs) if name.startswith("legion_")]
+    assert len(hooks) >= 5
+    for name in hooks:
+        assert f"### `{name}`" in docs, f"hook {name} is not documented in docs/plugins.md"

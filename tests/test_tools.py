@@ -24,7 +24,7 @@ from tests.test_sessions import Watch, script_log, scripted, tell
 
 
 class _Hello(BaseHTTPRequestHandler):
-    def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+    def do_GET(self) -> None:
         body = b"hello from the local server"
         self.send_response(200)
         self.send_header("Content-Type", "text/plain")
@@ -259,6 +259,10 @@ def test_an_agent_writes_builds_runs_and_edits_a_tool_in_all_three_modes(
     finally:
         proc.kill()
     out = "".join(lines) + rest
+    assert "triple" in out and "range edit" in out
+    assert "+    y = x * 3" in out and "-    return x * 3" in out
+    assert "+# written by an agent" in out
+
     # The tool outlives its author's session; the registry shows its history.
     shown = daemon.rpc("tools.show", {"name": "triple"})["result"]
     assert shown["kind"] == "authored" and shown["version"] == 4

@@ -73,7 +73,7 @@ class ToolStat:
         return {"name": self.name, "calls": self.calls, "failures": self.failures,
                 "misuses": self.misuses, "window": n, "failure_rate": round(rate, 3),
                 "p50_ms": _pct(lat, 50), "p95_ms": p95, "p99_ms": _pct(lat, 99),
-                "max_ms": lat[-1] if lat else None, "verdict": verdict, "why": why,
+                "max_ms": round(lat[-1], 2) if lat else None, "verdict": verdict, "why": why,
                 "last_error": self.last_error, "last_used": self.last_used, "note": self.note}
 
 
