@@ -155,7 +155,7 @@ def test_tools_run_from_the_shell(daemon: Daemon) -> None:
     res = daemon.cli("tools", "run", "memory_list")
     assert res.code == 2 and "--agent" in res.err
     daemon.cli("spawn", "ann")
-    res = daemon.cli("tools", "run", "memory_list", "--agent", "ann", "--json")
+    res = daemon.cli("tools", "run", "memory_list", "--agent", "ann", "--json", "prefix=notes/")
     assert res.code == 0 and json.loads(res.out)["ok"] is True
     res = daemon.cli("tools", "run", "now", "oops")
     assert res.code == 2 and "KEY=VALUE" in res.err
@@ -222,7 +222,7 @@ def test_an_agent_writes_builds_runs_and_edits_a_tool_in_all_three_modes(
     (wrote, ran, e_string, e_range, e_insert, stale, ambiguous, read, direct) = tool_messages(
         tmp_path, "author")
     assert wrote["built"] and wrote["status"] == "ok" and wrote["selftest"] == "passed"
-    assert wrote["signature"] == "triple(x: integer)"
+    assert wrote["signature"] == "triple(x: int)"
     assert ran == 12
     assert e_string["content_hash"] == h2 and e_range["content_hash"] == h3
     assert e_insert["content_hash"] == content_hash(V4) and e_insert["total_lines"] == 9
@@ -292,7 +292,7 @@ def test_a_tool_that_does_not_build_is_saved_broken_and_fixed_by_an_edit(
     assert "line 5" in selftest["problem"]
     assert fixed["status"] == "ok" and fixed["selftest"] == "passed"
     assert ran == 1.5
-    assert bad_args["error"].startswith("argument 'x'") and "half(x: integer)" in bad_args["hint"]
+    assert bad_args["error"].startswith("argument 'x'") and "half(x: int)" in bad_args["hint"]
 
 
 def test_only_the_maintainer_edits_a_tool_and_builtin_names_are_taken(

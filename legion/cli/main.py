@@ -60,7 +60,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra and getattr(args, "handler", None) is not None and hasattr(args, "pairs"):
+        # `legion tools run NAME --agent X key=value`: pairs may follow options.
+        args.pairs += extra
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     ctx = CommandContext.from_args(args)
     handler = getattr(args, "handler", None)
     if handler is None:

@@ -89,7 +89,8 @@ class Transcript:
             out(f"[dim]{at} ── session {data.get('session')} on {data.get('resolved_model')} "
                 f"(attempt {data.get('attempt')})[/dim]")
         elif kind == "tool.call":
-            out(f"[dim]{at}[/dim] [yellow]→ {data.get('name')}[/yellow] "
+            via = f" → {data['invokes']}" if data.get("invokes") else ""
+            out(f"[dim]{at}[/dim] [yellow]→ {data.get('name')}{escape(via)}[/yellow] "
                 f"{_short(data.get('arguments', ''))}", highlight=False)
         elif kind == "tool.result":
             mark = "[green]✓[/green]" if data.get("ok") else "[red]✗[/red]"

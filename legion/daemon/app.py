@@ -25,7 +25,7 @@ from legion.daemon.agents import definitions
 from legion.daemon.agents.runtime import Runtime
 from legion.daemon.agents.supervisor import Supervisor
 from legion.daemon.events import EventBus
-from legion.daemon.llm.client import ModelClient
+from legion.daemon.llm.client import KNOWN_PROVIDERS, ModelClient
 from legion.daemon.lock import HomeLock, prepare_socket
 from legion.daemon.log import configure as configure_logging
 from legion.daemon.memory import embedders
@@ -91,7 +91,11 @@ class Daemon:
             log.error("sqlite-vec could not be loaded; vector search is unavailable",
                       notes=store.driver.notes)
         bus = EventBus(store.writer, queue_size=cfg.events.subscriber_queue)
-        plugins = Plugins(cfg.plugins.disabled)
+        plugins = Plugins(
+            cfg.plugins.disabled,
+            reserved_tools={t.name for t in [*kernel.KERNEL, *meta.PROMPT, *meta.REGISTRY]},
+            reserved_kinds={"cmd_watch", "file_watch"},
+            reserved_providers={"mock", *KNOWN_PROVIDERS, *cfg.providers})
         added = plugins.load()
         sup = Supervisor(store, bus, default_model=cfg.agents.default_model)
         await sup.restore()

@@ -61,8 +61,15 @@ class Contributions:
 
 
 class Plugins:
-    def __init__(self, disabled: list[str] | None = None) -> None:
+    def __init__(self, disabled: list[str] | None = None, *,
+                 reserved_tools: set[str] | None = None,
+                 reserved_kinds: set[str] | None = None,
+                 reserved_providers: set[str] | None = None) -> None:
         self.disabled = set(disabled or [])
+        # Names the daemon itself owns: a plugin may not take them over.
+        self.reserved_tools = set(reserved_tools or ())
+        self.reserved_kinds = set(reserved_kinds or ())
+        self.reserved_providers = set(reserved_providers or ())
         self.pm = pluggy.PluginManager(api.PROJECT)
         self.pm.add_hookspecs(api.Specs)
         self.info: dict[str, PluginInfo] = {}
@@ -121,9 +128,16 @@ class Plugins:
                 raise ValueError(f"RPC method {m.name!r} must be named {name}.METHOD")
             c.rpc_methods.append((name, m))
         c.transports.extend((name, t) for t in self._call(obj, "legion_transports") or [])
-        taken = {t.name for _, t in self.contributions.tools} & {t.name for _, t in c.tools}
-        if taken:
-            raise ValueError(f"tool names already taken by another plugin: {sorted(taken)}")
+        c_ = self.contributions
+        for what, mine, theirs in (
+                ("tool", {t.name for _, t in c.tools},
+                 {t.name for _, t in c_.tools} | self.reserved_tools),
+                ("watcher kind", set(c.watcher_kinds), set(c_.watcher_kinds) | self.reserved_kinds),
+                ("model provider", set(c.providers), set(c_.providers) | self.reserved_providers)):
+            taken = mine & theirs
+            if taken:
+                raise ValueError(f"{what} names already taken (by Legion or another plugin): "
+                                 f"{', '.join(sorted(taken))}; rename them in the plugin")
         self.contributions.tools += c.tools
         self.contributions.watcher_kinds.update(c.watcher_kinds)
         self.contributions.providers.update(c.providers)

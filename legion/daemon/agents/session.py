@@ -265,8 +265,11 @@ class Session:
         self.state.activity = "-> " + ", ".join(c.name for c in calls)
 
         async def one(i: int, call: Any) -> None:
-            ev = await self.emit("tool.call", {"call_id": call.id, "name": call.name,
-                                               "arguments": call.arguments}, caused_by)
+            data = {"call_id": call.id, "name": call.name, "arguments": call.arguments}
+            if call.name == "tool_invoke":
+                # Say which registry tool runs, so attach and events name it.
+                data["invokes"] = _invoked(call.arguments)
+            ev = await self.emit("tool.call", data, caused_by)
             ctx = ToolContext(agent_id=self.rec.id, session_id=self.id,
                               services=self.rt.services, call_event=ev.id)
             result = await self.tools.run(call, ctx, self.guards.tool_timeout)
@@ -340,3 +343,11 @@ def _normal(arguments: str) -> str:
 
 def _is_idle(reply: str) -> bool:
     return reply.strip().rstrip(".").strip() == prompt.IDLE
+
+
+def _invoked(arguments: str) -> str | None:
+    try:
+        name = json.loads(arguments).get("name")
+    except (ValueError, AttributeError):
+        return None
+    return name if isinstance(name, str) else None

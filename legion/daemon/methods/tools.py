@@ -68,9 +68,8 @@ def register(registry: Registry, s: Services) -> None:
         """Calls, failures, latency p50/p95/p99/max and verdict, per tool."""
         if p.name is not None:
             s.tools.get(p.name)
-            return {"tools": [s.tools.stats.get(p.name).summary()]}
-        rows = [st.summary() for st in s.tools.stats.tools.values()]
-        return {"tools": sorted(rows, key=lambda r: r["name"])}
+            return {"tools": [s.tools.summary(p.name)]}
+        return {"tools": [s.tools.summary(n) for n in sorted(s.tools.stats.tools)]}
 
     async def run(ctx: Context, p: RunParams) -> dict[str, Any]:
         """Run a tool directly, no model: the result, or its instructive error."""

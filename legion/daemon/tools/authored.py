@@ -30,6 +30,8 @@ from legion.daemon.tools.sandbox import Sandbox
 from legion.errors import Conflict, InvalidParams, NotFound, PermissionDenied, close_matches
 
 NAME = re.compile(r"^[a-z][a-z0-9_]{1,47}$")
+PY_TYPES = {"integer": "int", "string": "str", "number": "float", "boolean": "bool",
+            "array": "list", "object": "dict", "null": "None"}
 DIFF_LIMIT = 20_000
 
 
@@ -75,13 +77,14 @@ class Authored:
                    r["updated_at"])
 
     def signature(self) -> str:
+        """Like a Python signature (as built-in tools show theirs), from the schema."""
         props = self.schema.get("properties", {})
         required = set(self.schema.get("required", []))
         parts = []
         for pname, spec in props.items():
-            t = spec.get("type", "any")
-            if t == "array":
-                t = f"list[{spec.get('items', {}).get('type', 'any')}]"
+            t = PY_TYPES.get(spec.get("type", "any"), "any")
+            if t == "list":
+                t = f"list[{PY_TYPES.get(spec.get('items', {}).get('type', 'any'), 'any')}]"
             parts.append(pname + f": {t}" + ("" if pname in required
                                              else f" = {json.dumps(spec.get('default'))}"))
         return f"{self.name}({', '.join(parts)})"
@@ -124,7 +127,7 @@ class AuthoredTools:
     # -- write ------------------------------------------------------------------------
 
     async def write(self, agent: str, name: str, source: str, *, description: str = "",
-                    keywords: list[str] | None = None, network: bool = False,
+                    keywords: list[str] | None = None, network: bool | None = None,
                     env: list[str] | None = None, timeout: float | None = None,  # noqa: ASYNC109
                     caused_by: int | None = None) -> dict[str, Any]:
         if not NAME.match(name):
@@ -137,12 +140,16 @@ class AuthoredTools:
         old = self.tools.get(name)
         if old is not None:
             self._check_maintainer(old, agent)
-        meta = {"description": description, "keywords": [k.lower() for k in keywords or []],
-                "network": network, "env": list(env or []), "timeout": timeout}
+        meta: dict[str, Any] = {
+            "description": description, "keywords": [k.lower() for k in keywords or []],
+            "network": bool(network), "env": list(env or []), "timeout": timeout}
         if old is not None:
             # A replacement keeps what it does not restate.
             meta["description"] = description or old.description
-            meta["keywords"] = meta["keywords"] or old.keywords
+            meta["keywords"] = meta["keywords"] if keywords is not None else old.keywords
+            meta["network"] = old.network if network is None else network
+            meta["env"] = old.env if env is None else list(env)
+            meta["timeout"] = old.timeout if timeout is None else timeout
         return await self._save(agent, name, source, "write", meta, old, caused_by)
 
     # -- read -------------------------------------------------------------------------
@@ -247,7 +254,7 @@ class AuthoredTools:
                 kind="stale_hash", data={"content_hash": t.content_hash})
 
     def _check_maintainer(self, t: Authored, agent: str) -> None:
-        if agent not in (t.author, t.maintainer) and agent != "cli":
+        if agent not in (t.author, t.maintainer):
             raise PermissionDenied(
                 f"{t.name} is maintained by {t.maintainer}; only its maintainer may change it",
                 hint=f"ask {t.maintainer} for the change, or write your own tool under a new name")
@@ -278,7 +285,7 @@ class AuthoredTools:
                      "ok" if build["ok"] else "broken", build.get("problem"),
                      build.get("schema") or (old.schema if old else {}), meta["network"],
                      meta["env"], meta["timeout"], old.created_at if old else now, now)
-        source_tag = f"agent:{agent}" if agent != "cli" else "cli"
+        source_tag = f"agent:{agent}"
         keep = self.cfg.versions_keep
 
         def job(db: Any) -> list[Event]:
@@ -304,7 +311,7 @@ class AuthoredTools:
             db.execute("DELETE FROM tool_versions WHERE name = ? AND version <= ?",
                        (name, version - keep))
             events = []
-            owner = agent if agent != "cli" else None
+            owner = agent
             if old is not None:
                 events.append(insert(db, owner, "tool.edited", {
                     "name": name, "mode": mode, "version": version,
@@ -328,6 +335,11 @@ class AuthoredTools:
             "built": build["ok"], "selftest": build.get("selftest", "none"),
             "total_lines": len(source.splitlines()), "signature": t.signature(),
             "added": added, "removed": removed}
+        blocked = [v for v in t.env if v not in self.sandbox.cfg.env_allow]
+        if blocked:
+            out["env_blocked"] = blocked
+            out["env_note"] = ("these variables will not reach the tool until a person adds "
+                               "them to tools.sandbox.env_allow in config.toml")
         if not build["ok"]:
             out["problem"] = build.get("problem")
             out["hint"] = build.get("hint") or (
@@ -359,7 +371,7 @@ class AuthoredTools:
                                + (f" (found {', '.join(public)})" if public else ""),
                     "hint": f"name the function the tool runs {name}; helpers start with _"}
         res = await self.sandbox.run_tool("build", name=name, source=source, entry=entry,
-                                          agent=None if agent == "cli" else agent,
+                                          agent=agent,
                                           network=meta["network"], env=meta["env"],
                                           time_limit=meta["timeout"])
         if not res.get("ok"):

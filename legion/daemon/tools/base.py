@@ -21,7 +21,7 @@ import anyio
 import msgspec
 
 from legion.daemon.llm.types import ToolCall
-from legion.errors import LegionError
+from legion.errors import Conflict, InvalidParams, LegionError, NotFound, PermissionDenied
 from legion.validation import problem
 
 
@@ -39,11 +39,21 @@ class ToolContext:
 
 
 class ToolError(Exception):
-    """A tool's own refusal, reported to the model as the call's result."""
+    """A tool's own refusal, reported to the model as the call's result.
 
-    def __init__(self, message: str, hint: str = "") -> None:
+    `kind` "bad_arguments" marks the caller's mistake (counted as a misuse in
+    the tool statistics, not as the tool failing)."""
+
+    def __init__(self, message: str, hint: str = "", kind: str = "tool_error") -> None:
         super().__init__(message)
         self.hint = hint
+        self.kind = kind
+
+
+
+
+# A service's refusals that are the caller's mistake.
+CALLER_ERRORS = (InvalidParams, NotFound, Conflict, PermissionDenied)
 
 
 @dataclass
@@ -53,6 +63,9 @@ class ToolResult:
     content: str
     duration_ms: float
     error_kind: str = ""
+    # The caller's mistake (bad arguments, a refused request), not the tool failing:
+    # the statistics count it apart, so a misused tool is not marked degraded.
+    misuse: bool = False
 
     def as_message(self) -> dict[str, Any]:
         return {"role": "tool", "tool_call_id": self.call.id, "name": self.call.name,
@@ -123,14 +136,16 @@ class Tool:
             raise ToolError(
                 f"the arguments are not valid JSON ({exc.msg} at position {exc.pos})",
                 hint=f"send a JSON object, e.g. {self._example()}; signature: {self.signature()}",
-            ) from None
+                kind="bad_arguments") from None
         if not isinstance(data, dict):
             raise ToolError(f"the arguments must be a JSON object, got {type(data).__name__}",
-                            hint=f"e.g. {self._example()}; signature: {self.signature()}")
+                            hint=f"e.g. {self._example()}; signature: {self.signature()}",
+                            kind="bad_arguments")
         try:
             return msgspec.convert(data, self.args_type, strict=False)
         except msgspec.ValidationError as exc:
-            raise ToolError(explain(str(exc)), hint=f"signature: {self.signature()}") from None
+            raise ToolError(explain(str(exc)), hint=f"signature: {self.signature()}",
+                            kind="bad_arguments") from None
 
     def _example(self) -> str:
         example = {f.name: "..." for f in msgspec.structs.fields(self.args_type) if f.required}
@@ -152,15 +167,16 @@ class Tool:
             content = value if isinstance(value, str) else json.dumps(value, default=str)
             return ToolResult(call, True, content, _ms(start))
         except ToolError as exc:
-            return ToolResult(call, False, error_text(str(exc), exc.hint), _ms(start),
-                              "bad_arguments" if "argument" in str(exc) else "tool_error")
+            return ToolResult(call, False, error_text(str(exc), exc.hint), _ms(start), exc.kind,
+                              misuse=exc.kind == "bad_arguments")
         except LegionError as exc:
             # A service's own refusal (not found, conflict, quota...) reaches the model
             # with its hint and candidates: tools need not translate it themselves.
             hint = exc.hint or ""
             if exc.candidates:
                 hint = f"{hint} (near: {', '.join(exc.candidates)})".strip()
-            return ToolResult(call, False, error_text(exc.message, hint), _ms(start), exc.kind)
+            return ToolResult(call, False, error_text(exc.message, hint), _ms(start), exc.kind,
+                              misuse=isinstance(exc, CALLER_ERRORS))
         except TimeoutError:
             return ToolResult(call, False, error_text(
                 f"{self.name} timed out after {timeout:g}s",

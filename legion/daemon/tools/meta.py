@@ -34,21 +34,23 @@ async def tool_invoke(ctx: ToolContext, name: str,
                       arguments: dict[str, Any] | str | None = None) -> Any:
     """Call a registry tool by name with its arguments (an object), e.g.
     tool_invoke(name="http_get", arguments={"url": "http://example.com"})."""
-    # The registry unwraps tool_invoke calls itself, so stats, errors and events
-    # name the tool actually run; this body is reached only if that changes.
+    # The registry unwraps tool_invoke calls itself (stats and errors name the tool
+    # actually run; the tool.call event says which under `invokes`); this body is
+    # reached only if that changes.
     raise ToolError("tool_invoke must be run through the registry")
 
 
 @tool(keywords=["write", "create", "new", "author", "code", "python", "make", "build"])
 async def tool_write(ctx: ToolContext, name: str, source: str, description: str = "",
-                     keywords: list[str] | None = None, network: bool = False,
+                     keywords: list[str] | None = None, network: bool | None = None,
                      env: list[str] | None = None,
                      timeout: Annotated[float, Meta(gt=0, le=3600)] | None = None,  # noqa: ASYNC109
                      ) -> dict[str, Any]:
     """Create or replace your own Python tool. source: one entry function named like the
     tool (typed parameters; its docstring is the description), optional `def test():`
     self-test. It runs sandboxed in your working directory; network=true if it needs the
-    network; env: names of environment variables it needs."""
+    network; env: names of environment variables it needs. Replacing a tool keeps the
+    settings you leave out."""
     out: dict[str, Any] = await ctx.services.tools.authored.write(
         ctx.agent_id, name, source, description=description, keywords=keywords,
         network=network, env=env, timeout=timeout, caused_by=ctx.call_event)
@@ -92,8 +94,8 @@ async def tool_stats(ctx: ToolContext, name: str | None = None,
     reg = ctx.services.tools
     if name is not None:
         reg.get(name)
-        return dict(reg.stats.get(name).summary())
-    rows = [s.summary() for s in reg.stats.tools.values() if s.calls]
+        return dict(reg.summary(name))
+    rows = [reg.summary(n) for n, s in reg.stats.tools.items() if s.calls]
     rank = {"degraded": 0, "watch": 1, "healthy": 2}
     rows.sort(key=lambda r: (rank[r["verdict"]], -r["calls"]))
     return {"tools": rows[:limit], "total": len(rows)}

@@ -35,7 +35,7 @@ WORD = re.compile(r"[a-z0-9]+")
 STOP = frozenset({
     "a", "an", "and", "the", "to", "of", "for", "in", "on", "at", "by", "with", "from", "or",
     "is", "are", "be", "it", "me", "my", "i", "you", "your", "that", "this", "what", "which",
-    "how", "do", "does", "can", "tool", "tools", "use", "using", "get"})
+    "how", "do", "does", "can", "use", "using"})
 SCHEMA_HITS = 3
 
 
@@ -139,9 +139,7 @@ class Registry:
                                                             and len(k) >= 3))), default=0)
             if score <= 0:
                 continue
-            verdict = self.stats.get(e.name).summary()["verdict"] if e.name in self.stats.tools \
-                else "healthy"
-            if verdict == "degraded":
+            if self.summary(e.name)["verdict"] == "degraded":
                 score *= 0.6
             a = self.authored.tools.get(e.name)
             if a is not None and a.status != "ok":
@@ -154,16 +152,15 @@ class Registry:
     def card(self, name: str, *, schema: bool = True, score: float | None = None
              ) -> dict[str, Any]:
         e = self.get(name)
-        stat = self.stats.get(name).summary(self._timeout(e)) if name in self.stats.tools \
-            else None
+        stat = self.summary(name)
         out: dict[str, Any] = {"name": e.name, "kind": e.kind, "description": e.description,
                                "keywords": e.keywords, "in_prompt": name in self.prompt}
         if e.plugin:
             out["plugin"] = e.plugin
         if score is not None:
             out["score"] = round(score, 2)
-        out["verdict"] = stat["verdict"] if stat else "healthy"
-        out["calls"] = stat["calls"] if stat else 0
+        out["verdict"] = stat["verdict"]
+        out["calls"] = stat["calls"]
         a = self.authored.tools.get(name)
         if a is not None:
             out.update({"author": a.author, "maintainer": a.maintainer, "status": a.status,
@@ -187,7 +184,7 @@ class Registry:
         e = self.entries[name]
         if e.details:
             out["details"] = e.details
-        out["stats"] = self.stats.get(name).summary(self._timeout(e))
+        out["stats"] = self.summary(name)
         if name in self.authored.tools:
             out.update(self.authored.read(name))
         return out
@@ -202,6 +199,11 @@ class Registry:
                              "legion tools search WORDS)",
                            candidates=near, kind="unknown_tool")
         return e
+
+    def summary(self, name: str) -> dict[str, Any]:
+        """A tool's statistics and verdict, judged against its own timeout."""
+        return self.stats.summary(name, self._timeout(self.entries[name])
+                                  if name in self.entries else None)
 
     def _timeout(self, e: Entry) -> float:
         if e.kind == "authored":
@@ -224,7 +226,7 @@ class Registry:
                 f"there is no tool named {call.name!r}",
                 ("did you mean " + ", ".join(near) + "? " if near else "")
                 + "search the registry with tool_search(query=...), then call what it finds "
-                  "with tool_invoke(name=..., arguments={...})"), 0.0, "unknown_tool")
+                  "with tool_invoke(name=..., arguments={...})"), 0.0, "unknown_tool", misuse=True)
         if e.tool is not None:
             if e.plugin:
                 settings = self.services.config.plugins.settings.get(e.plugin, {})
@@ -233,7 +235,7 @@ class Registry:
         else:
             result = await self._call_authored(call, ctx, time_limit)
         result.duration_ms = round((time.perf_counter() - start) * 1000, 3)
-        self.stats.record(call.name, result.duration_ms, result.ok, result.error_kind,
+        self.stats.record(call.name, result.duration_ms, result.ok, result.misuse,
                           None if result.ok else result.content)
         return result
 
@@ -242,7 +244,8 @@ class Registry:
         try:
             args = meta.parse(call.arguments)
         except ToolError as exc:
-            return ToolResult(call, False, error_text(str(exc), exc.hint), 0.0, "bad_arguments")
+            return ToolResult(call, False, error_text(str(exc), exc.hint), 0.0, "bad_arguments",
+                              misuse=True)
         arguments = args.arguments
         if isinstance(arguments, str):
             try:
@@ -258,7 +261,8 @@ class Registry:
                 "bad_arguments")
         inner = ToolCall(id=call.id, name=args.name, arguments=json.dumps(arguments))
         result = await self.run(inner, ctx, time_limit)
-        return ToolResult(call, result.ok, result.content, result.duration_ms, result.error_kind)
+        return ToolResult(call, result.ok, result.content, result.duration_ms, result.error_kind,
+                          result.misuse)
 
     async def _call_authored(self, call: ToolCall, ctx: ToolContext, time_limit: float
                              ) -> ToolResult:
@@ -274,11 +278,11 @@ class Registry:
         except json.JSONDecodeError as exc:
             return ToolResult(call, False, error_text(
                 f"the arguments are not valid JSON ({exc.msg} at position {exc.pos})",
-                f"signature: {a.signature()}"), 0.0, "bad_arguments")
+                f"signature: {a.signature()}"), 0.0, "bad_arguments", misuse=True)
         if not isinstance(raw, dict):
             return ToolResult(call, False, error_text(
                 "the arguments must be a JSON object", f"signature: {a.signature()}"), 0.0,
-                "bad_arguments")
+                "bad_arguments", misuse=True)
         # The sandbox has its own, shorter clock; this one only guards against a
         # runner that never reports.
         with anyio.move_on_after(time_limit + 10):
@@ -286,14 +290,20 @@ class Registry:
             if res.get("ok"):
                 value = res.get("value")
                 content = value if isinstance(value, str) else json.dumps(value, default=str)
+                if res.get("truncated"):
+                    content = f"{content}\n[legion: {res.get('note')}]"
                 return ToolResult(call, True, content, 0.0)
             kind = res.get("kind", "crash")
             if kind == "bad_arguments":
                 return ToolResult(call, False, error_text(
-                    explain(res.get("error", "")), f"signature: {a.signature()}"), 0.0, kind)
+                    explain(res.get("error", "")), f"signature: {a.signature()}"), 0.0, kind,
+                    misuse=True)
             message = res.get("error", "the tool failed")
             if res.get("traceback"):
                 message += f" ({res['traceback']})"
+            if res.get("stdout"):
+                # What it printed before failing is often the best clue.
+                message += f"; it printed: {res['stdout'][-500:]}"
             return ToolResult(call, False, error_text(message, res.get("hint", "")), 0.0, kind)
         return ToolResult(call, False, error_text(f"{a.name} did not report back", ""), 0.0,
                           "timeout")

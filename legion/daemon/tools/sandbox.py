@@ -75,7 +75,9 @@ class CGroup:
                if len(parts := line.split(":", 2)) == 3}
         v1 = Path("/sys/fs/cgroup/pids")
         if "pids" in own and v1.is_dir() and os.access(v1, os.W_OK):
-            base = v1 / own["pids"].lstrip("/") / f"legion-sandbox-{os.getpid()}"
+            parent = v1 / own["pids"].lstrip("/")
+            self._reap(parent)
+            base = parent / f"legion-sandbox-{os.getpid()}"
             base.mkdir(exist_ok=True)
             self.base, self.version = base, 1
             return "cgroup v1 pids"
@@ -94,6 +96,16 @@ class CGroup:
             self.base, self.version = mine, 2
             return "cgroup v2 pids"
         return ""
+
+    def _reap(self, parent: Path) -> None:
+        """Remove what daemons that died without a clean shutdown left behind."""
+        for stale in parent.glob("legion-sandbox-*"):
+            pid = stale.name.rsplit("-", 1)[-1]
+            if pid.isdigit() and not Path(f"/proc/{pid}").exists():
+                for run in stale.glob("run-*"):
+                    self.kill(run)
+                with contextlib.suppress(OSError):
+                    stale.rmdir()
 
     def create(self, pids_max: int) -> Path | None:
         if self.base is None:
@@ -239,6 +251,7 @@ class Sandbox:
         c = self.cfg
         self.runs += 1
         req = {**req, "workdir": str(cwd or workdir), "network": network,
+               "output_bytes": c.output_bytes - 1024,
                "namespaces": level == "namespaces",
                "deny_read": [str(self.paths.home)],
                "limits": {"cpu_seconds": c.cpu_seconds, "memory_mb": c.memory_mb,
@@ -246,10 +259,12 @@ class Sandbox:
                           "file_size_mb": c.file_size_mb}}
         argv = [sys.executable, "-I", str(RUNNER)]
         if level == "bubblewrap":
-            argv = self._bwrap(workdir, network, cwd) + argv
+            argv = self._bwrap(workdir, network, cwd, private_tmp=req["mode"] != "exec") + argv
         allowed = set(c.env_allow)
         environ = {"PATH": os.environ.get("PATH", BASE_PATH), "LANG": "C.UTF-8",
                    "HOME": str(workdir), "TMPDIR": str(workdir / ".tmp")}
+        # Locale and clock settings carry no secret and change what commands print.
+        environ.update({k: os.environ[k] for k in ("TZ", "LC_ALL") if k in os.environ})
         environ.update({k: os.environ[k] for k in env if k in allowed and k in os.environ})
         group = self.cgroup.create(processes + PIDS_SLACK)
         procs_file = str(group / "cgroup.procs") if group else None
@@ -291,11 +306,15 @@ class Sandbox:
             await anyio.to_thread.run_sync(self.cgroup.kill, group)
             with anyio.CancelScope(shield=True):
                 await proc.wait()
+        code = proc.returncode
+        if level == "bubblewrap" and code is not None and code > 128:
+            # bwrap reports its child's death by signal N as exit status 128 + N.
+            code = -(code - 128)
         if req["mode"] == "exec":
-            return {"exit_code": None if timed_out else proc.returncode,
+            return {"exit_code": None if timed_out else code,
                     "stdout": out.decode(errors="replace"), "stderr": err.decode(errors="replace"),
                     "timed_out": timed_out}
-        return self._outcome(proc.returncode, bytes(out), bytes(err), timed_out, time_limit)
+        return self._outcome(code, bytes(out), bytes(err), timed_out, time_limit)
 
     def _outcome(self, code: int | None, out: bytes, err: bytes, timed_out: bool,
                  timeout: float) -> dict[str, Any]:
@@ -334,13 +353,18 @@ class Sandbox:
         return {"ok": False, "kind": "crash",
                 "error": f"the tool's process exited with {code}: {' | '.join(tail)[-400:]}"}
 
-    def _bwrap(self, workdir: Path, network: bool, cwd: str | None) -> list[str]:
+    def _bwrap(self, workdir: Path, network: bool, cwd: str | None,
+               private_tmp: bool) -> list[str]:
         home = str(self.paths.home)
         argv = ["bwrap", "--die-with-parent", "--unshare-all", "--ro-bind", "/", "/",
-                "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp",
-                # The daemon's home (database, config, socket) is hidden; only this
-                # agent's working directory is put back, writable.
-                "--tmpfs", home, "--bind", str(workdir), str(workdir)]
+                "--dev", "/dev", "--proc", "/proc"]
+        if private_tmp:
+            # A tool gets an empty /tmp; a command (cmd_watch) observes the real
+            # one, read-only like the rest of the system.
+            argv += ["--tmpfs", "/tmp"]
+        # The daemon's home (database, config, socket) is hidden; only this
+        # agent's working directory is put back, writable.
+        argv += ["--tmpfs", home, "--bind", str(workdir), str(workdir)]
         if network:
             argv.append("--share-net")
         return [*argv, "--chdir", cwd or str(workdir), "--"]

@@ -43,6 +43,10 @@ def main() -> None:
     try:
         notes = confine(req)
     except Exception as exc:
+        if req.get("mode") == "exec":
+            # A command's result is its exit status: never report success.
+            os.write(2, f"legion sandbox: cannot start the command: {exc}\n".encode())
+            os._exit(126)
         emit(out_fd, {"ok": False, "kind": "sandbox", "error": f"cannot confine the run: {exc}"})
         return
     if req["mode"] == "probe":
@@ -208,8 +212,9 @@ class Guard:
                                           f"only inside {self.workdir}")
         elif event in PROCESS_EVENTS:
             if not self.processes:
-                raise PermissionError(f"{event}: starting processes is not allowed; a tool that "
-                                      "needs them must declare processes=N when it is written")
+                raise PermissionError(f"{event}: starting processes is not allowed in the "
+                                      "sandbox (a person may allow some with "
+                                      "tools.sandbox.processes in config.toml)")
         elif event in ("socket.connect", "socket.bind", "socket.sendto", "socket.sendmsg"):
             if not self.network:
                 raise PermissionError("network access is not allowed; a tool that needs it must "
@@ -295,7 +300,13 @@ def run_tool(req: dict[str, Any], captured: io.StringIO) -> dict[str, Any]:
         value = fn(**kwargs)
         if inspect.isawaitable(value):
             value = asyncio.run(value)  # type: ignore[arg-type]
-        return {"ok": True, "value": json.loads(json.dumps(value, default=str))}
+        text = json.dumps(value, default=str)
+        limit = req.get("output_bytes", 256 * 1024)
+        if len(text) > limit:
+            # Cut, and say so: the model sees the start and knows it is partial.
+            return {"ok": True, "value": text[:limit], "truncated": True,
+                    "note": f"the result was {len(text)} bytes; only the first {limit} are shown"}
+        return {"ok": True, "value": json.loads(text)}
     except MemoryError:
         return memory_error(req)
     except RecursionError as exc:

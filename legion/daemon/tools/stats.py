@@ -104,10 +104,15 @@ class Stats:
             s = self.tools[name] = ToolStat(name, self.window)
         return s
 
-    def record(self, name: str, ms: float, ok: bool, error_kind: str = "",
+    def record(self, name: str, ms: float, ok: bool, misuse: bool = False,
                error: str | None = None) -> None:
-        self.get(name).record(ms, ok, error_kind in ("bad_arguments", "unknown_tool"), error)
+        self.get(name).record(ms, ok, misuse, error)
         self._dirty.add(name)
+
+    def summary(self, name: str, timeout: float | None = None) -> dict[str, Any]:
+        """A tool's figures; a tool never called gets zeros (and is not stored)."""
+        s = self.tools.get(name) or ToolStat(name, self.window)
+        return s.summary(timeout)
 
     def annotate(self, name: str, note: str) -> None:
         """A person's or a reflection's note on a tool, shown with its verdict."""

@@ -32,7 +32,6 @@ from msgspec import Meta
 from legion.plugin import WatcherKind, hookimpl
 
 OUTPUT_LIMIT = 64 * 1024
-KEPT_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "TZ")
 
 
 class _Config(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -49,7 +48,8 @@ class HttpPoll(_Config):
 class CmdWatch(_Config):
     command: str | list[str]
     timeout: Annotated[float, Meta(gt=0, le=3600)] = 10.0
-    # Environment variables passed through besides PATH, HOME, LANG, LC_ALL, TZ.
+    # Environment variables the command needs; only those that
+    # tools.sandbox.env_allow lists are passed (besides PATH, LANG, TZ, LC_ALL).
     env: list[str] = []
     cwd: str | None = None
 
@@ -187,6 +187,9 @@ def check_config(kind: str, raw: dict[str, Any], table: Mapping[str, WatcherKind
     if isinstance(cfg, ProcessWatch) and (cfg.name is None) == (cfg.pid is None):
         raise InvalidParams("process_watch needs exactly one of name or pid",
                             hint='e.g. {"name": "nginx"} or {"pid": 1234}')
+    if isinstance(cfg, CmdWatch) and cfg.cwd is not None and not Path(cfg.cwd).is_dir():
+        raise InvalidParams(f"cmd_watch: cwd {cfg.cwd} is not a directory",
+                            hint="leave cwd out to run in the agent's working directory")
     if isinstance(cfg, FileWatch) and not Path(cfg.path).exists():
         raise InvalidParams(f"file_watch: {cfg.path} does not exist",
                             hint="watch an existing file or directory")
