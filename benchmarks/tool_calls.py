@@ -164,7 +164,8 @@ def timed(name: str, n: int, warmup: int, one: Callable[[Series], None],
     return s
 
 
-def tool_run(c: Client, params: dict[str, Any]) -> Callable[[Series], None]:
+def tool_run(c: Client, params: dict[str, Any], expect: Any = None) -> Callable[[Series], None]:
+    """One tools.run; a failure, or a result other than `expect` (if given), is an error."""
     def one(s: Series) -> None:
         t0 = time.perf_counter()
         res = c.result("tools.run", params)
@@ -172,6 +173,8 @@ def tool_run(c: Client, params: dict[str, Any]) -> Callable[[Series], None]:
         s.inner.append(res["duration_ms"] / 1e3)
         if not res["ok"]:
             s.error(f"{res['error_kind']}: {res['error']}")
+        elif expect is not None and res["result"] != expect:
+            s.error(f"returned {res['result']!r}, expected {expect!r}")
     return one
 
 
@@ -312,7 +315,7 @@ def main() -> int:
         runs_before = d.call("daemon.info")["sandbox"]["runs"]
         report("add", timed(f"tools.run add (sandbox: {level_used})", args.sandbox_calls,
                             args.warmup, tool_run(c, {"name": "add", "args": {"a": 1, "b": 2},
-                                                      "agent": AGENT}), d.pid))
+                                                      "agent": AGENT}, expect=3), d.pid))
         check = c.result("tools.run", {"name": "add", "args": {"a": 1, "b": 2}, "agent": AGENT})
         end = d.call("daemon.info")
         runs = end["sandbox"]["runs"] - runs_before
@@ -329,7 +332,9 @@ def main() -> int:
                                command(bare, ref), me))
         if shutil.which("bwrap"):
             home = ref / "home"
-            wrapped = local_sandbox(home, "bubblewrap")._bwrap(home / "work", False, None) + bare
+            # The options a tool call gets (no network, a private /tmp).
+            wrapped = local_sandbox(home, "bubblewrap")._bwrap(
+                home / "work", False, None, private_tmp=True) + bare
             report("bwrap", timed("ref: bwrap ... python -I -c pass", args.sandbox_calls,
                                   args.warmup, command(wrapped, ref), me))
         loop = asyncio.new_event_loop()

@@ -180,6 +180,8 @@ class SandboxConfig(_Section):
     # Daemon environment variables a tool may receive when it declares them
     # (e.g. BRAVE_API_KEY); nothing else of the daemon's environment gets through.
     env_allow: list[str] = []
+    # Runs at once, across all agents; more wait their turn (0: twice the CPUs).
+    max_parallel: Annotated[int, Meta(ge=0, le=1024)] = 0
     # Largest result a run may return; more is cut with a note.
     output_bytes: Annotated[int, Meta(ge=1024, le=64 * 1024 * 1024)] = 256 * 1024
 
@@ -192,6 +194,9 @@ class ToolsConfig(_Section):
     versions_keep: Annotated[int, Meta(ge=1, le=1000)] = 20
     # Largest source an agent may write for one tool.
     max_source_bytes: Annotated[int, Meta(ge=256, le=4 * 1024 * 1024)] = 64 * 1024
+    # Agent-written tools one agent may maintain (the registry and the database
+    # must not grow without bound; tool_delete frees a place).
+    max_per_agent: Annotated[int, Meta(ge=1, le=100_000)] = 200
 
 
 class PluginsConfig(_Section):

@@ -321,6 +321,13 @@ def test_only_the_maintainer_edits_a_tool_and_builtin_names_are_taken(
     assert "maintained by alice" in refused["error"] and "ask alice" in refused["hint"]
     # Anyone may use it.
     assert used == "hi bob"
+    # A person deletes any agent-written tool; built-in ones cannot be deleted.
+    res = daemon.cli("tools", "rm", "now")
+    assert res.code == 2 and "only tools written by agents" in res.err
+    assert daemon.cli("tools", "rm", "greet").code == 0
+    assert daemon.rpc("tools.run", {"name": "greet", "args": {"name": "x"}})["error"][
+        "code"] == -32001
+    assert daemon.cli("tools", "stats", "greet").code == 4
 
 
 # -- statistics ------------------------------------------------------------------------

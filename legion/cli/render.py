@@ -198,6 +198,11 @@ def _verdict(v: str) -> str:
     return f"[{_VERDICT_STYLE.get(v, 'white')}]{v}[/]"
 
 
+def _first_sentence(text: str, limit: int = 70) -> str:
+    cut = text.split(". ", 1)[0]
+    return cut if len(cut) <= limit else cut[: limit - 1] + "…"
+
+
 def tools_list(doc: dict[str, Any]) -> None:
     table = Table(box=None, header_style="bold")
     for col in ("NAME", "KIND", "PROMPT", "VERDICT", "CALLS", "DESCRIPTION"):
@@ -207,7 +212,7 @@ def tools_list(doc: dict[str, Any]) -> None:
         if t.get("status") == "broken":
             kind += " [red](broken)[/red]"
         table.add_row(t["name"], kind, "yes" if t["in_prompt"] else "", _verdict(t["verdict"]),
-                      str(t["calls"]), escape(t["description"][:90]))
+                      str(t["calls"]), escape(_first_sentence(t["description"])))
     console.print(table)
     console.print(f"[dim]{len(doc['tools'])} tools; in every prompt: "
                   f"{', '.join(doc['prompt'])}[/dim]")
@@ -237,8 +242,9 @@ def tool_show(doc: dict[str, Any]) -> None:
             ("keywords", ", ".join(doc["keywords"]) or "-"),
             ("verdict", _verdict(st["verdict"]) + (f" ({st['why']})" if st["why"] else "")),
             ("calls", f"{st['calls']} ({st['failures']} failed, {st['misuses']} bad arguments)"),
-            ("latency", f"p50 {st['p50_ms']} / p95 {st['p95_ms']} / p99 {st['p99_ms']} / "
-                        f"max {st['max_ms']} ms")]
+            ("latency", "-" if st["p50_ms"] is None else
+             f"p50 {st['p50_ms']} / p95 {st['p95_ms']} / p99 {st['p99_ms']} / "
+             f"max {st['max_ms']} ms")]
     if "author" in doc:
         rows += [("author", f"{doc['author']} (maintainer {doc['maintainer']})"),
                  ("version", f"{doc['version']} {doc['content_hash']}"),

@@ -1,4 +1,4 @@
-"""`legion tools ls|search|show|stats|run` and `legion plugins`."""
+"""`legion tools ls|search|show|stats|run|rm` and `legion plugins`."""
 
 from __future__ import annotations
 
@@ -56,6 +56,12 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
                    "need one; agent-written tools run in its working directory)")
     c.add_argument("--timeout", type=float, metavar="SECONDS", help="give up after SECONDS")
     c.set_defaults(handler=run)
+
+    c = tsub.add_parser("rm", parents=[common], help="delete an agent-written tool",
+                        description="Delete a tool an agent wrote, with its versions. Starter "
+                        "and plugin tools cannot be deleted (disable the plugin instead).")
+    c.add_argument("name", metavar="NAME")
+    c.set_defaults(handler=rm)
 
     p = sub.add_parser("plugins", parents=[common], help="list plugins",
                        description="Loaded, failed and disabled plugins: where each came from "
@@ -117,6 +123,15 @@ def run(args: argparse.Namespace, ctx: CommandContext) -> int:
         if result.get("hint"):
             print(f"hint: {result['hint']}", file=sys.stderr)
     return 0 if result["ok"] else EXIT_ERROR
+
+
+def rm(args: argparse.Namespace, ctx: CommandContext) -> int:
+    result = ctx.call("tools.delete", {"name": args.name})
+    if ctx.json:
+        ctx.emit_json(result)
+    else:
+        print(f"deleted {result['deleted']} (it was at version {result['version']})")
+    return 0
 
 
 def parse_pairs(pairs: list[str]) -> dict[str, Any]:

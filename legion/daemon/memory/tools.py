@@ -11,7 +11,7 @@ from typing import Any, Literal
 from legion.daemon.tools.base import ToolContext, tool
 
 
-@tool
+@tool(keywords=["remember", "save", "note", "store", "memory"])
 async def memory_write(
     ctx: ToolContext,
     path: str,
@@ -33,7 +33,7 @@ async def memory_write(
     return {"path": entry.path, "bytes": entry.bytes, "shared": entry.shared}
 
 
-@tool
+@tool(keywords=["recall", "read", "note", "memory"])
 async def memory_read(ctx: ToolContext, path: str) -> dict[str, Any]:
     """Read one memory entry by its path."""
     entry = await ctx.services.memory.read(ctx.agent_id, path)
@@ -45,7 +45,7 @@ async def memory_read(ctx: ToolContext, path: str) -> dict[str, Any]:
     }
 
 
-@tool
+@tool(keywords=["memory", "notes", "list", "browse", "entries"])
 async def memory_list(ctx: ToolContext, prefix: str = "", limit: int = 100) -> dict[str, Any]:
     """List your memory entries under a path prefix, with sizes and times."""
     entries = await ctx.services.memory.listing(ctx.agent_id, prefix, max(1, min(limit, 1000)))
@@ -57,7 +57,7 @@ async def memory_list(ctx: ToolContext, prefix: str = "", limit: int = 100) -> d
     }
 
 
-@tool
+@tool(keywords=["memory", "forget", "delete", "remove", "note"])
 async def memory_delete(ctx: ToolContext, path: str) -> dict[str, Any]:
     """Delete one memory entry."""
     await ctx.services.memory.delete(
@@ -66,7 +66,7 @@ async def memory_delete(ctx: ToolContext, path: str) -> dict[str, Any]:
     return {"deleted": path}
 
 
-@tool
+@tool(keywords=["memory", "recall", "find", "search", "remember"])
 async def memory_search(
     ctx: ToolContext, query: str, semantic: bool = False, limit: int = 8, prefix: str = ""
 ) -> dict[str, Any]:

@@ -96,6 +96,10 @@ def register(registry: Registry, s: Services) -> None:
                 out["error"] = str(value)
         return out
 
+    async def delete(ctx: Context, p: NameParams) -> dict[str, Any]:
+        """Delete an agent-written tool (a person may delete any)."""
+        return await s.tools.delete(None, p.name, source=f"rpc:uid={ctx.peer.uid}")
+
     async def plugins(ctx: Context, p: NoParams) -> dict[str, Any]:
         """Loaded, failed and disabled plugins, where each came from and what it adds."""
         return {"plugins": s.plugins.listing(), "sandbox": s.sandbox.describe()}
@@ -105,4 +109,5 @@ def register(registry: Registry, s: Services) -> None:
     registry.add("tools.show", show, NameParams)
     registry.add("tools.stats", stats, StatsParams)
     registry.add("tools.run", run, RunParams)
+    registry.add("tools.delete", delete, NameParams)
     registry.add("plugins.list", plugins, NoParams)

@@ -12,7 +12,8 @@ def _src(ctx: ToolContext) -> str:
     return f"agent:{ctx.agent_id}"
 
 
-@tool
+@tool(keywords=["schedule", "cron", "daily", "weekly", "every", "recurring", "repeat", "timer",
+                "job", "later", "remind"])
 async def cron_add(
     ctx: ToolContext,
     prompt: str,
@@ -44,19 +45,19 @@ async def cron_add(
     )
 
 
-@tool
+@tool(keywords=["schedule", "cron", "list", "jobs", "timers"])
 async def cron_list(ctx: ToolContext) -> dict[str, Any]:
     """Your schedules with their next and last fire times."""
     return {"schedules": await ctx.services.scheduler.listing(ctx.agent_id)}
 
 
-@tool
+@tool(keywords=["schedule", "cron", "remove", "cancel", "delete", "stop"])
 async def cron_remove(ctx: ToolContext, schedule: int) -> dict[str, Any]:
     """Remove one of your schedules."""
     return dict(await ctx.services.scheduler.remove(ctx.agent_id, schedule, _src(ctx)))
 
 
-@tool
+@tool(keywords=["heartbeat", "wake", "periodic", "interval", "check", "regularly"])
 async def heartbeat_set(ctx: ToolContext, every: str) -> dict[str, Any]:
     """Wake yourself regularly ('10m', '1h'), or 'off'. A heartbeat with nothing new costs
     nothing: the model is only called when something happened."""
@@ -67,13 +68,14 @@ async def heartbeat_set(ctx: ToolContext, every: str) -> dict[str, Any]:
     )
 
 
-@tool
+@tool(keywords=["heartbeat", "interval", "wake"])
 async def heartbeat_get(ctx: ToolContext) -> dict[str, Any]:
     """Your heartbeat: its interval and next time, or null when off."""
     return {"heartbeat": await ctx.services.scheduler.heartbeat(ctx.agent_id)}
 
 
-@tool
+@tool(keywords=["watch", "monitor", "observe", "alert", "notify", "file", "url", "port",
+                "process", "command", "change"])
 async def watch_add(
     ctx: ToolContext,
     kind: str,
@@ -101,19 +103,19 @@ async def watch_add(
     )
 
 
-@tool
+@tool(keywords=["watch", "watchers", "monitors", "list"])
 async def watch_list(ctx: ToolContext) -> dict[str, Any]:
     """Your watchers."""
     return {"watchers": await ctx.services.watchers.listing(ctx.agent_id)}
 
 
-@tool
+@tool(keywords=["watch", "monitor", "remove", "stop", "delete"])
 async def watch_remove(ctx: ToolContext, watcher: int) -> dict[str, Any]:
     """Remove one of your watchers."""
     return dict(await ctx.services.watchers.remove(ctx.agent_id, watcher, _src(ctx)))
 
 
-@tool
+@tool(keywords=["watch", "trigger", "test", "try", "condition"])
 def watch_test(
     trigger: str, observation: dict[str, Any], previous: dict[str, Any] | None = None
 ) -> dict[str, Any]:

@@ -27,7 +27,7 @@ def _source(ctx: ToolContext) -> dict[str, Any]:
     return {"source": f"agent:{ctx.agent_id}", "caused_by": ctx.call_event}
 
 
-@tool
+@tool(keywords=["task", "todo", "plan", "assign", "board"])
 async def task_create(
     ctx: ToolContext,
     title: str,
@@ -55,7 +55,7 @@ async def task_create(
     )
 
 
-@tool
+@tool(keywords=["task", "status", "progress", "block", "note"])
 async def task_update(
     ctx: ToolContext,
     task: str,
@@ -89,19 +89,19 @@ async def task_update(
     )
 
 
-@tool
+@tool(keywords=["task", "done", "finish", "complete"])
 async def task_complete(ctx: ToolContext, task: str, note: str | None = None) -> dict[str, Any]:
     """Mark a task done (with an optional closing note); tasks it blocked are unblocked."""
     return dict(await ctx.services.board.complete(ctx.agent_id, task, note, **_source(ctx)))
 
 
-@tool
+@tool(keywords=["task", "details", "notes", "show"])
 async def task_get(ctx: ToolContext, task: str) -> dict[str, Any]:
     """One task in full: body, blockers, dependents, notes and status history."""
     return dict(await ctx.services.board.get(ctx.agent_id, task))
 
 
-@tool
+@tool(keywords=["task", "todo", "board", "list"])
 async def task_list(
     ctx: ToolContext,
     status: Status | None = None,
@@ -113,7 +113,7 @@ async def task_list(
     return {"tasks": tasks}
 
 
-@tool
+@tool(keywords=["task", "blocked", "overdue", "stuck", "query", "report", "critical", "path"])
 async def task_query(
     ctx: ToolContext, presets: list[Preset], stuck_hours: float = 24.0, upcoming_days: float = 7.0
 ) -> dict[str, Any]:

@@ -140,6 +140,14 @@ class AuthoredTools:
         old = self.tools.get(name)
         if old is not None:
             self._check_maintainer(old, agent)
+        else:
+            mine = sum(1 for t in self.tools.values() if t.maintainer == agent)
+            if mine >= self.cfg.max_per_agent:
+                raise Conflict(f"you maintain {mine} tools, the most allowed "
+                               f"(tools.max_per_agent = {self.cfg.max_per_agent})",
+                               hint="delete one you no longer need with tool_delete, or "
+                                    "improve an existing one with tool_edit",
+                               kind="too_many_tools")
         meta: dict[str, Any] = {
             "description": description, "keywords": [k.lower() for k in keywords or []],
             "network": bool(network), "env": list(env or []), "timeout": timeout}
@@ -258,6 +266,28 @@ class AuthoredTools:
             raise PermissionDenied(
                 f"{t.name} is maintained by {t.maintainer}; only its maintainer may change it",
                 hint=f"ask {t.maintainer} for the change, or write your own tool under a new name")
+
+    # -- delete -----------------------------------------------------------------------
+
+    async def delete(self, agent: str | None, name: str, *, source: str,
+                     caused_by: int | None = None) -> dict[str, Any]:
+        """Remove a tool and its versions. An agent may delete only what it
+        maintains; a person (agent None, over RPC) may delete any."""
+        t = self.get(name)
+        if agent is not None:
+            self._check_maintainer(t, agent)
+
+        def job(db: Any) -> Event:
+            db.execute("DELETE FROM tools WHERE name = ?", (name,))
+            db.execute("DELETE FROM tool_versions WHERE name = ?", (name,))
+            return insert(db, agent, "tool.deleted", {
+                "name": name, "version": t.version, "content_hash": t.content_hash,
+                "maintainer": t.maintainer}, caused_by=caused_by, source=source)
+
+        ev = await self.store.writer.run(job, on_commit=self.bus.deliver)
+        self.tools.pop(name, None)
+        self._recent.pop(name, None)
+        return {"deleted": name, "version": t.version, "event": ev.id}
 
     # -- build and save ---------------------------------------------------------------
 

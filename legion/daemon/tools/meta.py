@@ -6,13 +6,11 @@ registry (found with `tool_search`, e.g. "write a tool").
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from msgspec import Meta
 
 from legion.daemon.tools.base import ToolContext, ToolError, tool
-
-EditMode = Literal["string", "range", "insert", "STRING", "RANGE", "INSERT"]
 
 
 @tool(keywords=["find", "search", "discover", "registry"])
@@ -68,12 +66,13 @@ async def tool_read(ctx: ToolContext, name: str, start_line: int | None = None,
 
 
 @tool(keywords=["edit", "change", "fix", "modify", "patch", "replace", "insert", "code"])
-async def tool_edit(ctx: ToolContext, name: str, mode: EditMode | None = None,
+async def tool_edit(ctx: ToolContext, name: str, mode: str | None = None,
                     old_string: str | None = None, new_string: str | None = None,
                     start_line: int | None = None, end_line: int | None = None,
                     new_text: str | None = None, insert_at_line: int | None = None,
                     expected_content_hash: str | None = None) -> dict[str, Any]:
-    """Edit your tool, then it is rebuilt. STRING: old_string -> new_string (must occur
+    """Edit your tool, then it is rebuilt. mode: string, range or insert (or left out:
+    guessed from the arguments). STRING: old_string -> new_string (must occur
     exactly once). RANGE: replace lines start_line..end_line with new_text. INSERT: put
     new_text before insert_at_line. RANGE and INSERT need expected_content_hash from
     tool_read."""
@@ -83,6 +82,14 @@ async def tool_edit(ctx: ToolContext, name: str, mode: EditMode | None = None,
         insert_at_line=insert_at_line, expected_content_hash=expected_content_hash,
         caused_by=ctx.call_event)
     ctx.services.tools.refresh(name)
+    return out
+
+
+@tool(keywords=["delete", "remove", "drop", "retire"])
+async def tool_delete(ctx: ToolContext, name: str) -> dict[str, Any]:
+    """Delete a tool you maintain (its versions go with it)."""
+    out: dict[str, Any] = await ctx.services.tools.delete(
+        ctx.agent_id, name, source=f"agent:{ctx.agent_id}", caused_by=ctx.call_event)
     return out
 
 
@@ -102,4 +109,4 @@ async def tool_stats(ctx: ToolContext, name: str | None = None,
 
 
 PROMPT = [tool_search, tool_invoke]
-REGISTRY = [tool_write, tool_read, tool_edit, tool_stats]
+REGISTRY = [tool_write, tool_read, tool_edit, tool_delete, tool_stats]

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import anyio
+import structlog
 
 from legion.daemon.llm.types import ToolCall
 from legion.daemon.tools.authored import Authored, AuthoredTools
@@ -31,6 +32,7 @@ from legion.errors import InvalidParams, NotFound, close_matches
 if TYPE_CHECKING:
     from legion.daemon.services import Services
 
+log = structlog.get_logger("legion.tools")
 WORD = re.compile(r"[a-z0-9]+")
 STOP = frozenset({
     "a", "an", "and", "the", "to", "of", "for", "in", "on", "at", "by", "with", "from", "or",
@@ -94,6 +96,13 @@ class Registry:
             self._add(t, "starter" if plugin == "starter" else "plugin", plugin)
         authored.reserved = set(self.entries)
         for a in authored.tools.values():
+            if a.name in self.entries:
+                # A plugin installed later took the name: the plugin's tool wins,
+                # and the agent's is kept (not callable) until renamed or deleted.
+                log.warning("an agent-written tool is hidden by a tool of the same name",
+                            tool=a.name, maintainer=a.maintainer,
+                            by=self.entries[a.name].plugin or self.entries[a.name].kind)
+                continue
             self.refresh(a.name)
         self._schemas = [t.schema() for t in prompt]
 
@@ -108,6 +117,18 @@ class Registry:
             self.entries.pop(name, None)
             return
         self.entries[name] = Entry(name, "authored", a.description, a.keywords)
+
+    async def delete(self, agent: str | None, name: str, *, source: str,
+                     caused_by: int | None = None) -> dict[str, Any]:
+        if name not in self.authored.tools and name in self.entries:
+            raise InvalidParams(f"{name} is a {self.entries[name].kind} tool; only tools "
+                                "written by agents can be deleted",
+                                hint="a plugin's tools go when the plugin is uninstalled or "
+                                     "listed in plugins.disabled")
+        out = await self.authored.delete(agent, name, source=source, caused_by=caused_by)
+        self.refresh(name)
+        self.stats.forget(name)
+        return out
 
     # -- what the prompt carries ------------------------------------------------------
 

@@ -155,6 +155,10 @@ class Sandbox:
         self.notes: list[str] = []
         self.cgroup = CGroup()
         self.runs = 0
+        # A model may ask for many calls at once, and many agents run together:
+        # each run is a process, so they take turns beyond this many.
+        self.max_parallel = cfg.max_parallel or 2 * (os.cpu_count() or 2)
+        self.slots = anyio.Semaphore(self.max_parallel)
 
     # -- start-up --------------------------------------------------------------------
 
@@ -213,7 +217,7 @@ class Sandbox:
                 "limits": {"cpu_seconds": c.cpu_seconds, "memory_mb": c.memory_mb,
                            "open_files": c.open_files, "processes": c.processes,
                            "file_size_mb": c.file_size_mb, "timeout": c.timeout},
-                "runs": self.runs}
+                "runs": self.runs, "max_parallel": self.max_parallel}
 
     def workdir(self, agent: str | None) -> Path:
         path = self.paths.home / "work" / (agent or "_cli")
@@ -248,6 +252,14 @@ class Sandbox:
     async def _run(self, req: dict[str, Any], *, level: str, workdir: Path, network: bool,
                    env: list[str], time_limit: float, processes: int,
                    cwd: str | None = None) -> dict[str, Any]:
+        async with self.slots:
+            return await self._run_one(req, level=level, workdir=workdir, network=network,
+                                       env=env, time_limit=time_limit, processes=processes,
+                                       cwd=cwd)
+
+    async def _run_one(self, req: dict[str, Any], *, level: str, workdir: Path, network: bool,
+                       env: list[str], time_limit: float, processes: int,
+                       cwd: str | None) -> dict[str, Any]:
         c = self.cfg
         self.runs += 1
         req = {**req, "workdir": str(cwd or workdir), "network": network,

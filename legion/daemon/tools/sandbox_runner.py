@@ -69,7 +69,8 @@ def main() -> None:
     captured = io.StringIO()
     sys.stdout = captured
     result = run_tool(req, captured)
-    result["stdout"] = captured.getvalue()[-OUTPUT_LIMIT:]
+    # What the tool printed shares the result's budget, so both always fit.
+    result["stdout"] = captured.getvalue()[-min(OUTPUT_LIMIT, req.get("output_bytes", 0) // 8):]
     emit(out_fd, result)
 
 
@@ -233,7 +234,6 @@ class Guard:
 
 
 def run_tool(req: dict[str, Any], captured: io.StringIO) -> dict[str, Any]:
-    import asyncio
     import inspect
 
     name, filename = req["name"], f"<tool {req['name']}>"
@@ -281,7 +281,7 @@ def run_tool(req: dict[str, Any], captured: io.StringIO) -> dict[str, Any]:
             try:
                 value = test()
                 if inspect.isawaitable(value):
-                    asyncio.run(value)  # type: ignore[arg-type]
+                    _await(value)
                 out["selftest"] = "passed"
             except MemoryError:
                 return memory_error(req)
@@ -299,9 +299,9 @@ def run_tool(req: dict[str, Any], captured: io.StringIO) -> dict[str, Any]:
     try:
         value = fn(**kwargs)
         if inspect.isawaitable(value):
-            value = asyncio.run(value)  # type: ignore[arg-type]
+            value = _await(value)
         text = json.dumps(value, default=str)
-        limit = req.get("output_bytes", 256 * 1024)
+        limit = req.get("output_bytes", 256 * 1024) * 3 // 4
         if len(text) > limit:
             # Cut, and say so: the model sees the start and knows it is partial.
             return {"ok": True, "value": text[:limit], "truncated": True,
@@ -315,6 +315,16 @@ def run_tool(req: dict[str, Any], captured: io.StringIO) -> dict[str, Any]:
     except BaseException as exc:
         return {"ok": False, "kind": "exception", "error": f"{type(exc).__name__}: {exc}",
                 "traceback": tool_traceback(exc, filename)}
+
+
+def _await(value: Any) -> Any:
+    # asyncio costs ~18 ms to import: only async tools pay for it.
+    import asyncio
+
+    async def wrap() -> Any:
+        return await value
+
+    return asyncio.run(wrap())
 
 
 def signature_struct(fn: Any, name: str, msgspec: Any) -> Any:

@@ -163,7 +163,8 @@ async def web_search(
     """
     if not query.strip():
         raise ToolError("the query is empty",
-                        hint='search for some words, e.g. {"query": "python asyncio tutorial"}')
+                        hint='search for some words, e.g. {"query": "python asyncio tutorial"}',
+                        kind="bad_arguments")
     key = str(ctx.settings.get("brave_api_key") or os.environ.get("BRAVE_API_KEY", "")).strip()
     if not key:
         raise ToolError(
@@ -212,8 +213,8 @@ def now(timezone: str = "UTC") -> dict[str, Any]:
 
         near = close_matches(timezone, sorted(available_timezones()), n=3)
         raise ToolError(f"unknown timezone {timezone!r}",
-                        hint=f"use an IANA name such as {', '.join(near) or 'UTC, Europe/Paris'}"
-                        ) from None
+                        hint=f"use an IANA name such as {', '.join(near) or 'UTC, Europe/Paris'}",
+                        kind="bad_arguments") from None
     t = datetime.now(zone)
     return {"iso": t.isoformat(timespec="seconds"), "weekday": t.strftime("%A"),
             "timezone": timezone}
@@ -224,7 +225,7 @@ EDGE_EXAMPLE = '{"edges": [["design", "build"], ["build", "test"]], "durations":
 
 @tool(
     keywords=["dag", "graph", "dependencies", "dependency", "topological", "sort", "order",
-              "critical", "path", "cycle", "schedule", "plan", "tasks", "project"],
+              "critical", "path", "cycle", "plan", "tasks", "project"],
 )
 def dag_analyze(
     edges: list[list[str]],
@@ -312,13 +313,15 @@ def _check_url(url: str, name: str) -> None:
     if not sep:
         guess = f"https://{url.strip().lstrip('/')}"
         raise ToolError(f"{url!r} is not a full URL (it has no http:// or https://)",
-                        hint=f"give the whole URL, e.g. {guess}")
+                        hint=f"give the whole URL, e.g. {guess}", kind="bad_arguments")
     if scheme.lower() not in ("http", "https"):
         raise ToolError(f"{name} only fetches http:// and https:// URLs, not {scheme}://",
                         hint="give a URL such as https://example.com/page; local files and "
-                             "other protocols are not reachable from this tool")
+                             "other protocols are not reachable from this tool",
+                        kind="bad_arguments")
     if not rest.split("/", 1)[0]:
-        raise ToolError(f"{url!r} has no host name", hint="e.g. https://example.com/page")
+        raise ToolError(f"{url!r} has no host name", hint="e.g. https://example.com/page",
+                        kind="bad_arguments")
 
 
 async def _download(url: str, headers: dict[str, str], seconds: float, limit: int,

@@ -61,7 +61,7 @@ def normalise_operation(operation: str) -> str:
     raise ToolError(f"unknown operation {operation!r}; the operations are: "
                     + ", ".join(OPERATIONS),
                     hint=f"{guess}e.g. {_EXAMPLE}, or {{\"operation\": \"list_entities\"}} "
-                    "to see the entity ids")
+                    "to see the entity ids", kind="bad_arguments")
 
 
 @tool(keywords=["home assistant", "hass", "smart home", "home automation", "light", "lamp",
@@ -115,7 +115,7 @@ def _domain(domain: str | None) -> str | None:
     if not _DOMAIN.match(dom):
         raise ToolError(f"domain {domain!r} is not a Home Assistant domain",
                         hint="a domain is the part of an entity id before the dot, "
-                        "e.g. light, switch, sensor")
+                        "e.g. light, switch, sensor", kind="bad_arguments")
     return dom
 
 
@@ -124,11 +124,11 @@ def _check_brightness(brightness: int | None, *, required: bool) -> None:
     if brightness is None:
         if required:
             raise ToolError("set_brightness needs brightness, a percent from 0 to 100",
-                            hint=f"e.g. {example}")
+                            hint=f"e.g. {example}", kind="bad_arguments")
         return
     if not 0 <= brightness <= 100:
         raise ToolError(f"brightness {brightness} is out of range: it is a percent from "
-                        "0 (off) to 100 (full)", hint=f"e.g. {example}")
+                        "0 (off) to 100 (full)", hint=f"e.g. {example}", kind="bad_arguments")
 
 
 async def _list(client: HassClient, domain: str | None) -> dict[str, Any]:
@@ -162,7 +162,7 @@ async def _resolve(client: HassClient, op: str, entity_id: str | None,
     if entity_id is None or not entity_id.strip():
         raise ToolError(f"{op} needs entity_id, e.g. light.kitchen",
                         hint=f'e.g. {{"operation": "{op}", "entity_id": "light.kitchen"}}; '
-                        'list_entities shows the ids')
+                        'list_entities shows the ids', kind="bad_arguments")
     wanted = entity_id.strip()
     if _ENTITY_ID.match(wanted.lower()):
         state = await client.state(wanted.lower())
