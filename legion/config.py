@@ -74,6 +74,21 @@ class AgentsConfig(_Section):
     default_model: Annotated[str, Meta(min_length=1)] = "local"
     # Conversation rows kept per agent (older ones are pruned with the events).
     history_keep: Annotated[int, Meta(ge=10)] = 2000
+    # Fleet caps, checked at every spawn (by a person or by an agent):
+    # all agents in this daemon,
+    max_agents: Annotated[int, Meta(ge=1, le=1_000_000)] = 1000
+    # how deep a tree of sub-agents may grow (a top-level agent is depth 0),
+    max_depth: Annotated[int, Meta(ge=0, le=100)] = 3
+    # the children one agent may have at once,
+    max_children: Annotated[int, Meta(ge=0, le=10_000)] = 10
+    # and the spawns one agent may make per minute.
+    spawn_rate: Annotated[int, Meta(ge=1, le=10_000)] = 5
+    # Agent-to-agent hops one conversation may take (a message, its reply, the
+    # reply to that...): past this, the loop guard stops delivering.
+    max_hops: Annotated[int, Meta(ge=1, le=1000)] = 8
+    # What ending an agent by ttl, terminate_on or self-destruct does with its
+    # record and events: "archive" (the graveyard) or "purge" (delete).
+    on_terminate: Literal["archive", "purge"] = "archive"
 
 
 class MemoryConfig(_Section):

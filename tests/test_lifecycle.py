@@ -49,15 +49,19 @@ def test_spawn_ps_pause_resume_stop_destroy_with_events(daemon: Daemon) -> None:
 
     destroyed = daemon.cli_json("destroy", "alice")
     assert destroyed["event"]["data"]["events_archived"] == 5
-    assert [a["id"] for a in daemon.cli_json("ps")] == ["bob"]
+    # bob is alice's child: destroying a parent takes its descendants with it.
+    assert destroyed["destroyed"] == ["bob", "alice"]
+    assert daemon.cli_json("ps") == []
     # The destroy stays visible in the live log; the rest went to the graveyard.
     assert [e["kind"] for e in daemon.cli_json("events", "alice")] == ["agent.destroyed"]
     grave = daemon.rpc("agents.graveyard", {"agent": "alice"})["result"]
     assert len(grave) == 1 and grave[0]["record"]["state"] == "terminated"
 
-    purged = daemon.cli_json("destroy", "bob", "--purge")
+    assert len(daemon.rpc("agents.graveyard", {"agent": "bob"})["result"]) == 1
+    daemon.cli("spawn", "carl")
+    purged = daemon.cli_json("destroy", "carl", "--purge")
     assert purged["event"]["data"]["purged"] is True
-    assert daemon.rpc("agents.graveyard", {"agent": "bob"})["result"] == []
+    assert daemon.rpc("agents.graveyard", {"agent": "carl"})["result"] == []
     assert daemon.cli_json("ps") == []
 
     # The id is free again once destroyed.

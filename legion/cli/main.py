@@ -20,6 +20,7 @@ from legion.cli.commands import (
     events,
     memory,
     messages,
+    prompt,
     schedules,
     tasks,
     tools,
@@ -27,7 +28,7 @@ from legion.cli.commands import (
 from legion.cli.context import CommandContext
 from legion.errors import EXIT_ERROR, EXIT_INTERRUPTED, LegionError
 
-GROUPS = (daemon_cmd, agents, messages, events, memory, tasks, schedules, tools,
+GROUPS = (daemon_cmd, agents, messages, events, memory, tasks, schedules, tools, prompt,
           config_cmd)
 
 

@@ -50,6 +50,61 @@ def agents_table(agents: list[dict[str, Any]]) -> None:
     console.print(table)
 
 
+def agents_tree(agents: list[dict[str, Any]]) -> None:
+    if not agents:
+        console.print("no agents. Create one with [bold]legion spawn ID[/bold].")
+        return
+    table = Table(box=None, header_style="bold")
+    for col in ("AGENT", "STATE", "ACTIVITY", "MODEL", "QUEUED", "ENDS"):
+        table.add_column(col)
+    for i, a in enumerate(agents):
+        depth = a.get("depth", 0)
+        # A child is drawn under its parent; the last of its siblings closes the branch.
+        last = _last_sibling(agents, i)
+        prefix = ("   " * (depth - 1) + ("└─ " if last else "├─ ")) if depth else ""
+        style = _STATE_STYLE.get(a["state"], "")
+        settings = a.get("settings") or {}
+        ends = settings.get("expires_at") or (
+            "on " + ", ".join(f"{k}={v}" for k, v in settings["terminate_on"].items())
+            if settings.get("terminate_on") else "")
+        table.add_row(prefix + a["id"], f"[{style}]{a['state']}[/{style}]",
+                      a.get("activity", "idle"), a["model"], str(a.get("queued", 0)),
+                      ends or "-")
+    console.print(table)
+
+
+def _last_sibling(agents: list[dict[str, Any]], i: int) -> bool:
+    depth = agents[i].get("depth", 0)
+    for b in agents[i + 1:]:
+        if b.get("depth", 0) <= depth:
+            return bool(b.get("depth", 0) < depth)
+    return True
+
+
+def graveyard_list(rows: list[dict[str, Any]]) -> None:
+    if not rows:
+        console.print("the graveyard is empty.")
+        return
+    table = Table(box=None, header_style="bold")
+    for col in ("ARCHIVE", "AGENT", "PARENT", "ENDED", "REASON"):
+        table.add_column(col)
+    for r in rows:
+        table.add_row(str(r["archive_id"]), r["agent"], r["record"].get("parent") or "-",
+                      ago(r["destroyed_at"]), escape(r["reason"] or ""))
+    console.print(table)
+
+
+def graveyard_show(doc: dict[str, Any]) -> None:
+    rec = doc["record"]
+    console.print(f"[bold]{doc['agent']}[/bold] (archive {doc['archive_id']}), ended "
+                  f"{ago(doc['destroyed_at'])}: {escape(doc['reason'] or 'no reason given')}",
+                  highlight=False)
+    console.print(f"[dim]model {rec.get('model')}, parent {rec.get('parent') or '-'}, "
+                  f"created {rec.get('created_at')}; {doc['events_total']} events archived, "
+                  f"the last {len(doc['events'])} below[/dim]", highlight=False)
+    events(doc["events"])
+
+
 def _counts(tasks: dict[str, int] | None) -> str:
     if not tasks:
         return "-"
@@ -294,3 +349,69 @@ def plugins(doc: dict[str, Any]) -> None:
     console.print(table)
     sb = doc["sandbox"]
     console.print(f"[dim]sandbox: {sb['level']} ({', '.join(sb['layers'])})[/dim]")
+
+
+def prompt_show(doc: dict[str, Any]) -> None:
+    from rich.panel import Panel
+
+    agent = doc["agent"]
+    console.print(Panel(escape(doc["system_prompt"]) or "[dim](empty)[/dim]", title_align="left",
+                        title=f"{agent}: system prompt ({doc['chars']} characters)"))
+    if doc.get("definition"):
+        console.print(f"[dim]declared in {escape(doc['definition'])}[/dim]")
+    pending = doc.get("pending")
+    if pending:
+        console.print(f"\n[bold]pending proposal {pending['id']}[/bold] "
+                      f"({pending['chars']} characters, {ago(pending['created_at'])})"
+                      + (" [yellow]the prompt has changed since it was made[/yellow]"
+                         if pending["base_changed"] else ""))
+        if pending["rationale"]:
+            console.print(f"why: {escape(pending['rationale'])}")
+        console.print(f"[dim]legion prompt {agent} diff | accept | reject [--note TEXT][/dim]",
+                      highlight=False)
+    else:
+        console.print("\nno pending proposal.")
+    decided = [p for p in doc["proposals"] if p["status"] != "pending"]
+    if not decided:
+        return
+    table = Table(box=None, header_style="bold")
+    for col in ("ID", "STATUS", "BY", "DECIDED", "CHARS", "WHY / NOTE"):
+        table.add_column(col, overflow="fold" if col == "WHY / NOTE" else "ellipsis")
+    for p in decided:
+        style = "green" if p["status"] == "accepted" else "dim"
+        why = " / ".join(escape(x) for x in (p["rationale"], p["decision_note"]) if x)
+        table.add_row(str(p["id"]), f"[{style}]{p['status']}[/{style}]", p["decided_by"] or "-",
+                      ago(p["decided_at"]), str(p["chars"]), why or "-")
+    console.print(table)
+
+
+def prompt_diff(doc: dict[str, Any]) -> None:
+    from rich.syntax import Syntax
+
+    def show(text: str) -> None:
+        if not text:
+            console.print("[dim](no difference)[/dim]")
+            return
+        console.print(Syntax(text, "diff", theme="ansi_dark", background_color="default",
+                             word_wrap=True))
+
+    console.print(f"[bold]proposal {doc['proposal']}[/bold] for {doc['agent']} "
+                  f"({doc['status']})")
+    if doc["rationale"]:
+        console.print(f"why: {escape(doc['rationale'])}")
+    show(doc["diff"])
+    if doc["base_changed"] and doc["status"] == "pending":
+        console.print("[yellow]the prompt has changed since this proposal was made; against "
+                      "the current prompt it reads:[/yellow]")
+        show(doc["current_diff"])
+
+
+def prompt_decision(doc: dict[str, Any]) -> None:
+    if doc["status"] == "accepted":
+        console.print(f"accepted proposal {doc['proposal']}: {doc['agent']}'s system prompt is "
+                      f"now {doc['chars']} characters")
+    else:
+        console.print(f"rejected proposal {doc['proposal']}: {doc['agent']}'s system prompt is "
+                      "unchanged")
+    for w in doc.get("warnings", []):
+        console.print(f"[yellow]warning:[/yellow] {escape(w)}")

@@ -22,6 +22,8 @@ from legion import __version__
 from legion.config import Config, resolve_path
 from legion.daemon import systemd
 from legion.daemon.agents import definitions
+from legion.daemon.agents.fleet import Fleet
+from legion.daemon.agents.reflection import Reflection
 from legion.daemon.agents.runtime import Runtime
 from legion.daemon.agents.supervisor import Supervisor
 from legion.daemon.events import EventBus
@@ -111,6 +113,8 @@ class Daemon:
         services.tools = Registry(services, [*kernel.PROMPT, *meta.PROMPT],
                                   [*kernel.REGISTRY, *meta.REGISTRY], added.tools, authored, stats)
         services.runtime = Runtime(services)
+        services.fleet = Fleet(services)
+        services.reflection = Reflection(services)
         embedder = embedders.make(cfg, services.models)
         services.memory = Memory(store, bus, cfg.memory, embedder,
                                  embedders.describe(embedder, cfg))
@@ -129,6 +133,7 @@ class Daemon:
         async with anyio.create_task_group() as tg:
             tg.start_soon(self._watch_signals, tg.cancel_scope)
             await tg.start(stats.run)
+            await tg.start(services.fleet.run)
             await tg.start(services.runtime.run)
             await tg.start(services.scheduler.run)
             await tg.start(services.watchers.run)

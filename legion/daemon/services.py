@@ -18,6 +18,8 @@ from legion.daemon.store.database import Store
 from legion.paths import Paths
 
 if TYPE_CHECKING:
+    from legion.daemon.agents.fleet import Fleet
+    from legion.daemon.agents.reflection import Reflection
     from legion.daemon.agents.runtime import Runtime
     from legion.daemon.llm.client import ModelClient
     from legion.daemon.memory.service import Memory
@@ -51,3 +53,5 @@ class Services:
     plugins: Plugins = None  # type: ignore[assignment]
     sandbox: Sandbox = None  # type: ignore[assignment]
     tools: Registry = None  # type: ignore[assignment]
+    fleet: Fleet = None  # type: ignore[assignment]
+    reflection: Reflection = None  # type: ignore[assignment]

@@ -36,12 +36,16 @@ class Message(msgspec.Struct):
     done_at: str | None
     # A model for this message's session other than the agent's (from a schedule).
     model: str | None = None
+    # Agent-to-agent hops that led here (0: from a person or a trigger), and the
+    # message this one answers: the conversation-loop guard reads both.
+    hops: int = 0
+    reply_to: int | None = None
 
     @classmethod
     def from_row(cls, r: Any) -> Message:
         return cls(r["id"], r["agent_id"], r["sender"], r["body"], r["status"], r["attempts"],
                    r["event_id"], r["session_id"], r["reply"], r["error"], r["created_at"],
-                   r["started_at"], r["done_at"], r["model"])
+                   r["started_at"], r["done_at"], r["model"], r["hops"], r["reply_to"])
 
     @property
     def final(self) -> bool:
@@ -49,17 +53,22 @@ class Message(msgspec.Struct):
 
 
 def enqueue_job(agent: str, sender: str, body: str, source: str,
-                caused_by: int | None = None, model: str | None = None) -> Any:
+                caused_by: int | None = None, model: str | None = None, *, hops: int = 0,
+                reply_to: int | None = None) -> Any:
     """A write job: store the message and its `message.received` event together."""
 
     def job(db: Any) -> tuple[Message, Event]:
         now = now_iso()
         mid = db.execute(
-            "INSERT INTO messages (agent_id, sender, body, status, created_at, model) "
-            "VALUES (?, ?, ?, 'queued', ?, ?)", (agent, sender, body, now, model)).lastrowid
-        ev = insert(db, agent, "message.received",
-                    {"message_id": mid, "sender": sender, "text": body}, caused_by=caused_by,
-                    source=source)
+            "INSERT INTO messages (agent_id, sender, body, status, created_at, model, hops, "
+            "reply_to) VALUES (?, ?, ?, 'queued', ?, ?, ?, ?)",
+            (agent, sender, body, now, model, hops, reply_to)).lastrowid
+        data: dict[str, Any] = {"message_id": mid, "sender": sender, "text": body}
+        if hops:
+            data["hops"] = hops
+        if reply_to is not None:
+            data["reply_to"] = reply_to
+        ev = insert(db, agent, "message.received", data, caused_by=caused_by, source=source)
         db.execute("UPDATE messages SET event_id = ? WHERE id = ?", (ev.id, mid))
         row = db.execute("SELECT * FROM messages WHERE id = ?", (mid,)).fetchone()
         return Message.from_row(row), ev

@@ -22,7 +22,9 @@ writing your own) are one tool_search away, called with tool_invoke. When you
 are done, answer with your reply as
 plain text: it is delivered to the sender. If the message needs no answer (a
 thank-you, an acknowledgement, something already handled), answer with exactly
-IDLE and nothing else. Never reply only to be polite."""
+IDLE and nothing else. Never reply only to be polite. A message from another
+agent ("[message from agent:ID]") is answered the same way: your reply goes
+back to that agent's inbox, so reply only when it moves the work on."""
 
 
 def system_prompt(agent_id: str, own: str) -> str:

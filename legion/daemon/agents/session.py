@@ -15,6 +15,7 @@ closing events) is one write: a crash before it leaves the message
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -25,7 +26,8 @@ import msgspec
 import structlog
 from msgspec import Meta
 
-from legion.daemon.agents import prompt
+from legion.daemon.agents import inbox, prompt
+from legion.daemon.agents.fleet import agent_sender, sender_agent
 from legion.daemon.agents.inbox import Message
 from legion.daemon.agents.model import AgentRecord, State
 from legion.daemon.events import Event, insert, now_iso
@@ -271,7 +273,7 @@ class Session:
                 data["invokes"] = _invoked(call.arguments)
             ev = await self.emit("tool.call", data, caused_by)
             ctx = ToolContext(agent_id=self.rec.id, session_id=self.id,
-                              services=self.rt.services, call_event=ev.id)
+                              services=self.rt.services, call_event=ev.id, hops=self.msg.hops)
             result = await self.tools.run(call, ctx, self.guards.tool_timeout)
             results[i] = result
             await self.emit("tool.result", {
@@ -286,9 +288,34 @@ class Session:
                 tg.start_soon(one, i, call)
         return [r for r in results if r is not None]
 
+    def _route_reply(self, db: Any, to: str, reply: str, cause: int, max_hops: int
+                     ) -> list[Event]:
+        """In the session's closing transaction: the reply into the asking agent's
+        inbox (it is sent exactly when the session is recorded as done)."""
+        hops = self.msg.hops + 1
+        if hops > max_hops:
+            return [insert(db, self.rec.id, "guard.conversation", {
+                "to": to, "hops": hops, "max_hops": max_hops,
+                "note": "the reply was not delivered: the conversation reached "
+                        "agents.max_hops"}, caused_by=cause, source=self.source)]
+        if not db.execute("SELECT 1 FROM agents WHERE id = ?", (to,)).fetchone():
+            return [insert(db, self.rec.id, "message.undeliverable", {
+                "to": to, "reason": f"{to} no longer exists"}, caused_by=cause,
+                source=self.source)]
+        _msg, ev = inbox.enqueue_job(to, agent_sender(self.rec.id), reply, self.source, cause,
+                                     hops=hops, reply_to=self.msg.id)(db)
+        return [ev]
+
     async def _close(self, status: str, reason: str, reply: str | None) -> None:
         rec, msg = self.rec, self.msg
         idle = status == "done" and reply is not None and _is_idle(reply)
+        # Replies to another agent go back to its inbox; a courtesy-only one
+        # ("Thanks!") would only start a round of politeness, so it counts as IDLE.
+        to_agent = sender_agent(msg.sender)
+        courtesy = (to_agent is not None and status == "done" and reply is not None
+                    and not idle and _is_courtesy(reply))
+        idle = idle or courtesy
+        max_hops = self.rt.services.config.agents.max_hops
         msg_status = "idle" if idle else status
         rows = (prompt.history_rows(rec.id, self.id, self.new_rows, now_iso())
                 if status == "done" else [])
@@ -315,15 +342,25 @@ class Session:
                 kind, data = "message.replied", {"message_id": msg.id, "reply": reply}
             elif msg_status == "idle":
                 kind, data = "message.idle", {
-                    "message_id": msg.id, "note": "the agent answered IDLE; nothing was sent"}
+                    "message_id": msg.id, "note": "a courtesy-only reply to an agent counts as "
+                    "IDLE; nothing was sent" if courtesy
+                    else "the agent answered IDLE; nothing was sent"}
             else:
                 kind, data = f"message.{msg_status}", {"message_id": msg.id, "error": reason}
-            return [ended, insert(db, rec.id, kind, data, caused_by=ended.id,
-                                  source=self.source)]
+            closing = insert(db, rec.id, kind, data, caused_by=ended.id, source=self.source)
+            events = [ended, closing]
+            if msg_status == "done" and to_agent is not None and reply:
+                events += self._route_reply(db, to_agent, reply, closing.id, max_hops)
+            return events
+
+        def committed(evs: list[Event]) -> None:
+            self.rt.finished(msg.id, evs)
+            for ev in evs:
+                if ev.kind == "message.received" and ev.agent:
+                    self.rt.delivered(ev.agent)
 
         try:
-            await self.rt.services.store.writer.run(
-                job, on_commit=lambda evs: self.rt.finished(msg.id, evs))
+            await self.rt.services.store.writer.run(job, on_commit=committed)
         except LegionError as exc:
             # Nothing was recorded (e.g. disk full): the message stays
             # `processing` and is delivered again after the next restart.
@@ -332,6 +369,30 @@ class Session:
         self.state.activity = "idle"
         if rec.state is State.RUNNING and status == "failed":
             log.info("session failed", agent=rec.id, session=self.id, reason=reason)
+
+
+def _courtesy_words() -> re.Pattern[str]:
+    phrases = ("thanks?( a lot| so much)?", "thank you( so much| very much)?", "thx", "ty",
+               "you'?re( very)? welcome", "no problem", "no worries", "got it", "ok(ay)?",
+               "great", "perfect", "sounds good", "will do", "noted", "acknowledged",
+               "cheers", "(i'?m )?(glad|happy) to help", "any ?time", "my pleasure",
+               "understood", "roger", "appreciated?", "much appreciated", "awesome",
+               "have a (great|nice|good) (day|one)", "take care", "you too", "likewise")
+    return re.compile(r"^(" + "|".join(phrases) + r")$")
+
+
+COURTESY = _courtesy_words()
+
+
+def _is_courtesy(reply: str) -> bool:
+    """Only pleasantries, no content: every sentence is a thank-you or an ok."""
+    text = reply.strip().lower()
+    if not text or len(text) > 160:
+        return False
+    parts = [p.strip() for p in re.split(r"[.!?,;:\n]+|\s[-\u2013\u2014]\s", text)]
+    parts = [re.sub(r"[^a-z' ]+", "", p).strip() for p in parts]
+    parts = [p for p in parts if p]
+    return bool(parts) and all(COURTESY.match(p) for p in parts)
 
 
 def _normal(arguments: str) -> str:

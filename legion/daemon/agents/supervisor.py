@@ -227,7 +227,7 @@ class Supervisor:
                 ).rowcount
             removed = db.execute("DELETE FROM events WHERE agent_id = ?", (agent_id,)).rowcount
             # The transcript lives on in the archived events; the working state goes.
-            for table in ("messages", "sessions", "history"):
+            for table in ("messages", "sessions", "history", "subscriptions"):
                 db.execute(f"DELETE FROM {table} WHERE agent_id = ?", (agent_id,))
             # Private memory goes with the agent (shared/ entries stay).
             for (vec_table,) in db.execute("SELECT table_name FROM memory_vector_tables"):
@@ -288,6 +288,38 @@ class Supervisor:
              "destroyed_at": r["destroyed_at"], "record": json.loads(r["record"])}
             for r in rows
         ]
+
+
+    async def graveyard_show(self, agent_id: str | None, archive_id: int | None,
+                             events: int = 50) -> dict[str, Any]:
+        if (agent_id is None) == (archive_id is None):
+            raise InvalidParams("give an agent id or an archive id (not both)",
+                                hint="`legion graveyard ls` lists both")
+        if archive_id is None:
+            row = await self._store.fetchone(
+                "SELECT * FROM graveyard WHERE agent_id = ? ORDER BY archive_id DESC LIMIT 1",
+                (agent_id,))
+        else:
+            row = await self._store.fetchone("SELECT * FROM graveyard WHERE archive_id = ?",
+                                             (archive_id,))
+        if row is None:
+            ids = [r["agent_id"] for r in await self._store.fetchall(
+                "SELECT DISTINCT agent_id FROM graveyard")]
+            near = close_matches(agent_id or "", ids) if agent_id else []
+            raise NotFound(f"nothing in the graveyard for {agent_id or archive_id}",
+                           hint=(f"did you mean '{near[0]}'? " if near else "")
+                           + "`legion graveyard ls` lists the archived agents",
+                           candidates=near, kind="not_archived")
+        rows = await self._store.fetchall(
+            "SELECT id, ts, agent_id, kind, data, caused_by, source FROM graveyard_events "
+            "WHERE archive_id = ? ORDER BY id DESC LIMIT ?", (row["archive_id"], events))
+        total = await self._store.fetchone(
+            "SELECT count(*) AS n FROM graveyard_events WHERE archive_id = ?",
+            (row["archive_id"],))
+        return {"archive_id": row["archive_id"], "agent": row["agent_id"],
+                "reason": row["reason"], "destroyed_at": row["destroyed_at"],
+                "record": json.loads(row["record"]), "events_total": total["n"],
+                "events": [{**dict(r), "data": json.loads(r["data"])} for r in reversed(rows)]}
 
 
 def _write(db: Any, rec: AgentRecord) -> None:

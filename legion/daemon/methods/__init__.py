@@ -14,6 +14,7 @@ from legion.daemon.methods import (
     events,
     memory,
     messages,
+    prompts,
     schedules,
     tasks,
     tools,
@@ -26,7 +27,7 @@ from legion.plugin import RpcMethod
 def build_registry(services: Services,
                    plugin_methods: list[tuple[str, RpcMethod]] | None = None) -> Registry:
     registry = Registry()
-    for group in (daemon, agents, events, messages, memory, tasks, schedules, tools):
+    for group in (daemon, agents, events, messages, memory, tasks, schedules, tools, prompts):
         group.register(registry, services)
     for _plugin, m in plugin_methods or []:
         if m.name in registry.methods:

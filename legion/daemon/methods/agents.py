@@ -7,9 +7,10 @@ from typing import Annotated, Any
 import msgspec
 from msgspec import Meta
 
-from legion.daemon.agents.model import AgentRecord, State
+from legion.daemon.agents.fleet import TerminateOn
+from legion.daemon.agents.model import AgentRecord, State, check_transition
 from legion.daemon.agents.session import GuardOverrides
-from legion.daemon.rpc.dispatch import Context, Params, Registry
+from legion.daemon.rpc.dispatch import Context, NoParams, Params, Registry
 from legion.daemon.services import Services
 
 Reason = Annotated[str, Meta(max_length=2000)]
@@ -34,6 +35,12 @@ class SpawnParams(Params):
     # Relevant memories added to each prompt, in estimated tokens (0: off);
     # null: memory.context_tokens from config.toml.
     memory_context_tokens: Annotated[int, Meta(ge=0, le=100_000)] | None = None
+    # The agent ends by itself: after a duration ("30m", "2h", seconds) or when
+    # a condition holds ({"task_done": "3@parent"} or {"sessions": N}).
+    ttl: str | float | None = None
+    terminate_on: TerminateOn | None = None
+    # A first message, delivered with the spawn.
+    message: str | None = None
 
 
 class TransitionParams(Params):
@@ -48,6 +55,17 @@ class DestroyParams(Params):
 
 
 class GraveyardParams(Params):
+    agent: str | None = None
+
+
+class GraveyardShowParams(Params):
+    # An agent id (its latest archive) or an archive id.
+    agent: str | None = None
+    archive_id: int | None = None
+    events: Annotated[int, Meta(ge=0, le=10_000)] = 50
+
+
+class TopicsParams(Params):
     agent: str | None = None
 
 
@@ -80,32 +98,56 @@ def register(registry: Registry, s: Services) -> None:
         settings: dict[str, Any] = {"guards": msgspec.to_builtins(p.guards)} if p.guards else {}
         if p.memory_context_tokens is not None:
             settings["memory_context_tokens"] = p.memory_context_tokens
-        rec, ev = await sup.spawn(p.id, model=p.model, system_prompt=p.system, parent=p.parent,
-                                  settings=settings, source=f"rpc:uid={ctx.peer.uid}")
+        rec, ev = await s.fleet.spawn(p.id, parent=p.parent, system=p.system, model=p.model,
+                                      ttl=p.ttl, terminate_on=p.terminate_on,
+                                      message=p.message, settings=settings,
+                                      source=f"rpc:uid={ctx.peer.uid}")
         return {"agent": _view(rec), "event": ev}
 
     def transition(action: str) -> Any:
         async def handler(ctx: Context, p: TransitionParams) -> dict[str, Any]:
-            rec, ev = await sup.transition(p.id, action, reason=p.reason,
-                                           source=f"rpc:uid={ctx.peer.uid}")
+            source = f"rpc:uid={ctx.peer.uid}"
+            if action == "stop":
+                # Its descendants stop first (they could not go on without it).
+                check_transition(p.id, sup.get(p.id).state, "stop")
+                events = await s.fleet.stop(p.id, reason=p.reason, source=source)
+                return {"agent": _view(sup.get(p.id)), "event": events[-1],
+                        "stopped": [e.agent for e in events]}
+            rec, ev = await sup.transition(p.id, action, reason=p.reason, source=source)
             return {"agent": _view(rec), "event": ev}
 
         handler.__doc__ = {
             "pause": "Pause an agent: no sessions run; its inbox keeps filling.",
-            "resume": "Resume a paused or stopped agent.",
-            "stop": "Stop an agent: sessions, schedules and watchers all halt.",
+            "resume": "Resume a paused or stopped agent (its children stay as they are).",
+            "stop": "Stop an agent and its descendants: sessions, schedules and watchers "
+                    "halt.",
         }[action]
         return handler
 
     async def destroy(ctx: Context, p: DestroyParams) -> dict[str, Any]:
-        """Archive an agent and its events to the graveyard, or purge them."""
-        ev = await sup.destroy(p.id, purge=p.purge, reason=p.reason,
-                               source=f"rpc:uid={ctx.peer.uid}")
-        return {"event": ev}
+        """Archive an agent, its descendants and their events to the graveyard, or purge
+        them; the parent (if any) is told."""
+        events = await s.fleet.destroy(p.id, purge=p.purge, reason=p.reason,
+                                       source=f"rpc:uid={ctx.peer.uid}")
+        return {"event": events[-1], "destroyed": [e.agent for e in events]}
 
     async def graveyard(ctx: Context, p: GraveyardParams) -> list[dict[str, Any]]:
         """Archived (destroyed) agents, optionally only those with one id."""
         return await sup.graveyard(p.agent)
+
+    async def graveyard_show(ctx: Context, p: GraveyardShowParams) -> dict[str, Any]:
+        """One archived agent: its record, why it ended, and its last archived events."""
+        return await sup.graveyard_show(p.agent, p.archive_id, p.events)
+
+    async def tree(ctx: Context, p: NoParams) -> list[dict[str, Any]]:
+        """Every agent in tree order (parents first) with its depth, state and activity."""
+        counts = await s.board.counts()
+        return [{**_view(sup.agents[t["id"]], counts), "depth": t["depth"]}
+                for t in s.fleet.tree()]
+
+    async def topics(ctx: Context, p: TopicsParams) -> list[dict[str, Any]]:
+        """Topics with their subscribers (optionally only one agent's topics)."""
+        return await s.fleet.topics(p.agent)
 
     registry.add("agents.list", list_, ListParams)
     registry.add("agents.get", get, IdParams)
@@ -114,3 +156,6 @@ def register(registry: Registry, s: Services) -> None:
         registry.add(f"agents.{action}", transition(action), TransitionParams)
     registry.add("agents.destroy", destroy, DestroyParams)
     registry.add("agents.graveyard", graveyard, GraveyardParams)
+    registry.add("agents.graveyard_show", graveyard_show, GraveyardShowParams)
+    registry.add("agents.tree", tree, NoParams)
+    registry.add("topics.list", topics, TopicsParams)

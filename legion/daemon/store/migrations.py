@@ -395,3 +395,41 @@ def m006_tools(db: Any) -> None:
         ) STRICT;
         """,
     )
+
+
+@migration
+def m007_fleet(db: Any) -> None:
+    script(
+        db,
+        """
+        -- Agent-to-agent messages: how many agent hops led to this message (the
+        -- conversation-loop guard bounds it), and the message it answers.
+        ALTER TABLE messages ADD COLUMN hops INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE messages ADD COLUMN reply_to INTEGER;
+
+        -- Topic subscriptions: agent_publish fans a message out to each subscriber.
+        CREATE TABLE subscriptions (
+            agent_id TEXT NOT NULL,
+            topic TEXT NOT NULL,
+            created_at TEXT NOT NULL,
+            PRIMARY KEY (agent_id, topic)
+        ) STRICT;
+        CREATE INDEX subscriptions_topic ON subscriptions (topic);
+
+        -- System-prompt changes an agent proposed (reflection); a person decides.
+        CREATE TABLE prompt_proposals (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            agent_id TEXT NOT NULL,
+            base TEXT NOT NULL,
+            proposed TEXT NOT NULL,
+            rationale TEXT NOT NULL DEFAULT '',
+            status TEXT NOT NULL CHECK (status IN ('pending', 'accepted', 'rejected')),
+            session_id INTEGER,
+            created_at TEXT NOT NULL,
+            decided_at TEXT,
+            decided_by TEXT,
+            decision_note TEXT
+        ) STRICT;
+        CREATE INDEX prompt_proposals_agent ON prompt_proposals (agent_id, status);
+        """,
+    )

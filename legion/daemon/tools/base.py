@@ -36,6 +36,8 @@ class ToolContext:
     call_event: int | None = None
     # The `[plugins.settings.NAME]` table of the plugin that provides the tool.
     settings: dict[str, Any] = field(default_factory=dict)
+    # Agent-to-agent hops that led to the message being handled (loop guard).
+    hops: int = 0
 
 
 class ToolError(Exception):

@@ -31,11 +31,13 @@ IN_PROMPT = ("agent_info", "memory_write", "memory_read", "memory_search", "task
 
 
 def _kernel() -> list[Tool]:
+    from legion.daemon.agents.fleet_tools import TOOLS as FLEET
+    from legion.daemon.agents.reflection import TOOLS as REFLECTION
     from legion.daemon.memory.tools import TOOLS as MEMORY
     from legion.daemon.schedule.tools import TOOLS as SCHEDULES
     from legion.daemon.tasks.tools import TOOLS as TASKS
 
-    return [agent_info, *MEMORY, *TASKS, *SCHEDULES]
+    return [agent_info, *MEMORY, *TASKS, *SCHEDULES, *FLEET, *REFLECTION]
 
 
 KERNEL: list[Tool] = _kernel()

@@ -1,0 +1,501 @@
+"""The fleet: sub-agents, messages between agents, topics, and how agents end.
+
+Runaway fan-out and runaway conversations must be impossible by construction:
+- every spawn (by a person or an agent) passes four caps: agents in the
+  daemon, depth of the tree, children per agent, spawns per minute; a refusal
+  names the cap and its value;
+- an agent-to-agent message carries the number of agent hops that led to it;
+  past `agents.max_hops` nothing more is delivered (the loop guard), and a
+  courtesy-only reply to an agent ("Thanks!") is filtered like IDLE.
+
+Lifecycle: a `ttl`, `terminate_on` conditions (a task done, a number of
+sessions) and `agent_self_destruct` end an agent at a session boundary (a ttl
+interrupts). Ending archives the agent to the graveyard, or purges it
+(`agents.on_terminate`), cascades to its children first, and tells the parent
+with an `agent.child_terminated` event and a message that wakes it.
+
+Stopping or destroying an agent cascades to its descendants, whoever asks.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections import deque
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+import anyio
+import msgspec
+import structlog
+from anyio.abc import TaskStatus
+
+from legion.daemon.agents import inbox
+from legion.daemon.agents.model import AgentRecord, State
+from legion.daemon.events import Event, Lagged, insert, now_iso
+from legion.errors import Conflict, InvalidParams, LegionError, PermissionDenied
+
+if TYPE_CHECKING:
+    from legion.daemon.services import Services
+
+log = structlog.get_logger("legion.fleet")
+
+AGENT = "agent:"
+TOPIC = re.compile(r"^[a-z0-9][a-z0-9._/-]{0,63}$")
+MAX_TEXT = 64 * 1024
+RATE_WINDOW = 60.0
+
+
+class TerminateOn(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """When a sub-agent retires by itself (any one condition is enough)."""
+
+    # A task reference, read from the spawner's board: "3" (its own) or "3@bob".
+    task_done: str | None = None
+    # After this many sessions of the child.
+    sessions: int | None = None
+
+
+def agent_sender(agent: str) -> str:
+    return f"{AGENT}{agent}"
+
+
+def sender_agent(sender: str) -> str | None:
+    return sender[len(AGENT):] if sender.startswith(AGENT) else None
+
+
+class Fleet:
+    def __init__(self, services: Services) -> None:
+        self.s = services
+        self.cfg = services.config.agents
+        self._spawns: dict[str, deque[float]] = {}
+        # Agents that asked to end (self-destruct), ended after their session.
+        self._ending: dict[str, tuple[str, int | None]] = {}
+        self._changed = anyio.Event()
+
+    # -- the tree ---------------------------------------------------------------------
+
+    def children(self, agent: str) -> list[AgentRecord]:
+        return [a for a in self.s.agents.agents.values() if a.parent == agent]
+
+    def descendants(self, agent: str) -> list[str]:
+        """Every agent below this one, deepest first (the order they are ended in)."""
+        out: list[str] = []
+
+        def walk(a: str) -> None:
+            for c in self.children(a):
+                walk(c.id)
+                out.append(c.id)
+
+        walk(agent)
+        return out
+
+    def depth(self, agent: str) -> int:
+        d, seen = 0, set()
+        rec = self.s.agents.agents.get(agent)
+        while rec is not None and rec.parent and rec.parent not in seen:
+            seen.add(rec.parent)
+            d += 1
+            rec = self.s.agents.agents.get(rec.parent)
+        return d
+
+    def tree(self) -> list[dict[str, Any]]:
+        """Every agent with its depth, in tree order (parents before children)."""
+        out: list[dict[str, Any]] = []
+        agents = self.s.agents.agents
+
+        def walk(rec: AgentRecord, depth: int) -> None:
+            out.append({"id": rec.id, "depth": depth})
+            for c in sorted(self.children(rec.id), key=lambda a: (a.created_at, a.id)):
+                walk(c, depth + 1)
+
+        for rec in sorted(agents.values(), key=lambda a: (a.created_at, a.id)):
+            if not rec.parent or rec.parent not in agents:
+                walk(rec, 0)
+        return out
+
+    # -- spawning ---------------------------------------------------------------------
+
+    def check_spawn(self, parent: str | None) -> None:
+        """Refuse a spawn past any cap, naming the cap and its value."""
+        c = self.cfg
+        total = len(self.s.agents.agents)
+        if total >= c.max_agents:
+            raise Conflict(
+                f"spawn refused: the daemon already hosts {total} agents "
+                f"(agents.max_agents = {c.max_agents})",
+                hint="destroy agents that finished their work, or ask a person to raise "
+                     "agents.max_agents", kind="cap_total",
+                data={"cap": "agents.max_agents", "value": c.max_agents})
+        if parent is None:
+            return
+        depth = self.depth(parent) + 1
+        if depth > c.max_depth:
+            raise Conflict(
+                f"spawn refused: a child of {parent} would be at depth {depth}; "
+                f"agents.max_depth is {c.max_depth}",
+                hint="do the work yourself, or ask your parent to spawn the helper",
+                kind="cap_depth", data={"cap": "agents.max_depth", "value": c.max_depth})
+        kids = len(self.children(parent))
+        if kids >= c.max_children:
+            raise Conflict(
+                f"spawn refused: {parent} already has {kids} children "
+                f"(agents.max_children = {c.max_children})",
+                hint="give more work to an existing child (agent_message), or destroy one "
+                     "that is done (agent_destroy)", kind="cap_children",
+                data={"cap": "agents.max_children", "value": c.max_children})
+        recent = self._spawns.setdefault(parent, deque())
+        now = time.monotonic()
+        while recent and now - recent[0] > RATE_WINDOW:
+            recent.popleft()
+        if len(recent) >= c.spawn_rate:
+            wait = RATE_WINDOW - (now - recent[0])
+            raise Conflict(
+                f"spawn refused: {parent} spawned {len(recent)} agents in the last minute "
+                f"(agents.spawn_rate = {c.spawn_rate} per minute)",
+                hint=f"wait {wait:.0f}s, or reuse the children you have", kind="cap_rate",
+                data={"cap": "agents.spawn_rate", "value": c.spawn_rate})
+
+    async def spawn(self, agent_id: str, *, parent: str | None, system: str = "",
+                    model: str | None = None, ttl: str | float | None = None,
+                    terminate_on: TerminateOn | None = None, message: str | None = None,
+                    settings: dict[str, Any] | None = None, source: str,
+                    caused_by: int | None = None) -> tuple[AgentRecord, Event]:
+        from legion.daemon.schedule.scheduler import parse_duration
+
+        if parent is not None:
+            self.s.agents.get(parent)
+        self.check_spawn(parent)
+        self.s.models.resolve(model or self.s.agents.default_model)
+        settings = dict(settings or {})
+        if ttl is not None:
+            seconds = parse_duration(ttl, "ttl")
+            settings["expires_at"] = (datetime.now(UTC) + timedelta(seconds=seconds)
+                                      ).isoformat(timespec="seconds")
+        if terminate_on is not None:
+            cond: dict[str, Any] = {}
+            if terminate_on.task_done is not None:
+                viewer = parent or agent_id
+                owner, num = self.s.board.parse_ref(viewer, terminate_on.task_done)
+                cond["task_done"] = f"{num}@{owner}"
+            if terminate_on.sessions is not None:
+                if terminate_on.sessions < 1:
+                    raise InvalidParams("terminate_on.sessions must be at least 1",
+                                        hint='e.g. {"sessions": 3}')
+                cond["sessions"] = terminate_on.sessions
+            if not cond:
+                raise InvalidParams("terminate_on names no condition",
+                                    hint='e.g. {"task_done": "3"} or {"sessions": 5}')
+            settings["terminate_on"] = cond
+        if message is not None and len(message) > MAX_TEXT:
+            raise InvalidParams(f"the first message is {len(message)} characters; the limit "
+                                f"is {MAX_TEXT}", hint="put long material in shared memory")
+        rec, ev = await self.s.agents.spawn(agent_id, model=model, system_prompt=system,
+                                            parent=parent, settings=settings, source=source)
+        if parent is not None:
+            self._spawns.setdefault(parent, deque()).append(time.monotonic())
+        self._changed.set()
+        if message:
+            sender = agent_sender(parent) if parent else "user"
+            await self.deliver(agent_id, sender, message, hops=1 if parent else 0,
+                               source=source, caused_by=ev.id)
+        return rec, ev
+
+    # -- stopping and ending ------------------------------------------------------------
+
+    def check_child(self, agent: str, child: str) -> AgentRecord:
+        rec = self.s.agents.get(child)
+        if rec.parent != agent:
+            raise PermissionDenied(
+                f"{child} is not your child" + (f" (its parent is {rec.parent})"
+                                                 if rec.parent else ""),
+                hint="agent_list shows your children; you may stop or destroy only them",
+                kind="not_your_child")
+        return rec
+
+    async def stop(self, agent: str, *, reason: str = "", source: str,
+                   caused_by: int | None = None) -> list[Event]:
+        """Stop an agent and, first, every agent below it: their `agent.stopped` events."""
+        stopped = []
+        for a in [*self.descendants(agent), agent]:
+            rec = self.s.agents.agents.get(a)
+            if rec is None or rec.state not in (State.RUNNING, State.PAUSED):
+                continue
+            why = reason if a == agent else f"{agent} was stopped" + (
+                f": {reason}" if reason else "")
+            _rec, ev = await self.s.agents.transition(a, "stop", reason=why, source=source,
+                                                      caused_by=caused_by)
+            stopped.append(ev)
+        return stopped
+
+    async def destroy(self, agent: str, *, purge: bool = False, reason: str = "",
+                      source: str, caused_by: int | None = None,
+                      notify_parent: bool = True) -> list[Event]:
+        """Destroy an agent and its descendants (deepest first); tell the parent."""
+        self.s.agents.get(agent)
+        ending = [*self.descendants(agent), agent]
+        events = []
+        for a in ending:
+            rec = self.s.agents.agents.get(a)
+            if rec is None:
+                continue
+            why = reason if a == agent else f"{agent} was ended" + (
+                f": {reason}" if reason else "")
+            ev = await self.s.agents.destroy(a, purge=purge, reason=why, source=source)
+            events.append(ev)
+            self._ending.pop(a, None)
+            if a == agent and notify_parent and rec.parent and rec.parent not in ending:
+                await self._tell_parent(rec.parent, a, why, ev, caused_by)
+        self._changed.set()
+        return events
+
+    async def terminate(self, agent: str, reason: str, caused_by: int | None = None) -> None:
+        """End an agent by its own lifecycle (ttl, terminate_on, self-destruct)."""
+        if agent not in self.s.agents.agents:
+            return
+        log.info("agent ends", agent=agent, reason=reason)
+        await self.destroy(agent, purge=self.cfg.on_terminate == "purge", reason=reason,
+                           source="legion:lifecycle", caused_by=caused_by)
+
+    async def _tell_parent(self, parent: str, child: str, reason: str, destroyed: Event,
+                           caused_by: int | None) -> None:
+        if parent not in self.s.agents.agents:
+            return
+        data = {"child": child, "reason": reason, "archive_id": destroyed.data.get("archive_id"),
+                "purged": destroyed.data.get("purged")}
+        text = (f"[legion] Your child agent {child} has ended ({reason}). "
+                + ("Its record and events are in the graveyard (legion graveyard show "
+                   f"{child})." if not data["purged"] else "It was purged."))
+        cap = self.s.runtime.automatic_cap(parent)
+
+        def job(db: Any) -> tuple[inbox.Message | None, list[Event]]:
+            # The event and the wake-up message are one write: one is never seen
+            # without the other.
+            ev = insert(db, parent, "agent.child_terminated", data,
+                        caused_by=caused_by or destroyed.id, source="legion:lifecycle")
+            msg, received = inbox.enqueue_automatic_job(
+                parent, "legion:lifecycle", text, "legion:lifecycle", cap, ev.id)(db)
+            return msg, [ev, received]
+
+        def committed(result: tuple[inbox.Message | None, list[Event]]) -> None:
+            self.s.bus.deliver(result[1])
+            if result[0] is not None:
+                self.s.runtime.delivered(parent)
+
+        await self.s.store.writer.run(job, on_commit=committed)
+
+    def request_end(self, agent: str, reason: str, caused_by: int | None) -> None:
+        """agent_self_destruct: end the agent once its current session is over."""
+        self._ending[agent] = (reason, caused_by)
+        self._changed.set()
+
+    # -- messages -------------------------------------------------------------------------
+
+    async def deliver(self, to: str, sender: str, text: str, *, hops: int, source: str,
+                      caused_by: int | None = None, reply_to: int | None = None
+                      ) -> inbox.Message:
+        job = inbox.enqueue_job(to, sender, text, source, caused_by, hops=hops,
+                                reply_to=reply_to)
+
+        def committed(result: tuple[inbox.Message, Event]) -> None:
+            self.s.bus.deliver(result[1])
+            self.s.runtime.delivered(to)
+
+        msg: inbox.Message
+        msg, _ = await self.s.store.writer.run(job, on_commit=committed)
+        return msg
+
+    def check_hops(self, sender: str, to: str, hops: int) -> None:
+        if hops > self.cfg.max_hops:
+            raise Conflict(
+                f"conversation loop guard: this exchange has already taken {hops - 1} agent "
+                f"hops (agents.max_hops = {self.cfg.max_hops}); the message to {to} was not "
+                "sent", hint="stop messaging; finish with what you have and answer your "
+                             "sender (or IDLE)", kind="loop_guard",
+                data={"cap": "agents.max_hops", "value": self.cfg.max_hops})
+
+    async def message(self, sender: str, to: str, text: str, *, hops: int,
+                      caused_by: int | None = None) -> dict[str, Any]:
+        """agent_message: into the other agent's durable inbox, with the sender
+        recorded; its reply comes back the same way."""
+        if to == sender:
+            raise InvalidParams("you cannot message yourself",
+                                hint="write a note to memory, or create a task for yourself")
+        self.s.agents.get(to)
+        _check_text(text)
+        hops += 1
+        if hops > self.cfg.max_hops:
+            await self.s.bus.emit(sender, "guard.conversation", {
+                "to": to, "hops": hops, "max_hops": self.cfg.max_hops},
+                caused_by=caused_by, source=f"agent:{sender}")
+        self.check_hops(sender, to, hops)
+        msg = await self.deliver(to, agent_sender(sender), text, hops=hops,
+                                 source=f"agent:{sender}", caused_by=caused_by)
+        return {"message_id": msg.id, "to": to, "hops": hops,
+                "note": f"delivered to {to}'s inbox; its reply will come to yours"}
+
+    # -- topics ---------------------------------------------------------------------------
+
+    async def subscribe(self, agent: str, topic: str, on: bool = True,
+                        source: str = "rpc") -> dict[str, Any]:
+        self.s.agents.get(agent)
+        if not TOPIC.match(topic):
+            raise InvalidParams(f"invalid topic {topic!r}",
+                                hint="use lowercase letters, digits and . _ / -, e.g. news/ai")
+
+        def job(db: Any) -> Event:
+            if on:
+                db.execute("INSERT OR IGNORE INTO subscriptions (agent_id, topic, created_at) "
+                           "VALUES (?, ?, ?)", (agent, topic, now_iso()))
+            else:
+                db.execute("DELETE FROM subscriptions WHERE agent_id = ? AND topic = ?",
+                           (agent, topic))
+            count = db.execute("SELECT count(*) FROM subscriptions WHERE topic = ?",
+                               (topic,)).fetchone()[0]
+            return insert(db, agent, "topic.subscribed" if on else "topic.unsubscribed",
+                          {"topic": topic, "subscribers": count}, source=source)
+
+        ev = await self.s.store.writer.run(job, on_commit=self.s.bus.deliver)
+        return {"topic": topic, "subscribed": on, "subscribers": ev.data["subscribers"]}
+
+    async def topics(self, agent: str | None = None) -> list[dict[str, Any]]:
+        rows = await self.s.store.fetchall(
+            "SELECT topic, group_concat(agent_id, ',') AS agents FROM subscriptions"
+            + (" WHERE topic IN (SELECT topic FROM subscriptions WHERE agent_id = ?)"
+               if agent else "") + " GROUP BY topic ORDER BY topic", (agent,) if agent else ())
+        return [{"topic": r["topic"], "subscribers": sorted(r["agents"].split(","))}
+                for r in rows]
+
+    async def publish(self, agent: str, topic: str, text: str, *, hops: int = 0,
+                      source: str, caused_by: int | None = None) -> dict[str, Any]:
+        """One message into every subscriber's inbox (the publisher's excepted), all in
+        the publishing transaction: each is delivered exactly once, restart or not."""
+        self.s.agents.get(agent)
+        if not TOPIC.match(topic):
+            raise InvalidParams(f"invalid topic {topic!r}",
+                                hint="use lowercase letters, digits and . _ / -, e.g. news/ai")
+        _check_text(text)
+        hops += 1
+        self.check_hops(agent, f"topic {topic}", hops)
+        sender = f"topic:{topic}/{agent}"
+
+        def job(db: Any) -> tuple[list[str], list[Event]]:
+            subs = [r[0] for r in db.execute(
+                "SELECT agent_id FROM subscriptions WHERE topic = ? AND agent_id != ? "
+                "AND agent_id IN (SELECT id FROM agents) ORDER BY agent_id", (topic, agent))]
+            published = insert(db, agent, "topic.published", {
+                "topic": topic, "subscribers": subs, "text": text[:300]},
+                caused_by=caused_by, source=source)
+            events = [published]
+            for sub in subs:
+                _msg, ev = inbox.enqueue_job(sub, sender, text, source, published.id,
+                                             hops=hops)(db)
+                events.append(ev)
+            return subs, events
+
+        def committed(result: tuple[list[str], list[Event]]) -> None:
+            self.s.bus.deliver(result[1])
+            for sub in result[0]:
+                self.s.runtime.delivered(sub)
+
+        subs, _ = await self.s.store.writer.run(job, on_commit=committed)
+        return {"topic": topic, "delivered_to": subs,
+                **({} if subs else {"note": "nobody subscribes to this topic yet"})}
+
+    # -- the lifecycle loop ---------------------------------------------------------------
+
+    async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        sub = self.s.bus.subscribe(kinds=["session.ended", "task.status"], maxsize=10_000)
+        try:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(self._timers)
+                task_status.started()
+                await self.check_all()
+                while True:
+                    ev = await sub.get()
+                    if ev is None:
+                        return
+                    try:
+                        if isinstance(ev, Lagged):
+                            await self.check_all()
+                        elif ev.kind == "session.ended" and ev.agent:
+                            await self.after_session(ev.agent, ev.id)
+                        elif ev.kind == "task.status" and ev.data.get("to") == "done":
+                            await self.task_done(str(ev.data.get("task")), ev.id)
+                    except LegionError as exc:
+                        log.warning("lifecycle check failed", error=exc.message)
+        finally:
+            self.s.bus.unsubscribe(sub)
+
+    async def after_session(self, agent: str, caused_by: int) -> None:
+        if agent in self._ending:
+            reason, cause = self._ending.pop(agent)
+            await self.terminate(agent, f"self-destructed: {reason}", cause or caused_by)
+            return
+        rec = self.s.agents.agents.get(agent)
+        cond = (rec.settings.get("terminate_on") or {}) if rec else {}
+        if cond.get("sessions"):
+            row = await self.s.store.fetchone(
+                "SELECT count(*) AS n FROM sessions WHERE agent_id = ? AND status != 'running'",
+                (agent,))
+            if row is not None and row["n"] >= cond["sessions"]:
+                await self.terminate(agent, f"terminate_on: after {cond['sessions']} sessions",
+                                     caused_by)
+
+    async def task_done(self, task: str, caused_by: int) -> None:
+        for rec in list(self.s.agents.agents.values()):
+            if (rec.settings.get("terminate_on") or {}).get("task_done") == task:
+                await self.terminate(rec.id, f"terminate_on: task {task} is done", caused_by)
+
+    async def check_all(self) -> None:
+        """Conditions that may have come true while nobody was looking (at start,
+        or after the event stream lagged)."""
+        for agent in list(self._ending):
+            state = self.s.runtime.states.get(agent)
+            if state is None or state.activity == "idle":
+                await self.after_session(agent, 0)
+        for rec in list(self.s.agents.agents.values()):
+            task = (rec.settings.get("terminate_on") or {}).get("task_done")
+            if task:
+                owner, num = task.split("@", 1)[1], int(task.split("@", 1)[0])
+                row = await self.s.store.fetchone(
+                    "SELECT status FROM tasks WHERE owner = ? AND num = ?", (owner, num))
+                if row is not None and row["status"] == "done":
+                    await self.terminate(rec.id, f"terminate_on: task {task} is done", None)
+
+    async def _timers(self) -> None:
+        """ttl expiry: sleep until the next agent is due (or the set changes)."""
+        while True:
+            self._changed = anyio.Event()
+            now = datetime.now(UTC)
+            due: list[str] = []
+            nearest: float | None = None
+            for rec in list(self.s.agents.agents.values()):
+                expires = rec.settings.get("expires_at")
+                if not expires:
+                    continue
+                left = (datetime.fromisoformat(expires) - now).total_seconds()
+                if left <= 0:
+                    due.append(rec.id)
+                else:
+                    nearest = left if nearest is None else min(nearest, left)
+            for agent in due:
+                # A ttl interrupts: the agent's time is up, mid-session or not.
+                self.s.runtime.interrupt(agent, "its ttl expired", quiet=True)
+                try:
+                    await self.terminate(agent, "ttl expired")
+                except LegionError as exc:
+                    log.warning("could not end an expired agent", agent=agent,
+                                error=exc.message)
+            if due:
+                continue
+            with anyio.move_on_after(nearest if nearest is not None else 3600):
+                await self._changed.wait()
+
+
+def _check_text(text: str) -> None:
+    if not text.strip():
+        raise InvalidParams("the message is empty", hint="say what you need")
+    if len(text) > MAX_TEXT:
+        raise InvalidParams(f"the message is {len(text)} characters; the limit is {MAX_TEXT}",
+                            hint="put long material in shared memory (shared/...) and send "
+                                 "its path")
