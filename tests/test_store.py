@@ -70,6 +70,10 @@ EXPECTED_SCHEMA = {
     ("table", "tool_versions"),
     ("index", "tool_versions_name"),
     ("table", "tool_stats"),
+    ("table", "subscriptions"),
+    ("index", "subscriptions_topic"),
+    ("table", "prompt_proposals"),
+    ("index", "prompt_proposals_agent"),
 }
 
 

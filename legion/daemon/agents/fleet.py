@@ -283,8 +283,12 @@ class Fleet:
 
         await self.s.store.writer.run(job, on_commit=committed)
 
-    def request_end(self, agent: str, reason: str, caused_by: int | None) -> None:
-        """agent_self_destruct: end the agent once its current session is over."""
+    async def request_end(self, agent: str, reason: str, caused_by: int | None) -> None:
+        """agent_self_destruct: end the agent once its current session is over. The
+        request is saved with the agent, so a restart in between does not lose it."""
+        rec = self.s.agents.get(agent)
+        await self.s.agents.update(agent, settings={**rec.settings, "ending": reason},
+                                   source=f"agent:{agent}")
         self._ending[agent] = (reason, caused_by)
         self._changed.set()
 
@@ -429,7 +433,7 @@ class Fleet:
     async def after_session(self, agent: str, caused_by: int) -> None:
         if agent in self._ending:
             reason, cause = self._ending.pop(agent)
-            await self.terminate(agent, f"self-destructed: {reason}", cause or caused_by)
+            await self.terminate(agent, f"self-destructed: {reason}", cause or caused_by or None)
             return
         rec = self.s.agents.agents.get(agent)
         cond = (rec.settings.get("terminate_on") or {}) if rec else {}
@@ -449,10 +453,16 @@ class Fleet:
     async def check_all(self) -> None:
         """Conditions that may have come true while nobody was looking (at start,
         or after the event stream lagged)."""
+        for rec in list(self.s.agents.agents.values()):
+            if rec.settings.get("ending") and rec.id not in self._ending:
+                self._ending[rec.id] = (str(rec.settings["ending"]), None)
         for agent in list(self._ending):
             state = self.s.runtime.states.get(agent)
             if state is None or state.activity == "idle":
                 await self.after_session(agent, 0)
+        for rec in list(self.s.agents.agents.values()):
+            if (rec.settings.get("terminate_on") or {}).get("sessions"):
+                await self.after_session(rec.id, 0)
         for rec in list(self.s.agents.agents.values()):
             task = (rec.settings.get("terminate_on") or {}).get("task_done")
             if task:

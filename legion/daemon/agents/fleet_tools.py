@@ -24,10 +24,11 @@ async def agent_spawn(ctx: ToolContext, id: str, system: str = "", model: str | 
                       ttl: str | None = None, terminate_on: TerminateOn | None = None,
                       message: str | None = None) -> dict[str, Any]:
     """Create a child agent to delegate work to. system: its instructions; model: an alias
-    (default: the daemon's); ttl: it ends after e.g. 30m or 2h; terminate_on: it ends when
+    (default: yours); ttl: it ends after e.g. 30m or 2h; terminate_on: it ends when
     {"task_done": "3"} (your task 3) is done or after {"sessions": N}; message: its first
     message (its reply comes to you). You are told when it ends."""
     s = ctx.services
+    model = model or s.agents.get(ctx.agent_id).model
     rec, _ev = await s.fleet.spawn(id, parent=ctx.agent_id, system=system, model=model, ttl=ttl,
                                   terminate_on=terminate_on, message=message, source=_src(ctx),
                                   caused_by=ctx.call_event)
@@ -108,7 +109,7 @@ async def agent_publish(ctx: ToolContext, topic: str,
 async def agent_self_destruct(ctx: ToolContext, reason: str) -> dict[str, Any]:
     """End yourself when your work is done: after this session you are archived and your
     parent is told why. Your children end with you."""
-    ctx.services.fleet.request_end(ctx.agent_id, reason, ctx.call_event)
+    await ctx.services.fleet.request_end(ctx.agent_id, reason, ctx.call_event)
     return {"ending": ctx.agent_id, "reason": reason,
             "note": "you end when this session does; give your final answer now"}
 

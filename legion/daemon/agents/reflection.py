@@ -20,7 +20,6 @@ still lands.
 
 from __future__ import annotations
 
-import difflib
 import json
 import re
 from datetime import UTC, datetime, timedelta
@@ -29,7 +28,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import msgspec
 
 from legion.daemon.agents.model import MAX_SYSTEM_PROMPT, AgentRecord
-from legion.daemon.events import Event, insert, now_iso
+from legion.daemon.agents.proposals import Proposals
 from legion.daemon.tools.base import ToolContext, ToolError, tool
 from legion.errors import Conflict, InvalidParams, LegionError, NotFound
 from legion.validation import problem
@@ -57,8 +56,6 @@ MAX_MERGES = 10
 MAX_STALE = 20
 # A reflection is one model call over a long prompt: slower than a tool call.
 REFLECT_TIMEOUT = 600.0
-# Proposals shown by `legion prompt ID` besides the pending one.
-RECENT_PROPOSALS = 20
 
 SHAPE = (
     '{"lessons": ["..."], "tool_verdicts": [{"tool": "NAME", "verdict": '
@@ -145,12 +142,14 @@ class Critique(msgspec.Struct):
 
 
 _FENCE = re.compile(r"```[A-Za-z]*[ \t]*\n?(.*?)```", re.S)
+# Local reasoning models often think aloud in the content, braces included.
+_THINK = re.compile(r"<think>.*?</think>", re.S)
 
 
 def extract(text: str) -> dict[str, Any] | None:
     """The JSON object in a model's answer: the whole text, a fenced block, or the
     first object embedded in prose."""
-    body = text.strip()
+    body = _THINK.sub("", text).strip()
     for candidate in [body, *(m.group(1).strip() for m in _FENCE.finditer(body))]:
         try:
             data = json.loads(candidate)
@@ -184,6 +183,8 @@ def parse(text: str) -> Critique:
         where, _kind, detail = problem(str(exc))
         # Every key may be null; saying so in each message only distracts.
         detail = detail.replace(" | null", "")
+        if where.endswith(".verdict"):
+            detail += " (use healthy, watch or degraded)"
         raise ToolError(f"the reflection's {where or 'object'!s} is wrong: {detail}",
                         hint=f"call reflect again; the answer must be shaped like {SHAPE}",
                         kind="bad_reflection") from None
@@ -199,9 +200,6 @@ def slug(text: str) -> str:
     return s or "lesson"
 
 
-def udiff(a: str, b: str, a_name: str, b_name: str) -> str:
-    return "\n".join(difflib.unified_diff(a.splitlines(), b.splitlines(), a_name, b_name,
-                                          lineterm=""))
 
 
 class _Lines:
@@ -267,6 +265,7 @@ class Reflection:
         # Other services are reached through `services` at call time: some are
         # built after this one.
         self.services = services
+        self.proposals = Proposals(services)
 
     # -- reflect ------------------------------------------------------------------
 
@@ -548,7 +547,7 @@ class Reflection:
             if why:
                 skipped.append(f"prompt proposal: {why}")
             else:
-                proposal = await self._propose(rec, text, p.rationale.strip()[:2000],
+                proposal = await self.proposals.propose(rec, text, p.rationale.strip()[:2000],
                                                session_id or None, caused_by, source)
 
         memory = c.memory or Consolidation()
@@ -605,7 +604,7 @@ class Reflection:
         from legion.daemon.memory.service import SHARED_PREFIX, check_path
 
         into = check_path(m.into)
-        paths = [check_path(p) for p in m.paths]
+        paths = list(dict.fromkeys(check_path(p) for p in m.paths))
         if not m.content.strip():
             raise InvalidParams("the merged content is empty", hint="give the merged text")
         if into.startswith(SHARED_PREFIX) or any(p.startswith(SHARED_PREFIX) for p in paths):
@@ -649,164 +648,6 @@ class Reflection:
                                          caused_by=caused_by)
         return True
 
-    async def _propose(self, rec: AgentRecord, text: str, rationale: str,
-                       session_id: int | None, caused_by: int | None, source: str) -> int:
-        def job(db: Any) -> tuple[int, Event]:
-            now = now_iso()
-            pid = int(db.execute(
-                "INSERT INTO prompt_proposals (agent_id, base, proposed, rationale, status, "
-                "session_id, created_at) VALUES (?, ?, ?, ?, 'pending', ?, ?)",
-                (rec.id, rec.system_prompt, text, rationale, session_id, now)).lastrowid)
-            # One pending proposal per agent: the newer supersedes the older.
-            older = [r[0] for r in db.execute(
-                "SELECT id FROM prompt_proposals WHERE agent_id = ? AND status = 'pending' "
-                "AND id != ?", (rec.id, pid))]
-            db.execute(
-                "UPDATE prompt_proposals SET status = 'rejected', decided_at = ?, "
-                "decided_by = 'legion:superseded', decision_note = ? WHERE agent_id = ? "
-                "AND status = 'pending' AND id != ?",
-                (now, f"superseded by proposal {pid}", rec.id, pid))
-            ev = insert(db, rec.id, "prompt.proposed", {
-                "proposal": pid, "chars": len(text), "rationale": rationale,
-                "superseded": older}, caused_by=caused_by, source=source)
-            return pid, ev
-
-        pid, _ = await self.services.store.writer.run(
-            job, on_commit=lambda r: self.services.bus.deliver(r[1]))
-        return pid
-
-    # -- prompt proposals (a person decides) ----------------------------------------
-
-    async def proposals(self, agent: str) -> list[dict[str, Any]]:
-        """The agent's proposals, newest first (texts left out)."""
-        rec = self.services.agents.get(agent)
-        cols = ("id", "status", "rationale", "chars", "session_id", "created_at", "decided_at",
-                "decided_by", "decision_note")
-        rows = await self.services.store.fetchall(
-            "SELECT id, status, rationale, length(proposed) AS chars, session_id, created_at, "
-            "decided_at, decided_by, decision_note FROM prompt_proposals WHERE agent_id = ? "
-            # An earlier agent of the same id (destroyed) does not hand down its proposals.
-            "AND created_at >= ? ORDER BY id DESC LIMIT ?",
-            (agent, rec.created_at, RECENT_PROPOSALS))
-        return [{c: r[c] for c in cols} for r in rows]
-
-    async def pending(self, agent: str) -> dict[str, Any] | None:
-        rec = self.services.agents.get(agent)
-        row = await self.services.store.fetchone(
-            "SELECT * FROM prompt_proposals WHERE agent_id = ? AND status = 'pending' "
-            "AND created_at >= ? ORDER BY id DESC LIMIT 1", (agent, rec.created_at))
-        return None if row is None else self._full(row, rec)
-
-    @staticmethod
-    def _full(row: Any, rec: AgentRecord) -> dict[str, Any]:
-        return {"id": row["id"], "status": row["status"], "proposed": row["proposed"],
-                "chars": len(row["proposed"]), "rationale": row["rationale"],
-                "session_id": row["session_id"], "created_at": row["created_at"],
-                "decided_at": row["decided_at"], "decided_by": row["decided_by"],
-                "decision_note": row["decision_note"],
-                "base_changed": row["base"] != rec.system_prompt}
-
-    async def show(self, agent: str) -> dict[str, Any]:
-        rec = self.services.agents.get(agent)
-        return {"agent": agent, "system_prompt": rec.system_prompt,
-                "chars": len(rec.system_prompt), "definition": rec.definition,
-                "pending": await self.pending(agent), "proposals": await self.proposals(agent)}
-
-    async def _find(self, rec: AgentRecord, proposal: int | None) -> Any:
-        store = self.services.store
-        if proposal is None:
-            row = await store.fetchone(
-                "SELECT * FROM prompt_proposals WHERE agent_id = ? AND status = 'pending' "
-                "AND created_at >= ? ORDER BY id DESC LIMIT 1", (rec.id, rec.created_at))
-            if row is None:
-                raise NotFound(f"agent '{rec.id}' has no pending prompt proposal",
-                               hint=f"`legion prompt {rec.id}` shows its proposals; an agent "
-                               "proposes a change by reflecting (the reflect tool)",
-                               kind="no_pending_proposal")
-            return row
-        row = await store.fetchone(
-            "SELECT * FROM prompt_proposals WHERE agent_id = ? AND id = ? AND created_at >= ?",
-            (rec.id, proposal, rec.created_at))
-        if row is None:
-            ids = [str(p["id"]) for p in await self.proposals(rec.id)]
-            raise NotFound(f"agent '{rec.id}' has no prompt proposal {proposal}",
-                           hint=(f"its proposals: {', '.join(ids)}; " if ids else
-                                 "it has made none; ") + f"`legion prompt {rec.id}` shows them",
-                           candidates=ids, kind="unknown_proposal")
-        return row
-
-    @staticmethod
-    def _undecided(row: Any, agent: str) -> None:
-        if row["status"] != "pending":
-            raise Conflict(
-                f"proposal {row['id']} was already {row['status']} by {row['decided_by']} "
-                f"at {row['decided_at']}",
-                hint=f"only a pending proposal can be decided; `legion prompt {agent}` shows "
-                "the pending one, if any", kind="proposal_decided",
-                data={"proposal": row["id"], "status": row["status"]})
-
-    async def diff(self, agent: str, proposal: int | None) -> dict[str, Any]:
-        rec = self.services.agents.get(agent)
-        row = await self._find(rec, proposal)
-        name = f"proposal {row['id']}"
-        return {"agent": agent, "proposal": row["id"], "status": row["status"],
-                "rationale": row["rationale"], "base_changed": row["base"] != rec.system_prompt,
-                "diff": udiff(row["base"], row["proposed"], "prompt when proposed", name),
-                "current_diff": udiff(rec.system_prompt, row["proposed"], "current prompt",
-                                      name)}
-
-    async def _decide(self, agent: str, pid: int, status: str, by: str, note: str | None,
-                      data: dict[str, Any]) -> Event:
-        def job(db: Any) -> Event:
-            changed = db.execute(
-                "UPDATE prompt_proposals SET status = ?, decided_at = ?, decided_by = ?, "
-                "decision_note = ? WHERE id = ? AND status = 'pending'",
-                (status, now_iso(), by, note, pid)).rowcount
-            if not changed:
-                raise Conflict(f"proposal {pid} was decided meanwhile",
-                               hint=f"`legion prompt {agent}` shows where it stands",
-                               kind="proposal_decided")
-            return insert(db, agent, f"prompt.{status}", {"proposal": pid, "by": by,
-                                                          "note": note, **data}, source=by)
-
-        return await self.services.store.writer.run(job, on_commit=self.services.bus.deliver)
-
-    async def accept(self, agent: str, proposal: int | None, by: str,
-                     note: str | None = None) -> dict[str, Any]:
-        rec = self.services.agents.get(agent)
-        row = await self._find(rec, proposal)
-        self._undecided(row, agent)
-        base_changed = row["base"] != rec.system_prompt
-        await self.services.agents.update(agent, system_prompt=row["proposed"],
-                                          source=f"prompt-proposal:{row['id']}:{by}")
-        ev = await self._decide(agent, row["id"], "accepted", by, note,
-                                {"chars": len(row["proposed"]), "base_changed": base_changed})
-        warnings = []
-        out: dict[str, Any] = {"agent": agent, "proposal": row["id"], "status": "accepted",
-                               "system_prompt": row["proposed"], "chars": len(row["proposed"]),
-                               "base_changed": base_changed, "event": ev.id}
-        if base_changed:
-            warnings.append("the prompt had changed since this proposal was made; those "
-                            "changes are replaced (previous_prompt holds what was replaced)")
-            out["previous_prompt"] = rec.system_prompt
-        if rec.definition:
-            warnings.append(f"agent '{agent}' is declared in {rec.definition}: if that file "
-                            "sets its prompt (system or system_file), the next daemon start "
-                            "restores it; edit the file to keep this change")
-        out["warnings"] = warnings
-        return out
-
-    async def reject(self, agent: str, proposal: int | None, by: str,
-                     note: str | None = None) -> dict[str, Any]:
-        rec = self.services.agents.get(agent)
-        row = await self._find(rec, proposal)
-        self._undecided(row, agent)
-        ev = await self._decide(agent, row["id"], "rejected", by, note, {})
-        return {"agent": agent, "proposal": row["id"], "status": "rejected", "note": note,
-                "system_prompt": rec.system_prompt, "chars": len(rec.system_prompt),
-                "base_changed": False, "warnings": [], "event": ev.id}
-
-
 # -- tools ------------------------------------------------------------------------------
 
 
@@ -831,7 +672,7 @@ async def prompt_read(ctx: ToolContext) -> dict[str, Any]:
     """Read your own system prompt, and the change you proposed if one is pending."""
     s = ctx.services
     rec = s.agents.get(ctx.agent_id)
-    pending = await s.reflection.pending(ctx.agent_id)
+    pending = await s.reflection.proposals.pending(ctx.agent_id)
     return {"system_prompt": rec.system_prompt, "chars": len(rec.system_prompt),
             "definition": rec.definition,
             "pending_proposal": None if pending is None else {

@@ -227,7 +227,8 @@ class Supervisor:
                 ).rowcount
             removed = db.execute("DELETE FROM events WHERE agent_id = ?", (agent_id,)).rowcount
             # The transcript lives on in the archived events; the working state goes.
-            for table in ("messages", "sessions", "history", "subscriptions"):
+            for table in ("messages", "sessions", "history", "subscriptions",
+                          "prompt_proposals"):
                 db.execute(f"DELETE FROM {table} WHERE agent_id = ?", (agent_id,))
             # Private memory goes with the agent (shared/ entries stay).
             for (vec_table,) in db.execute("SELECT table_name FROM memory_vector_tables"):

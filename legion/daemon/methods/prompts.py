@@ -37,19 +37,19 @@ def register(registry: Registry, s: Services) -> None:
 
     async def show(ctx: Context, p: AgentParams) -> dict[str, Any]:
         """An agent's system prompt, its definition file, and its pending and recent proposals."""
-        return await s.reflection.show(p.agent)
+        return await s.reflection.proposals.show(p.agent)
 
     async def diff(ctx: Context, p: ProposalParams) -> dict[str, Any]:
         """A proposal as unified diffs, from the prompt it was based on and from today's."""
-        return await s.reflection.diff(p.agent, p.proposal)
+        return await s.reflection.proposals.diff(p.agent, p.proposal)
 
     async def accept(ctx: Context, p: DecideParams) -> dict[str, Any]:
         """Accept a pending proposal: it becomes the agent's system prompt."""
-        return await s.reflection.accept(p.agent, p.proposal, by(ctx), p.note)
+        return await s.reflection.proposals.accept(p.agent, p.proposal, by(ctx), p.note)
 
     async def reject(ctx: Context, p: DecideParams) -> dict[str, Any]:
         """Reject a pending proposal, with an optional note; the prompt stays as it is."""
-        return await s.reflection.reject(p.agent, p.proposal, by(ctx), p.note)
+        return await s.reflection.proposals.reject(p.agent, p.proposal, by(ctx), p.note)
 
     registry.add("prompts.show", show, AgentParams)
     registry.add("prompts.diff", diff, ProposalParams)
