@@ -6,11 +6,13 @@
    requests pipelined over `--connections` connections): spawns per second;
    the RSS again, in total and per agent; the daemon's CPU (utime+stime of
    all its threads, /proc) and wake-ups over `--idle-seconds` with every
-   agent idle, in % of one core; then the latency of
-   `legion --home HOME ps --json` (the installed console script, a fresh
-   process each run, `--ps-runs` runs), and of the raw RPCs behind
-   `legion ps` and `legion ps --tree`: `agents.list` and `agents.tree`
-   (`--list-runs` each, one connection).
+   agent idle, in % of one core; then the latency of `legion --home HOME
+   ps`, `ps --json` and `ps --tree` (the installed console script, a fresh
+   process each run, stdout a pipe, `--ps-runs` runs each; also with 0
+   agents, before the spawns; and `ps --json` once more without
+   PYTHONUNBUFFERED if the environment sets it), and of the raw RPCs behind
+   them: `agents.list` and `agents.tree` (`--list-runs` each, one
+   connection).
 2. **talkers.** A second daemon, with `[agents] max_hops = 1`, and
    `--talkers` agents on the default model alias `local` = the offline
    `mock/echo`: it answers every message at once, through litellm's real
@@ -107,7 +109,7 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--idle-seconds", type=float, default=10.0, metavar="S",
                    help="window for the idle CPU reading (default: 10)")
     p.add_argument("--ps-runs", type=int, default=10, metavar="N",
-                   help="runs of `legion ps --json` (default: 10)")
+                   help="runs of each `legion ps` variant (default: 10)")
     p.add_argument("--list-runs", type=int, default=20, metavar="N",
                    help="calls each of agents.list and agents.tree (default: 20)")
     p.add_argument("--connections", type=int, default=10, metavar="N",
@@ -209,10 +211,14 @@ class AsyncConn:
                         fut.set_result(msg)
                 elif self.on_note is not None:
                     self.on_note(msg)
-        finally:
+        except asyncio.CancelledError:
+            # Closed by us (or Ctrl-C): whoever waits is cancelled too, quietly.
             for fut in self.pending.values():
-                if not fut.done():
-                    fut.set_exception(ConnectionError("the daemon closed the connection"))
+                fut.cancel()
+            raise
+        for fut in self.pending.values():
+            if not fut.done():
+                fut.set_exception(ConnectionError("the daemon closed the connection"))
 
     async def call(self, method: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
         """The whole reply (result or error)."""
@@ -255,9 +261,10 @@ class Ended:
             # Events were dropped for this slow subscriber: some ends will never
             # be seen, so fail everyone who waits rather than hang.
             self.lagged += msg["params"].get("missed", 0)
-            for fut in self.waiters.values():
-                if not fut.done():
-                    fut.set_exception(DaemonError(f"event subscription lagged: {msg['params']}"))
+            for waiter in self.waiters.values():
+                if not waiter.done():
+                    waiter.set_exception(DaemonError(
+                        f"event subscription lagged: {msg['params']}"))
             return
         if msg.get("method") != "events.event":
             return
@@ -325,23 +332,46 @@ def timed_rpc(conn: Conn, method: str, runs: int) -> tuple[list[float], int, int
     return times, count, size
 
 
-def timed_ps(home: Path, runs: int) -> tuple[list[float], int, list[str]]:
+# The `legion ps` variants timed; each is a fresh process of the console script.
+PS_COMMANDS = {"legion ps --json": ["ps", "--json"], "legion ps": ["ps"],
+               "legion ps --tree": ["ps", "--tree"]}
+# The environment may set PYTHONUNBUFFERED: `ps --json` is then also timed without it.
+BUFFERED = "legion ps --json (buffered)"
+
+
+def legion_argv(home: Path, *words: str) -> list[str]:
     script = console_script()
-    argv = ([str(script)] if script else [sys.executable, "-m", "legion"]) + [
-        "--home", str(home), "ps", "--json"]
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("LEGION_HOME", "LEGION_SOCKET", "NOTIFY_SOCKET")}
-    times, count = [], 0
-    for _ in range(runs):
-        t0 = time.perf_counter()
-        done = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, env=env,
-                              check=False)
-        times.append(time.perf_counter() - t0)
-        if done.returncode:
-            raise DaemonError(f"{' '.join(argv)} exited {done.returncode}: "
-                              f"{done.stderr.decode(errors='replace')[-300:]}")
-        count = len(json.loads(done.stdout))
-    return times, count, argv
+    return ([str(script)] if script else [sys.executable, "-m", "legion"]) + [
+        "--home", str(home), *words]
+
+
+def cli_env(unbuffered: bool = True) -> dict[str, str]:
+    drop = {"LEGION_HOME", "LEGION_SOCKET", "NOTIFY_SOCKET"}
+    if not unbuffered:
+        drop.add("PYTHONUNBUFFERED")
+    return {k: v for k, v in os.environ.items() if k not in drop}
+
+
+def timed_cli(home: Path, agents: int, runs: int) -> dict[str, list[float]]:
+    """Each `legion ps` variant `runs` times (and `ps --json` without PYTHONUNBUFFERED,
+    if it is set). Every --json output must list `agents` agents."""
+    jobs = [(name, legion_argv(home, *words), cli_env()) for name, words in PS_COMMANDS.items()]
+    if os.environ.get("PYTHONUNBUFFERED"):
+        jobs.append((BUFFERED, legion_argv(home, "ps", "--json"), cli_env(unbuffered=False)))
+    out: dict[str, list[float]] = {}
+    for name, argv, env in jobs:
+        times = out.setdefault(name, [])
+        for _ in range(runs):
+            t0 = time.perf_counter()
+            done = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, env=env,
+                                  check=False)
+            times.append(time.perf_counter() - t0)
+            if done.returncode:
+                raise DaemonError(f"{' '.join(argv)} exited {done.returncode}: "
+                                  f"{done.stderr.decode(errors='replace')[-300:]}")
+            if "--json" in argv and len(json.loads(done.stdout)) != agents:
+                raise DaemonError(f"{' '.join(argv)} did not list {agents} agents")
+    return out
 
 
 def bytecode() -> str:
@@ -356,13 +386,13 @@ def bytecode() -> str:
             "measures both cases)")
 
 
-QUERY_HEADER = (f"{'query':<34} {'runs':>5} {'agents':>6} {'p50 ms':>8} {'p95 ms':>8} "
+QUERY_HEADER = (f"{'query':<38} {'runs':>5} {'agents':>6} {'p50 ms':>8} {'p95 ms':>8} "
                 f"{'max ms':>8} {'reply KiB':>9}")
 
 
 def query_row(name: str, times: list[float], agents: int, size: int | None) -> str:
     kib = f"{size / 1024:.0f}" if size is not None else "-"
-    return (f"{name:<34} {len(times):>5} {agents:>6} {statistics.median(times) * 1e3:>8.1f} "
+    return (f"{name:<38} {len(times):>5} {agents:>6} {statistics.median(times) * 1e3:>8.1f} "
             f"{pct(times, 95) * 1e3:>8.1f} {max(times) * 1e3:>8.1f} {kib:>9}")
 
 
@@ -378,7 +408,7 @@ def idle_fleet(args: argparse.Namespace, summary: dict[str, str]) -> list[str]:
               f"synchronous={db['synchronous']}")
         time.sleep(SETTLE)
         rss0, threads0 = rss_kib(d.pid), threads(d.pid)
-        ps0_times, _, _ = timed_ps(d.home, args.ps_runs)
+        ps0 = timed_cli(d.home, 0, args.ps_runs)
 
         calls = [("agents.spawn", {"id": idle_id(i)}) for i in range(n)]
         cpu0 = d.cpu_seconds()
@@ -400,7 +430,7 @@ def idle_fleet(args: argparse.Namespace, summary: dict[str, str]) -> list[str]:
         print(f"RSS     : {mib(rss0)} with 0 agents -> {mib(rss1)} with {n} agents: "
               f"+{mib(rss1 - rss0)} = {per:.1f} KiB/agent; threads {threads0} -> "
               f"{threads(d.pid)}")
-        summary["rss"] = f"{mib(rss1)} total with {n} agents, +{per:.1f} KiB/agent"
+        summary["RSS"] = f"{mib(rss1)} total with {n} agents, +{per:.1f} KiB/agent"
 
         ctx0, cpu0, t0 = ctx_switches(d.pid), d.cpu_seconds(), time.perf_counter()
         time.sleep(args.idle_seconds)
@@ -409,14 +439,16 @@ def idle_fleet(args: argparse.Namespace, summary: dict[str, str]) -> list[str]:
         print(f"idle    : {n} agents, nothing to do, {t1 - t0:.1f}s: daemon CPU "
               f"{idle_pct:.2f}% of one core ({(cpu1 - cpu0) * 1e3:.0f} ms), "
               f"{(ctx1 - ctx0) / (t1 - t0):.1f} wake-ups/s (all threads)")
-        summary["idle"] = f"{idle_pct:.2f}% of one core"
+        summary["idle CPU"] = f"{idle_pct:.2f}% of one core"
 
         print()
         print(QUERY_HEADER)
         print("-" * len(QUERY_HEADER))
-        ps_times, ps_count, argv = timed_ps(d.home, args.ps_runs)
-        print(query_row("legion ps --json, 0 agents", ps0_times, 0, None))
-        print(query_row("legion ps --json", ps_times, ps_count, None), flush=True)
+        ps1 = timed_cli(d.home, n, args.ps_runs)
+        for name in ps1:
+            print(query_row(f"{name}, 0 agents", ps0[name], 0, None))
+        for name, times in ps1.items():
+            print(query_row(name, times, n, None), flush=True)
         conn = Conn(d.socket, CALL_TIMEOUT)
         try:
             conn.call("daemon.ping", None)
@@ -428,13 +460,18 @@ def idle_fleet(args: argparse.Namespace, summary: dict[str, str]) -> list[str]:
                   flush=True)
         finally:
             conn.close()
-        print(f"  ps: `{Path(argv[0]).name} {' '.join(argv[1:])}`, a fresh process per run "
-              "(start-up + agents.list + JSON out); its 0-agents row was timed before the "
-              "spawns; agents.list/tree: one connection, one call at a time; reply KiB: the "
-              "result as compact JSON")
+        print(f"  legion ps: `{' '.join(legion_argv(Path('HOME'), 'ps'))} ...`, a fresh process "
+              "per run, stdout a pipe (start-up + the RPC + output); the 0-agents rows were "
+              "timed before the spawns. agents.list/tree: one connection, one call at a time; "
+              "reply KiB: the result as compact JSON")
+        if BUFFERED in ps1:
+            print(f"  PYTHONUNBUFFERED={os.environ['PYTHONUNBUFFERED']} is set here and the "
+                  f"legion ps rows inherit it; '{BUFFERED}' runs without it")
         print(f"  bytecode: {bytecode()}")
-        summary["ps"] = p50_p95(ps_times)
-        summary["list"] = f"{p50_p95(list_times)}; agents.tree {p50_p95(tree_times)}"
+        for name, times in ps1.items():
+            summary[name] = p50_p95(times)
+        summary["agents.list (RPC)"] = p50_p95(list_times)
+        summary["agents.tree (RPC)"] = p50_p95(tree_times)
         rss2 = rss_kib(d.pid)
         print(f"RSS     : {mib(rss2)} after the queries")
         problems = d.log_problems()
@@ -682,10 +719,10 @@ def talkers(args: argparse.Namespace, summary: dict[str, str]) -> list[str]:
                 print(f"first error in {s.name}: {s.first_error}")
         by = {s.name: s for s in results}
         loop, burst = by["tell, 1 in flight/agent"], by["tell, all at once"]
-        summary["tell"] = (f"{loop.rate:.0f} msgs/s, {p50_p95(loop.latencies)} "
+        summary["tell -> reply"] = (f"{loop.rate:.0f} msgs/s, {p50_p95(loop.latencies)} "
                            f"(1 in flight/agent); {burst.rate:.0f} msgs/s all at once")
         loop, burst = by["agent->agent, 1 in flight"], by["agent->agent, all at once"]
-        summary["a2a"] = (f"{loop.rate:.0f} msgs/s, {p50_p95(loop.latencies)} "
+        summary["agent -> agent"] = (f"{loop.rate:.0f} msgs/s, {p50_p95(loop.latencies)} "
                           f"(1 in flight/sender); {burst.rate:.0f} msgs/s all at once")
         problems = d.log_problems()
     print(f"daemon stopped (exit code {d.exit_code}); temp home removed")
@@ -706,13 +743,8 @@ def main() -> int:
         problems = talkers(args, summary)
     print_problems(problems)
     with section("summary"):
-        print(f"RSS               : {summary['rss']}")
-        print(f"idle CPU          : {summary['idle']}")
-        print(f"legion ps --json  : {summary['ps']}")
-        print(f"agents.list       : {summary['list']}")
-        print(f"spawn             : {summary['spawn']}")
-        print(f"tell -> reply     : {summary['tell']}")
-        print(f"agent -> agent    : {summary['a2a']}")
+        for label, text in summary.items():
+            print(f"{label:<27}: {text}")
         print(f"total {time.perf_counter() - t0:.0f}s")
     return 0
 

@@ -277,3 +277,32 @@ def test_terminate_on_sessions_self_destruct_and_cascades(make_daemon: Any,
     res = daemon.cli_json("destroy", "root")
     assert res["destroyed"] == ["leaf", "mid", "root"]
     assert daemon.cli_json("ps") == []
+
+
+def test_what_counts_as_a_courtesy_reply() -> None:
+    from legion.daemon.agents.session import _is_courtesy
+
+    for text in ("Thanks!", "thank you so much.", "You're welcome! Glad to help.", "OK",
+                 "Got it, thanks - have a great day!"):
+        assert _is_courtesy(text), text
+    for text in ("OK, 42.", "Thanks! The answer is below: use port 8080.",
+                 "ok, I will restart the server", "2+2=4", "Thanks, but the build failed"):
+        assert not _is_courtesy(text), text
+
+
+def test_a_failed_answer_tells_the_asking_agent(make_daemon: Any, tmp_path: Path) -> None:
+    cfg = tapes(
+        tmp_path,
+        asker=turns([call("agent_message", to="broken", text="status?")], "asked")
+        + repeat("IDLE"),
+        broken="[[turn]]\nerror = 400\nmessage = \"bad request\"\nrepeat = true\n")
+    daemon: Daemon = make_daemon(config=cfg)
+    daemon.cli("spawn", "asker", "--model", "asker")
+    daemon.cli("spawn", "broken", "--model", "broken")
+    watch = Watch(daemon, "asker")
+    try:
+        tell(daemon, "asker", "ask broken")
+        notice = watch.until("message.received", sender="legion:fleet")
+    finally:
+        watch.close()
+    assert "broken could not answer your message" in notice["data"]["text"]

@@ -44,8 +44,9 @@ class CommandContext:
         getattr(module, renderer)(doc)
 
     def emit_json(self, doc: Any) -> None:
-        json.dump(doc, sys.stdout, indent=2, ensure_ascii=False)
-        sys.stdout.write("\n")
+        # One write: json.dump streams many small writes, one syscall each when
+        # stdout is unbuffered (PYTHONUNBUFFERED), which dominates a big `ps`.
+        sys.stdout.write(json.dumps(doc, indent=2, ensure_ascii=False) + "\n")
 
     def emit_line(self, doc: Any) -> None:
         sys.stdout.write(json.dumps(doc, separators=(",", ":"), ensure_ascii=False) + "\n")

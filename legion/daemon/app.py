@@ -191,6 +191,11 @@ class Daemon:
             if d.memory_context_tokens is not None:
                 settings["memory_context_tokens"] = d.memory_context_tokens
             if d.id in sup.agents:
+                # What the agent's lifecycle saved (ttl, terminate_on, a self-destruct
+                # request) is not the file's to drop.
+                kept = {k: v for k, v in sup.agents[d.id].settings.items()
+                        if k in ("expires_at", "terminate_on", "ending")}
+                settings = {**kept, **settings}
                 await sup.update(d.id, model=d.model, system_prompt=d.system,
                                  definition=d.path, settings=settings, source=source)
             else:

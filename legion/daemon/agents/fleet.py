@@ -102,15 +102,19 @@ class Fleet:
         """Every agent with its depth, in tree order (parents before children)."""
         out: list[dict[str, Any]] = []
         agents = self.s.agents.agents
-
-        def walk(rec: AgentRecord, depth: int) -> None:
-            out.append({"id": rec.id, "depth": depth})
-            for c in sorted(self.children(rec.id), key=lambda a: (a.created_at, a.id)):
-                walk(c, depth + 1)
-
+        # One pass to index children: the walk is then linear in the fleet's size.
+        kids: dict[str, list[AgentRecord]] = {}
+        roots = []
         for rec in sorted(agents.values(), key=lambda a: (a.created_at, a.id)):
-            if not rec.parent or rec.parent not in agents:
-                walk(rec, 0)
+            if rec.parent and rec.parent in agents:
+                kids.setdefault(rec.parent, []).append(rec)
+            else:
+                roots.append(rec)
+        stack = [(r, 0) for r in reversed(roots)]
+        while stack:
+            rec, depth = stack.pop()
+            out.append({"id": rec.id, "depth": depth})
+            stack.extend((c, depth + 1) for c in reversed(kids.get(rec.id, [])))
         return out
 
     # -- spawning ---------------------------------------------------------------------
@@ -159,7 +163,8 @@ class Fleet:
                     model: str | None = None, ttl: str | float | None = None,
                     terminate_on: TerminateOn | None = None, message: str | None = None,
                     settings: dict[str, Any] | None = None, source: str,
-                    caused_by: int | None = None) -> tuple[AgentRecord, Event]:
+                    caused_by: int | None = None, sender: str = "user"
+                    ) -> tuple[AgentRecord, Event]:
         from legion.daemon.schedule.scheduler import parse_duration
 
         if parent is not None:
@@ -176,6 +181,15 @@ class Fleet:
             if terminate_on.task_done is not None:
                 viewer = parent or agent_id
                 owner, num = self.s.board.parse_ref(viewer, terminate_on.task_done)
+                row = await self.s.store.fetchone(
+                    "SELECT status FROM tasks WHERE owner = ? AND num = ?", (owner, num))
+                if row is None:
+                    raise InvalidParams(f"terminate_on: there is no task {num}@{owner}",
+                                        hint="create the task first (task_create), then spawn "
+                                             "the agent that works on it")
+                if row["status"] == "done":
+                    raise InvalidParams(f"terminate_on: task {num}@{owner} is already done",
+                                        hint="name a task that is still open")
                 cond["task_done"] = f"{num}@{owner}"
             if terminate_on.sessions is not None:
                 if terminate_on.sessions < 1:
@@ -195,9 +209,10 @@ class Fleet:
             self._spawns.setdefault(parent, deque()).append(time.monotonic())
         self._changed.set()
         if message:
-            sender = agent_sender(parent) if parent else "user"
-            await self.deliver(agent_id, sender, message, hops=1 if parent else 0,
-                               source=source, caused_by=ev.id)
+            # From an agent (its reply goes back to it) or from a person.
+            await self.deliver(agent_id, sender, message,
+                               hops=1 if sender.startswith(AGENT) else 0, source=source,
+                               caused_by=ev.id)
         return rec, ev
 
     # -- stopping and ending ------------------------------------------------------------
@@ -248,9 +263,15 @@ class Fleet:
         self._changed.set()
         return events
 
-    async def terminate(self, agent: str, reason: str, caused_by: int | None = None) -> None:
-        """End an agent by its own lifecycle (ttl, terminate_on, self-destruct)."""
+    async def terminate(self, agent: str, reason: str, caused_by: int | None = None, *,
+                        now: bool = False) -> None:
+        """End an agent by its own lifecycle (ttl, terminate_on, self-destruct). Unless
+        `now` (a ttl), a running session is let finish first: its answer is kept."""
         if agent not in self.s.agents.agents:
+            return
+        state = self.s.runtime.states.get(agent)
+        if not now and state is not None and state.activity != "idle":
+            self._ending[agent] = (reason, caused_by)
             return
         log.info("agent ends", agent=agent, reason=reason)
         await self.destroy(agent, purge=self.cfg.on_terminate == "purge", reason=reason,
@@ -289,7 +310,7 @@ class Fleet:
         rec = self.s.agents.get(agent)
         await self.s.agents.update(agent, settings={**rec.settings, "ending": reason},
                                    source=f"agent:{agent}")
-        self._ending[agent] = (reason, caused_by)
+        self._ending[agent] = (f"self-destructed: {reason}", caused_by)
         self._changed.set()
 
     # -- messages -------------------------------------------------------------------------
@@ -433,7 +454,7 @@ class Fleet:
     async def after_session(self, agent: str, caused_by: int) -> None:
         if agent in self._ending:
             reason, cause = self._ending.pop(agent)
-            await self.terminate(agent, f"self-destructed: {reason}", cause or caused_by or None)
+            await self.terminate(agent, reason, cause or caused_by or None, now=True)
             return
         rec = self.s.agents.agents.get(agent)
         cond = (rec.settings.get("terminate_on") or {}) if rec else {}
@@ -442,8 +463,9 @@ class Fleet:
                 "SELECT count(*) AS n FROM sessions WHERE agent_id = ? AND status != 'running'",
                 (agent,))
             if row is not None and row["n"] >= cond["sessions"]:
+                # A session just ended: this is the boundary.
                 await self.terminate(agent, f"terminate_on: after {cond['sessions']} sessions",
-                                     caused_by)
+                                     caused_by, now=True)
 
     async def task_done(self, task: str, caused_by: int) -> None:
         for rec in list(self.s.agents.agents.values()):
@@ -455,7 +477,7 @@ class Fleet:
         or after the event stream lagged)."""
         for rec in list(self.s.agents.agents.values()):
             if rec.settings.get("ending") and rec.id not in self._ending:
-                self._ending[rec.id] = (str(rec.settings["ending"]), None)
+                self._ending[rec.id] = (f"self-destructed: {rec.settings['ending']}", None)
         for agent in list(self._ending):
             state = self.s.runtime.states.get(agent)
             if state is None or state.activity == "idle":
@@ -492,7 +514,7 @@ class Fleet:
                 # A ttl interrupts: the agent's time is up, mid-session or not.
                 self.s.runtime.interrupt(agent, "its ttl expired", quiet=True)
                 try:
-                    await self.terminate(agent, "ttl expired")
+                    await self.terminate(agent, "ttl expired", now=True)
                 except LegionError as exc:
                     log.warning("could not end an expired agent", agent=agent,
                                 error=exc.message)

@@ -31,7 +31,7 @@ async def agent_spawn(ctx: ToolContext, id: str, system: str = "", model: str | 
     model = model or s.agents.get(ctx.agent_id).model
     rec, _ev = await s.fleet.spawn(id, parent=ctx.agent_id, system=system, model=model, ttl=ttl,
                                   terminate_on=terminate_on, message=message, source=_src(ctx),
-                                  caused_by=ctx.call_event)
+                                  caused_by=ctx.call_event, sender=_src(ctx))
     return {"spawned": rec.id, "model": rec.model, "parent": rec.parent,
             "expires_at": rec.settings.get("expires_at"),
             "terminate_on": rec.settings.get("terminate_on"),

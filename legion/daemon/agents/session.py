@@ -306,6 +306,18 @@ class Session:
                                      hops=hops, reply_to=self.msg.id)(db)
         return [ev]
 
+    def _tell_failure(self, db: Any, to: str, reason: str, cause: int) -> list[Event]:
+        """The asking agent learns that no answer is coming (as a notice from Legion,
+        which is not answered back)."""
+        if not db.execute("SELECT 1 FROM agents WHERE id = ?", (to,)).fetchone():
+            return []
+        cap = self.rt.automatic_cap(to)
+        text = (f"[legion] {self.rec.id} could not answer your message ({reason}); "
+                "no reply is coming. Try again later, or do without it.")
+        _msg, ev = inbox.enqueue_automatic_job(to, "legion:fleet", text, self.source, cap,
+                                               cause)(db)
+        return [ev]
+
     async def _close(self, status: str, reason: str, reply: str | None) -> None:
         rec, msg = self.rec, self.msg
         idle = status == "done" and reply is not None and _is_idle(reply)
@@ -351,6 +363,8 @@ class Session:
             events = [ended, closing]
             if msg_status == "done" and to_agent is not None and reply:
                 events += self._route_reply(db, to_agent, reply, closing.id, max_hops)
+            elif msg_status == "failed" and to_agent is not None:
+                events += self._tell_failure(db, to_agent, reason, closing.id)
             return events
 
         def committed(evs: list[Event]) -> None:
@@ -387,7 +401,7 @@ COURTESY = _courtesy_words()
 def _is_courtesy(reply: str) -> bool:
     """Only pleasantries, no content: every sentence is a thank-you or an ok."""
     text = reply.strip().lower()
-    if not text or len(text) > 160:
+    if not text or len(text) > 160 or any(c.isdigit() for c in text):
         return False
     parts = [p.strip() for p in re.split(r"[.!?,;:\n]+|\s[-\u2013\u2014]\s", text)]
     parts = [re.sub(r"[^a-z' ]+", "", p).strip() for p in parts]

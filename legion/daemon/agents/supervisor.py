@@ -320,7 +320,9 @@ class Supervisor:
         return {"archive_id": row["archive_id"], "agent": row["agent_id"],
                 "reason": row["reason"], "destroyed_at": row["destroyed_at"],
                 "record": json.loads(row["record"]), "events_total": total["n"],
-                "events": [{**dict(r), "data": json.loads(r["data"])} for r in reversed(rows)]}
+                "events": [{**{k: r[k] for k in ("id", "ts", "kind", "caused_by", "source")},
+                            "agent": r["agent_id"], "data": json.loads(r["data"])}
+                           for r in reversed(rows)]}
 
 
 def _write(db: Any, rec: AgentRecord) -> None:
