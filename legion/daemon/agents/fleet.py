@@ -363,9 +363,7 @@ class Fleet:
     async def subscribe(self, agent: str, topic: str, on: bool = True,
                         source: str = "rpc") -> dict[str, Any]:
         self.s.agents.get(agent)
-        if not TOPIC.match(topic):
-            raise InvalidParams(f"invalid topic {topic!r}",
-                                hint="use lowercase letters, digits and . _ / -, e.g. news/ai")
+        _check_topic(topic)
 
         def job(db: Any) -> Event:
             if on:
@@ -395,9 +393,7 @@ class Fleet:
         """One message into every subscriber's inbox (the publisher's excepted), all in
         the publishing transaction: each is delivered exactly once, restart or not."""
         self.s.agents.get(agent)
-        if not TOPIC.match(topic):
-            raise InvalidParams(f"invalid topic {topic!r}",
-                                hint="use lowercase letters, digits and . _ / -, e.g. news/ai")
+        _check_topic(topic)
         _check_text(text)
         hops += 1
         self.check_hops(agent, f"topic {topic}", hops)
@@ -522,6 +518,12 @@ class Fleet:
                 continue
             with anyio.move_on_after(nearest if nearest is not None else 3600):
                 await self._changed.wait()
+
+
+def _check_topic(topic: str) -> None:
+    if not TOPIC.match(topic):
+        raise InvalidParams(f"invalid topic {topic!r}",
+                            hint="use lowercase letters, digits and . _ / -, e.g. news/ai")
 
 
 def _check_text(text: str) -> None:
