@@ -274,9 +274,13 @@ def test_terminate_on_sessions_self_destruct_and_cascades(make_daemon: Any,
     assert res["stopped"] == ["leaf", "mid", "root"]
     assert {a["id"]: a["state"] for a in daemon.cli_json("ps")} == {
         "root": "stopped", "mid": "stopped", "leaf": "stopped"}
-    res = daemon.cli_json("destroy", "root")
+    # A purge also removes the agents' sandbox working directories.
+    (daemon.home / "work" / "leaf").mkdir(parents=True)
+    (daemon.home / "work" / "leaf" / "out.txt").write_text("x")
+    res = daemon.cli_json("destroy", "root", "--purge")
     assert res["destroyed"] == ["leaf", "mid", "root"]
     assert daemon.cli_json("ps") == []
+    assert not (daemon.home / "work" / "leaf").exists()
 
 
 def test_what_counts_as_a_courtesy_reply() -> None:

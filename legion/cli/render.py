@@ -57,11 +57,15 @@ def agents_tree(agents: list[dict[str, Any]]) -> None:
     table = Table(box=None, header_style="bold")
     for col in ("AGENT", "STATE", "ACTIVITY", "MODEL", "QUEUED", "ENDS"):
         table.add_column(col)
+    # open_at[d]: the branch at depth d has more siblings below, so its line goes on.
+    open_at: dict[int, bool] = {}
     for i, a in enumerate(agents):
         depth = a.get("depth", 0)
         # A child is drawn under its parent; the last of its siblings closes the branch.
         last = _last_sibling(agents, i)
-        prefix = ("   " * (depth - 1) + ("└─ " if last else "├─ ")) if depth else ""
+        open_at[depth] = not last
+        rails = "".join("│  " if open_at.get(d) else "   " for d in range(1, depth))
+        prefix = (rails + ("└─ " if last else "├─ ")) if depth else ""
         style = _STATE_STYLE.get(a["state"], "")
         settings = a.get("settings") or {}
         ends = settings.get("expires_at") or (

@@ -20,9 +20,11 @@ Stopping or destroying an agent cascades to its descendants, whoever asks.
 from __future__ import annotations
 
 import re
+import shutil
 import time
 from collections import deque
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -257,6 +259,11 @@ class Fleet:
                 f": {reason}" if reason else "")
             ev = await self.s.agents.destroy(a, purge=purge, reason=why, source=source)
             events.append(ev)
+            if purge:
+                # Nothing of a purged agent stays: its sandbox working directory goes too.
+                workdir = self.s.paths.home / "work" / a
+                await anyio.to_thread.run_sync(partial(shutil.rmtree, workdir,
+                                                       ignore_errors=True))
             self._ending.pop(a, None)
             if a == agent and notify_parent and rec.parent and rec.parent not in ending:
                 await self._tell_parent(rec.parent, a, why, ev, caused_by)

@@ -189,6 +189,9 @@ class Sandbox:
                      "the strongest available")
         cg = await anyio.to_thread.run_sync(self.cgroup.setup)
         self.layers = ["rlimits", "scrubbed-env", "workdir", "process-group", "audit-hook"]
+        if os.geteuid() != 0:
+            # RLIMIT_NPROC binds only a non-root user (root is exempt).
+            self.layers.append("nproc")
         if cg:
             self.layers.append(cg)
         elif os.geteuid() == 0:
