@@ -247,3 +247,25 @@ usage = { prompt_tokens = 900, completion_tokens = 300 }
     assert any(where in w and "next daemon start" in w for w in accepted["warnings"])
     assert daemon.rpc("agents.get", {"id": "dee"})["result"]["system_prompt"] == "New prompt."
     assert daemon.cli("prompt", "dee", "show", "--note", "x").code == 2
+
+
+def test_a_reflection_counts_against_the_daily_budget_across_a_restart(
+        make_daemon: Any, tmp_path: Path) -> None:
+    answer = json.dumps({"lessons": ["Keep answers short."]})
+    # The reflection's own model call reports 1,000 tokens.
+    tape = (turns("hello", [call("reflect", scope="last_session")])
+            + f"\n[[turn]]\ntext = {json.dumps(answer)}\n"
+            "usage = { prompt_tokens = 900, completion_tokens = 100 }\n\n"
+            + turns("done"))
+    cfg = scripted(tmp_path, "b", tape)
+    daemon: Daemon = make_daemon(config=cfg)
+    daemon.cli("spawn", "bea", "--model", "b")
+    tell(daemon, "bea", "hi")
+    assert tell(daemon, "bea", "reflect")["reply"] == "done"
+    daemon.stop()
+    daemon.start()
+    # Read without a model call: sessions' tokens plus the reflection's, exactly.
+    info = daemon.rpc("tools.run", {"name": "agent_info", "agent": "bea"})["result"]["result"]
+    ended = daemon.rpc("events.list", {"agent": "bea", "kinds": ["session.ended"]})["result"]
+    sessions = sum(e["data"]["usage"]["total_tokens"] for e in ended)
+    assert info["budget_today"]["tokens_used"] == sessions + 1000

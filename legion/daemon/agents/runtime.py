@@ -290,6 +290,16 @@ class Runtime:
             "sum(cost) AS cost FROM sessions WHERE started_at >= ? GROUP BY agent_id", (day,))
         self.usage = {r["agent_id"]: DailyUsage(day, int(r["tokens"] or 0), float(r["cost"] or 0))
                       for r in rows}
+        # Model calls outside sessions (reflections) are recorded only in their events.
+        extra = await self.services.store.fetchall(
+            "SELECT agent_id, sum(json_extract(data, '$.usage.total_tokens')) AS tokens, "
+            "sum(json_extract(data, '$.usage.cost')) AS cost FROM events WHERE ts >= ? "
+            "AND kind IN ('reflection.completed', 'reflection.failed') AND agent_id IS NOT NULL "
+            "GROUP BY agent_id", (day,))
+        for r in extra:
+            u = self.usage.setdefault(r["agent_id"], DailyUsage(day))
+            u.tokens += int(r["tokens"] or 0)
+            u.cost += float(r["cost"] or 0)
 
     def _today_usage(self, agent_id: str) -> DailyUsage:
         day = _today()
