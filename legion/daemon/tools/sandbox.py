@@ -173,8 +173,9 @@ class Sandbox:
                 self.notes.append("bwrap is installed but cannot create namespaces here")
         elif not bwrap:
             self.notes.append("bubblewrap (bwrap) is not installed")
-        if self.cfg.level in ("auto", "namespaces") or (
-                self.cfg.level == "bubblewrap" and not found.get("bubblewrap")):
+        # Each probe starts a process: start-up pays only for what may be used.
+        if self.cfg.level == "namespaces" or (
+                self.cfg.level in ("auto", "bubblewrap") and not found.get("bubblewrap")):
             found["namespaces"] = await self._probe("namespaces")
             if not found["namespaces"]:
                 self.notes.append("user namespaces are not available to this user")
