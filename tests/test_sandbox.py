@@ -41,6 +41,10 @@ HOSTILE = {
     "hog": "def hog() -> int:\n    return len(bytearray(4 * 1024 ** 3))\n",
     "grow": "def grow() -> int:\n    xs = []\n    while True:\n        xs.append(' ' * 10 ** 6)\n",
     "sneaky": "def sneaky() -> str:\n    import ctypes\n    return str(ctypes.CDLL(None))\n",
+    # Not hostile: threads are not processes, and tools use thread pools.
+    "pool": ("from concurrent.futures import ThreadPoolExecutor\n\ndef pool() -> list:\n"
+             "    with ThreadPoolExecutor(4) as ex:\n"
+             "        return sorted(ex.map(lambda n: n * n, range(8)))\n"),
     "net": ("import socket\n\ndef net(port: int) -> str:\n"
             "    socket.create_connection(('127.0.0.1', port), timeout=2)\n"
             "    return 'connected'\n"),
@@ -173,6 +177,12 @@ def test_a_command_fork_bomb_is_held_by_the_process_limit(make_daemon: Any) -> N
     obs = fired["data"]["observation"]
     assert '"timed_out": true' in obs or "Resource temporarily unavailable" in obs
     assert daemon.rpc("daemon.ping")["result"]["pong"] is True
+
+
+def test_a_tool_may_use_threads(sandboxed: Daemon) -> None:
+    res = run(sandboxed, "pool")
+    assert res["ok"], res
+    assert res["result"] == [0, 1, 4, 9, 16, 25, 36, 49]
 
 
 def test_memory_blowups_end_as_tool_errors(sandboxed: Daemon) -> None:

@@ -50,8 +50,10 @@ log = structlog.get_logger("legion.sandbox")
 RUNNER = Path(__file__).with_name("sandbox_runner.py")
 BASE_PATH = "/usr/local/bin:/usr/bin:/bin"
 LEVELS = ("bubblewrap", "namespaces", "process")
-# Threads and helpers the runner itself may need on top of the tool's processes.
-PIDS_SLACK = 4
+# Threads a run may start on top of its processes (both count as tasks for the
+# pids cgroup and RLIMIT_NPROC): asyncio resolves names in a thread, and tools
+# use thread pools.
+PIDS_SLACK = 8
 
 
 class CGroup:
@@ -272,6 +274,7 @@ class Sandbox:
                "deny_read": [str(self.paths.home)],
                "limits": {"cpu_seconds": c.cpu_seconds, "memory_mb": c.memory_mb,
                           "open_files": c.open_files, "processes": processes,
+                          "threads": PIDS_SLACK,
                           "file_size_mb": c.file_size_mb}}
         argv = [sys.executable, "-I", str(RUNNER)]
         if level == "bubblewrap":

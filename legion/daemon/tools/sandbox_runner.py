@@ -106,7 +106,8 @@ def confine(req: dict[str, Any]) -> list[str]:
     if os.geteuid() != 0:
         # RLIMIT_NPROC counts every task of the user, the daemon's threads too:
         # the allowance is what runs now plus what the tool may start.
-        _limit(resource.RLIMIT_NPROC, user_tasks(os.getuid()) + limits["processes"])
+        _limit(resource.RLIMIT_NPROC,
+               user_tasks(os.getuid()) + limits["processes"] + limits.get("threads", 0))
         notes.append("nproc")
     workdir = req["workdir"]
     os.chdir(workdir)
