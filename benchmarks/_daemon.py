@@ -350,6 +350,35 @@ class Conn:
         self.sock.close()
 
 
+# -- /proc readings of a process (the daemon) -------------------------------------------
+
+
+def proc_status(pid: int, key: str) -> int:
+    """A numeric field of /proc/PID/status (VmRSS is in KiB)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(key + ":"):
+            return int(line.split()[1])
+    return 0
+
+
+def ctx_switches(pid: int) -> int:
+    """Voluntary + involuntary context switches of every thread: wake-ups."""
+    total = 0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            text = (task / "status").read_text()
+        except OSError:
+            continue  # the thread ended meanwhile
+        for line in text.splitlines():
+            if line.startswith(("voluntary_ctxt_switches", "nonvoluntary_ctxt_switches")):
+                total += int(line.split()[1])
+    return total
+
+
+def threads(pid: int) -> int:
+    return len(list(Path(f"/proc/{pid}/task").iterdir()))
+
+
 def pct(values: list[float], q: float) -> float:
     """The q-th percentile (nearest rank)."""
     ordered = sorted(values)

@@ -55,7 +55,17 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _daemon import BenchDaemon, Conn, interrupt_on_term, pct, print_problems, run
+from _daemon import (
+    BenchDaemon,
+    Conn,
+    ctx_switches,
+    interrupt_on_term,
+    pct,
+    print_problems,
+    proc_status,
+    run,
+    threads,
+)
 
 YEARLY = "0 0 1 1 *"  # midnight on 1 January: never due during a run
 CALL_TIMEOUT = 120.0  # socket timeout of one RPC (agents.list can take seconds here)
@@ -131,33 +141,8 @@ def agent_id(a: int) -> str:
 # -- /proc ------------------------------------------------------------------------------
 
 
-def proc_status(pid: int, key: str) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith(key + ":"):
-            return int(line.split()[1])
-    return 0
-
-
 def rss_mb(pid: int) -> float:
     return proc_status(pid, "VmRSS") / 1024
-
-
-def ctx_switches(pid: int) -> int:
-    """Voluntary + involuntary context switches of every thread: wake-ups."""
-    total = 0
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        try:
-            text = (task / "status").read_text()
-        except OSError:
-            continue  # the thread ended meanwhile
-        for line in text.splitlines():
-            if line.startswith(("voluntary_ctxt_switches", "nonvoluntary_ctxt_switches")):
-                total += int(line.split()[1])
-    return total
-
-
-def threads(pid: int) -> int:
-    return len(list(Path(f"/proc/{pid}/task").iterdir()))
 
 
 def db_bytes(home: Path) -> tuple[int, int]:

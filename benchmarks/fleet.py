@@ -79,10 +79,13 @@ from _daemon import (
     Conn,
     DaemonError,
     console_script,
+    ctx_switches,
     interrupt_on_term,
     pct,
     print_problems,
+    proc_status,
     run,
+    threads,
 )
 
 CALL_TIMEOUT = 120.0  # socket timeout of one RPC (agents.list of many agents is slow)
@@ -127,33 +130,8 @@ def parse_args() -> argparse.Namespace:
 # -- /proc ------------------------------------------------------------------------------
 
 
-def proc_status(pid: int, key: str) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith(key + ":"):
-            return int(line.split()[1])
-    return 0
-
-
 def rss_kib(pid: int) -> int:
     return proc_status(pid, "VmRSS")
-
-
-def ctx_switches(pid: int) -> int:
-    """Voluntary + involuntary context switches of every thread: wake-ups."""
-    total = 0
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        try:
-            text = (task / "status").read_text()
-        except OSError:
-            continue  # the thread ended meanwhile
-        for line in text.splitlines():
-            if line.startswith(("voluntary_ctxt_switches", "nonvoluntary_ctxt_switches")):
-                total += int(line.split()[1])
-    return total
-
-
-def threads(pid: int) -> int:
-    return len(list(Path(f"/proc/{pid}/task").iterdir()))
 
 
 def ms(seconds: float) -> str:

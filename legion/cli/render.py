@@ -42,6 +42,20 @@ def _plain(headers: tuple[str, ...], rows: list[tuple[str, ...]]) -> None:
     sys.stdout.write("\n".join(lines) + "\n")
 
 
+def _agent_rows(headers: tuple[str, ...], rows: list[tuple[str, ...]]) -> None:
+    """Agent rows (id, state, ...): the state coloured; plain columns for a big fleet."""
+    if len(rows) > PLAIN_ROWS:
+        _plain(headers, rows)
+        return
+    table = Table(box=None, header_style="bold")
+    for col in headers:
+        table.add_column(col)
+    for row in rows:
+        style = _STATE_STYLE.get(row[1], "")
+        table.add_row(row[0], f"[{style}]{row[1]}[/{style}]", *(escape(c) for c in row[2:]))
+    console.print(table)
+
+
 def agents_table(agents: list[dict[str, Any]]) -> None:
     if not agents:
         console.print("no agents. Create one with [bold]legion spawn ID[/bold].")
@@ -57,16 +71,7 @@ def agents_table(agents: list[dict[str, Any]]) -> None:
         rows.append((a["id"], a["state"], a.get("activity", "idle"), model,
                      str(a.get("queued", 0)), _counts(a.get("tasks")), a.get("parent") or "-",
                      ago(a.get("updated_at")), a.get("state_reason") or ""))
-    if len(rows) > PLAIN_ROWS:
-        _plain(headers, rows)
-        return
-    table = Table(box=None, header_style="bold")
-    for col in headers:
-        table.add_column(col)
-    for row in rows:
-        style = _STATE_STYLE.get(row[1], "")
-        table.add_row(row[0], f"[{style}]{row[1]}[/{style}]", *(escape(c) for c in row[2:]))
-    console.print(table)
+    _agent_rows(headers, rows)
 
 
 def agents_tree(agents: list[dict[str, Any]]) -> None:
@@ -90,16 +95,7 @@ def agents_tree(agents: list[dict[str, Any]]) -> None:
             if settings.get("terminate_on") else "")
         rows.append((prefix + a["id"], a["state"], a.get("activity", "idle"), a["model"],
                      str(a.get("queued", 0)), ends or "-"))
-    if len(rows) > PLAIN_ROWS:
-        _plain(headers, rows)
-        return
-    table = Table(box=None, header_style="bold")
-    for col in headers:
-        table.add_column(col)
-    for row in rows:
-        style = _STATE_STYLE.get(row[1], "")
-        table.add_row(row[0], f"[{style}]{row[1]}[/{style}]", *(escape(c) for c in row[2:]))
-    console.print(table)
+    _agent_rows(headers, rows)
 
 
 def _last_sibling(agents: list[dict[str, Any]], i: int) -> bool:
