@@ -310,3 +310,31 @@ def test_a_failed_answer_tells_the_asking_agent(make_daemon: Any, tmp_path: Path
     finally:
         watch.close()
     assert "broken could not answer your message" in notice["data"]["text"]
+
+
+def test_bad_fleet_inputs_are_refused_and_change_nothing(daemon: Daemon) -> None:
+    daemon.cli("spawn", "mom")
+    for args, expect in (
+            (["--terminate-on", "{bad"], "--terminate-on is not JSON"),
+            (["--terminate-on", "{}"], "terminate_on names no condition"),
+            (["--terminate-on", '{"sessions": 0}'], "at least 1"),
+            (["--terminate-on", '{"task_done": "9@mom"}'], "there is no task 9@mom"),
+            (["--terminate-on", '{"when": 1}'], "when"),
+            (["--ttl", "soon"], "ttl 'soon' is not a duration"),
+            (["--parent", "nobody"], "no agent 'nobody'")):
+        res = daemon.cli("spawn", "kid", *args)
+        assert res.code in (2, 4) and expect in res.err and "hint:" in res.err, (args, res)
+    assert [a["id"] for a in daemon.cli_json("ps")] == ["mom"]
+    daemon.cli("spawn", "dad")
+    for who, name, args, expect in (
+            ("mom", "agent_message", ["to=mom", "text=hi"], "you cannot message yourself"),
+            ("mom", "agent_message", ["to=ghost", "text=hi"], "no agent 'ghost'"),
+            ("dad", "agent_message", ["to=mom", "text= "], "the message is empty"),
+            ("mom", "agent_publish", ["topic=Bad Topic!", "text=x"], "invalid topic"),
+            ("dad", "agent_destroy", ["id=mom"], "mom is not your child"),
+            ("mom", "agent_spawn", ["id=Bad Id"], "Bad Id")):
+        res = json.loads(daemon.cli("tools", "run", name, *args, "--agent", who, "--json").out)
+        assert res["ok"] is False and expect in res["error"] and res["hint"], (name, res)
+    assert [a["id"] for a in daemon.cli_json("ps")] == ["mom", "dad"]
+    assert daemon.cli_json("messages", "mom") == []
+    assert daemon.rpc("topics.list")["result"] == []

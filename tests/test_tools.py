@@ -365,3 +365,23 @@ def test_stats_give_percentiles_and_a_verdict_and_search_demotes_degraded_tools(
     daemon.start()
     again = daemon.cli_json("tools", "stats", "flaky_fetch")["tools"][0]
     assert again["calls"] == 4 and again["verdict"] == "degraded"
+
+
+def test_bad_tool_inputs_from_the_shell_and_agents_change_nothing(daemon: Daemon) -> None:
+    for args, expect in ((["--args", "{not json"], "--args is not valid JSON"),
+                         (["--args", "[1, 2]"], "--args must be a JSON object"),
+                         (["--agent", "ghost"], "no agent 'ghost'")):
+        res = daemon.cli("tools", "run", "now", *args)
+        assert res.code in (2, 4) and expect in res.err and "hint:" in res.err, (args, res)
+    daemon.cli("spawn", "ann")
+    for name, args, expect in (
+            ("tool_read", ["name=nothing"], "no agent-written tool named 'nothing'"),
+            ("tool_edit", ["name=nothing", "old_string=a", "new_string=b"], "nothing"),
+            ("tool_delete", ["name=nothing"], "nothing"),
+            ("tool_write", ["name=x", "source=def x() -> int:\n    return 1\n"],
+             "invalid tool name"),
+            ("tool_invoke", ["name=tool_invoke"], "cannot invoke itself")):
+        res = json.loads(daemon.cli("tools", "run", name, *args, "--agent", "ann",
+                                    "--json").out)
+        assert res["ok"] is False and expect in res["error"], (name, res)
+    assert daemon.cli_json("tools", "ls", "--kind", "authored")["tools"] == []
