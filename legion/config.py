@@ -45,6 +45,14 @@ class RpcConfig(_Section):
     send_timeout: Seconds = 10.0
     # Extra uids allowed to connect besides the daemon's own uid.
     allowed_uids: list[Annotated[int, Meta(ge=0)]] = []
+    # Connections one client process (by pid) may hold open at once.
+    max_connections_per_peer: Annotated[int, Meta(ge=1, le=10_000)] = 32
+    # A new connection that sends no complete request within this long is closed.
+    first_request_timeout: Seconds = 10.0
+    # Requests in one JSON-RPC batch (an array); a longer batch is refused whole.
+    max_batch: Annotated[int, Meta(ge=1, le=10_000)] = 100
+    # How deeply arrays and objects may nest in one request.
+    max_depth: Annotated[int, Meta(ge=2, le=1000)] = 64
 
 
 class StoreConfig(_Section):
@@ -86,6 +94,14 @@ class AgentsConfig(_Section):
     # Agent-to-agent hops one conversation may take (a message, its reply, the
     # reply to that...): past this, the loop guard stops delivering.
     max_hops: Annotated[int, Meta(ge=1, le=1000)] = 8
+    # The volume bound on a conversation between two agents (either direction):
+    # at most this many messages between one pair within `conversation_window`
+    # seconds, and at most `conversation_model_calls` model calls in the sessions
+    # those messages start. Past either, nothing more is delivered between them
+    # until the window moves on (`guard.conversation`, a note to both). 0: off.
+    conversation_messages: Annotated[int, Meta(ge=0, le=1_000_000)] = 40
+    conversation_model_calls: Annotated[int, Meta(ge=0, le=1_000_000)] = 80
+    conversation_window: Seconds = 3600.0
     # What ending an agent by ttl, terminate_on or self-destruct does with its
     # record and events: "archive" (the graveyard) or "purge" (delete).
     on_terminate: Literal["archive", "purge"] = "archive"
@@ -182,6 +198,10 @@ class SandboxConfig(_Section):
     # (user + network namespaces), then process (rlimits, scrubbed environment,
     # path checks). Naming a level the machine lacks is refused at start.
     level: Literal["auto", "bubblewrap", "namespaces", "process"] = "auto"
+    # Where the machine offers no kernel isolation (neither bubblewrap nor user
+    # namespaces), agent-written tools are refused unless this is true: the
+    # weak "process" level holds only by rlimits and Python-level checks.
+    allow_weak: bool = False
     # Per-run limits; a tool may ask for less, never more.
     cpu_seconds: Annotated[int, Meta(ge=1, le=3600)] = 10
     memory_mb: Annotated[int, Meta(ge=64, le=65536)] = 512
