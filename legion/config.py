@@ -258,6 +258,9 @@ class Config(_Section):
 
     # Directory that relative paths in the file are resolved against.
     base_dir: str = ""
+    # Dotted key -> the string as the file wrote it, for every string that used
+    # `${VAR}`: `legion config check` shows where a secret comes from, not its value.
+    sources: dict[str, str] = {}
 
 
 _VAR = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
@@ -286,18 +289,21 @@ def expand(value: str, key: str, env: dict[str, str] | None = None) -> str:
     return _VAR.sub(sub, value)
 
 
-def _expand_tree(node: Any, path: str) -> Any:
+def _expand_tree(node: Any, path: str, sources: dict[str, str] | None = None) -> Any:
     if isinstance(node, str):
+        if sources is not None and "${" in node:
+            sources[path] = node
         return expand(node, path or "<root>")
     if isinstance(node, dict):
-        return {k: _expand_tree(v, f"{path}.{k}" if path else k) for k, v in node.items()}
+        return {k: _expand_tree(v, f"{path}.{k}" if path else k, sources)
+                for k, v in node.items()}
     if isinstance(node, list):
-        return [_expand_tree(v, f"{path}[{i}]") for i, v in enumerate(node)]
+        return [_expand_tree(v, f"{path}[{i}]", sources) for i, v in enumerate(node)]
     return node
 
 
 # Fields the loaders fill in themselves; a file may not set them.
-INTERNAL_FIELDS = frozenset({"base_dir", "path"})
+INTERNAL_FIELDS = frozenset({"base_dir", "path", "sources"})
 
 
 def check_keys(node: Any, struct: type[Struct], path: str = "") -> None:
@@ -360,12 +366,14 @@ def _table_of_structs(tp: Any) -> type[Struct] | None:
 def parse(raw: dict[str, Any], *, base_dir: Path | None = None) -> Config:
     """Validate an already-parsed TOML document."""
     check_keys(raw, Config)
-    expanded = _expand_tree(raw, "")
+    sources: dict[str, str] = {}
+    expanded = _expand_tree(raw, "", sources)
     try:
         cfg = msgspec.convert(expanded, Config)
     except msgspec.ValidationError as exc:
         raise _config_error(str(exc)) from None
     cfg.base_dir = str(base_dir or Path.cwd())
+    cfg.sources = sources
     # Aliases the file names replace the embedded ones of the same name; the
     # rest (local, smart, fast, cheap) stay, so a fresh alias never orphans agents.
     cfg.models.aliases = {**ModelsConfig().aliases, **cfg.models.aliases}
@@ -439,7 +447,7 @@ def key_paths() -> list[str]:
 
     def walk(struct: type[Struct], prefix: str) -> None:
         for f in msgspec.structs.fields(struct):
-            if f.name == "base_dir":
+            if f.name in INTERNAL_FIELDS:
                 continue
             name = f"{prefix}{f.encode_name}"
             if isinstance(f.type, type) and issubclass(f.type, Struct):
@@ -457,4 +465,5 @@ def to_dict(cfg: Config) -> dict[str, Any]:
     data = msgspec.to_builtins(cfg)
     assert isinstance(data, dict)
     data.pop("base_dir", None)
+    data.pop("sources", None)
     return data

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from legion import protocol
+from legion.cli.daemon_log import unreachable, where_to_look
 from legion.errors import (
     DaemonUnreachable,
     LegionError,
@@ -21,11 +22,17 @@ from legion.errors import (
     Timeout,
 )
 
+_START = "start it with `legion daemon` (or `systemctl start legion`)"
+
 
 class Client:
-    def __init__(self, path: Path, timeout: float | None = 30.0) -> None:
+    def __init__(self, path: Path, timeout: float | None = 30.0,
+                 log: Path | None = None) -> None:
         self.path = path
         self.timeout = timeout
+        # The daemon's log file, if it has one: quoted when the daemon is gone.
+        self.log = log
+        self._method = ""
         self._sock: socket.socket | None = None
         self._buf = b""
         self._ids = itertools.count(1)
@@ -43,13 +50,18 @@ class Client:
         sock.settimeout(self.timeout)
         try:
             sock.connect(str(self.path))
-        except (FileNotFoundError, ConnectionRefusedError) as exc:
+        except FileNotFoundError:
             sock.close()
-            raise DaemonUnreachable(
-                f"no Legion daemon is listening on {self.path} ({exc.strerror})",
-                hint="start it with `legion daemon` (or `systemctl start legion`); if it runs "
-                "elsewhere, pass --home/--socket or set LEGION_HOME/LEGION_SOCKET",
-            ) from None
+            raise unreachable(
+                f"no Legion daemon is listening on {self.path} (the socket does not exist)",
+                hint=f"{_START}; if it runs elsewhere, pass --home/--socket or set "
+                "LEGION_HOME/LEGION_SOCKET" + self._if_it_died(), log=self.log) from None
+        except ConnectionRefusedError:
+            sock.close()
+            raise unreachable(
+                f"no Legion daemon is listening on {self.path} (the socket is there but "
+                "nothing accepts on it: the daemon stopped without removing it, or crashed)",
+                hint=f"{_START}; {where_to_look(self.log)}", log=self.log) from None
         except PermissionError:
             sock.close()
             raise PermissionDenied(
@@ -59,9 +71,24 @@ class Client:
             ) from None
         except OSError as exc:
             sock.close()
-            raise DaemonUnreachable(f"cannot connect to {self.path}: {exc}",
-                                    hint="check that the daemon is running") from None
+            raise unreachable(f"cannot connect to the daemon on {self.path}: {exc.strerror}",
+                              hint=f"{_START} if it is not running; {where_to_look(self.log)}",
+                              log=self.log) from None
         self._sock = sock
+
+    def _if_it_died(self) -> str:
+        # A missing socket usually means "never started", unless there is a log
+        # saying otherwise: then point at it.
+        return f"; if it was running, {where_to_look(self.log)}" \
+            if self.log is not None and self.log.exists() else ""
+
+    def _gone(self, what: str) -> DaemonUnreachable:
+        """The daemon went away while this client was talking to it."""
+        during = f" before answering {self._method}" if self._method else ""
+        return unreachable(
+            f"the daemon {what}{during}: it stopped, crashed or was restarted",
+            hint=f"{where_to_look(self.log)}; `legion info` shows whether it is back "
+            "(the request may or may not have taken effect)", log=self.log)
 
     def close(self) -> None:
         if self._sock is not None:
@@ -74,6 +101,7 @@ class Client:
             self.connect()
         assert self._sock is not None
         req_id = next(self._ids)
+        self._method = method
         self._send(protocol.request(method, params, req_id))
         while True:
             msg = self.receive()
@@ -95,19 +123,23 @@ class Client:
                 chunk = self._sock.recv(65536)
             except TimeoutError:
                 raise Timeout("the daemon did not answer in time",
-                              hint="it may be overloaded; check `journalctl -u legion`") from None
+                              hint=f"it may be overloaded; {where_to_look(self.log)}") from None
             except OSError as exc:
-                raise DaemonUnreachable(f"connection to the daemon failed: {exc}",
-                                        hint="check that the daemon is still running") from None
+                raise self._gone(f"reset the connection ({exc.strerror})") from None
             if not chunk:
-                raise DaemonUnreachable("the daemon closed the connection",
-                                        hint="it may have stopped; check `legion info`")
+                raise self._gone("closed the connection")
             self._buf += chunk
         line, _, self._buf = self._buf.partition(b"\n")
-        msg = json.loads(line)
-        if isinstance(msg, list):  # batch replies are not used by this client
-            raise LegionError("unexpected batch reply")
-        assert isinstance(msg, dict)
+        try:
+            msg = json.loads(line)
+        except ValueError as exc:
+            raise LegionError(f"the daemon sent a line that is not JSON ({exc})",
+                              hint="the socket may belong to something else than a Legion "
+                              "daemon; check --socket / LEGION_SOCKET") from None
+        if not isinstance(msg, dict):  # batch replies are not used by this client
+            raise LegionError(f"unexpected reply from the daemon: {line[:200]!r}",
+                              hint="the socket may belong to something else than a Legion "
+                              "daemon; check --socket / LEGION_SOCKET")
         return msg
 
     def notifications_stream(self) -> Iterator[dict[str, Any]]:
@@ -124,5 +156,4 @@ class Client:
         try:
             self._sock.sendall(data)
         except OSError as exc:
-            raise DaemonUnreachable(f"cannot send to the daemon: {exc}",
-                                    hint="check that the daemon is still running") from None
+            raise self._gone(f"closed the connection ({exc.strerror})") from None

@@ -8,6 +8,7 @@ import sys
 from typing import Any
 
 from legion import paths as paths_mod
+from legion.cli import daemon_log
 from legion.cli.client import Client
 
 
@@ -25,7 +26,8 @@ class CommandContext:
         )
 
     def client(self, timeout: float | None = 30.0) -> Client:
-        return Client(self.paths.socket, timeout=timeout)
+        return Client(self.paths.socket, timeout=timeout,
+                      log=self.paths.home / daemon_log.LOG_NAME)
 
     def call(self, method: str, params: dict[str, Any] | None = None,
              timeout: float | None = 30.0) -> Any:

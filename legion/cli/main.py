@@ -97,3 +97,9 @@ def _report(exc: LegionError, as_json: bool) -> None:
     print(f"error: {exc.message}", file=sys.stderr)
     if exc.hint:
         print(f"hint: {exc.hint}", file=sys.stderr)
+    errors = exc.extra.get("log_errors")
+    if errors:
+        # The daemon went away: its last words are usually the reason.
+        print(f"last errors in {exc.extra.get('log')}:", file=sys.stderr)
+        for line in errors:
+            print(f"  {line}", file=sys.stderr)

@@ -253,8 +253,7 @@ def info(doc: dict[str, Any]) -> None:
                      + (f", backfill {backfill['state']}" if backfill else "")))
     sb = doc.get("sandbox")
     if sb:
-        rows.append(("sandbox", f"{sb['level']} ({', '.join(sb['layers'])})"
-                     + (f"; {'; '.join(sb['notes'])}" if sb["notes"] else "")))
+        rows.extend(sandbox_rows(sb))
     tl = doc.get("tools")
     if tl:
         pl = doc.get("plugins", {})
@@ -374,6 +373,32 @@ def plugins(doc: dict[str, Any]) -> None:
     console.print(table)
     sb = doc["sandbox"]
     console.print(f"[dim]sandbox: {sb['level']} ({', '.join(sb['layers'])})[/dim]")
+
+
+def sandbox_rows(sb: dict[str, Any]) -> list[tuple[str, str]]:
+    """The sandbox's level, each mechanism in force or missing (and why), and
+    a loud line where agent-written code is refused or weak."""
+    from rich.markup import escape
+
+    level = sb["level"]
+    head = f"[red]{level}[/red]" if level == "process" else f"[green]{level}[/green]"
+    rows = [("sandbox", head + (" [red bold]REFUSING agent-written tools and commands[/]"
+                                if sb.get("refusing") else ""))]
+    mechs = sb.get("mechanisms")
+    if mechs:
+        on = [m["name"] + (f" ({m['detail']})" if m["detail"] else "") for m in mechs
+              if m["active"]]
+        off = [f"{m['name']}: {m['detail']}" if m["detail"] else m["name"] for m in mechs
+               if not m["active"]]
+        rows.append(("  in force", escape(", ".join(on))))
+        if off:
+            rows.append(("  missing", f"[yellow]{escape('; '.join(off))}[/yellow]"))
+    else:
+        rows[0] = ("sandbox", head + f" ({', '.join(sb['layers'])})")
+    for note in sb.get("notes", []):
+        loud = note.startswith(("WEAK", "REFUSING"))
+        rows.append(("  note", f"[red]{escape(note)}[/red]" if loud else escape(note)))
+    return rows
 
 
 def prompt_show(doc: dict[str, Any]) -> None:

@@ -49,6 +49,8 @@ from legion.daemon.tools.stats import Stats
 from legion.daemon.watchers.service import Watchers
 from legion.errors import EXIT_INTERRUPTED, EXIT_OK, ConfigError, LegionError
 from legion.paths import Paths
+from legion.redact import Redactor, secrets_of
+from legion.redact import install as install_redactor
 
 log = structlog.get_logger("legion.daemon")
 
@@ -157,6 +159,9 @@ class Daemon:
             log.info("daemon ready", version=__version__, home=str(self.paths.home),
                      socket=str(self.paths.socket), agents=sup.counts(),
                      sqlite=store.driver.name, vec=store.driver.vec_version)
+            # After READY, not before: start-up stays fast, and the first message
+            # or cron run awaits this same import instead of paying for its own.
+            tg.start_soon(services.models.warm)
 
             await self._stop.wait()
             systemd.notify("STOPPING=1")
@@ -239,6 +244,7 @@ class Daemon:
 
 def main(paths: Paths, config: Config, agents: list[str], config_path: Path | None = None) -> int:
     """Run the daemon in the foreground until a signal stops it."""
+    install_redactor(Redactor(secrets_of(config)))
     configure_logging(config.log.level, config.log.format)
     os.umask(0o077)
     agent_paths = [resolve_path(config, p) for p in config.daemon.agents]

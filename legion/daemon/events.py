@@ -9,6 +9,11 @@ Subscribers get bounded queues. A subscriber that falls behind is never
 waited for: the events it cannot hold are dropped for it alone and replaced by
 one `Lagged` marker saying how many it missed, so the daemon cannot be slowed
 down by a slow reader.
+
+Event data is always valid JSON, here and only here: a non-finite float
+(`inf` from a `Retry-After: Infinity`, a NaN from some division) becomes
+`null` before the event is stored or delivered, since `json.dumps` would
+write `Infinity`, which no strict JSON reader accepts.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import asyncio
 import fnmatch
 import itertools
 import json
+import math
 from collections import deque
 from collections.abc import Iterable
 from datetime import UTC, datetime
@@ -25,6 +31,7 @@ from typing import Any
 import msgspec
 
 from legion.daemon.store.writer import Writer
+from legion.redact import active as active_redactor
 
 
 class Event(msgspec.Struct, frozen=True):
@@ -48,6 +55,32 @@ def now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+def _finite(value: Any) -> Any:
+    """`value` with every non-finite float (deep in dicts, lists, tuples) as None."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value
+
+
+def encode(data: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """Event data as strict JSON text, and the data that text stands for."""
+    try:
+        # The common case costs one dumps: only a payload that has Infinity/NaN is walked.
+        return json.dumps(data, separators=(",", ":"), allow_nan=False), data
+    except ValueError:
+        clean: dict[str, Any] = _finite(data)
+        return json.dumps(clean, separators=(",", ":"), allow_nan=False), clean
+
+
+def _no_constant(name: str) -> None:
+    # Rows written before events were kept strict may hold Infinity/NaN.
+    return None
+
+
 def insert(
     db: Any,
     agent: str | None,
@@ -59,11 +92,12 @@ def insert(
 ) -> Event:
     """Write one event inside the caller's write job and return it with its id."""
     ts = now_iso()
-    payload = data or {}
+    # Secrets never reach the log or a subscriber, whatever put them in the payload.
+    text, payload = encode(active_redactor().value(data or {}))
     cur = db.execute(
         "INSERT INTO events (ts, agent_id, kind, data, caused_by, source) "
         "VALUES (?, ?, ?, ?, ?, ?)",
-        (ts, agent, kind, json.dumps(payload, separators=(",", ":")), caused_by, source),
+        (ts, agent, kind, text, caused_by, source),
     )
     return Event(cur.lastrowid, ts, agent, kind, payload, caused_by, source)
 
@@ -74,7 +108,7 @@ def from_row(row: Any) -> Event:
         row["ts"],
         row["agent_id"],
         row["kind"],
-        json.loads(row["data"]),
+        json.loads(row["data"], parse_constant=_no_constant),
         row["caused_by"],
         row["source"],
     )

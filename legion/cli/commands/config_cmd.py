@@ -15,17 +15,22 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     csub = p.add_subparsers(dest="config_command", metavar="SUBCOMMAND", required=True)
     c = csub.add_parser("check", parents=[common], help="validate a config file",
                         description="Validate a config file (default: HOME/config.toml) and "
-                        "print the effective configuration. Exit 2 if it is invalid.")
+                        "print the effective configuration, secrets redacted (a secret "
+                        "read from the environment is shown as the ${VAR} it was written "
+                        "as). Exit 2 if it is invalid.")
     c.add_argument("file", nargs="?", metavar="FILE")
     c.set_defaults(handler=check)
 
 
 def check(args: argparse.Namespace, ctx: CommandContext) -> int:
     from legion import config
+    from legion.redact import config_view
 
     path = Path(args.file).expanduser() if args.file else ctx.paths.config
     cfg = config.load(path, required=bool(args.file))
-    effective = config.to_dict(cfg)
+    # Never the values of API keys and tokens: this output ends up in bug
+    # reports, terminals that are shared and logs of CI runs.
+    effective = config_view(cfg)
     doc = {"file": str(path), "exists": path.exists(), "valid": True, "config": effective}
     if ctx.json:
         ctx.emit_json(doc)

@@ -3,10 +3,15 @@
 Runaway fan-out and runaway conversations must be impossible by construction:
 - every spawn (by a person or an agent) passes four caps: agents in the
   daemon, depth of the tree, children per agent, spawns per minute; a refusal
-  names the cap and its value;
+  names the cap and its value. The caps are checked and a place reserved in
+  one synchronous step (`reserve`), before the first await of the spawn, so
+  spawns racing from one model turn, one RPC batch or many clients cannot pass
+  a cap together; a spawn that fails gives its place back;
 - an agent-to-agent message carries the number of agent hops that led to it;
   past `agents.max_hops` nothing more is delivered (the loop guard), and a
-  courtesy-only reply to an agent ("Thanks!") is filtered like IDLE.
+  courtesy-only reply to an agent ("Thanks!") is filtered like IDLE;
+- the volume of a conversation between two agents is bounded too (messages
+  and the model calls they cause, in a window): see conversation.py.
 
 Lifecycle: a `ttl`, `terminate_on` conditions (a task done, a number of
 sessions) and `agent_self_destruct` end an agent at a session boundary (a ttl
@@ -19,6 +24,7 @@ Stopping or destroying an agent cascades to its descendants, whoever asks.
 
 from __future__ import annotations
 
+import contextlib
 import re
 import shutil
 import time
@@ -33,6 +39,7 @@ import structlog
 from anyio.abc import TaskStatus
 
 from legion.daemon.agents import inbox
+from legion.daemon.agents.conversation import Conversations, Refusal, trip_job
 from legion.daemon.agents.model import AgentRecord, State
 from legion.daemon.events import Event, Lagged, insert, now_iso
 from legion.errors import Conflict, InvalidParams, LegionError, PermissionDenied
@@ -65,11 +72,45 @@ def sender_agent(sender: str) -> str | None:
     return sender[len(AGENT):] if sender.startswith(AGENT) else None
 
 
+class Reservation:
+    """A place held for one spawn between the cap check and its commit. Until it is
+    released, the caps count it as if the agent existed."""
+
+    def __init__(self, fleet: Fleet, agent_id: str, parent: str | None,
+                 stamp: float | None) -> None:
+        self.fleet = fleet
+        self.agent_id = agent_id
+        self.parent = parent
+        self.stamp = stamp
+        self.kept = False
+
+    def keep(self) -> None:
+        """The spawn committed: the agent now counts by itself, and so does its spawn
+        against the parent's rate."""
+        self.kept = True
+        self.release()
+
+    def release(self) -> None:
+        f = self.fleet
+        if f._pending.get(self.agent_id) is self:
+            del f._pending[self.agent_id]
+        # A spawn cancelled while its write was queued may still have committed.
+        kept = self.kept or self.agent_id in f.s.agents.agents
+        if not kept and self.parent is not None and self.stamp is not None:
+            recent = f._spawns.get(self.parent)
+            if recent is not None:
+                with contextlib.suppress(ValueError):
+                    recent.remove(self.stamp)
+
+
 class Fleet:
     def __init__(self, services: Services) -> None:
         self.s = services
         self.cfg = services.config.agents
         self._spawns: dict[str, deque[float]] = {}
+        # Spawns between their cap check and their commit, by agent id.
+        self._pending: dict[str, Reservation] = {}
+        self.conversations = Conversations(self.cfg)
         # Agents that asked to end (self-destruct), ended after their session.
         self._ending: dict[str, tuple[str, int | None]] = {}
         self._changed = anyio.Event()
@@ -121,10 +162,30 @@ class Fleet:
 
     # -- spawning ---------------------------------------------------------------------
 
+    def reserve(self, agent_id: str, parent: str | None) -> Reservation:
+        """Check every cap and hold a place for this spawn, in one step: nothing awaits
+        between the check and the reservation, so concurrent spawns see each other.
+        Release the reservation if the spawn fails; keep it once it committed."""
+        if agent_id in self._pending:
+            raise Conflict(
+                f"agent '{agent_id}' is being spawned by another request",
+                hint=f"pick another id, or wait and `legion ps` to see {agent_id}",
+                kind="agent_exists", data={"agent": agent_id})
+        self.check_spawn(parent)
+        stamp = None
+        if parent is not None:
+            stamp = time.monotonic()
+            self._spawns.setdefault(parent, deque()).append(stamp)
+        res = Reservation(self, agent_id, parent, stamp)
+        self._pending[agent_id] = res
+        return res
+
     def check_spawn(self, parent: str | None) -> None:
-        """Refuse a spawn past any cap, naming the cap and its value."""
+        """Refuse a spawn past any cap, naming the cap and its value (spawns still in
+        flight count as done)."""
         c = self.cfg
-        total = len(self.s.agents.agents)
+        agents = self.s.agents.agents
+        total = len(agents) + sum(1 for a in self._pending if a not in agents)
         if total >= c.max_agents:
             raise Conflict(
                 f"spawn refused: the daemon already hosts {total} agents "
@@ -141,7 +202,8 @@ class Fleet:
                 f"agents.max_depth is {c.max_depth}",
                 hint="do the work yourself, or ask your parent to spawn the helper",
                 kind="cap_depth", data={"cap": "agents.max_depth", "value": c.max_depth})
-        kids = len(self.children(parent))
+        kids = len(self.children(parent)) + sum(
+            1 for r in self._pending.values() if r.parent == parent and r.agent_id not in agents)
         if kids >= c.max_children:
             raise Conflict(
                 f"spawn refused: {parent} already has {kids} children "
@@ -167,11 +229,35 @@ class Fleet:
                     settings: dict[str, Any] | None = None, source: str,
                     caused_by: int | None = None, sender: str = "user"
                     ) -> tuple[AgentRecord, Event]:
-        from legion.daemon.schedule.scheduler import parse_duration
-
         if parent is not None:
             self.s.agents.get(parent)
-        self.check_spawn(parent)
+        reservation = self.reserve(agent_id, parent)
+        try:
+            rec, ev = await self._spawn(agent_id, parent=parent, system=system, model=model,
+                                        ttl=ttl, terminate_on=terminate_on, message=message,
+                                        settings=settings, source=source)
+            reservation.keep()
+        finally:
+            reservation.release()
+        self._changed.set()
+        if message:
+            # From an agent (its reply goes back to it) or from a person.
+            from_agent = sender_agent(sender)
+            if from_agent is not None:
+                self.conversations.count_message(from_agent, agent_id)
+            await self.deliver(agent_id, sender, message,
+                               hops=1 if from_agent is not None else 0, source=source,
+                               caused_by=ev.id)
+        return rec, ev
+
+    async def _spawn(self, agent_id: str, *, parent: str | None, system: str,
+                     model: str | None, ttl: str | float | None,
+                     terminate_on: TerminateOn | None, message: str | None,
+                     settings: dict[str, Any] | None, source: str
+                     ) -> tuple[AgentRecord, Event]:
+        """The spawn itself, under a reservation: validate, then write the agent."""
+        from legion.daemon.schedule.scheduler import parse_duration
+
         self.s.models.resolve(model or self.s.agents.default_model)
         settings = dict(settings or {})
         if ttl is not None:
@@ -205,17 +291,8 @@ class Fleet:
         if message is not None and len(message) > MAX_TEXT:
             raise InvalidParams(f"the first message is {len(message)} characters; the limit "
                                 f"is {MAX_TEXT}", hint="put long material in shared memory")
-        rec, ev = await self.s.agents.spawn(agent_id, model=model, system_prompt=system,
-                                            parent=parent, settings=settings, source=source)
-        if parent is not None:
-            self._spawns.setdefault(parent, deque()).append(time.monotonic())
-        self._changed.set()
-        if message:
-            # From an agent (its reply goes back to it) or from a person.
-            await self.deliver(agent_id, sender, message,
-                               hops=1 if sender.startswith(AGENT) else 0, source=source,
-                               caused_by=ev.id)
-        return rec, ev
+        return await self.s.agents.spawn(agent_id, model=model, system_prompt=system,
+                                         parent=parent, settings=settings, source=source)
 
     # -- stopping and ending ------------------------------------------------------------
 
@@ -360,10 +437,40 @@ class Fleet:
                 "to": to, "hops": hops, "max_hops": self.cfg.max_hops},
                 caused_by=caused_by, source=f"agent:{sender}")
         self.check_hops(sender, to, hops)
+        refusal = self.conversations.admit_message(sender, to)
+        if refusal is not None:
+            if refusal.tripped:
+                await self.trip(refusal, sender, caused_by)
+            raise Conflict(
+                f"conversation bound: {refusal.sentence()}; the message to {to} was not sent",
+                hint=f"stop messaging {to}; finish with what you have and answer your sender "
+                     "(or IDLE)", kind="conversation_bound",
+                data={"cap": f"agents.conversation_{refusal.bound}",
+                      **refusal.data(self.cfg)})
         msg = await self.deliver(to, agent_sender(sender), text, hops=hops,
                                  source=f"agent:{sender}", caused_by=caused_by)
         return {"message_id": msg.id, "to": to, "hops": hops,
                 "note": f"delivered to {to}'s inbox; its reply will come to yours"}
+
+    def caps_of(self, refusal: Refusal) -> dict[str, int]:
+        return {a: self.s.runtime.automatic_cap(a) for a in refusal.pair}
+
+    async def trip(self, refusal: Refusal, by: str, caused_by: int | None) -> None:
+        """Record that a pair's conversation bound tripped, and tell both agents."""
+        caps = self.caps_of(refusal)
+        log.warning("conversation bound reached", pair=refusal.pair, bound=refusal.bound,
+                    messages=refusal.messages, model_calls=refusal.model_calls)
+
+        def job(db: Any) -> list[Event]:
+            return trip_job(db, refusal, self.cfg, by, caps, caused_by, "legion:fleet")
+
+        def committed(events: list[Event]) -> None:
+            self.s.bus.deliver(events)
+            for ev in events:
+                if ev.kind == "message.received" and ev.agent:
+                    self.s.runtime.delivered(ev.agent)
+
+        await self.s.store.writer.run(job, on_commit=committed)
 
     # -- topics ---------------------------------------------------------------------------
 
@@ -405,29 +512,56 @@ class Fleet:
         hops += 1
         self.check_hops(agent, f"topic {topic}", hops)
         sender = f"topic:{topic}/{agent}"
+        # Each subscriber is a pair with the publisher: those whose conversation with
+        # it is at its bound are skipped (decided here, on the loop, where the counts
+        # live; the subscriber list is read the same way the job reads it).
+        rows = await self.s.store.fetchall(
+            "SELECT agent_id FROM subscriptions WHERE topic = ? AND agent_id != ?",
+            (topic, agent))
+        refused: dict[str, Refusal] = {}
+        for r in rows:
+            refusal = self.conversations.admit_message(agent, r["agent_id"])
+            if refusal is not None:
+                refused[r["agent_id"]] = refusal
+        caps = {a: self.s.runtime.automatic_cap(a) for ref in refused.values()
+                for a in ref.pair}
 
         def job(db: Any) -> tuple[list[str], list[Event]]:
             subs = [r[0] for r in db.execute(
                 "SELECT agent_id FROM subscriptions WHERE topic = ? AND agent_id != ? "
                 "AND agent_id IN (SELECT id FROM agents) ORDER BY agent_id", (topic, agent))]
+            held = [sub for sub in subs if sub in refused]
+            subs = [sub for sub in subs if sub not in refused]
             published = insert(db, agent, "topic.published", {
-                "topic": topic, "subscribers": subs, "text": text[:300]},
+                "topic": topic, "subscribers": subs, "text": text[:300],
+                **({"held_back": held} if held else {})},
                 caused_by=caused_by, source=source)
             events = [published]
             for sub in subs:
                 _msg, ev = inbox.enqueue_job(sub, sender, text, source, published.id,
                                              hops=hops)(db)
                 events.append(ev)
+            for sub in held:
+                if refused[sub].tripped:
+                    events += trip_job(db, refused[sub], self.cfg, agent, caps, published.id,
+                                       "legion:fleet")
             return subs, events
 
         def committed(result: tuple[list[str], list[Event]]) -> None:
             self.s.bus.deliver(result[1])
-            for sub in result[0]:
-                self.s.runtime.delivered(sub)
+            for ev in result[1]:
+                if ev.kind == "message.received" and ev.agent:
+                    self.s.runtime.delivered(ev.agent)
 
         subs, _ = await self.s.store.writer.run(job, on_commit=committed)
-        return {"topic": topic, "delivered_to": subs,
-                **({} if subs else {"note": "nobody subscribes to this topic yet"})}
+        out: dict[str, Any] = {"topic": topic, "delivered_to": subs}
+        if refused:
+            out["held_back"] = sorted(refused)
+            out["note"] = ("not delivered to " + ", ".join(sorted(refused)) + ": "
+                           + next(iter(refused.values())).sentence())
+        elif not subs:
+            out["note"] = "nobody subscribes to this topic yet"
+        return out
 
     # -- the lifecycle loop ---------------------------------------------------------------
 
@@ -436,6 +570,7 @@ class Fleet:
         try:
             async with anyio.create_task_group() as tg:
                 tg.start_soon(self._timers)
+                await self.conversations.load(self.s.store)
                 task_status.started()
                 await self.check_all()
                 while True:

@@ -4,8 +4,14 @@ A message is `queued` once committed (only then does `tell` get its id), is
 `processing` while a session works on it, and ends `done` (answered), `idle`
 (answered with IDLE, which the daemon drops), `failed` (with the reason), or
 `interrupted`. A message left `processing` by a crash is queued again at the
-next start; one that has already been tried `MAX_ATTEMPTS` times fails
-instead, so a message that crashes the daemon cannot crash it forever.
+next start, so a message that crashes the daemon cannot crash it forever:
+- `attempts` counts the sessions that asked the model (the session counts it,
+  durably, just before its first request); after `MAX_ATTEMPTS` the message
+  fails with the reason. A restart before the model was asked (during the
+  litellm import, say) costs no attempt;
+- `deliveries` counts every time the message was taken from the inbox; after
+  `MAX_DELIVERIES` (restarts before the model was ever asked, e.g. a message
+  whose prompt crashes the daemon) it fails too.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ import msgspec
 from legion.daemon.events import Event, insert, now_iso
 
 MAX_ATTEMPTS = 3
+MAX_DELIVERIES = 10
 FINAL = frozenset({"done", "idle", "failed", "interrupted"})
 
 
@@ -40,12 +47,15 @@ class Message(msgspec.Struct):
     # message this one answers: the conversation-loop guard reads both.
     hops: int = 0
     reply_to: int | None = None
+    # Times taken from the inbox (attempts: times the model was asked).
+    deliveries: int = 0
 
     @classmethod
     def from_row(cls, r: Any) -> Message:
         return cls(r["id"], r["agent_id"], r["sender"], r["body"], r["status"], r["attempts"],
                    r["event_id"], r["session_id"], r["reply"], r["error"], r["created_at"],
-                   r["started_at"], r["done_at"], r["model"], r["hops"], r["reply_to"])
+                   r["started_at"], r["done_at"], r["model"], r["hops"], r["reply_to"],
+                   r["deliveries"])
 
     @property
     def final(self) -> bool:
@@ -116,19 +126,25 @@ def claim_job(agent: str) -> Any:
             if row is None:
                 return None, events
             msg = Message.from_row(row)
+            error = None
             if msg.attempts >= MAX_ATTEMPTS:
                 error = (f"gave up after {msg.attempts} attempts: the daemon stopped during "
-                         "each of them")
+                         "each of them, after the model was asked")
+            elif msg.deliveries >= MAX_DELIVERIES:
+                error = (f"gave up after {msg.deliveries} deliveries: the daemon stopped each "
+                         "time before the model was asked (look in the daemon's log for why)")
+            if error is not None:
                 db.execute("UPDATE messages SET status = 'failed', error = ?, done_at = ? "
                            "WHERE id = ?", (error, now_iso(), msg.id))
                 events.append(insert(db, agent, "message.failed",
                                      {"message_id": msg.id, "error": error},
                                      caused_by=msg.event_id, source="daemon"))
                 continue
-            db.execute("UPDATE messages SET status = 'processing', attempts = attempts + 1, "
+            # Not an attempt yet: the session counts one when it asks the model.
+            db.execute("UPDATE messages SET status = 'processing', deliveries = deliveries + 1, "
                        "started_at = ? WHERE id = ?", (now_iso(), msg.id))
             msg.status = "processing"
-            msg.attempts += 1
+            msg.deliveries += 1
             return msg, events
 
     return job
@@ -138,7 +154,7 @@ def requeue_interrupted_job() -> Any:
     """At start-up: whatever a crash left `processing` is delivered again."""
 
     def job(db: Any) -> list[Event]:
-        rows = db.execute("SELECT id, agent_id, event_id, attempts FROM messages "
+        rows = db.execute("SELECT id, agent_id, event_id, attempts, deliveries FROM messages "
                           "WHERE status = 'processing'").fetchall()
         events = []
         for r in rows:
@@ -146,7 +162,8 @@ def requeue_interrupted_job() -> Any:
             db.execute("UPDATE sessions SET status = 'crashed', ended_at = ? "
                        "WHERE message_id = ? AND ended_at IS NULL", (now_iso(), r["id"]))
             events.append(insert(db, r["agent_id"], "message.redelivered",
-                                 {"message_id": r["id"], "attempts": r["attempts"]},
+                                 {"message_id": r["id"], "attempts": r["attempts"],
+                                  "deliveries": r["deliveries"]},
                                  caused_by=r["event_id"], source="daemon"))
         return events
 

@@ -4,8 +4,16 @@ Build the prompt, stream the model, run its tool calls (independent calls
 concurrently), feed the results back, and repeat until the model answers
 without calling a tool. Every step is an event, each `caused_by` the step
 that led to it. Guards end a session on their own: `max_turns`, loop
-detection (the same call, or the same error, `loop_repeats` times), and the
-agent's daily token/cost budget (which also pauses the agent, with the reason).
+detection (the same call, or the same error, `loop_repeats` times), the
+agent's daily token/cost budget (which also pauses the agent, with the
+reason), and the volume bound of the conversation that started the session.
+Loop detection keys on the canonical call: the tool that really runs
+(`tool_invoke` unwrapped) and its arguments parsed and normalised, so a call
+repeated in another surface form is still the same call.
+
+An attempt is counted once the model is about to be asked (litellm loaded, the
+first request of the session): a restart before that, e.g. during the import,
+costs the message no attempt (see inbox.py).
 
 A session's end (its row, the message's status, the conversation rows and the
 closing events) is one write: a crash before it leaves the message
@@ -27,6 +35,7 @@ import structlog
 from msgspec import Meta
 
 from legion.daemon.agents import inbox, prompt
+from legion.daemon.agents.conversation import Refusal, peer_of, trip_job
 from legion.daemon.agents.fleet import agent_sender, sender_agent
 from legion.daemon.agents.inbox import Message
 from legion.daemon.agents.model import AgentRecord, State
@@ -114,6 +123,14 @@ class Session:
         self.model = self.ref
         self.source = f"agent:{rec.id}"
         self.tools = rt.services.tools
+        # The agent whose message started this session (directly or by a topic), for
+        # the conversation bound; None for a person or a trigger.
+        self.peer = peer_of(msg.sender)
+        if self.peer == rec.id:
+            self.peer = None
+        self.counted = False
+        # The session was ended by the conversation bound: the note said it all.
+        self.bounded = False
 
     async def emit(self, kind: str, data: dict[str, Any], caused_by: int | None) -> Event:
         return await self.rt.services.bus.emit(self.rec.id, kind, data, caused_by=caused_by,
@@ -148,7 +165,7 @@ class Session:
             return insert(db, rec.id, "session.started",
                           {"session": self.id, "message_id": msg.id, "trigger": "message",
                            "model": self.ref, "resolved_model": self.rt.models.resolved(self.ref),
-                           "attempt": msg.attempts},
+                           "attempt": msg.attempts + 1, "delivery": msg.deliveries},
                           caused_by=msg.event_id, source=self.source)
 
         ev = await self.rt.services.store.writer.run(job, on_commit=self.rt.services.bus.deliver)
@@ -179,13 +196,20 @@ class Session:
                 guard = await self.emit("guard.budget", {"reason": over}, self.start_event)
                 await self.rt.pause_for(rec.id, over, caused_by=guard.id)
                 return "failed", over, None
+            if self.peer is not None:
+                refusal = self.rt.services.fleet.conversations.admit_call(self.peer, rec.id)
+                if refusal is not None:
+                    await self._bounded(refusal)
+                    return "failed", refusal.sentence(), None
             self.turns = turn
             self.state.activity = "thinking"
-            req = await self.emit("model.request", {
+            request: dict[str, Any] = {
                 "turn": turn, "model": self.ref, "messages": len(messages),
                 "prompt_tokens_estimate": prompt.estimate(messages, schemas),
-                "tools": len(schemas),
-            }, cause)
+                "tools": len(schemas)}
+            if not self.counted:
+                request["attempt"] = await self._count_attempt()
+            req = await self.emit("model.request", request, cause)
             deltas = _Deltas(self, req.id)
 
             async def relay(kind: str, data: dict[str, Any], _req: int = req.id) -> None:
@@ -238,7 +262,7 @@ class Session:
                 cause = resp.id
                 continue
             for c in completion.tool_calls:
-                calls_seen[f"{c.name}:{_normal(c.arguments)}"] += 1
+                calls_seen[canonical_call(c.name, c.arguments)] += 1
             looped = [k for k, n in calls_seen.items() if n >= g.loop_repeats]
             if looped:
                 reason = (f"loop detected: the same tool call ({looped[0].split(':', 1)[0]}) "
@@ -261,6 +285,33 @@ class Session:
         reason = f"max_turns reached ({g.max_turns} model turns without a final answer)"
         await self.emit("guard.max_turns", {"reason": reason}, self.start_event)
         return "failed", reason, None
+
+    async def _count_attempt(self) -> int:
+        """The model is about to be asked for this message: count the attempt, durably,
+        before the request goes out. litellm is loaded first (a no-op once it is), so a
+        daemon killed during the import has not spent one."""
+        await self.rt.models.load()
+        mid = self.msg.id
+
+        def job(db: Any) -> int:
+            db.execute("UPDATE messages SET attempts = attempts + 1 WHERE id = ?", (mid,))
+            return int(db.execute("SELECT attempts FROM messages WHERE id = ?",
+                                  (mid,)).fetchone()[0])
+
+        self.msg.attempts = await self.rt.services.store.writer.run(job)
+        self.counted = True
+        return self.msg.attempts
+
+    async def _bounded(self, refusal: Refusal) -> None:
+        """The conversation this session belongs to is at its bound: no more model calls."""
+        self.bounded = True
+        fleet = self.rt.services.fleet
+        if refusal.tripped:
+            await fleet.trip(refusal, self.rec.id, self.start_event)
+        else:
+            await self.emit("guard.conversation", {
+                **refusal.data(self.rt.services.config.agents), "tripped": False,
+                "note": "the session stopped before its next model call"}, self.start_event)
 
     async def _run_tools(self, calls: list[Any], caused_by: int) -> list[ToolResult]:
         results: list[ToolResult | None] = [None] * len(calls)
@@ -288,8 +339,8 @@ class Session:
                 tg.start_soon(one, i, call)
         return [r for r in results if r is not None]
 
-    def _route_reply(self, db: Any, to: str, reply: str, cause: int, max_hops: int
-                     ) -> list[Event]:
+    def _route_reply(self, db: Any, to: str, reply: str, cause: int, max_hops: int,
+                     refusal: Refusal | None, caps: dict[str, int]) -> list[Event]:
         """In the session's closing transaction: the reply into the asking agent's
         inbox (it is sent exactly when the session is recorded as done)."""
         hops = self.msg.hops + 1
@@ -302,6 +353,13 @@ class Session:
             return [insert(db, self.rec.id, "message.undeliverable", {
                 "to": to, "reason": f"{to} no longer exists"}, caused_by=cause,
                 source=self.source)]
+        if refusal is not None:
+            cfg = self.rt.services.config.agents
+            if refusal.tripped:
+                return trip_job(db, refusal, cfg, self.rec.id, caps, cause, "legion:fleet")
+            return [insert(db, self.rec.id, "message.undeliverable", {
+                "to": to, "reason": refusal.sentence(), "pair": list(refusal.pair)},
+                caused_by=cause, source=self.source)]
         _msg, ev = inbox.enqueue_job(to, agent_sender(self.rec.id), reply, self.source, cause,
                                      hops=hops, reply_to=self.msg.id)(db)
         return [ev]
@@ -329,6 +387,17 @@ class Session:
         idle = idle or courtesy
         max_hops = self.rt.services.config.agents.max_hops
         msg_status = "idle" if idle else status
+        # The reply's place in the conversation bound is taken here, on the loop, where
+        # the counts live (the job below runs in the writer's thread). A reply the hops
+        # guard or a gone agent stops is not counted.
+        refusal: Refusal | None = None
+        caps: dict[str, int] = {}
+        if (msg_status == "done" and to_agent is not None and reply
+                and msg.hops + 1 <= max_hops and to_agent in self.rt.services.agents.agents):
+            fleet = self.rt.services.fleet
+            refusal = fleet.conversations.admit_message(rec.id, to_agent)
+            if refusal is not None and refusal.tripped:
+                caps = fleet.caps_of(refusal)
         rows = (prompt.history_rows(rec.id, self.id, self.new_rows, now_iso())
                 if status == "done" else [])
         usage = self.usage
@@ -362,8 +431,9 @@ class Session:
             closing = insert(db, rec.id, kind, data, caused_by=ended.id, source=self.source)
             events = [ended, closing]
             if msg_status == "done" and to_agent is not None and reply:
-                events += self._route_reply(db, to_agent, reply, closing.id, max_hops)
-            elif msg_status == "failed" and to_agent is not None:
+                events += self._route_reply(db, to_agent, reply, closing.id, max_hops,
+                                            refusal, caps)
+            elif msg_status == "failed" and to_agent is not None and not self.bounded:
                 events += self._tell_failure(db, to_agent, reason, closing.id)
             return events
 
@@ -409,11 +479,38 @@ def _is_courtesy(reply: str) -> bool:
     return bool(parts) and all(COURTESY.match(p) for p in parts)
 
 
-def _normal(arguments: str) -> str:
+def _parsed(arguments: Any) -> Any:
+    """Arguments as a value: a JSON string parsed (an empty one is no arguments)."""
+    if isinstance(arguments, str):
+        text = arguments.strip()
+        if not text:
+            return {}
+        try:
+            return json.loads(text)
+        except ValueError:
+            return text
+    return {} if arguments is None else arguments
+
+
+def canonical_call(name: str, arguments: Any) -> str:
+    """The key the loop guard counts: the tool that really runs and its arguments as
+    canonical JSON. `tool_invoke(name=X, arguments=...)` is the call of X, whether its
+    arguments come as an object or as a JSON string spaced any way."""
+    args = _parsed(arguments)
+    # The registry refuses tool_invoke invoking itself; unwrapping a few levels keeps
+    # the key stable even so.
+    for _ in range(4):
+        if name != "tool_invoke" or not isinstance(args, dict):
+            break
+        inner = args.get("name")
+        if not isinstance(inner, str):
+            break
+        name, args = inner, _parsed(args.get("arguments"))
     try:
-        return json.dumps(json.loads(arguments), sort_keys=True)
-    except ValueError:
-        return arguments.strip()
+        text = json.dumps(args, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    except (TypeError, ValueError):
+        text = repr(args)
+    return f"{name}:{text}"
 
 
 def _is_idle(reply: str) -> bool:

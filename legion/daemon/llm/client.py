@@ -6,20 +6,32 @@
   (`anthropic/claude-...` with ANTHROPIC_API_KEY in the environment).
 - Streaming: text deltas, reasoning deltas and tool-call fragments are
   normalised; the caller gets deltas through a callback and a `Completion`.
-- Failures: 408/425/429/5xx, connection errors, timeouts and stalled streams
-  are retried with capped exponential backoff (honouring Retry-After); each
-  provider has a circuit breaker; when a target gives up, the next one in
-  the chain is tried. Every retry, skip and fallback is reported as an event.
+- A completion needs its finish reason from the provider. A reply that is
+  not a completion (an HTML page, broken JSON, a stream of only `[DONE]`) or a
+  stream cut before its end is a provider error like any other, never an
+  empty or truncated answer. (litellm makes up `finish_reason="stop"` when a
+  stream simply ends, so the check reads what the provider really said.)
+- Failures: 408/425/429/5xx, connection errors, timeouts, stalled streams and
+  invalid replies are retried with capped exponential backoff (honouring a
+  sane Retry-After); each provider has a circuit breaker; when a target gives
+  up, the next one in the chain is tried. Every retry, skip and fallback is
+  reported as an event; error text is redacted before it is.
 - litellm is imported lazily, off the event loop, with the local cost map:
-  nothing else in Legion pays for it.
+  nothing else in Legion pays for it. The daemon warms it in the background
+  right after READY (`warm`); a call made meanwhile awaits that same import.
 """
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import json
+import math
 import os
 import random
+import re
 import threading
+import time
 from collections.abc import Awaitable, Callable
 from email.utils import parsedate_to_datetime
 from typing import Any
@@ -28,10 +40,11 @@ import anyio
 import structlog
 
 from legion.config import Config, ProviderConfig
-from legion.daemon.llm.breaker import Breaker
+from legion.daemon.llm.breaker import Breaker, Permit
 from legion.daemon.llm.repair import repair
 from legion.daemon.llm.types import Completion, ToolCall, Usage
 from legion.errors import InvalidParams, LegionError, ModelUnavailable
+from legion.redact import Redactor, secrets_of
 
 log = structlog.get_logger("legion.llm")
 
@@ -68,6 +81,34 @@ def litellm_module() -> Any:
             offline.register()
             litellm._legion_ready = True
         return litellm
+
+
+# The one import of this process (a failed one is tried again by the next caller).
+_import: dict[str, concurrent.futures.Future[Any]] = {}
+
+
+async def import_litellm() -> Any:
+    """litellm, imported once per process in a background thread; every caller
+    (the warm-up, a message, a cron run, an embedder) awaits the same import.
+
+    The thread is a daemon thread of our own rather than a worker of anyio's
+    pool: a worker cannot be abandoned, so a daemon stopped during the import
+    would wait seconds at exit for a module nobody needs any more.
+    """
+    fut = _import.get("litellm")
+    if fut is None or (fut.done() and fut.exception() is not None):
+        fut = _import["litellm"] = concurrent.futures.Future()
+        # Running from the start: a cancelled waiter cannot cancel the import for the others.
+        fut.set_running_or_notify_cancel()
+
+        def work(target: concurrent.futures.Future[Any] = fut) -> None:
+            try:
+                target.set_result(litellm_module())
+            except BaseException as exc:  # handed to the awaiting task, which reports it
+                target.set_exception(exc)
+
+        threading.Thread(target=work, name="litellm import", daemon=True).start()
+    return await asyncio.wrap_future(fut)
 
 
 class Target:
@@ -128,6 +169,8 @@ class ModelClient:
         self.limits = {name: anyio.Semaphore(p.concurrency) for name, p in self.providers.items()}
         self.calls = 0
         self._litellm: Any = None
+        # Providers echo keys in their errors ("Incorrect API key provided: sk-...").
+        self.redactor = Redactor(secrets_of(cfg))
 
     # -- resolution -------------------------------------------------------------
 
@@ -184,6 +227,28 @@ class ModelClient:
         except LegionError as exc:
             return f"unresolved: {exc.message}"
 
+    # -- litellm ----------------------------------------------------------------
+
+    async def load(self) -> Any:
+        """litellm, ready for calls (plugins registered); see `import_litellm`."""
+        if self._litellm is None:
+            module = await import_litellm()
+            if self._litellm is None:  # the first of the waiters to wake sets it up
+                self._litellm = module
+                self._register_plugins()
+        return self._litellm
+
+    async def warm(self) -> None:
+        """Import litellm in the background, so the first call does not wait on it."""
+        started = time.monotonic()
+        try:
+            await self.load()
+        except Exception as exc:  # the first real call reports it properly
+            log.warning("litellm warm-up failed; the first model call will retry the import",
+                        error=self.redactor.text(str(exc)))
+            return
+        log.info("litellm ready", took_s=round(time.monotonic() - started, 2))
+
     # -- calling ----------------------------------------------------------------
 
     async def complete(
@@ -197,27 +262,25 @@ class ModelClient:
     ) -> Completion:
         """One model turn, with retries, breakers and fallbacks."""
         chain = self.resolve(ref)
-        if self._litellm is None:
-            self._litellm = await anyio.to_thread.run_sync(litellm_module)
-            self._register_plugins()
+        await self.load()
         retry = self.cfg.models.retry
         failures: list[str] = []
         for n, target in enumerate(chain):
             breaker = self.breakers[target.provider]
             for attempt in range(1, retry.attempts + 1):
-                if not breaker.allow():
+                permit = breaker.admit()
+                if permit is None:
                     failures.append(f"{target.ref}: circuit open "
                                     f"(retry in {breaker.retry_in():.1f}s)")
                     await emit("model.skipped", {"target": target.ref, "reason": "circuit open",
                                                  "breaker": breaker.describe()})
                     break
                 try:
-                    async with self.limits[target.provider]:
-                        result = await self._stream(target, messages, tools, on_delta)
+                    result = await self._attempt(target, breaker, permit, messages, tools,
+                                                 on_delta)
                 except Exception as exc:
                     status, retry_after = _classify(exc)
-                    message = _describe(exc)
-                    breaker.failure(message)
+                    message = self.describe_error(exc)
                     retryable = status in RETRYABLE_STATUS or status is None
                     failures.append(f"{target.ref}: {message}")
                     if not retryable or attempt == retry.attempts:
@@ -227,15 +290,23 @@ class ModelClient:
                         break
                     wait = _backoff(attempt, retry.backoff, retry.backoff_max, retry_after)
                     if wait is None:  # told to wait longer than we are willing to
-                        await emit("model.error", {"target": target.ref, "status": status,
-                                                   "error": message, "retry_after": retry_after})
+                        asked = _asked(retry_after)
+                        failures[-1] += (f" (the provider asked to wait {asked}, longer than "
+                                         f"models.retry.backoff_max = {retry.backoff_max:g}s)")
+                        await emit("model.error", {
+                            "target": target.ref, "status": status, "error": message,
+                            "attempt": attempt, "retryable": True,
+                            # JSON has no Infinity: finite seconds, or null for "forever".
+                            "retry_after": (retry_after if retry_after is not None
+                                            and math.isfinite(retry_after) else None),
+                            "note": f"the provider asked to wait {asked}, longer than "
+                                    "models.retry.backoff_max; this target is given up"})
                         break
                     await emit("model.retry", {"target": target.ref, "status": status,
                                                "error": message, "attempt": attempt,
                                                "wait_s": round(wait, 3)})
                     await anyio.sleep(wait)
                     continue
-                breaker.success()
                 self.calls += 1
                 return result
             if n + 1 < len(chain):
@@ -247,6 +318,28 @@ class ModelClient:
             "to the alias in [models.aliases]; `legion info --json` shows each provider's "
             "circuit",
         )
+
+    async def _attempt(self, target: Target, breaker: Breaker, permit: Permit,
+                       messages: list[dict[str, Any]], tools: list[dict[str, Any]],
+                       on_delta: Delta) -> Completion:
+        """One call under its breaker permit, which ends whatever happens."""
+        try:
+            async with self.limits[target.provider]:
+                result = await self._stream(target, messages, tools, on_delta)
+        except Exception as exc:
+            breaker.failure(permit, self.describe_error(exc))
+            raise
+        else:
+            breaker.success(permit)
+            return result
+        finally:
+            # Cancelled (an interrupt, a stop, a timeout scope) or any other
+            # BaseException: no verdict on the provider, but the trial is over.
+            breaker.release(permit)
+
+    def describe_error(self, exc: BaseException) -> str:
+        """An error's text as events, logs and the failed message may show it."""
+        return self.redactor.text(_describe(exc))
 
     async def _stream(self, target: Target, messages: list[dict[str, Any]],
                       tools: list[dict[str, Any]], on_delta: Delta) -> Completion:
@@ -267,6 +360,7 @@ class ModelClient:
         reasoning: list[str] = []
         calls: dict[int, dict[str, str]] = {}
         finish = ""
+        chunks = 0
         usage = Usage()
         iterator = stream.__aiter__()
         while True:
@@ -277,6 +371,7 @@ class ModelClient:
                 break
             except TimeoutError:
                 raise StreamStalled(target.cfg.stall_timeout) from None
+            chunks += 1
             if getattr(chunk, "usage", None):
                 usage = _usage(chunk.usage)
             think = getattr(chunk, "reasoning_content", None)
@@ -304,6 +399,9 @@ class ModelClient:
                     slot["arguments"] += tc.function.arguments
             if choice.finish_reason:
                 finish = choice.finish_reason
+        said = _provider_finish(stream, finish)
+        if not said:
+            raise InvalidReply(sum(len(t) for t in text), len(calls), chunks)
         usage.cost = _cost(litellm, kwargs["model"], usage)
         tool_calls = [ToolCall(id=c["id"] or f"call_{i}", name=c["name"], arguments=c["arguments"])
                       for i, c in sorted(calls.items())]
@@ -324,6 +422,7 @@ class ModelClient:
     def describe(self) -> dict[str, Any]:
         return {
             "litellm_loaded": self._litellm is not None,
+            "litellm_loading": "litellm" in _import and not _import["litellm"].done(),
             "calls": self.calls,
             "aliases": dict(self.cfg.models.aliases),
             "providers": {name: {"kind": p.kind, "api_base": p.api_base,
@@ -336,6 +435,37 @@ class ModelClient:
 class StreamStalled(Exception):
     def __init__(self, seconds: float) -> None:
         super().__init__(f"the stream stalled: no data for {seconds:g}s")
+
+
+class InvalidReply(Exception):
+    """The provider's answer was not a whole completion: nothing said it finished."""
+
+    def __init__(self, chars: int, calls: int, chunks: int) -> None:
+        if chars or calls:
+            what = f"{chars} characters" + (f" and {calls} tool calls" if calls else "")
+            text = (f"the reply ended before the model finished: no finish reason after "
+                    f"{what} (the connection closed early?)")
+        else:
+            text = ("the provider's reply was not a completion: the stream ended without "
+                    "a finish reason or any content (an error page, broken JSON or an "
+                    "empty stream?)")
+        super().__init__(text)
+        self.chunks = chunks
+
+
+def _provider_finish(stream: Any, seen: str) -> str | None:
+    """The finish reason the provider itself sent ("" when it sent none).
+
+    litellm's stream wrapper ends every stream with a chunk saying "stop",
+    whether or not the provider said so (a stream cut mid-way, an HTML page,
+    `data: [DONE]` alone); the provider's own word is kept on the wrapper.
+    Providers reached another way (no such attribute) are judged by the chunks.
+    """
+    if hasattr(stream, "received_finish_reason"):
+        own = (getattr(stream, "received_finish_reason", None)
+               or getattr(stream, "intermittent_finish_reason", None))
+        return str(own) if own else ""
+    return seen
 
 
 def _classify(exc: BaseException) -> tuple[int | None, float | None]:
@@ -355,11 +485,9 @@ def _classify(exc: BaseException) -> tuple[int | None, float | None]:
                 break
     if retry_after is None:
         # litellm folds some provider errors into its message text only.
-        import re
-
-        m = re.search(r"retry[- ]after[\"':= ]+([0-9.]+)", str(exc), re.I)
+        m = re.search(r"retry[- ]after[\"':= ]+([0-9.]+|inf(?:inity)?)", str(exc), re.I)
         if m:
-            retry_after = float(m.group(1))
+            retry_after = _parse_retry_after(m.group(1))
     return status, retry_after
 
 
@@ -376,21 +504,32 @@ def _headers(source: Any) -> dict[str, Any] | None:
 
 
 def _parse_retry_after(raw: str) -> float | None:
-    try:
-        return max(0.0, float(raw))
-    except ValueError:
-        pass
-    try:
-        import time
+    """Seconds to wait, `math.inf` for "longer than anyone would", None to ignore.
 
-        return max(0.0, float(parsedate_to_datetime(raw).timestamp() - time.time()))
-    except (TypeError, ValueError):
+    Seconds or an HTTP date, as the RFC says; `Infinity` or an absurd number
+    means the provider will not have us back soon (the target is given up). A
+    negative, NaN or unreadable value says nothing: our own backoff applies.
+    """
+    raw = raw.strip()
+    try:
+        value = float(raw)
+    except ValueError:
+        try:
+            value = max(0.0, parsedate_to_datetime(raw).timestamp() - time.time())
+        except (TypeError, ValueError, OverflowError, IndexError):
+            return None
+    if math.isnan(value) or value < 0:
         return None
+    return value
+
+
+def _asked(seconds: float | None) -> str:
+    return f"{seconds:g}s" if seconds is not None and math.isfinite(seconds) else "forever"
 
 
 def _backoff(attempt: int, base: float, cap: float, retry_after: float | None) -> float | None:
     if retry_after is not None:
-        return retry_after if retry_after <= cap else None
+        return retry_after if retry_after <= cap else None  # inf is never <= cap
     return float(min(cap, base * 2 ** (attempt - 1)) * (0.5 + random.random() / 2))
 
 

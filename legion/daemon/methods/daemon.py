@@ -13,15 +13,25 @@ from legion import __version__
 from legion.daemon.rpc.dispatch import Context, NoParams, Registry
 from legion.daemon.services import Services
 from legion.daemon.store import event_log
+from legion.redact import Redactor, secrets_of
 
 
 def register(registry: Registry, s: Services) -> None:
+    # `info` reports what providers, plugins and the sandbox say about
+    # themselves (URLs, last errors): any of it may quote a key. Built once,
+    # from the config this daemon runs with.
+    redactor = Redactor(secrets_of(s.config))
+
     async def ping(ctx: Context, p: NoParams) -> dict[str, Any]:
         """Answer at once: a liveness check that touches nothing."""
         return {"pong": True}
 
     async def info(ctx: Context, p: NoParams) -> dict[str, Any]:
         """The daemon's version, home, store build, agents, events and clients."""
+        shown: dict[str, Any] = redactor.value(await _info())
+        return shown
+
+    async def _info() -> dict[str, Any]:
         return {
             "version": __version__,
             "pid": os.getpid(),

@@ -46,6 +46,7 @@ def _view(msg: Message) -> dict[str, Any]:
     return {"message_id": msg.id, "agent": msg.agent, "status": msg.status, "reply": msg.reply,
             "error": msg.error, "sender": msg.sender, "created_at": msg.created_at,
             "done_at": msg.done_at, "session": msg.session_id, "attempts": msg.attempts,
+            "deliveries": msg.deliveries,
             "usage": None, "text": msg.body, "hops": msg.hops, "reply_to": msg.reply_to}
 
 

@@ -116,10 +116,48 @@ def decode_params(method: Method, raw: Any) -> Any:
             f"{method.name}: positional parameters are not supported",
             hint=f"pass an object with named fields: {method.signature()}",
         )
+    if not isinstance(raw, dict):
+        raise InvalidParams(f"{method.name}: params must be an object",
+                            hint=f"pass an object with named fields: {method.signature()}")
+    where = _huge_int(raw, "")
+    if where is not None:
+        raise InvalidParams(
+            f"{method.name}: {where + ': ' if where else ''}number out of range "
+            "(integers must fit in 64 bits)",
+            hint=f"the method takes {method.signature()}",
+            data={"field": where} if where else None)
     try:
         return msgspec.convert(raw, method.params, strict=True)
     except msgspec.ValidationError as exc:
         raise _params_error(method, str(exc)) from None
+
+
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
+
+
+def _huge_int(value: Any, path: str) -> str | None:
+    """The path of the first integer outside 64 bits in decoded JSON, if any.
+
+    JSON allows `10**400`, and msgspec decodes it into a Python int that
+    passes an `int` field; SQLite, and any model provider, cannot take it. So
+    it is refused here, naming the field, rather than failing deep inside a
+    method as an internal error. Nesting is bounded by `rpc.max_depth`.
+    """
+    if isinstance(value, int) and not isinstance(value, bool):
+        return path if not _INT64_MIN <= value <= _INT64_MAX else None
+    if isinstance(value, dict):
+        for k, v in value.items():
+            if isinstance(v, int | dict | list):
+                found = _huge_int(v, f"{path}.{k}" if path else str(k))
+                if found is not None:
+                    return found
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            if isinstance(v, int | dict | list):
+                found = _huge_int(v, f"{path}[{i}]")
+                if found is not None:
+                    return found
+    return None
 
 
 def _params_error(method: Method, msg: str) -> InvalidParams:

