@@ -185,21 +185,40 @@ class BenchDaemon:
                 raise DaemonError(f"the daemon ignored SIGTERM for {STOP_TIMEOUT:g}s") from None
             stopped_s = time.perf_counter() - t0
             self.exit_code = proc.returncode
-            self.proc = None
-            # Drop what the old process said on its way out (STOPPING=1 ...).
-            self._notify.setblocking(False)
-            with contextlib.suppress(BlockingIOError):
-                while self._notify.recv(65536):
-                    pass
-            self._notify.setblocking(True)
-            if self._log is not None:
-                self._log.close()
-            self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
-            self._launch(time.perf_counter())
+            self._relaunch(time.perf_counter())
         except BaseException:
             self.stop()
             raise
         return stopped_s
+
+    def kill9_restart(self) -> float:
+        """SIGKILL the daemon and start it again in the same home; seconds
+        from the kill to READY=1 of the new start."""
+        assert self.proc is not None
+        try:
+            t0 = time.perf_counter()
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait()
+            self.exit_code = self.proc.returncode
+            self._relaunch(t0)
+        except BaseException:
+            self.stop()
+            raise
+        return time.perf_counter() - t0
+
+    def _relaunch(self, t0: float) -> None:
+        assert self._notify is not None and self.home is not None
+        self.proc = None
+        # Drop what the old process said on its way out (STOPPING=1 ...).
+        self._notify.setblocking(False)
+        with contextlib.suppress(BlockingIOError):
+            while self._notify.recv(65536):
+                pass
+        self._notify.setblocking(True)
+        if self._log is not None:
+            self._log.close()
+        self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
+        self._launch(t0)
 
     def stop(self) -> None:
         """SIGTERM, wait, SIGKILL if needed; then remove the home. Safe to call twice."""
@@ -279,6 +298,17 @@ class BenchDaemon:
         return ticks / os.sysconf("SC_CLK_TCK")
 
     # -- a small synchronous client for setup ------------------------------------------
+
+    def wait_warm(self, timeout: float = 60) -> float:
+        """Wait until the daemon's background litellm warm-up is done (it takes
+        a core for ~3 s after READY), so a floor is not measured beside it.
+        Returns the seconds waited."""
+        t0 = time.perf_counter()
+        while not self.call("daemon.info")["models"]["litellm_loaded"]:
+            if time.perf_counter() - t0 > timeout:
+                raise DaemonError(f"litellm was not loaded {timeout:g}s after READY")
+            time.sleep(0.05)
+        return time.perf_counter() - t0
 
     def call(self, method: str, params: dict[str, Any] | None = None) -> Any:
         return self.call_many([(method, params)])[0]

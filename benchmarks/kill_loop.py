@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import random
-import signal
 import sqlite3
 import sys
 import threading
@@ -65,25 +64,6 @@ def sender(d: BenchDaemon, agents: list[str], acked: list[int], stop: threading.
             conn.close()
 
 
-def kill_and_restart(d: BenchDaemon) -> float:
-    """SIGKILL the daemon, start it again on the same home; seconds to READY."""
-    assert d.proc is not None and d.home is not None and d._notify is not None
-    t0 = time.perf_counter()
-    d.proc.send_signal(signal.SIGKILL)
-    d.proc.wait()
-    d.proc = None
-    d._notify.setblocking(False)
-    with contextlib.suppress(BlockingIOError):
-        while d._notify.recv(65536):
-            pass
-    d._notify.setblocking(True)
-    if d._log is not None:
-        d._log.close()
-    d._log = open(d.log_path, "ab")  # noqa: SIM115 - closed by d.stop()
-    d._launch(t0)
-    return time.perf_counter() - t0
-
-
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--rounds", type=int, default=50)
@@ -115,7 +95,7 @@ def main() -> int:
             with contextlib.suppress(Exception):
                 if d.call("daemon.info")["models"].get("litellm_loading"):
                     during_import += 1
-            rounds.append(kill_and_restart(d))
+            rounds.append(d.kill9_restart())
             stop.set()
             for t in threads:
                 t.join(15)
@@ -155,6 +135,12 @@ def main() -> int:
     print(f"lost        {len(lost)}" + (f"  ids {lost[:10]}" if lost else ""))
     print(f"duplicated  {len(duplicated)}" + (f"  ids {duplicated[:10]}" if duplicated else ""))
     print(f"given up    {len(given_up)} ({100 * len(given_up) / max(1, total):.2f} %)")
+    reasons: dict[str, int] = {}
+    for m in given_up:
+        reason = (errors.get(m) or "").split(":")[0]
+        reasons[reason] = reasons.get(reason, 0) + 1
+    for reason, n in sorted(reasons.items()):
+        print(f"            {n} {reason}")
     print(f"failed else {len(other)}" + (f"  e.g. {errors[other[0]]}" if other else ""))
     print(f"attempts>1  {retried} (the model was asked again after a kill)")
     print(f"kills during the litellm import: {during_import} of {args.rounds}")

@@ -65,15 +65,21 @@ def honest(path: Path, stop: threading.Event, latencies: list[float]) -> None:
 def hostile_frames(frame: bytes) -> Callable[[Path, threading.Event], int]:
     def attack(path: Path, stop: threading.Event) -> int:
         sent = 0
-        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
-            s.settimeout(30)
-            s.connect(str(path))
-            f = s.makefile("rb")
-            while not stop.is_set():
-                s.sendall(frame)
-                line = f.readline()
-                assert b'"error"' in line, line[:200]
-                sent += 1
+        while not stop.is_set():
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+                s.settimeout(30)
+                s.connect(str(path))
+                f = s.makefile("rb")
+                try:
+                    while not stop.is_set():
+                        s.sendall(frame)
+                        line = f.readline()
+                        assert b'"error"' in line, line[:200]
+                        sent += 1
+                except (BrokenPipeError, ConnectionResetError):
+                    # The daemon answered before the whole frame was sent and
+                    # closed: count the frame, connect again.
+                    sent += 1
         return sent
     return attack
 
@@ -149,7 +155,10 @@ def main() -> int:
     interrupt_on_term()
     with BenchDaemon(config="[rpc]\nfirst_request_timeout = 1\n") as d:
         start_rss = proc_status(d.pid, "VmRSS") / 1024
-        print(f"daemon RSS at start: {start_rss:.1f} MB")
+        warm = d.wait_warm()
+        warm_rss = proc_status(d.pid, "VmRSS") / 1024
+        print(f"daemon RSS at start: {start_rss:.1f} MB; litellm warm {warm:.1f} s after READY "
+              f"(every scenario runs after it), RSS then {warm_rss:.1f} MB")
         print(f"{'scenario':<18}{'ping/s':>9}{'vs floor':>10}{'p99 ms':>9}"
               f"{'hostile/s':>11}{'RSS MB':>9}{'peak MB':>9}")
         floor = 0.0

@@ -41,7 +41,6 @@ import argparse
 import asyncio
 import contextlib
 import os
-import shutil
 import statistics
 import subprocess
 import sys
@@ -198,10 +197,10 @@ def command(argv: list[str], cwd: Path) -> Callable[[Series], None]:
     return one
 
 
-def local_sandbox(home: Path, level: str) -> Any:
+def local_sandbox(home: Path, level: str, loop: asyncio.AbstractEventLoop) -> Any:
     """legion's Sandbox class in this process, at `level`, in a scratch home. No
-    prepare(): no probes, and no per-run pids cgroup (that would put this
-    process's own cgroup to use)."""
+    prepare(): no per-run pids cgroup (that would put this process's own
+    cgroup to use); only the bwrap binary is looked up, as prepare() does."""
     from legion.config import SandboxConfig
     from legion.daemon.tools.sandbox import Sandbox
     from legion.paths import Paths
@@ -209,6 +208,8 @@ def local_sandbox(home: Path, level: str) -> Any:
     (home / "work").mkdir(mode=0o700, parents=True, exist_ok=True)
     sandbox = Sandbox(SandboxConfig(), Paths(home, home / "daemon.sock"))
     sandbox.level = level  # what prepare() would have chosen; cfg.level is read only there
+    if level == "bubblewrap" and not loop.run_until_complete(sandbox._find_bwrap()):
+        raise SystemExit(f"no bwrap confines a run here: {sandbox.notes}")
     return sandbox
 
 
@@ -330,18 +331,24 @@ def main() -> int:
         bare = [sys.executable, "-I", "-c", "pass"]
         report("python", timed("ref: python -I -c pass", args.sandbox_calls, args.warmup,
                                command(bare, ref), me))
-        if shutil.which("bwrap"):
-            home = ref / "home"
+        loop = asyncio.new_event_loop()
+        home = ref / "home"
+        try:
+            probe = local_sandbox(home, "bubblewrap", loop) if level_used == "bubblewrap" else None
+        except SystemExit:
+            probe = None
+        if probe is not None:
             # The options a tool call gets (no network, a private /tmp).
-            wrapped = local_sandbox(home, "bubblewrap")._bwrap(
-                home / "work", False, None, private_tmp=True) + bare
+            workdir = str(probe.workdir(AGENT))
+            wrapped = probe.policy.bwrap(probe.bwrap, tool=True, workdir=workdir, network=False,
+                                         cwd=workdir, tmp_mb=probe._tmp_mb(),
+                                         sized=probe.bwrap_sized) + bare
             report("bwrap", timed("ref: bwrap ... python -I -c pass", args.sandbox_calls,
                                   args.warmup, command(wrapped, ref), me))
-        loop = asyncio.new_event_loop()
         try:
             report("local", timed(f"ref: Sandbox.run_tool here ({level_used})",
                                   args.sandbox_calls, args.warmup,
-                                  sandbox_call(loop, local_sandbox(ref / "home", level_used)), me))
+                                  sandbox_call(loop, local_sandbox(home, level_used, loop)), me))
         finally:
             loop.close()
     print("  p50..max: one round trip as this process saw it (tools.run: RPC + tool); in-daemon "
@@ -392,8 +399,8 @@ def main() -> int:
           f"{start_tools['total']} tools in the registry ({end['tools']['total']} at the end, "
           f"{end['tools']['authored']} agent-written)")
     print(f"          in the prompt: {', '.join(prompt_names)}")
-    if not shutil.which("bwrap"):
-        print("note    : bwrap is not installed: no bwrap reference row")
+    if level_used != "bubblewrap":
+        print(f"note    : the daemon's level is {level_used}: no bwrap reference row")
     print()
     print(f"daemon stopped (exit code {d.exit_code}); temp home removed; "
           f"total {time.perf_counter() - t_start:.1f}s")

@@ -33,6 +33,57 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
+# -- kernel isolation ---------------------------------------------------------------------
+
+# Where the machine offers neither bubblewrap nor user namespaces, the daemon
+# refuses agent-written code by default. Tests marked `needs_isolation` (they
+# write tools or run cmd_watch commands under the default config) are then
+# skipped with the probe's reason; the weak level's own tests still run.
+_PROBE = """
+import asyncio, json, shutil, sys, tempfile
+from pathlib import Path
+from legion.config import SandboxConfig
+from legion.daemon.tools.sandbox import Sandbox
+from legion.paths import Paths
+home = Path(tempfile.mkdtemp(prefix="lg-probe-"))
+sb = Sandbox(SandboxConfig(allow_weak=True), Paths(home, home / "daemon.sock"))
+sb.cgroup.setup = lambda: ""  # no cgroup of the test run's is touched
+asyncio.run(sb.prepare())
+print(json.dumps({"level": sb.level, "notes": sb.notes}))
+shutil.rmtree(home, ignore_errors=True)
+"""
+_isolation: dict[str, str] = {}
+
+
+def kernel_isolation() -> tuple[str, str]:
+    """(level the daemon's "auto" picks here, why there is no strong one or '')."""
+    if not _isolation:
+        done = subprocess.run([sys.executable, "-c", _PROBE], capture_output=True, text=True,
+                              cwd=REPO, timeout=120)
+        try:
+            found = json.loads(done.stdout.strip().splitlines()[-1])
+        except (ValueError, IndexError):
+            found = {"level": "process", "notes": [f"the probe failed: {done.stderr[-300:]}"]}
+        _isolation["level"] = found["level"]
+        _isolation["why"] = "" if found["level"] != "process" else (
+            "no kernel isolation on this machine (neither bubblewrap nor user namespaces), so "
+            "the daemon refuses agent-written code by default: "
+            + "; ".join(n for n in found["notes"] if "bwrap" in n or "namespaces" in n))
+    return _isolation["level"], _isolation["why"]
+
+
+def pytest_report_header() -> str:
+    level, why = kernel_isolation()
+    return f"legion sandbox: {level}" + (f" ({why})" if why else "")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    marked = [i for i in items if i.get_closest_marker("needs_isolation")]
+    if marked and (why := kernel_isolation()[1]):
+        for item in marked:
+            item.add_marker(pytest.mark.skip(reason=why))
+
+
 def short_tmpdir(prefix: str = "lg-") -> Path:
     # Unix socket paths are limited to 107 bytes; pytest's tmp_path can be longer.
     return Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))

@@ -14,8 +14,8 @@ from typing import Any
 
 from legion.daemon.agents.session import canonical_call
 from tests.conftest import Daemon
-from tests.test_fleet import received, repeat, tapes
-from tests.test_sessions import Watch, tell
+from tests.test_fleet import chatty, converse, received, tapes
+from tests.test_sessions import tell
 from tests.test_tools import call, tool_messages, turns
 
 
@@ -162,15 +162,6 @@ def test_the_loop_guard_stops_one_call_repeated_in_its_tool_invoke_forms(
 # -- the volume bound on a conversation between two agents ------------------------------------
 
 
-def chatty(tmp: Path, extra: str) -> str:
-    # Two agents that always answer with content: neither IDLE nor a courtesy.
-    return tapes(
-        tmp, extra=extra,
-        ping=turns([call("agent_message", to="pong", text="shall we discuss the plan?")],
-                   "sent") + repeat("Interesting point; what about the next step of the plan?"),
-        pong=repeat("Good question; the next step depends on the budget, what do you think?"))
-
-
 def agent_messages(daemon: Daemon) -> list[dict[str, Any]]:
     return [m for a in ("ping", "pong") for m in received(daemon, a)
             if m["sender"].startswith("agent:")]
@@ -193,14 +184,7 @@ def test_a_ping_pong_stops_at_the_conversation_message_bound(make_daemon: Any,
     cfg = chatty(tmp_path, "[agents]\nmax_hops = 1000\nconversation_messages = 6\n"
                            "conversation_model_calls = 1000\n")
     daemon: Daemon = make_daemon(config=cfg)
-    daemon.cli("spawn", "ping", "--model", "ping")
-    daemon.cli("spawn", "pong", "--model", "pong")
-    watch = Watch(daemon)
-    try:
-        assert tell(daemon, "ping", "start a discussion with pong")["reply"] == "sent"
-        guard = watch.until("guard.conversation", bound="messages")
-    finally:
-        watch.close()
+    guard = converse(daemon, bound="messages")
     # The notes were committed with the guard event; let both be answered.
     settle(daemon)
     data = guard["data"]
@@ -237,14 +221,7 @@ def test_a_conversation_stops_at_its_model_call_bound(make_daemon: Any,
     cfg = chatty(tmp_path, "[agents]\nmax_hops = 1000\nconversation_messages = 1000\n"
                            "conversation_model_calls = 5\n")
     daemon: Daemon = make_daemon(config=cfg)
-    daemon.cli("spawn", "ping", "--model", "ping")
-    daemon.cli("spawn", "pong", "--model", "pong")
-    watch = Watch(daemon)
-    try:
-        tell(daemon, "ping", "start a discussion with pong")
-        guard = watch.until("guard.conversation", bound="model_calls")
-    finally:
-        watch.close()
+    guard = converse(daemon, bound="model_calls")
     settle(daemon)
     assert guard["data"]["model_calls"] == 5 and guard["data"]["pair"] == ["ping", "pong"]
     # The session that would have made the sixth call stopped, with the reason, and

@@ -43,6 +43,29 @@ def wait_for_each(watch: Watch, kind: str, agents: set[str]) -> None:
             pending.discard(ev["agent"])
 
 
+def chatty(tmp: Path, extra: str) -> str:
+    """ping and pong tapes: two agents that always answer with content (neither
+    IDLE nor a courtesy), ping starting with an agent_message to pong."""
+    return tapes(
+        tmp, extra=extra,
+        ping=turns([call("agent_message", to="pong", text="shall we discuss the plan?")],
+                   "sent") + repeat("Interesting point; what about the next step of the plan?"),
+        pong=repeat("Good question; the next step depends on the budget, what do you think?"))
+
+
+def converse(daemon: Daemon, **match: Any) -> dict[str, Any]:
+    """Spawn ping and pong on their tapes, have ping start a discussion, and
+    return the first guard.conversation event matching `match`."""
+    daemon.cli("spawn", "ping", "--model", "ping")
+    daemon.cli("spawn", "pong", "--model", "pong")
+    watch = Watch(daemon)
+    try:
+        tell(daemon, "ping", "start a discussion with pong")
+        return watch.until("guard.conversation", **match)
+    finally:
+        watch.close()
+
+
 def received(daemon: Daemon, agent: str) -> list[dict[str, Any]]:
     return [e["data"] for e in daemon.rpc("events.list", {
         "agent": agent, "kinds": ["message.received"], "limit": 1000})["result"]]
@@ -149,20 +172,9 @@ def test_the_spawn_rate_cap(make_daemon: Any) -> None:
 
 def test_the_loop_guard_and_the_idle_filter_stop_agents_talking_forever(
         make_daemon: Any, tmp_path: Path) -> None:
-    cfg = tapes(
-        tmp_path, extra="[agents]\nmax_hops = 4\n",
-        ping=turns([call("agent_message", to="pong", text="shall we discuss the plan?")],
-                   "sent") + repeat("Interesting point; what about the next step of the plan?"),
-        pong=repeat("Good question; the next step depends on the budget, what do you think?"))
+    cfg = chatty(tmp_path, "[agents]\nmax_hops = 4\n")
     daemon: Daemon = make_daemon(config=cfg)
-    daemon.cli("spawn", "ping", "--model", "ping")
-    daemon.cli("spawn", "pong", "--model", "pong")
-    watch = Watch(daemon)
-    try:
-        assert tell(daemon, "ping", "start a discussion with pong")["reply"] == "sent"
-        guard = watch.until("guard.conversation")
-    finally:
-        watch.close()
+    guard = converse(daemon)
     assert guard["data"]["max_hops"] == 4 and guard["data"]["hops"] == 5
     hops = sorted(m.get("hops", 0) for a in ("ping", "pong") for m in received(daemon, a)
                   if m["sender"].startswith("agent:"))

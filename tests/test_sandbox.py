@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import Daemon
+from tests.conftest import Daemon, kernel_isolation
 from tests.test_sessions import Watch, scripted, tell
 from tests.test_tools import call, turns
 
@@ -56,6 +56,8 @@ HOSTILE = {
 # hook hold: every case must hold under both.
 @pytest.fixture(params=["auto", "process"])
 def sandboxed(make_daemon: Any, tmp_path: Path, request: Any) -> Daemon:
+    if request.param == "auto" and (why := kernel_isolation()[1]):
+        pytest.skip(why)
     writes = [call("tool_write", name=n, source=src) for n, src in HOSTILE.items()]
     writes.append(call("tool_write", name="wants_secret", env=["LEGION_TEST_SECRET"],
                        source="import os\n\ndef wants_secret() -> str:\n"

@@ -29,6 +29,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import Daemon, short_tmpdir
+from tests.test_sandbox import run
 from tests.test_sessions import scripted, tell
 from tests.test_tools import call, turns
 
@@ -191,13 +192,6 @@ def _start(daemon: Daemon, level: str) -> None:
             line = next(x for x in log.splitlines() if "not available" in x)
             pytest.skip(f"sandbox level {level} is not available here: {line[-300:]}")
         raise exc
-
-
-def run(daemon: Daemon, name: str, **args: Any) -> dict[str, Any]:
-    reply = daemon.rpc("tools.run", {"name": name, "args": args, "agent": "mallory"})
-    assert "result" in reply, reply
-    result: dict[str, Any] = reply["result"]
-    return result
 
 
 def agents(daemon: Daemon) -> set[str]:

@@ -117,6 +117,7 @@ def test_an_agent_finds_http_get_invokes_it_and_learns_from_its_mistakes(
     assert stats["calls"] == 3 and stats["failures"] == 0 and stats["misuses"] == 1
 
 
+@pytest.mark.needs_isolation
 def test_the_prompt_carries_only_the_kernel_and_the_two_meta_tools(daemon: Daemon) -> None:
     from legion.daemon.tools import kernel, meta
 
@@ -190,6 +191,7 @@ V3 = V2.replace("    return x * 3\n", "    y = x * 3\n    return y\n")
 V4 = "# written by an agent\n" + V3
 
 
+@pytest.mark.needs_isolation
 def test_an_agent_writes_builds_runs_and_edits_a_tool_in_all_three_modes(
         make_daemon: Any, tmp_path: Path) -> None:
     h2, h3 = content_hash(V2), content_hash(V3)
@@ -269,6 +271,7 @@ def test_an_agent_writes_builds_runs_and_edits_a_tool_in_all_three_modes(
     assert [v["version"] for v in shown["versions"]] == [4, 3, 2, 1]
 
 
+@pytest.mark.needs_isolation
 def test_a_tool_that_does_not_build_is_saved_broken_and_fixed_by_an_edit(
         make_daemon: Any, tmp_path: Path) -> None:
     bad = "def half(x: int) -> float:\n    return x / 2\n\ndef test():\n    assert half(3) == 1\n"
@@ -295,6 +298,7 @@ def test_a_tool_that_does_not_build_is_saved_broken_and_fixed_by_an_edit(
     assert bad_args["error"].startswith("argument 'x'") and "half(x: int)" in bad_args["hint"]
 
 
+@pytest.mark.needs_isolation
 def test_only_the_maintainer_edits_a_tool_and_builtin_names_are_taken(
         make_daemon: Any, tmp_path: Path) -> None:
     (tmp_path / "a.toml").write_text(turns(
@@ -333,6 +337,7 @@ def test_only_the_maintainer_edits_a_tool_and_builtin_names_are_taken(
 # -- statistics ------------------------------------------------------------------------
 
 
+@pytest.mark.needs_isolation
 def test_stats_give_percentiles_and_a_verdict_and_search_demotes_degraded_tools(
         make_daemon: Any, tmp_path: Path) -> None:
     flaky = ("def flaky_fetch(n: int) -> int:\n    '''Fetch a number from the web.'''\n"
@@ -367,6 +372,7 @@ def test_stats_give_percentiles_and_a_verdict_and_search_demotes_degraded_tools(
     assert again["calls"] == 4 and again["verdict"] == "degraded"
 
 
+@pytest.mark.needs_isolation
 def test_bad_tool_inputs_from_the_shell_and_agents_change_nothing(daemon: Daemon) -> None:
     for args, expect in ((["--args", "{not json"], "--args is not valid JSON"),
                          (["--args", "[1, 2]"], "--args must be a JSON object"),

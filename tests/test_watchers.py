@@ -139,6 +139,7 @@ def test_tool_action_runs_without_a_model(daemon: Daemon, site: Site) -> None:
     watch.close()
 
 
+@pytest.mark.needs_isolation
 def test_file_cmd_process_and_tcp_watchers(daemon: Daemon, tmp_path: Path) -> None:
     daemon.cli("spawn", "eye")
     watch = Watch(daemon, "eye")

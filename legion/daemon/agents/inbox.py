@@ -9,9 +9,11 @@ next start, so a message that crashes the daemon cannot crash it forever:
   durably, just before its first request); after `MAX_ATTEMPTS` the message
   fails with the reason. A restart before the model was asked (during the
   litellm import, say) costs no attempt;
-- `deliveries` counts every time the message was taken from the inbox; after
-  `MAX_DELIVERIES` (restarts before the model was ever asked, e.g. a message
-  whose prompt crashes the daemon) it fails too.
+- `deliveries` counts the sessions that got as far as working on it (litellm
+  ready, the prompt about to be built); after `MAX_DELIVERIES` (restarts
+  before the model was ever asked, e.g. a message whose prompt crashes the
+  daemon) it fails too. A restart while litellm is still being imported
+  costs neither: it is not the message's doing.
 """
 
 from __future__ import annotations
@@ -140,11 +142,11 @@ def claim_job(agent: str) -> Any:
                                      {"message_id": msg.id, "error": error},
                                      caused_by=msg.event_id, source="daemon"))
                 continue
-            # Not an attempt yet: the session counts one when it asks the model.
-            db.execute("UPDATE messages SET status = 'processing', deliveries = deliveries + 1, "
-                       "started_at = ? WHERE id = ?", (now_iso(), msg.id))
+            # Neither an attempt nor a delivery yet: the session counts a delivery
+            # once litellm is ready and an attempt when it asks the model.
+            db.execute("UPDATE messages SET status = 'processing', started_at = ? WHERE id = ?",
+                       (now_iso(), msg.id))
             msg.status = "processing"
-            msg.deliveries += 1
             return msg, events
 
     return job

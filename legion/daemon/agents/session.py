@@ -165,7 +165,7 @@ class Session:
             return insert(db, rec.id, "session.started",
                           {"session": self.id, "message_id": msg.id, "trigger": "message",
                            "model": self.ref, "resolved_model": self.rt.models.resolved(self.ref),
-                           "attempt": msg.attempts + 1, "delivery": msg.deliveries},
+                           "attempt": msg.attempts + 1, "delivery": msg.deliveries + 1},
                           caused_by=msg.event_id, source=self.source)
 
         ev = await self.rt.services.store.writer.run(job, on_commit=self.rt.services.bus.deliver)
@@ -173,6 +173,7 @@ class Session:
 
     async def _converse(self) -> tuple[str, str, str | None]:
         rec, g = self.rec, self.guards
+        await self._count_delivery()
         history = await prompt.history(self.rt.services.store, rec.id, g.history_tokens)
         user = prompt.user_message(self.msg.sender, self.msg.body)
         system = prompt.system_prompt(rec.id, rec.system_prompt)
@@ -285,6 +286,19 @@ class Session:
         reason = f"max_turns reached ({g.max_turns} model turns without a final answer)"
         await self.emit("guard.max_turns", {"reason": reason}, self.start_event)
         return "failed", reason, None
+
+    async def _count_delivery(self) -> None:
+        """The session is about to work on the message (litellm is ready: a
+        restart during its import is nobody's fault): count a delivery, durably,
+        so a message that ends the daemon before the model is asked is given up."""
+        await self.rt.models.load()
+        mid = self.msg.id
+
+        def job(db: Any) -> None:
+            db.execute("UPDATE messages SET deliveries = deliveries + 1 WHERE id = ?", (mid,))
+
+        await self.rt.services.store.writer.run(job)
+        self.msg.deliveries += 1
 
     async def _count_attempt(self) -> int:
         """The model is about to be asked for this message: count the attempt, durably,

@@ -79,8 +79,25 @@ def litellm_module() -> Any:
             for name in ("LiteLLM", "LiteLLM Router", "LiteLLM Proxy"):
                 logging.getLogger(name).setLevel(logging.CRITICAL)
             offline.register()
+            _first_completion(litellm)
             litellm._legion_ready = True
         return litellm
+
+
+def _first_completion(litellm: Any) -> None:
+    """One completion litellm answers itself (`mock_response`: no network, no
+    key, no tokens), here in the import thread: litellm imports more on its
+    first completion, whatever the provider (~0.5 s here). Done now, every
+    caller that awaits the import finds litellm ready for calls, and a
+    message's attempt (counted once the import is done) is not spent on it."""
+    try:
+        reply = litellm.completion(model="openai/legion-warm-up", stream=True,
+                                   messages=[{"role": "user", "content": "warm-up"}],
+                                   mock_response="ok")
+        for _chunk in reply:
+            pass
+    except Exception as exc:  # only the first real call is slower for it
+        log.info("litellm warm-up completion failed", error=str(exc)[:300])
 
 
 # The one import of this process (a failed one is tried again by the next caller).
@@ -109,6 +126,11 @@ async def import_litellm() -> Any:
 
         threading.Thread(target=work, name="litellm import", daemon=True).start()
     return await asyncio.wrap_future(fut)
+
+
+WARM_UP_TOOLS = [{"type": "function", "function": {
+    "name": "noop", "description": "does nothing",
+    "parameters": {"type": "object", "properties": {}}}}]
 
 
 class Target:
@@ -169,6 +191,9 @@ class ModelClient:
         self.limits = {name: anyio.Semaphore(p.concurrency) for name, p in self.providers.items()}
         self.calls = 0
         self._litellm: Any = None
+        # Set once litellm is imported and has made its first call (see load()).
+        self._ready = False
+        self._loading = anyio.Lock()
         # Providers echo keys in their errors ("Incorrect API key provided: sk-...").
         self.redactor = Redactor(secrets_of(cfg))
 
@@ -230,13 +255,34 @@ class ModelClient:
     # -- litellm ----------------------------------------------------------------
 
     async def load(self) -> Any:
-        """litellm, ready for calls (plugins registered); see `import_litellm`."""
-        if self._litellm is None:
-            module = await import_litellm()
-            if self._litellm is None:  # the first of the waiters to wake sets it up
-                self._litellm = module
-                self._register_plugins()
+        """litellm, ready for calls: imported (see `import_litellm`), plugins
+        registered, and one call made to the in-process `mock/echo` model (no
+        network, no tokens, not counted), because litellm's first streamed
+        completion sets up more (~0.6 s here). Every caller awaits the same
+        work, so a message's attempt, counted after this, is never spent on it."""
+        if self._ready:
+            return self._litellm
+        async with self._loading:
+            if not self._ready:
+                module = await import_litellm()
+                if self._litellm is None:
+                    self._litellm = module
+                    self._register_plugins()
+                await self._first_call()
+                self._ready = True
         return self._litellm
+
+    async def _first_call(self) -> None:
+        async def ignore(_kind: str, _text: str) -> None:
+            return None
+
+        try:
+            # With a tool: litellm imports its tool handling (MCP included,
+            # ~0.5 s) on the first call that has tools.
+            await self._stream(self.resolve("mock/echo")[0],
+                               [{"role": "user", "content": "warm-up"}], WARM_UP_TOOLS, ignore)
+        except Exception as exc:  # only the first real call is slower for it
+            log.info("litellm warm-up call failed", error=self.describe_error(exc))
 
     async def warm(self) -> None:
         """Import litellm in the background, so the first call does not wait on it."""
@@ -421,7 +467,7 @@ class ModelClient:
 
     def describe(self) -> dict[str, Any]:
         return {
-            "litellm_loaded": self._litellm is not None,
+            "litellm_loaded": self._ready,
             "litellm_loading": "litellm" in _import and not _import["litellm"].done(),
             "calls": self.calls,
             "aliases": dict(self.cfg.models.aliases),

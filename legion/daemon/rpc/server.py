@@ -53,6 +53,7 @@ from legion.config import RpcConfig
 from legion.daemon.events import EventBus, Subscription
 from legion.daemon.rpc import framing
 from legion.daemon.rpc.dispatch import Context, Peer, Registry
+from legion.daemon.rpc.throttle import LogThrottle
 from legion.errors import (
     InternalError,
     InvalidRequest,
@@ -162,8 +163,8 @@ class Connection:
                 with anyio.fail_after(self.server.cfg.send_timeout):
                     await self.stream.send(data)
             except TimeoutError:
-                log.warning("client stopped reading; dropping it", conn=self.id,
-                            pid=self.peer.pid)
+                self.server.note("warning", "client stopped reading; dropping it",
+                                 conn=self.id, pid=self.peer.pid)
                 self.close()
             except (anyio.BrokenResourceError, anyio.ClosedResourceError):
                 self.close()
@@ -270,8 +271,8 @@ class Connection:
         cfg = self.server.cfg
         self.server.timed_out += 1
         if self._line_started is not None:
-            log.info("closing connection: request line not completed in time", conn=self.id,
-                     pid=self.peer.pid, bound_s=cfg.first_request_timeout)
+            self.server.note("info", "closing connection: request line not completed in time",
+                             conn=self.id, pid=self.peer.pid, bound_s=cfg.first_request_timeout)
             with anyio.move_on_after(1):
                 await self.send(_error(None, InvalidRequest(
                     f"request not completed within {cfg.first_request_timeout:g} s of its "
@@ -280,10 +281,11 @@ class Connection:
                     "(the bound is rpc.first_request_timeout)",
                     kind="request_timeout")))
         elif not self.requests:
-            log.info("closing connection that sent no request", conn=self.id,
-                     pid=self.peer.pid, waited_s=cfg.first_request_timeout)
+            self.server.note("info", "closing connection that sent no request", conn=self.id,
+                             pid=self.peer.pid, waited_s=cfg.first_request_timeout)
         else:
-            log.info("closing idle connection", conn=self.id, idle_s=cfg.idle_timeout)
+            self.server.note("info", "closing idle connection", conn=self.id,
+                             idle_s=cfg.idle_timeout)
 
     async def _too_large(self, size: int) -> None:
         limit = self.server.cfg.max_request_bytes
@@ -441,6 +443,17 @@ class RpcServer:
         self._scope: anyio.CancelScope | None = None
         self.in_flight = 0
         self._idle: anyio.Event | None = None
+        self._throttle = LogThrottle()
+
+    def note(self, level: str, event: str, **fields: Any) -> None:
+        """A log line about one client, at most one of its kind per 10 s: a
+        flood of bad clients must not become a flood of log lines."""
+        held = self._throttle.allow(event)
+        if held is None:
+            return
+        if held:
+            fields["held_back"] = held  # lines of this kind not written since the last
+        getattr(log, level)(event, **fields)
 
     def request_started(self) -> None:
         self.in_flight += 1
@@ -521,7 +534,7 @@ class RpcServer:
         peer = peer_credentials(sock)
         if peer.uid not in self.allowed_uids:
             self.refused += 1
-            log.warning("refused client from another uid", uid=peer.uid, pid=peer.pid)
+            self.note("warning", "refused client from another uid", uid=peer.uid, pid=peer.pid)
             await self._refuse(stream, PermissionDenied(
                 f"uid {peer.uid} may not use this daemon (it runs as uid {os.getuid()})",
                 hint="run the command as the daemon's user (e.g. `sudo -u legion legion "
@@ -548,8 +561,8 @@ class RpcServer:
         else why not. No await: the check and the insertion are one step."""
         cfg = self.cfg
         if self._per_peer.get(peer.pid, 0) >= cfg.max_connections_per_peer:
-            log.warning("refused client: too many connections from one process",
-                        pid=peer.pid, max=cfg.max_connections_per_peer)
+            self.note("warning", "refused client: too many connections from one process",
+                      pid=peer.pid, max=cfg.max_connections_per_peer)
             return Unavailable(
                 f"too many connections from process {peer.pid} "
                 f"(max {cfg.max_connections_per_peer} per process)",
@@ -565,8 +578,8 @@ class RpcServer:
                 "rpc.max_connections", kind="too_many_connections")
         victim = min(idle, key=lambda c: c.last_active)
         self.shed += 1
-        log.info("shedding the longest-idle connection to make room", conn=victim.id,
-                 pid=victim.peer.pid, idle_s=round(anyio.current_time() - victim.last_active, 2))
+        self.note("info", "shedding the longest-idle connection to make room", conn=victim.id,
+                  pid=victim.peer.pid, idle_s=round(anyio.current_time() - victim.last_active, 2))
         self._forget(victim)
         victim.shed(Unavailable(
             f"connection closed: the daemon is at rpc.max_connections "

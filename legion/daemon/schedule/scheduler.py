@@ -182,11 +182,13 @@ class Scheduler:
         if job is not None:
             job.remove()
 
-    async def _arm(self, row: Any) -> None:
-        """Handle what was missed since `last_fire`, then plan the next runs."""
+    async def _arm(self, row: Any, *, fresh: bool = False) -> None:
+        """Handle what was missed since `last_fire`, then plan the next runs.
+        A `fresh` schedule (just added) has missed nothing: a tick between its
+        insert and this call (a busy writer) is not a run the daemon lost."""
         trigger = make_trigger(row["kind"], row["spec"], _dt(row["created_at"]))
         now = datetime.now(UTC)
-        since = _dt(row["last_fire"] or row["created_at"])
+        since = now if fresh else _dt(row["last_fire"] or row["created_at"])
         missed: list[datetime] = []
         previous: datetime | None = None
         cursor = since + timedelta(microseconds=1)
@@ -378,7 +380,7 @@ class Scheduler:
             job, on_commit=lambda r: self.services.bus.deliver(r[1]))
         row = await self.services.store.fetchone("SELECT * FROM schedules WHERE id = ?", (sid,))
         if rec.state is not State.STOPPED:
-            await self._arm(row)
+            await self._arm(row, fresh=True)
         return self.describe(row)
 
     async def remove(self, agent: str, sid: int, source: str = "rpc") -> dict[str, Any]:

@@ -238,6 +238,12 @@ class Guard:
                 raise PermissionError(f"{event}: starting processes is not allowed in the "
                                       "sandbox (a person may allow some with "
                                       "tools.sandbox.processes in config.toml)")
+        elif event == "socket.__new__" and not self.network and len(args) > 1 and (
+                args[1] != 1):  # AF_UNIX: the daemon's socket is refused below
+            # Said here because the kernel (seccomp) refuses socket() with a
+            # bare EACCES that tells the agent nothing.
+            raise PermissionError("network access is not allowed; a tool that needs it must "
+                                  "be written with network=true")
         elif event in ("socket.connect", "socket.bind", "socket.sendto", "socket.sendmsg"):
             if not self.network:
                 raise PermissionError("network access is not allowed; a tool that needs it must "
