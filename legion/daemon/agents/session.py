@@ -81,7 +81,11 @@ class GuardOverrides(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=T
 
 
 class _Deltas:
-    """Streamed text and reasoning, coalesced into a few events per second."""
+    """Streamed text and reasoning, coalesced into a few events per second.
+
+    A use is `async with`: a ticker flushes what waits every DELTA_INTERVAL,
+    so text a model streams before a long pause is shown at once, not when
+    (or if) the next chunk comes."""
 
     def __init__(self, session: Session, caused_by: int) -> None:
         self.session = session
@@ -89,6 +93,29 @@ class _Deltas:
         self.parts: dict[str, list[str]] = {"text": [], "reasoning": []}
         self.size = 0
         self.since = time.monotonic()
+        self._lock = anyio.Lock()  # one flush at a time: events keep the stream's order
+        self._tg: anyio.abc.TaskGroup | None = None
+
+    async def __aenter__(self) -> _Deltas:
+        self._tg = anyio.create_task_group()
+        await self._tg.__aenter__()
+        self._tg.start_soon(self._tick)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._tg is not None
+        self._tg.cancel_scope.cancel()
+        # The ticker alone is ended here; whatever the body raised (a model
+        # error, a cancellation) goes on as it is, not wrapped in a group.
+        await self._tg.__aexit__(None, None, None)
+        if exc[0] is None:
+            await self.flush()
+
+    async def _tick(self) -> None:
+        while True:
+            await anyio.sleep(DELTA_INTERVAL)
+            if self.size and time.monotonic() - self.since >= DELTA_INTERVAL:
+                await self.flush()
 
     async def add(self, kind: str, text: str) -> None:
         self.session.state.activity = "reasoning" if kind == "reasoning" else "thinking"
@@ -98,13 +125,14 @@ class _Deltas:
             await self.flush()
 
     async def flush(self) -> None:
-        for kind, event_kind in (("reasoning", "model.reasoning"), ("text", "model.delta")):
-            if self.parts[kind]:
-                text = "".join(self.parts[kind])
-                self.parts[kind].clear()
-                await self.session.emit(event_kind, {"text": text}, self.caused_by)
-        self.size = 0
-        self.since = time.monotonic()
+        async with self._lock:
+            for kind, event_kind in (("reasoning", "model.reasoning"), ("text", "model.delta")):
+                if self.parts[kind]:
+                    text = "".join(self.parts[kind])
+                    self.parts[kind].clear()
+                    await self.session.emit(event_kind, {"text": text}, self.caused_by)
+            self.size = 0
+            self.since = time.monotonic()
 
 
 class Session:
@@ -211,16 +239,15 @@ class Session:
             if not self.counted:
                 request["attempt"] = await self._count_attempt()
             req = await self.emit("model.request", request, cause)
-            deltas = _Deltas(self, req.id)
 
             async def relay(kind: str, data: dict[str, Any], _req: int = req.id) -> None:
                 if kind == "model.retry":
                     self.state.activity = f"retrying ({data.get('status')})"
                 await self.emit(kind, data, _req)
 
-            completion = await self.rt.models.complete(self.ref, messages, schemas,
-                                                       on_delta=deltas.add, emit=relay)
-            await deltas.flush()
+            async with _Deltas(self, req.id) as deltas:
+                completion = await self.rt.models.complete(self.ref, messages, schemas,
+                                                           on_delta=deltas.add, emit=relay)
             completion = self.rt.models.repair(completion, self.tools.names())
             self.usage.add(completion.usage)
             self.model = completion.model

@@ -79,25 +79,8 @@ def litellm_module() -> Any:
             for name in ("LiteLLM", "LiteLLM Router", "LiteLLM Proxy"):
                 logging.getLogger(name).setLevel(logging.CRITICAL)
             offline.register()
-            _first_completion(litellm)
             litellm._legion_ready = True
         return litellm
-
-
-def _first_completion(litellm: Any) -> None:
-    """One completion litellm answers itself (`mock_response`: no network, no
-    key, no tokens), here in the import thread: litellm imports more on its
-    first completion, whatever the provider (~0.5 s here). Done now, every
-    caller that awaits the import finds litellm ready for calls, and a
-    message's attempt (counted once the import is done) is not spent on it."""
-    try:
-        reply = litellm.completion(model="openai/legion-warm-up", stream=True,
-                                   messages=[{"role": "user", "content": "warm-up"}],
-                                   mock_response="ok")
-        for _chunk in reply:
-            pass
-    except Exception as exc:  # only the first real call is slower for it
-        log.info("litellm warm-up completion failed", error=str(exc)[:300])
 
 
 # The one import of this process (a failed one is tried again by the next caller).
