@@ -171,6 +171,10 @@ class ModelsConfig(_Section):
     )
     retry: RetryConfig = msgspec.field(default_factory=RetryConfig)
     breaker: BreakerConfig = msgspec.field(default_factory=BreakerConfig)
+    # What one model turn may bring back: far past any real reply, so only a
+    # runaway or hostile provider meets them (the call then fails, retried).
+    max_reply_chars: Annotated[int, Meta(ge=1000, le=100_000_000)] = 4_000_000
+    max_tool_calls: Annotated[int, Meta(ge=1, le=4096)] = 256
 
 
 class GuardsConfig(_Section):

@@ -116,6 +116,26 @@ def test_a_reply_that_is_not_a_completion_is_retried_then_fails(make_daemon: Any
         assert assert_events_strict(daemon) > 0
 
 
+def test_a_runaway_reply_is_cut_off_at_its_bound_and_fails(make_daemon: Any) -> None:
+    with OpenAIServer() as server:
+        daemon: Daemon = make_daemon(config=edge_config(
+            server, extra="[models]\nmax_reply_chars = 1000\nmax_tool_calls = 3\n"))
+        daemon.cli("spawn", "rex", "--model", "edge")
+        runaway = Reply("all work and no play " * 200)  # 4,200 characters
+        server.replies.extend([runaway, runaway])
+        failed(tell(daemon, "rex", "tell me everything"), "cut off by Legion",
+               "models.max_reply_chars")
+        calls = [{"name": "now", "arguments": {}} for _ in range(4)]
+        server.replies.extend([Reply(tool_calls=calls), Reply(tool_calls=calls)])
+        failed(tell(daemon, "rex", "call a lot"), "models.max_tool_calls")
+        # Within the bounds, the same provider answers as usual.
+        server.replies.append(Reply("short and sweet"))
+        assert tell(daemon, "rex", "briefly")["reply"] == "short and sweet"
+        # Nothing of the cut replies was kept as an answer, and the events stayed small.
+        deltas = events_of(daemon, "rex", "model.delta")
+        assert sum(len(e["data"]["text"]) for e in deltas) < 3 * 1000 + 100
+
+
 def test_a_stream_cut_or_reset_midway_is_never_stored_as_a_reply(make_daemon: Any) -> None:
     with OpenAIServer() as server:
         daemon: Daemon = make_daemon(config=edge_config(server))

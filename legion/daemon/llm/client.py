@@ -390,6 +390,8 @@ class ModelClient:
         calls: dict[int, dict[str, str]] = {}
         finish = ""
         chunks = 0
+        size = 0
+        bounds = self.cfg.models
         usage = Usage()
         iterator = stream.__aiter__()
         while True:
@@ -401,6 +403,12 @@ class ModelClient:
             except TimeoutError:
                 raise StreamStalled(target.cfg.stall_timeout) from None
             chunks += 1
+            size += _chunk_chars(chunk)
+            if size > bounds.max_reply_chars:
+                # A stream that never ends would grow memory and the event log
+                # until the call's timeout.
+                raise ReplyTooLarge(f"more than {bounds.max_reply_chars:,} characters "
+                                    "(models.max_reply_chars)")
             if getattr(chunk, "usage", None):
                 usage = _usage(chunk.usage)
             think = getattr(chunk, "reasoning_content", None)
@@ -419,6 +427,9 @@ class ModelClient:
                 text.append(delta.content)
                 await on_delta("text", delta.content)
             for tc in getattr(delta, "tool_calls", None) or []:
+                if (tc.index or 0) not in calls and len(calls) >= bounds.max_tool_calls:
+                    raise ReplyTooLarge(f"more than {bounds.max_tool_calls} tool calls in one "
+                                        "turn (models.max_tool_calls)")
                 slot = calls.setdefault(tc.index or 0, {"id": "", "name": "", "arguments": ""})
                 if tc.id:
                     slot["id"] = tc.id
@@ -466,6 +477,12 @@ class StreamStalled(Exception):
         super().__init__(f"the stream stalled: no data for {seconds:g}s")
 
 
+class ReplyTooLarge(Exception):
+    def __init__(self, what: str) -> None:
+        super().__init__(f"the reply was cut off by Legion: {what} (a runaway or broken "
+                         "provider?)")
+
+
 class InvalidReply(Exception):
     """The provider's answer was not a whole completion: nothing said it finished."""
 
@@ -480,6 +497,17 @@ class InvalidReply(Exception):
                     "empty stream?)")
         super().__init__(text)
         self.chunks = chunks
+
+
+def _chunk_chars(chunk: Any) -> int:
+    """Characters of text, reasoning and tool arguments one chunk carries."""
+    n = len(getattr(chunk, "reasoning_content", None) or "")
+    for choice in getattr(chunk, "choices", None) or []:
+        delta = choice.delta
+        n += len(delta.content or "") + len(getattr(delta, "reasoning_content", None) or "")
+        for tc in getattr(delta, "tool_calls", None) or []:
+            n += len((tc.function.arguments or "") if tc.function else "")
+    return n
 
 
 def _provider_finish(stream: Any, seen: str) -> str | None:

@@ -388,8 +388,11 @@ class Connection:
         has_id = "id" in msg
         id_ = msg.get("id")
         if (has_id and not (id_ is None or isinstance(id_, str | int))) or isinstance(id_, bool):
-            return _error(None, InvalidRequest("id must be a string, a number or null",
-                                               hint="use an integer id such as 1"))
+            kind = {float: "a fractional number", dict: "an object", list: "an array",
+                    bool: "a boolean"}.get(type(id_), type(id_).__name__)
+            return _error(None, InvalidRequest(
+                f"id must be a string, an integer or null, not {kind}",
+                hint="use an integer id such as 1"))
         method = msg.get("method")
         problem = None
         if msg.get("jsonrpc") != "2.0":
