@@ -341,7 +341,7 @@ async def bench_size(n: int, args: argparse.Namespace, vocab: list[str],
         size_rows = await db_size(store)
 
         # 1c. Bulk vectors, with the backfill's table and INSERT.
-        backfill = Backfill(memory, store, embedder, batch=EMBED_BATCH,  # type: ignore[arg-type]
+        backfill = Backfill(store, bus, embedder, batch=EMBED_BATCH,  # type: ignore[arg-type]
                             backoff_max=1.0)
         table = await backfill._ensure_table(MODEL, DIM)
         sql = INSERT_VEC.format(table=table)

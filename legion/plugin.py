@@ -32,11 +32,11 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import pluggy
 
-from legion.daemon.tools.base import Tool, ToolContext, ToolError, tool
+from legion.tool import Tool, ToolContext, ToolError, tool
 
 PROJECT = "legion"
 ENTRY_POINT_GROUP = "legion.plugins"
@@ -44,8 +44,30 @@ ENTRY_POINT_GROUP = "legion.plugins"
 hookspec = pluggy.HookspecMarker(PROJECT)
 hookimpl = pluggy.HookimplMarker(PROJECT)
 
-__all__ = ["ENTRY_POINT_GROUP", "RpcMethod", "Tool", "ToolContext", "ToolError", "WatcherKind",
-           "hookimpl", "hookspec", "tool"]
+__all__ = ["ENTRY_POINT_GROUP", "PluginHost", "RpcMethod", "Tool", "ToolContext", "ToolError",
+           "WatcherKind", "hookimpl", "hookspec", "tool"]
+
+
+class PluginHost(Protocol):
+    """What a plugin's RPC method may ask of the daemon: a small, stable surface,
+    never the daemon's internals (which change between releases)."""
+
+    def agents(self) -> list[dict[str, Any]]:
+        """Every agent: id, state, model and parent."""
+        ...
+
+    async def tell(self, agent: str, text: str, *, sender: str) -> int:
+        """Deliver a message to an agent's durable inbox; returns the message id.
+        `sender` names who it is from (e.g. "chat:alice")."""
+        ...
+
+    async def emit(self, kind: str, data: dict[str, Any], *, agent: str | None = None) -> int:
+        """Record an event (the plugin's name is its source); returns its id."""
+        ...
+
+    def settings(self) -> dict[str, Any]:
+        """The plugin's own `[plugins.settings.NAME]` table."""
+        ...
 
 
 @dataclass
@@ -69,7 +91,8 @@ class WatcherKind:
 class RpcMethod:
     """A JSON-RPC method a plugin adds. `name` must be `PLUGIN.method` (the
     plugin's own namespace); `params` is a msgspec Struct (or None for no
-    params); `handler(params, services)` is awaited and returns JSON data."""
+    params); `handler(params, host)` is awaited with a `PluginHost` and returns
+    JSON data."""
 
     name: str
     handler: Callable[[Any, Any], Awaitable[Any]]

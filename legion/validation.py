@@ -7,8 +7,11 @@ caller words its own error; this turns the message into its parts once.
 
 from __future__ import annotations
 
+import enum
 import re
-from typing import Literal, NamedTuple
+import types
+import typing
+from typing import Any, Literal, NamedTuple
 
 _AT = re.compile(r" - at `\$\.?(.*)`$")
 _UNKNOWN = re.compile(r"Object contains unknown field (\S+)")
@@ -34,3 +37,23 @@ def problem(message: str) -> Problem:
         return Problem(prefix + g.group(1), "missing", "required field is missing")
     detail = what[0].lower() + what[1:] if what else "invalid value"
     return Problem(where, "invalid", detail)
+
+
+def type_name(tp: Any) -> str:
+    """A short readable name for an annotation, for signatures in errors."""
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if origin is typing.Annotated:
+        return type_name(args[0])
+    if origin in (typing.Union, types.UnionType):
+        return " | ".join(type_name(a) for a in args)
+    if origin is typing.Literal:
+        return " | ".join(repr(a) for a in args)
+    if origin is not None:
+        inner = ", ".join(type_name(a) for a in args)
+        return f"{getattr(origin, '__name__', str(origin))}[{inner}]"
+    if tp is type(None):
+        return "null"
+    if isinstance(tp, type) and issubclass(tp, enum.Enum):
+        return " | ".join(repr(m.value) for m in tp)
+    return getattr(tp, "__name__", str(tp))

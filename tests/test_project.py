@@ -92,6 +92,16 @@ def test_ruff_is_clean() -> None:
     assert res.returncode == 0, res.stdout + res.stderr
 
 
+def test_ruff_format_is_applied() -> None:
+    # One style for the whole tree: `ruff format` changes nothing.
+    ruff = shutil.which("ruff", path=str(Path(sys.executable).parent)) or shutil.which("ruff")
+    if ruff is None:
+        pytest.skip("ruff is not installed (pip install -e '.[test]')")
+    res = subprocess.run([ruff, "format", "--check", "legion", "tests", "benchmarks"], cwd=REPO,
+                         capture_output=True, text=True)
+    assert res.returncode == 0, "run `ruff format legion tests benchmarks`:\n" + res.stdout
+
+
 def test_mypy_is_clean() -> None:
     res = subprocess.run([sys.executable, "-m", "mypy", "--no-error-summary"], cwd=REPO,
                          capture_output=True, text=True, timeout=600)

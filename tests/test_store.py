@@ -15,6 +15,7 @@ import anyio
 import pytest
 
 from legion.config import StoreConfig
+from legion.daemon.agents import retention
 from legion.daemon.agents.supervisor import Supervisor
 from legion.daemon.events import EventBus
 from legion.daemon.store import event_log
@@ -203,7 +204,7 @@ async def test_history_and_finished_messages_are_bounded(store: Store) -> None:
                        "done_at) VALUES ('a', 'user', 'x', ?, 't', ?)", (status, done))
 
     await store.writer.run(seed)
-    await event_log.prune(store, retention_days=30, max_rows=0, history_keep=10)
+    await retention.prune(store, retention_days=30, max_rows=0, history_keep=10)
     kept = [r["message"] for r in await store.fetchall("SELECT message FROM history ORDER BY id")]
     assert kept == [f'{{"n": {i}}}' for i in range(20, 30)]
     rows = await store.fetchall("SELECT status, done_at FROM messages ORDER BY id")

@@ -1,8 +1,10 @@
 """The daemon: startup -> serve -> shutdown.
 
 One event loop owns every service. Startup takes the home lock, opens the
-store (migrations), restores the agents, declares the agents from definition
-files, and starts the RPC server; only then does it tell systemd READY=1.
+store (migrations), has the composition root (root.py) build every service
+(restoring the agents and declaring those of the definition files), starts
+their background work and the RPC server; only then does it tell systemd
+READY=1. This module builds nothing itself: it runs what the root built.
 The first SIGTERM or SIGINT starts a graceful shutdown: stop accepting,
 give in-flight requests `daemon.shutdown_grace` seconds, cancel the rest,
 drain the writer, release the lock. A second SIGINT forces it at once.
@@ -13,7 +15,6 @@ from __future__ import annotations
 import os
 import signal
 from pathlib import Path
-from typing import Any
 
 import anyio
 import structlog
@@ -22,32 +23,11 @@ from legion import __version__
 from legion.config import Config, resolve_path
 from legion.daemon import systemd
 from legion.daemon.agents import definitions
-from legion.daemon.agents.fleet import Fleet
-from legion.daemon.agents.reflection import Reflection
-from legion.daemon.agents.runtime import Runtime
-from legion.daemon.agents.supervisor import Supervisor
-from legion.daemon.events import EventBus
-from legion.daemon.llm.client import KNOWN_PROVIDERS, ModelClient
 from legion.daemon.lock import HomeLock, prepare_socket
 from legion.daemon.log import configure as configure_logging
-from legion.daemon.memory import embedders
-from legion.daemon.memory.backfill import Backfill
-from legion.daemon.memory.service import Memory
-from legion.daemon.methods import build_registry
-from legion.daemon.plugins import Plugins
-from legion.daemon.rpc.server import RpcServer
-from legion.daemon.schedule.scheduler import Scheduler
-from legion.daemon.services import Services
-from legion.daemon.store import event_log
+from legion.daemon.root import Legion, assemble
 from legion.daemon.store.database import Store
-from legion.daemon.tasks.board import Board
-from legion.daemon.tools import kernel, meta
-from legion.daemon.tools.authored import AuthoredTools
-from legion.daemon.tools.registry import Registry
-from legion.daemon.tools.sandbox import Sandbox
-from legion.daemon.tools.stats import Stats
-from legion.daemon.watchers.service import Watchers
-from legion.errors import EXIT_INTERRUPTED, EXIT_OK, ConfigError, LegionError
+from legion.errors import EXIT_INTERRUPTED, EXIT_OK, LegionError
 from legion.paths import Paths
 from legion.redact import Redactor, secrets_of
 from legion.redact import install as install_redactor
@@ -75,7 +55,11 @@ class Daemon:
             prepare_socket(self.paths.socket)
             store = await Store.open(self.paths.db, self.config.store)
             try:
-                return await self._serve(store, defs)
+                legion = await assemble(self.paths, self.config, store, defs, self.config_path)
+                try:
+                    return await self._serve(legion)
+                finally:
+                    legion.close()
             finally:
                 self.paths.socket.unlink(missing_ok=True)
                 # Writes already queued are committed, but a writer stuck on a
@@ -89,64 +73,13 @@ class Daemon:
         finally:
             lock.release()
 
-    async def _serve(self, store: Store, defs: list[definitions.Definition]) -> int:
+    async def _serve(self, legion: Legion) -> int:
         cfg = self.config
-        if not store.driver.vec_available:
-            log.error("sqlite-vec could not be loaded; vector search is unavailable",
-                      notes=store.driver.notes)
-        bus = EventBus(store.writer, queue_size=cfg.events.subscriber_queue)
-        plugins = Plugins(
-            cfg.plugins.disabled,
-            reserved_tools={t.name for t in [*kernel.KERNEL, *meta.PROMPT, *meta.REGISTRY]},
-            reserved_kinds={"cmd_watch", "file_watch"},
-            reserved_providers={"mock", *KNOWN_PROVIDERS, *cfg.providers})
-        added = plugins.load()
-        sup = Supervisor(store, bus, default_model=cfg.agents.default_model)
-        await sup.restore()
-        await self._declare(sup, defs, added.providers)
-        services = Services(config=cfg, paths=self.paths, store=store, bus=bus, agents=sup,
-                            models=ModelClient(cfg, added.providers),
-                            config_path=self.config_path, plugins=plugins)
-        services.sandbox = Sandbox(cfg.tools.sandbox, self.paths)
-        await services.sandbox.prepare()
-        stats = Stats(store, cfg.tools.stats_window)
-        authored = AuthoredTools(store, bus, services.sandbox, cfg.tools)
-        await authored.load()
-        services.tools = Registry(services, [*kernel.PROMPT, *meta.PROMPT],
-                                  [*kernel.REGISTRY, *meta.REGISTRY], added.tools, authored, stats)
-        services.runtime = Runtime(services)
-        services.fleet = Fleet(services)
-        services.reflection = Reflection(services)
-        embedder = embedders.make(cfg, services.models)
-        services.memory = Memory(store, bus, cfg.memory, embedder,
-                                 embedders.describe(embedder, cfg))
-        await services.memory.prepare()
-        services.board = Board(store, bus, sup, services.runtime.delivered,
-                               services.runtime.automatic_cap)
-        # The session-close nudge: a session may not end quietly while its agent
-        # still has a task in doing.
-        services.runtime.work_checks.append(services.board.doing)
-        services.scheduler = Scheduler(services)
-        services.watchers = Watchers(services, added.watcher_kinds)
-        server = RpcServer(build_registry(services, added.rpc_methods), bus, cfg.rpc,
-                           self.paths.socket)
-        services.rpc = server
-
+        store, bus, sup, server = legion.store, legion.bus, legion.agents, legion.rpc
         async with anyio.create_task_group() as tg:
             tg.start_soon(self._watch_signals, tg.cancel_scope)
-            await tg.start(stats.run)
-            await tg.start(services.fleet.run)
-            await tg.start(services.runtime.run)
-            await tg.start(services.scheduler.run)
-            await tg.start(services.watchers.run)
-            if embedder is not None and services.memory.vec_available:
-                backfill = Backfill(services.memory, store, embedder,
-                                    batch=cfg.memory.backfill_batch,
-                                    backoff_max=cfg.memory.backfill_backoff_max)
-                services.memory.backfill = backfill
-                await tg.start(backfill.run)
+            await tg.start(legion.run)
             await tg.start(server.serve)
-            tg.start_soon(self._retention, store)
             interval = systemd.watchdog_interval()
             if interval:
                 tg.start_soon(self._watchdog, store, interval)
@@ -161,7 +94,7 @@ class Daemon:
                      sqlite=store.driver.name, vec=store.driver.vec_version)
             # After READY, not before: start-up stays fast, and the first message
             # or cron run awaits this same import instead of paying for its own.
-            tg.start_soon(services.models.warm)
+            tg.start_soon(legion.models.warm)
 
             await self._stop.wait()
             systemd.notify("STOPPING=1")
@@ -173,40 +106,14 @@ class Daemon:
             with anyio.move_on_after(cfg.daemon.shutdown_grace) as scope:
                 # Running sessions finish (or, cut off below, are delivered
                 # again after the restart); no new one starts.
-                await services.runtime.wait_idle()
+                await legion.runtime.wait_idle()
                 await server.wait_idle()
             if scope.cancelled_caught:
                 log.warning("in-flight requests outlived the grace period; cancelling them",
                             in_flight=server.in_flight)
             tg.cancel_scope.cancel()
-        services.sandbox.close()
         log.info("daemon stopped")
         return EXIT_INTERRUPTED if self.forced else EXIT_OK
-
-    async def _declare(self, sup: Supervisor, defs: list[definitions.Definition],
-                       providers: dict[str, Any]) -> None:
-        models = ModelClient(self.config, providers)
-        for d in defs:
-            source = f"definition:{d.path}"
-            try:
-                models.resolve(d.model or self.config.agents.default_model)
-            except LegionError as exc:
-                raise ConfigError(f"{d.path}: {exc.message}", hint=exc.hint) from None
-            settings: dict[str, Any] = {"guards": d.guards} if d.guards else {}
-            if d.memory_context_tokens is not None:
-                settings["memory_context_tokens"] = d.memory_context_tokens
-            if d.id in sup.agents:
-                # What the agent's lifecycle saved (ttl, terminate_on, a self-destruct
-                # request) is not the file's to drop.
-                kept = {k: v for k, v in sup.agents[d.id].settings.items()
-                        if k in ("expires_at", "terminate_on", "ending")}
-                settings = {**kept, **settings}
-                await sup.update(d.id, model=d.model, system_prompt=d.system,
-                                 definition=d.path, settings=settings, source=source)
-            else:
-                await sup.spawn(d.id, model=d.model, system_prompt=d.system or "",
-                                parent=d.parent, definition=d.path, settings=settings,
-                                source=source)
 
     async def _watch_signals(self, scope: anyio.CancelScope) -> None:
         with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
@@ -220,18 +127,6 @@ class Daemon:
                     log.warning("second SIGINT: forcing shutdown")
                     self.forced = True
                     scope.cancel()
-
-    async def _retention(self, store: Store) -> None:
-        cfg = self.config.events
-        while True:
-            try:
-                removed = await event_log.prune(store, cfg.retention_days, cfg.max_rows,
-                                                self.config.agents.history_keep)
-                if removed:
-                    log.info("pruned old events", removed=removed)
-            except LegionError as exc:
-                log.warning("event retention failed; will retry", error=exc.message)
-            await anyio.sleep(cfg.prune_interval)
 
     async def _watchdog(self, store: Store, interval: float) -> None:
         # Pinging from the loop proves the loop runs; checking the writer proves

@@ -18,20 +18,23 @@ write `Infinity`, which no strict JSON reader accepts.
 
 from __future__ import annotations
 
-import asyncio
 import fnmatch
 import itertools
 import json
 import math
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import Any
 
+import anyio
 import msgspec
+import structlog
 
 from legion.daemon.store.writer import Writer
 from legion.redact import active as active_redactor
+
+log = structlog.get_logger("legion.events")
 
 
 class Event(msgspec.Struct, frozen=True):
@@ -132,7 +135,7 @@ class Subscription:
         self.delivered_total = 0
         self.missed_total = 0
         self._items: deque[Event | Lagged] = deque()
-        self._wake = asyncio.Event()
+        self._wake = anyio.Event()
         self._closed = False
         # Id of the newest event queued: where a gap would begin.
         self._tail_id = 0
@@ -161,7 +164,9 @@ class Subscription:
         while not self._items:
             if self._closed:
                 return None
-            self._wake.clear()
+            # A fresh event per wait: nothing can be put between the look and this
+            # line (no await), and `put` sets whichever event is current.
+            self._wake = anyio.Event()
             await self._wake.wait()
         item = self._items.popleft()
         if isinstance(item, Event):
@@ -177,11 +182,25 @@ class Subscription:
         return len(self._items)
 
 
+Listener = Callable[[Event], None]
+
+
 class EventBus:
+    """Committed events, fanned out two ways.
+
+    Subscriptions are queues for readers that may fall behind (RPC streams,
+    the lifecycle loop): a full queue drops its oldest and says so (Lagged).
+    Listeners are synchronous callbacks by kind for in-process reactions that
+    must never be lost, such as waking an agent when a message was stored:
+    every committed event goes through `deliver`, so no writer can forget to
+    notify, and a listener costs no task. A listener must be quick and must
+    not await; one that raises is logged and the others still run."""
+
     def __init__(self, writer: Writer, *, queue_size: int = 1000) -> None:
         self._writer = writer
         self._queue_size = queue_size
         self._subs: dict[int, Subscription] = {}
+        self._listeners: dict[str, list[Listener]] = {}
         self.published = 0
         self.last_id = 0
 
@@ -215,9 +234,19 @@ class EventBus:
                 continue
             self.published += 1
             self.last_id = max(self.last_id, ev.id)
+            for listener in self._listeners.get(ev.kind, ()):
+                try:
+                    listener(ev)
+                except Exception:
+                    log.exception("an event listener failed", kind=ev.kind, event=ev.id)
             for sub in self._subs.values():
                 if sub.wants(ev):
                     sub.put(ev)
+
+    def listen(self, kinds: Iterable[str], listener: Listener) -> None:
+        """Call `listener(event)` for every committed event of these exact kinds."""
+        for kind in kinds:
+            self._listeners.setdefault(kind, []).append(listener)
 
     def subscribe(
         self, agent: str | None = None, kinds: list[str] | None = None, maxsize: int | None = None

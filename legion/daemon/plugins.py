@@ -19,7 +19,7 @@ import pluggy
 import structlog
 
 from legion import plugin as api
-from legion.daemon.tools.base import Tool
+from legion.tool import Tool
 
 log = structlog.get_logger("legion.plugins")
 

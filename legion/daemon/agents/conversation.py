@@ -25,7 +25,6 @@ them.
 
 from __future__ import annotations
 
-import json
 import time
 from collections import deque
 from collections.abc import Callable
@@ -33,13 +32,25 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from legion.daemon.agents import inbox
+from legion.daemon.agents import inbox, ledger, supervisor
 from legion.daemon.events import Event, insert
+from legion.daemon.store import event_log
 
 if TYPE_CHECKING:
     from legion.config import AgentsConfig
 
 NOTE_SENDER = "legion:fleet"
+
+
+AGENT = "agent:"
+
+
+def agent_sender(agent: str) -> str:
+    return f"{AGENT}{agent}"
+
+
+def sender_agent(sender: str) -> str | None:
+    return sender[len(AGENT):] if sender.startswith(AGENT) else None
 
 
 def pair_of(a: str, b: str) -> tuple[str, str]:
@@ -173,27 +184,16 @@ class Conversations:
             return
         now = self.clock()
         since = _iso(now - self.cfg.conversation_window)
-        rows = await store.fetchall(
-            "SELECT agent_id, sender, created_at FROM messages WHERE created_at >= ? AND "
-            "(sender LIKE 'agent:%' OR sender LIKE 'topic:%') ORDER BY id", (since,))
-        for r in rows:
+        for r in await inbox.agent_messages_since(store, since):
             peer = peer_of(r["sender"])
             if peer is not None and peer != r["agent_id"]:
                 self._pair(peer, r["agent_id"], now).messages.append(_ts(r["created_at"]))
-        rows = await store.fetchall(
-            "SELECT m.agent_id, m.sender, s.started_at, s.turns FROM sessions s "
-            "JOIN messages m ON m.id = s.message_id WHERE s.started_at >= ? AND "
-            "(m.sender LIKE 'agent:%' OR m.sender LIKE 'topic:%') ORDER BY s.id", (since,))
-        for r in rows:
+        for r in await ledger.agent_sessions_since(store, since):
             peer = peer_of(r["sender"])
             if peer is not None and peer != r["agent_id"]:
                 q = self._pair(peer, r["agent_id"], now).calls
                 q.extend([_ts(r["started_at"])] * int(r["turns"] or 0))
-        rows = await store.fetchall(
-            "SELECT data FROM events WHERE ts >= ? AND kind = 'guard.conversation' AND "
-            "json_extract(data, '$.reopens_at') IS NOT NULL", (since,))
-        for r in rows:
-            data = json.loads(r["data"])
+        for data in await event_log.closed_conversations_since(store, since):
             until = _ts(data["reopens_at"])
             if until > now and len(data.get("pair", [])) == 2:
                 p = self._pair(data["pair"][0], data["pair"][1], now)
@@ -215,7 +215,7 @@ def trip_job(db: Any, refusal: Refusal, cfg: AgentsConfig, by: str, caps: dict[s
     events = [guard]
     for agent in refusal.pair:
         other = refusal.pair[1] if agent == refusal.pair[0] else refusal.pair[0]
-        if not db.execute("SELECT 1 FROM agents WHERE id = ?", (agent,)).fetchone():
+        if not supervisor.exists(db, agent):
             continue
         text = (f"[legion] Your conversation with {other} has reached its bound "
                 f"({refusal.messages} messages and {refusal.model_calls} model calls "

@@ -21,8 +21,8 @@ from typing import Any
 import msgspec
 
 from legion.config import check_keys
+from legion.daemon.agents.budgets import GuardOverrides
 from legion.daemon.agents.model import validate_id
-from legion.daemon.agents.session import GuardOverrides
 from legion.errors import ConfigError, InvalidParams
 
 

@@ -31,25 +31,35 @@ import time
 from collections import deque
 from datetime import UTC, datetime, timedelta
 from functools import partial
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import Any, Protocol
 
 import anyio
 import msgspec
 import structlog
 from anyio.abc import TaskStatus
 
-from legion.daemon.agents import inbox
-from legion.daemon.agents.conversation import Conversations, Refusal, trip_job
+from legion.config import AgentsConfig
+from legion.daemon.agents import inbox, ledger, supervisor
+from legion.daemon.agents.activity import Activity
+from legion.daemon.agents.budgets import Budgets
+from legion.daemon.agents.conversation import (
+    Conversations,
+    Refusal,
+    agent_sender,
+    sender_agent,
+    trip_job,
+)
+from legion.daemon.agents.inbox import Inbox
 from legion.daemon.agents.model import AgentRecord, State
-from legion.daemon.events import Event, Lagged, insert, now_iso
+from legion.daemon.agents.supervisor import Supervisor
+from legion.daemon.events import Event, EventBus, Lagged, insert, now_iso
+from legion.daemon.llm.client import ModelClient
+from legion.daemon.store.database import Store
 from legion.errors import Conflict, InvalidParams, LegionError, PermissionDenied
-
-if TYPE_CHECKING:
-    from legion.daemon.services import Services
 
 log = structlog.get_logger("legion.fleet")
 
-AGENT = "agent:"
 TOPIC = re.compile(r"^[a-z0-9][a-z0-9._/-]{0,63}$")
 MAX_TEXT = 64 * 1024
 RATE_WINDOW = 60.0
@@ -64,12 +74,12 @@ class TerminateOn(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     sessions: int | None = None
 
 
-def agent_sender(agent: str) -> str:
-    return f"{AGENT}{agent}"
+class TaskLookup(Protocol):
+    """The task board as the fleet reads it, for `terminate_on.task_done`."""
 
+    def parse_ref(self, viewer: str, ref: str | int) -> tuple[str, int]: ...
 
-def sender_agent(sender: str) -> str | None:
-    return sender[len(AGENT):] if sender.startswith(AGENT) else None
+    async def status_of(self, owner: str, num: int) -> str | None: ...
 
 
 class Reservation:
@@ -95,7 +105,7 @@ class Reservation:
         if f._pending.get(self.agent_id) is self:
             del f._pending[self.agent_id]
         # A spawn cancelled while its write was queued may still have committed.
-        kept = self.kept or self.agent_id in f.s.agents.agents
+        kept = self.kept or self.agent_id in f.agents.agents
         if not kept and self.parent is not None and self.stamp is not None:
             recent = f._spawns.get(self.parent)
             if recent is not None:
@@ -104,9 +114,23 @@ class Reservation:
 
 
 class Fleet:
-    def __init__(self, services: Services) -> None:
-        self.s = services
-        self.cfg = services.config.agents
+    """The fleet's rules. It interrupts and asks about running sessions through
+    `Activity` (not the runtime, which runs the fleet's conversation guard in
+    its sessions: the runtime is built after the fleet and depends on it)."""
+
+    def __init__(self, cfg: AgentsConfig, home: Path, store: Store, bus: EventBus,
+                 agents: Supervisor, models: ModelClient, tasks: TaskLookup, inbox: Inbox,
+                 activity: Activity, budgets: Budgets) -> None:
+        self.cfg = cfg
+        self.home = home
+        self.store = store
+        self.bus = bus
+        self.agents = agents
+        self.models = models
+        self.tasks = tasks
+        self.inbox = inbox
+        self.activity = activity
+        self.budgets = budgets
         self._spawns: dict[str, deque[float]] = {}
         # Spawns between their cap check and their commit, by agent id.
         self._pending: dict[str, Reservation] = {}
@@ -118,7 +142,7 @@ class Fleet:
     # -- the tree ---------------------------------------------------------------------
 
     def children(self, agent: str) -> list[AgentRecord]:
-        return [a for a in self.s.agents.agents.values() if a.parent == agent]
+        return [a for a in self.agents.agents.values() if a.parent == agent]
 
     def descendants(self, agent: str) -> list[str]:
         """Every agent below this one, deepest first (the order they are ended in)."""
@@ -134,17 +158,17 @@ class Fleet:
 
     def depth(self, agent: str) -> int:
         d, seen = 0, set()
-        rec = self.s.agents.agents.get(agent)
+        rec = self.agents.agents.get(agent)
         while rec is not None and rec.parent and rec.parent not in seen:
             seen.add(rec.parent)
             d += 1
-            rec = self.s.agents.agents.get(rec.parent)
+            rec = self.agents.agents.get(rec.parent)
         return d
 
     def tree(self) -> list[dict[str, Any]]:
         """Every agent with its depth, in tree order (parents before children)."""
         out: list[dict[str, Any]] = []
-        agents = self.s.agents.agents
+        agents = self.agents.agents
         # One pass to index children: the walk is then linear in the fleet's size.
         kids: dict[str, list[AgentRecord]] = {}
         roots = []
@@ -184,7 +208,7 @@ class Fleet:
         """Refuse a spawn past any cap, naming the cap and its value (spawns still in
         flight count as done)."""
         c = self.cfg
-        agents = self.s.agents.agents
+        agents = self.agents.agents
         total = len(agents) + sum(1 for a in self._pending if a not in agents)
         if total >= c.max_agents:
             raise Conflict(
@@ -230,7 +254,7 @@ class Fleet:
                     caused_by: int | None = None, sender: str = "user"
                     ) -> tuple[AgentRecord, Event]:
         if parent is not None:
-            self.s.agents.get(parent)
+            self.agents.get(parent)
         reservation = self.reserve(agent_id, parent)
         try:
             rec, ev = await self._spawn(agent_id, parent=parent, system=system, model=model,
@@ -245,7 +269,7 @@ class Fleet:
             from_agent = sender_agent(sender)
             if from_agent is not None:
                 self.conversations.count_message(from_agent, agent_id)
-            await self.deliver(agent_id, sender, message,
+            await self.inbox.deliver(agent_id, sender, message,
                                hops=1 if from_agent is not None else 0, source=source,
                                caused_by=ev.id)
         return rec, ev
@@ -258,7 +282,7 @@ class Fleet:
         """The spawn itself, under a reservation: validate, then write the agent."""
         from legion.daemon.schedule.scheduler import parse_duration
 
-        self.s.models.resolve(model or self.s.agents.default_model)
+        self.models.resolve(model or self.agents.default_model)
         settings = dict(settings or {})
         if ttl is not None:
             seconds = parse_duration(ttl, "ttl")
@@ -268,14 +292,13 @@ class Fleet:
             cond: dict[str, Any] = {}
             if terminate_on.task_done is not None:
                 viewer = parent or agent_id
-                owner, num = self.s.board.parse_ref(viewer, terminate_on.task_done)
-                row = await self.s.store.fetchone(
-                    "SELECT status FROM tasks WHERE owner = ? AND num = ?", (owner, num))
-                if row is None:
+                owner, num = self.tasks.parse_ref(viewer, terminate_on.task_done)
+                status = await self.tasks.status_of(owner, num)
+                if status is None:
                     raise InvalidParams(f"terminate_on: there is no task {num}@{owner}",
                                         hint="create the task first (task_create), then spawn "
                                              "the agent that works on it")
-                if row["status"] == "done":
+                if status == "done":
                     raise InvalidParams(f"terminate_on: task {num}@{owner} is already done",
                                         hint="name a task that is still open")
                 cond["task_done"] = f"{num}@{owner}"
@@ -291,13 +314,13 @@ class Fleet:
         if message is not None and len(message) > MAX_TEXT:
             raise InvalidParams(f"the first message is {len(message)} characters; the limit "
                                 f"is {MAX_TEXT}", hint="put long material in shared memory")
-        return await self.s.agents.spawn(agent_id, model=model, system_prompt=system,
+        return await self.agents.spawn(agent_id, model=model, system_prompt=system,
                                          parent=parent, settings=settings, source=source)
 
     # -- stopping and ending ------------------------------------------------------------
 
     def check_child(self, agent: str, child: str) -> AgentRecord:
-        rec = self.s.agents.get(child)
+        rec = self.agents.get(child)
         if rec.parent != agent:
             raise PermissionDenied(
                 f"{child} is not your child" + (f" (its parent is {rec.parent})"
@@ -311,12 +334,12 @@ class Fleet:
         """Stop an agent and, first, every agent below it: their `agent.stopped` events."""
         stopped = []
         for a in [*self.descendants(agent), agent]:
-            rec = self.s.agents.agents.get(a)
+            rec = self.agents.agents.get(a)
             if rec is None or rec.state not in (State.RUNNING, State.PAUSED):
                 continue
             why = reason if a == agent else f"{agent} was stopped" + (
                 f": {reason}" if reason else "")
-            _rec, ev = await self.s.agents.transition(a, "stop", reason=why, source=source,
+            _rec, ev = await self.agents.transition(a, "stop", reason=why, source=source,
                                                       caused_by=caused_by)
             stopped.append(ev)
         return stopped
@@ -325,20 +348,20 @@ class Fleet:
                       source: str, caused_by: int | None = None,
                       notify_parent: bool = True) -> list[Event]:
         """Destroy an agent and its descendants (deepest first); tell the parent."""
-        self.s.agents.get(agent)
+        self.agents.get(agent)
         ending = [*self.descendants(agent), agent]
         events = []
         for a in ending:
-            rec = self.s.agents.agents.get(a)
+            rec = self.agents.agents.get(a)
             if rec is None:
                 continue
             why = reason if a == agent else f"{agent} was ended" + (
                 f": {reason}" if reason else "")
-            ev = await self.s.agents.destroy(a, purge=purge, reason=why, source=source)
+            ev = await self.agents.destroy(a, purge=purge, reason=why, source=source)
             events.append(ev)
             if purge:
                 # Nothing of a purged agent stays: its sandbox working directory goes too.
-                workdir = self.s.paths.home / "work" / a
+                workdir = self.home / "work" / a
                 await anyio.to_thread.run_sync(partial(shutil.rmtree, workdir,
                                                        ignore_errors=True))
             self._ending.pop(a, None)
@@ -351,10 +374,9 @@ class Fleet:
                         now: bool = False) -> None:
         """End an agent by its own lifecycle (ttl, terminate_on, self-destruct). Unless
         `now` (a ttl), a running session is let finish first: its answer is kept."""
-        if agent not in self.s.agents.agents:
+        if agent not in self.agents.agents:
             return
-        state = self.s.runtime.states.get(agent)
-        if not now and state is not None and state.activity != "idle":
+        if not now and self.activity.busy(agent):
             self._ending[agent] = (reason, caused_by)
             return
         log.info("agent ends", agent=agent, reason=reason)
@@ -363,14 +385,14 @@ class Fleet:
 
     async def _tell_parent(self, parent: str, child: str, reason: str, destroyed: Event,
                            caused_by: int | None) -> None:
-        if parent not in self.s.agents.agents:
+        if parent not in self.agents.agents:
             return
         data = {"child": child, "reason": reason, "archive_id": destroyed.data.get("archive_id"),
                 "purged": destroyed.data.get("purged")}
         text = (f"[legion] Your child agent {child} has ended ({reason}). "
                 + ("Its record and events are in the graveyard (legion graveyard show "
                    f"{child})." if not data["purged"] else "It was purged."))
-        cap = self.s.runtime.automatic_cap(parent)
+        cap = self.budgets.automatic_cap(parent)
 
         def job(db: Any) -> tuple[inbox.Message | None, list[Event]]:
             # The event and the wake-up message are one write: one is never seen
@@ -381,37 +403,18 @@ class Fleet:
                 parent, "legion:lifecycle", text, "legion:lifecycle", cap, ev.id)(db)
             return msg, [ev, received]
 
-        def committed(result: tuple[inbox.Message | None, list[Event]]) -> None:
-            self.s.bus.deliver(result[1])
-            if result[0] is not None:
-                self.s.runtime.delivered(parent)
-
-        await self.s.store.writer.run(job, on_commit=committed)
+        await self.store.writer.run(job, on_commit=lambda r: self.bus.deliver(r[1]))
 
     async def request_end(self, agent: str, reason: str, caused_by: int | None) -> None:
         """agent_self_destruct: end the agent once its current session is over. The
         request is saved with the agent, so a restart in between does not lose it."""
-        rec = self.s.agents.get(agent)
-        await self.s.agents.update(agent, settings={**rec.settings, "ending": reason},
+        rec = self.agents.get(agent)
+        await self.agents.update(agent, settings={**rec.settings, "ending": reason},
                                    source=f"agent:{agent}")
         self._ending[agent] = (f"self-destructed: {reason}", caused_by)
         self._changed.set()
 
     # -- messages -------------------------------------------------------------------------
-
-    async def deliver(self, to: str, sender: str, text: str, *, hops: int, source: str,
-                      caused_by: int | None = None, reply_to: int | None = None
-                      ) -> inbox.Message:
-        job = inbox.enqueue_job(to, sender, text, source, caused_by, hops=hops,
-                                reply_to=reply_to)
-
-        def committed(result: tuple[inbox.Message, Event]) -> None:
-            self.s.bus.deliver(result[1])
-            self.s.runtime.delivered(to)
-
-        msg: inbox.Message
-        msg, _ = await self.s.store.writer.run(job, on_commit=committed)
-        return msg
 
     def check_hops(self, sender: str, to: str, hops: int) -> None:
         if hops > self.cfg.max_hops:
@@ -429,11 +432,11 @@ class Fleet:
         if to == sender:
             raise InvalidParams("you cannot message yourself",
                                 hint="write a note to memory, or create a task for yourself")
-        self.s.agents.get(to)
+        self.agents.get(to)
         _check_text(text)
         hops += 1
         if hops > self.cfg.max_hops:
-            await self.s.bus.emit(sender, "guard.conversation", {
+            await self.bus.emit(sender, "guard.conversation", {
                 "to": to, "hops": hops, "max_hops": self.cfg.max_hops},
                 caused_by=caused_by, source=f"agent:{sender}")
         self.check_hops(sender, to, hops)
@@ -447,13 +450,21 @@ class Fleet:
                      "(or IDLE)", kind="conversation_bound",
                 data={"cap": f"agents.conversation_{refusal.bound}",
                       **refusal.data(self.cfg)})
-        msg = await self.deliver(to, agent_sender(sender), text, hops=hops,
+        msg = await self.inbox.deliver(to, agent_sender(sender), text, hops=hops,
                                  source=f"agent:{sender}", caused_by=caused_by)
         return {"message_id": msg.id, "to": to, "hops": hops,
                 "note": f"delivered to {to}'s inbox; its reply will come to yours"}
 
+    # The conversation guard, as a session meets it (session.ConversationGuard).
+
+    def admit_call(self, peer: str, agent: str) -> Refusal | None:
+        return self.conversations.admit_call(peer, agent)
+
+    def admit_message(self, sender: str, to: str) -> Refusal | None:
+        return self.conversations.admit_message(sender, to)
+
     def caps_of(self, refusal: Refusal) -> dict[str, int]:
-        return {a: self.s.runtime.automatic_cap(a) for a in refusal.pair}
+        return {a: self.budgets.automatic_cap(a) for a in refusal.pair}
 
     async def trip(self, refusal: Refusal, by: str, caused_by: int | None) -> None:
         """Record that a pair's conversation bound tripped, and tell both agents."""
@@ -464,19 +475,13 @@ class Fleet:
         def job(db: Any) -> list[Event]:
             return trip_job(db, refusal, self.cfg, by, caps, caused_by, "legion:fleet")
 
-        def committed(events: list[Event]) -> None:
-            self.s.bus.deliver(events)
-            for ev in events:
-                if ev.kind == "message.received" and ev.agent:
-                    self.s.runtime.delivered(ev.agent)
-
-        await self.s.store.writer.run(job, on_commit=committed)
+        await self.store.writer.run(job, on_commit=self.bus.deliver)
 
     # -- topics ---------------------------------------------------------------------------
 
     async def subscribe(self, agent: str, topic: str, on: bool = True,
                         source: str = "rpc") -> dict[str, Any]:
-        self.s.agents.get(agent)
+        self.agents.get(agent)
         _check_topic(topic)
 
         def job(db: Any) -> Event:
@@ -491,11 +496,11 @@ class Fleet:
             return insert(db, agent, "topic.subscribed" if on else "topic.unsubscribed",
                           {"topic": topic, "subscribers": count}, source=source)
 
-        ev = await self.s.store.writer.run(job, on_commit=self.s.bus.deliver)
+        ev = await self.store.writer.run(job, on_commit=self.bus.deliver)
         return {"topic": topic, "subscribed": on, "subscribers": ev.data["subscribers"]}
 
     async def topics(self, agent: str | None = None) -> list[dict[str, Any]]:
-        rows = await self.s.store.fetchall(
+        rows = await self.store.fetchall(
             "SELECT topic, group_concat(agent_id, ',') AS agents FROM subscriptions"
             + (" WHERE topic IN (SELECT topic FROM subscriptions WHERE agent_id = ?)"
                if agent else "") + " GROUP BY topic ORDER BY topic", (agent,) if agent else ())
@@ -506,7 +511,7 @@ class Fleet:
                       source: str, caused_by: int | None = None) -> dict[str, Any]:
         """One message into every subscriber's inbox (the publisher's excepted), all in
         the publishing transaction: each is delivered exactly once, restart or not."""
-        self.s.agents.get(agent)
+        self.agents.get(agent)
         _check_topic(topic)
         _check_text(text)
         hops += 1
@@ -515,7 +520,7 @@ class Fleet:
         # Each subscriber is a pair with the publisher: those whose conversation with
         # it is at its bound are skipped (decided here, on the loop, where the counts
         # live; the subscriber list is read the same way the job reads it).
-        rows = await self.s.store.fetchall(
+        rows = await self.store.fetchall(
             "SELECT agent_id FROM subscriptions WHERE topic = ? AND agent_id != ?",
             (topic, agent))
         refused: dict[str, Refusal] = {}
@@ -523,13 +528,13 @@ class Fleet:
             refusal = self.conversations.admit_message(agent, r["agent_id"])
             if refusal is not None:
                 refused[r["agent_id"]] = refusal
-        caps = {a: self.s.runtime.automatic_cap(a) for ref in refused.values()
+        caps = {a: self.budgets.automatic_cap(a) for ref in refused.values()
                 for a in ref.pair}
 
         def job(db: Any) -> tuple[list[str], list[Event]]:
             subs = [r[0] for r in db.execute(
                 "SELECT agent_id FROM subscriptions WHERE topic = ? AND agent_id != ? "
-                "AND agent_id IN (SELECT id FROM agents) ORDER BY agent_id", (topic, agent))]
+                "ORDER BY agent_id", (topic, agent)) if supervisor.exists(db, r[0])]
             held = [sub for sub in subs if sub in refused]
             subs = [sub for sub in subs if sub not in refused]
             published = insert(db, agent, "topic.published", {
@@ -547,13 +552,7 @@ class Fleet:
                                        "legion:fleet")
             return subs, events
 
-        def committed(result: tuple[list[str], list[Event]]) -> None:
-            self.s.bus.deliver(result[1])
-            for ev in result[1]:
-                if ev.kind == "message.received" and ev.agent:
-                    self.s.runtime.delivered(ev.agent)
-
-        subs, _ = await self.s.store.writer.run(job, on_commit=committed)
+        subs, _ = await self.store.writer.run(job, on_commit=lambda r: self.bus.deliver(r[1]))
         out: dict[str, Any] = {"topic": topic, "delivered_to": subs}
         if refused:
             out["held_back"] = sorted(refused)
@@ -566,11 +565,11 @@ class Fleet:
     # -- the lifecycle loop ---------------------------------------------------------------
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
-        sub = self.s.bus.subscribe(kinds=["session.ended", "task.status"], maxsize=10_000)
+        sub = self.bus.subscribe(kinds=["session.ended", "task.status"], maxsize=10_000)
         try:
             async with anyio.create_task_group() as tg:
                 tg.start_soon(self._timers)
-                await self.conversations.load(self.s.store)
+                await self.conversations.load(self.store)
                 task_status.started()
                 await self.check_all()
                 while True:
@@ -587,49 +586,43 @@ class Fleet:
                     except LegionError as exc:
                         log.warning("lifecycle check failed", error=exc.message)
         finally:
-            self.s.bus.unsubscribe(sub)
+            self.bus.unsubscribe(sub)
 
     async def after_session(self, agent: str, caused_by: int) -> None:
         if agent in self._ending:
             reason, cause = self._ending.pop(agent)
             await self.terminate(agent, reason, cause or caused_by or None, now=True)
             return
-        rec = self.s.agents.agents.get(agent)
+        rec = self.agents.agents.get(agent)
         cond = (rec.settings.get("terminate_on") or {}) if rec else {}
-        if cond.get("sessions"):
-            row = await self.s.store.fetchone(
-                "SELECT count(*) AS n FROM sessions WHERE agent_id = ? AND status != 'running'",
-                (agent,))
-            if row is not None and row["n"] >= cond["sessions"]:
-                # A session just ended: this is the boundary.
-                await self.terminate(agent, f"terminate_on: after {cond['sessions']} sessions",
-                                     caused_by, now=True)
+        # A session just ended: this is the boundary.
+        if cond.get("sessions") and await ledger.ended_count(self.store,
+                                                             agent) >= cond["sessions"]:
+            await self.terminate(agent, f"terminate_on: after {cond['sessions']} sessions",
+                                 caused_by, now=True)
 
     async def task_done(self, task: str, caused_by: int) -> None:
-        for rec in list(self.s.agents.agents.values()):
+        for rec in list(self.agents.agents.values()):
             if (rec.settings.get("terminate_on") or {}).get("task_done") == task:
                 await self.terminate(rec.id, f"terminate_on: task {task} is done", caused_by)
 
     async def check_all(self) -> None:
         """Conditions that may have come true while nobody was looking (at start,
         or after the event stream lagged)."""
-        for rec in list(self.s.agents.agents.values()):
+        for rec in list(self.agents.agents.values()):
             if rec.settings.get("ending") and rec.id not in self._ending:
                 self._ending[rec.id] = (f"self-destructed: {rec.settings['ending']}", None)
         for agent in list(self._ending):
-            state = self.s.runtime.states.get(agent)
-            if state is None or state.activity == "idle":
+            if not self.activity.busy(agent):
                 await self.after_session(agent, 0)
-        for rec in list(self.s.agents.agents.values()):
+        for rec in list(self.agents.agents.values()):
             if (rec.settings.get("terminate_on") or {}).get("sessions"):
                 await self.after_session(rec.id, 0)
-        for rec in list(self.s.agents.agents.values()):
+        for rec in list(self.agents.agents.values()):
             task = (rec.settings.get("terminate_on") or {}).get("task_done")
             if task:
                 owner, num = task.split("@", 1)[1], int(task.split("@", 1)[0])
-                row = await self.s.store.fetchone(
-                    "SELECT status FROM tasks WHERE owner = ? AND num = ?", (owner, num))
-                if row is not None and row["status"] == "done":
+                if await self.tasks.status_of(owner, num) == "done":
                     await self.terminate(rec.id, f"terminate_on: task {task} is done", None)
 
     async def _timers(self) -> None:
@@ -639,7 +632,7 @@ class Fleet:
             now = datetime.now(UTC)
             due: list[str] = []
             nearest: float | None = None
-            for rec in list(self.s.agents.agents.values()):
+            for rec in list(self.agents.agents.values()):
                 expires = rec.settings.get("expires_at")
                 if not expires:
                     continue
@@ -650,7 +643,7 @@ class Fleet:
                     nearest = left if nearest is None else min(nearest, left)
             for agent in due:
                 # A ttl interrupts: the agent's time is up, mid-session or not.
-                self.s.runtime.interrupt(agent, "its ttl expired", quiet=True)
+                self.activity.interrupt(agent, "its ttl expired")
                 try:
                     await self.terminate(agent, "ttl expired", now=True)
                 except LegionError as exc:
@@ -675,3 +668,9 @@ def _check_text(text: str) -> None:
         raise InvalidParams(f"the message is {len(text)} characters; the limit is {MAX_TEXT}",
                             hint="put long material in shared memory (shared/...) and send "
                                  "its path")
+
+
+def forget_subscriptions(db: Any, agent: str, now: str) -> dict[str, Any]:
+    """Inside a destroy: the agent's topic subscriptions go."""
+    db.execute("DELETE FROM subscriptions WHERE agent_id = ?", (agent,))
+    return {}

@@ -14,15 +14,32 @@ next start, so a message that crashes the daemon cannot crash it forever:
   before the model was ever asked, e.g. a message whose prompt crashes the
   daemon) it fails too. A restart while litellm is still being imported
   costs neither: it is not the message's doing.
+
+`Inbox` is the one delivery path: a person's `tell`, an agent's message,
+and automatic triggers (schedules, watchers, task nudges) all come through
+it, and the wake-up that follows is nobody's to remember: the runtime
+listens for `message.received` on the bus, which every committed delivery
+publishes (including those written inside another service's transaction
+with `enqueue_job`). The module also owns the `messages` table: every read
+and write of it is a function here.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+import anyio
 import msgspec
+import structlog
 
-from legion.daemon.events import Event, insert, now_iso
+from legion.daemon.agents import ledger
+from legion.daemon.agents.budgets import Budgets
+from legion.daemon.agents.supervisor import Supervisor
+from legion.daemon.events import Event, EventBus, insert, now_iso
+from legion.daemon.store.database import Store
+from legion.errors import NotFound, Timeout
+
+log = structlog.get_logger("legion.inbox")
 
 MAX_ATTEMPTS = 3
 MAX_DELIVERIES = 10
@@ -161,8 +178,7 @@ def requeue_interrupted_job() -> Any:
         events = []
         for r in rows:
             db.execute("UPDATE messages SET status = 'queued' WHERE id = ?", (r["id"],))
-            db.execute("UPDATE sessions SET status = 'crashed', ended_at = ? "
-                       "WHERE message_id = ? AND ended_at IS NULL", (now_iso(), r["id"]))
+            ledger.mark_crashed(db, r["id"])
             events.append(insert(db, r["agent_id"], "message.redelivered",
                                  {"message_id": r["id"], "attempts": r["attempts"],
                                   "deliveries": r["deliveries"]},
@@ -191,3 +207,141 @@ async def queued_counts(store: Any) -> dict[str, int]:
     rows = await store.fetchall("SELECT agent_id, count(*) AS n FROM messages "
                                 "WHERE status IN ('queued', 'processing') GROUP BY agent_id")
     return {r["agent_id"]: r["n"] for r in rows}
+
+
+async def agent_messages_since(store: Store, since: str) -> list[Any]:
+    """Messages from another agent or a topic since `since` (the conversation
+    bound's message counts): agent_id, sender, created_at."""
+    return await store.fetchall(
+        "SELECT agent_id, sender, created_at FROM messages WHERE created_at >= ? AND "
+        "(sender LIKE 'agent:%' OR sender LIKE 'topic:%') ORDER BY id", (since,))
+
+
+def attach_session(db: Any, message_id: int, session_id: int) -> None:
+    db.execute("UPDATE messages SET session_id = ? WHERE id = ?", (session_id, message_id))
+
+
+def finish(db: Any, message_id: int, *, status: str, reply: str | None, error: str | None,
+           done_at: str) -> None:
+    db.execute("UPDATE messages SET status = ?, reply = ?, error = ?, done_at = ? WHERE id = ?",
+               (status, reply, error, done_at, message_id))
+
+
+def count_delivery(db: Any, message_id: int) -> None:
+    db.execute("UPDATE messages SET deliveries = deliveries + 1 WHERE id = ?", (message_id,))
+
+
+def count_attempt(db: Any, message_id: int) -> int:
+    db.execute("UPDATE messages SET attempts = attempts + 1 WHERE id = ?", (message_id,))
+    return int(db.execute("SELECT attempts FROM messages WHERE id = ?",
+                          (message_id,)).fetchone()[0])
+
+
+def prune(db: Any, cutoff: str, chunk: int) -> int:
+    """One chunk of retention: finished messages done before the cutoff (queued and
+    processing ones are never removed, however old)."""
+    return int(db.execute(
+        "DELETE FROM messages WHERE id IN (SELECT id FROM messages WHERE done_at < ? "
+        "AND status NOT IN ('queued', 'processing') LIMIT ?)", (cutoff, chunk)).rowcount)
+
+
+# The events that end a message: whoever waits for its reply is woken by them.
+ENDED = ("message.replied", "message.idle", "message.failed", "message.interrupted")
+
+
+class Inbox:
+    """Every delivery into an agent's durable inbox, and waiting for its answer."""
+
+    def __init__(self, store: Store, bus: EventBus, agents: Supervisor,
+                 budgets: Budgets) -> None:
+        self.store = store
+        self.bus = bus
+        self.agents = agents
+        self.budgets = budgets
+        self._done: dict[int, anyio.Event] = {}
+        bus.listen(ENDED, self._ended)
+
+    async def tell(self, agent_id: str, text: str, *, sender: str = "user",
+                   source: str = "rpc") -> tuple[Message, Event]:
+        """A person's (or a client's) message: the id is the receipt, given once durable."""
+        self.agents.get(agent_id)
+        result: tuple[Message, Event] = await self.store.writer.run(
+            enqueue_job(agent_id, sender, text, source), on_commit=self._published)
+        return result
+
+    async def deliver(self, to: str, sender: str, text: str, *, hops: int, source: str,
+                      caused_by: int | None = None, reply_to: int | None = None) -> Message:
+        """An agent's message (or a spawn's first one), with the hops that led to it."""
+        job = enqueue_job(to, sender, text, source, caused_by, hops=hops, reply_to=reply_to)
+        msg: Message
+        msg, _ = await self.store.writer.run(job, on_commit=self._published)
+        return msg
+
+    async def deliver_automatic(self, agent_id: str, sender: str, text: str, *,
+                                source: str, caused_by: int | None = None,
+                                model: str | None = None) -> Message | None:
+        """An automatic trigger (heartbeat, cron, watcher), within the agent's in-flight
+        cap; None when it was dropped (recorded as a `trigger.dropped` event)."""
+        job = enqueue_automatic_job(agent_id, sender, text, source,
+                                    self.budgets.automatic_cap(agent_id), caused_by, model)
+        msg: Message | None
+        msg, ev = await self.store.writer.run(job, on_commit=self._published)
+        if msg is None:
+            log.warning("automatic trigger dropped: too many in flight", agent=agent_id,
+                        sender=sender, cap=ev.data["cap"])
+        return msg
+
+    def automatic_job(self, agent_id: str, sender: str, text: str, *, source: str,
+                      caused_by: int | None = None, model: str | None = None) -> Any:
+        """The same delivery as a job, for a service that writes it in its own
+        transaction (a fire and its record, a task and its nudge); its events go
+        to the bus through the caller's commit like any other."""
+        return enqueue_automatic_job(agent_id, sender, text, source,
+                                     self.budgets.automatic_cap(agent_id), caused_by, model)
+
+    def _published(self, result: tuple[Any, Event]) -> None:
+        self.bus.deliver(result[1])
+
+    async def get(self, message_id: int) -> Message | None:
+        return await get(self.store, message_id)
+
+    async def listing(self, agent: str, status: str | None, limit: int) -> list[Message]:
+        return await listing(self.store, agent, status, limit)
+
+    async def wait(self, message_id: int, within: float) -> Message:
+        # Register before reading: a session that ends between the read and the
+        # wait still finds someone to wake.
+        done = self._done.setdefault(message_id, anyio.Event())
+        msg = await get(self.store, message_id)
+        if msg is None or msg.final:
+            if not done.is_set():
+                self._done.pop(message_id, None)
+            if msg is None:
+                raise NotFound(f"no message {message_id}",
+                               hint="message ids come from `legion tell`; old ones are pruned "
+                               "with the events")
+            return msg
+        with anyio.move_on_after(within):
+            await done.wait()
+        msg = await get(self.store, message_id)
+        assert msg is not None
+        if not msg.final:
+            raise Timeout(
+                f"no reply to message {message_id} within {within:g}s; it is {msg.status} "
+                "and will still be answered",
+                hint=f"wait again (`legion wait {message_id}`), or follow it with "
+                f"`legion attach {msg.agent}`",
+                data={"message_id": message_id, "status": msg.status},
+            )
+        return msg
+
+    def _ended(self, ev: Event) -> None:
+        done = self._done.pop(int(ev.data.get("message_id") or 0), None)
+        if done is not None:
+            done.set()
+
+
+def forget_agent(db: Any, agent: str, now: str) -> dict[str, Any]:
+    """Inside a destroy: the agent's messages go (their events are archived)."""
+    db.execute("DELETE FROM messages WHERE agent_id = ?", (agent,))
+    return {}

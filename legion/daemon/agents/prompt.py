@@ -10,8 +10,6 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from legion.daemon.store.database import Store
-
 CHARS_PER_TOKEN = 4
 IDLE = "IDLE"
 
@@ -43,34 +41,3 @@ def estimate(messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None 
     chars = sum(len(json.dumps(m)) for m in messages)
     chars += len(json.dumps(tools, separators=(",", ":"))) if tools else 0
     return chars // CHARS_PER_TOKEN
-
-
-async def history(store: Store, agent: str, budget_tokens: int) -> list[dict[str, Any]]:
-    """The newest conversation rows that fit the budget, starting at a user turn
-    (so a tool result never appears without the call that asked for it)."""
-    if budget_tokens <= 0:
-        return []
-    budget = budget_tokens * CHARS_PER_TOKEN
-    rows = await store.fetchall(
-        "SELECT message, chars FROM history WHERE agent_id = ? ORDER BY id DESC LIMIT 500",
-        (agent,))
-    picked: list[dict[str, Any]] = []
-    used = 0
-    for r in rows:
-        if used + r["chars"] > budget:
-            break
-        used += r["chars"]
-        picked.append(json.loads(r["message"]))
-    picked.reverse()
-    while picked and picked[0].get("role") != "user":
-        picked.pop(0)
-    return picked
-
-
-def history_rows(agent: str, session_id: int, messages: list[dict[str, Any]],
-                 created_at: str) -> list[tuple[Any, ...]]:
-    out = []
-    for m in messages:
-        text = json.dumps(m, separators=(",", ":"))
-        out.append((agent, session_id, text, len(text), created_at))
-    return out

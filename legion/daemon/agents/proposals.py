@@ -10,14 +10,13 @@ per agent at a time; a newer one supersedes the older.
 from __future__ import annotations
 
 import difflib
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from legion.daemon.agents.model import AgentRecord
-from legion.daemon.events import Event, insert, now_iso
+from legion.daemon.agents.supervisor import Supervisor
+from legion.daemon.events import Event, EventBus, insert, now_iso
+from legion.daemon.store.database import Store
 from legion.errors import Conflict, NotFound
-
-if TYPE_CHECKING:
-    from legion.daemon.services import Services
 
 # Proposals listed per agent (newest first).
 RECENT_PROPOSALS = 20
@@ -28,8 +27,10 @@ def udiff(a: str, b: str, a_name: str, b_name: str) -> str:
 
 
 class Proposals:
-    def __init__(self, services: Services) -> None:
-        self.services = services
+    def __init__(self, store: Store, bus: EventBus, agents: Supervisor) -> None:
+        self.store = store
+        self.bus = bus
+        self.agents = agents
 
     async def propose(self, rec: AgentRecord, text: str, rationale: str,
                        session_id: int | None, caused_by: int | None, source: str) -> int:
@@ -53,16 +54,16 @@ class Proposals:
                 "superseded": older}, caused_by=caused_by, source=source)
             return pid, ev
 
-        pid, _ = await self.services.store.writer.run(
-            job, on_commit=lambda r: self.services.bus.deliver(r[1]))
+        pid, _ = await self.store.writer.run(
+            job, on_commit=lambda r: self.bus.deliver(r[1]))
         return pid
 
     async def proposals(self, agent: str) -> list[dict[str, Any]]:
         """The agent's proposals, newest first (texts left out)."""
-        rec = self.services.agents.get(agent)
+        rec = self.agents.get(agent)
         cols = ("id", "status", "rationale", "chars", "session_id", "created_at", "decided_at",
                 "decided_by", "decision_note")
-        rows = await self.services.store.fetchall(
+        rows = await self.store.fetchall(
             "SELECT id, status, rationale, length(proposed) AS chars, session_id, created_at, "
             "decided_at, decided_by, decision_note FROM prompt_proposals WHERE agent_id = ? "
             # An earlier agent of the same id (destroyed) does not hand down its proposals.
@@ -71,8 +72,8 @@ class Proposals:
         return [{c: r[c] for c in cols} for r in rows]
 
     async def pending(self, agent: str) -> dict[str, Any] | None:
-        rec = self.services.agents.get(agent)
-        row = await self.services.store.fetchone(
+        rec = self.agents.get(agent)
+        row = await self.store.fetchone(
             "SELECT * FROM prompt_proposals WHERE agent_id = ? AND status = 'pending' "
             "AND created_at >= ? ORDER BY id DESC LIMIT 1", (agent, rec.created_at))
         return None if row is None else self._full(row, rec)
@@ -87,13 +88,13 @@ class Proposals:
                 "base_changed": row["base"] != rec.system_prompt}
 
     async def show(self, agent: str) -> dict[str, Any]:
-        rec = self.services.agents.get(agent)
+        rec = self.agents.get(agent)
         return {"agent": agent, "system_prompt": rec.system_prompt,
                 "chars": len(rec.system_prompt), "definition": rec.definition,
                 "pending": await self.pending(agent), "proposals": await self.proposals(agent)}
 
     async def _find(self, rec: AgentRecord, proposal: int | None) -> Any:
-        store = self.services.store
+        store = self.store
         if proposal is None:
             row = await store.fetchone(
                 "SELECT * FROM prompt_proposals WHERE agent_id = ? AND status = 'pending' "
@@ -126,7 +127,7 @@ class Proposals:
                 data={"proposal": row["id"], "status": row["status"]})
 
     async def diff(self, agent: str, proposal: int | None) -> dict[str, Any]:
-        rec = self.services.agents.get(agent)
+        rec = self.agents.get(agent)
         row = await self._find(rec, proposal)
         name = f"proposal {row['id']}"
         return {"agent": agent, "proposal": row["id"], "status": row["status"],
@@ -149,15 +150,15 @@ class Proposals:
             return insert(db, agent, f"prompt.{status}", {"proposal": pid, "by": by,
                                                           "note": note, **data}, source=by)
 
-        return await self.services.store.writer.run(job, on_commit=self.services.bus.deliver)
+        return await self.store.writer.run(job, on_commit=self.bus.deliver)
 
     async def accept(self, agent: str, proposal: int | None, by: str,
                      note: str | None = None) -> dict[str, Any]:
-        rec = self.services.agents.get(agent)
+        rec = self.agents.get(agent)
         row = await self._find(rec, proposal)
         self._undecided(row, agent)
         base_changed = row["base"] != rec.system_prompt
-        await self.services.agents.update(agent, system_prompt=row["proposed"],
+        await self.agents.update(agent, system_prompt=row["proposed"],
                                           source=f"prompt-proposal:{row['id']}:{by}")
         ev = await self._decide(agent, row["id"], "accepted", by, note,
                                 {"chars": len(row["proposed"]), "base_changed": base_changed})
@@ -178,10 +179,16 @@ class Proposals:
 
     async def reject(self, agent: str, proposal: int | None, by: str,
                      note: str | None = None) -> dict[str, Any]:
-        rec = self.services.agents.get(agent)
+        rec = self.agents.get(agent)
         row = await self._find(rec, proposal)
         self._undecided(row, agent)
         ev = await self._decide(agent, row["id"], "rejected", by, note, {})
         return {"agent": agent, "proposal": row["id"], "status": "rejected", "note": note,
                 "system_prompt": rec.system_prompt, "chars": len(rec.system_prompt),
                 "base_changed": False, "warnings": [], "event": ev.id}
+
+
+def forget_agent(db: Any, agent: str, now: str) -> dict[str, Any]:
+    """Inside a destroy: the agent's prompt proposals go."""
+    db.execute("DELETE FROM prompt_proposals WHERE agent_id = ?", (agent,))
+    return {}

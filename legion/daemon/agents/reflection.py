@@ -23,18 +23,25 @@ from __future__ import annotations
 import json
 import re
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 import msgspec
 
+from legion.daemon.agents import ledger
+from legion.daemon.agents.budgets import Budgets
 from legion.daemon.agents.model import MAX_SYSTEM_PROMPT, AgentRecord
 from legion.daemon.agents.proposals import Proposals
-from legion.daemon.tools.base import ToolContext, ToolError, tool
+from legion.daemon.agents.supervisor import Supervisor
+from legion.daemon.events import EventBus
+from legion.daemon.llm.client import ModelClient
+from legion.daemon.memory.service import Memory
+from legion.daemon.store import event_log
+from legion.daemon.store.database import Store
+from legion.daemon.tasks.board import Board
+from legion.daemon.tools.registry import Registry
 from legion.errors import Conflict, InvalidParams, LegionError, NotFound
+from legion.tool import ToolError
 from legion.validation import problem
-
-if TYPE_CHECKING:
-    from legion.daemon.services import Services
 
 Scope = Literal["last_session", "day", "tools", "tasks"]
 SCOPES: tuple[str, ...] = ("last_session", "day", "tools", "tasks")
@@ -261,22 +268,29 @@ def _turn(m: dict[str, Any]) -> str:
 class Reflection:
     """Reflections and the prompt proposals they make."""
 
-    def __init__(self, services: Services) -> None:
-        # Other services are reached through `services` at call time: some are
-        # built after this one.
-        self.services = services
-        self.proposals = Proposals(services)
+    def __init__(self, store: Store, bus: EventBus, agents: Supervisor, models: ModelClient,
+                 budgets: Budgets, memory: Memory, board: Board, tools: Registry,
+                 proposals: Proposals) -> None:
+        self.store = store
+        self.bus = bus
+        self.agents = agents
+        self.models = models
+        self.budgets = budgets
+        self.memory = memory
+        self.board = board
+        self.tools = tools
+        self.proposals = proposals
 
     # -- reflect ------------------------------------------------------------------
 
     async def reflect(self, agent: str, scope: str, focus: str | None, *, session_id: int,
                       caused_by: int | None) -> dict[str, Any]:
-        s = self.services
+        s = self
         if scope not in SCOPES:
             raise ToolError(f"unknown scope {scope!r}",
                             hint=f"use one of: {', '.join(SCOPES)}", kind="bad_arguments")
         rec = s.agents.get(agent)
-        over = s.runtime.over_budget(agent, s.runtime.guards(rec))
+        over = s.budgets.over_budget(agent, s.budgets.guards(rec))
         if over is not None:
             raise ToolError(f"cannot reflect now: {over}",
                             hint="a reflection spends the same daily budget as your sessions; "
@@ -296,7 +310,7 @@ class Reflection:
 
         completion = await s.models.complete(rec.model, messages, [], on_delta=ignore,
                                              emit=relay)
-        s.runtime.charge(agent, completion.usage)
+        s.budgets.charge(agent, completion.usage)
         usage = completion.usage.as_dict()
         try:
             critique = parse(completion.text)
@@ -346,11 +360,8 @@ class Reflection:
         return text, lines.cut or memory.cut
 
     async def _last_session(self, agent: str, current: int, out: _Lines) -> None:
-        store = self.services.store
-        row = await store.fetchone(
-            "SELECT s.*, m.sender, m.body FROM sessions s LEFT JOIN messages m "
-            "ON m.id = s.message_id WHERE s.agent_id = ? AND s.id != ? "
-            "AND s.ended_at IS NOT NULL ORDER BY s.id DESC LIMIT 1", (agent, current))
+        store = self.store
+        row = await ledger.last_finished(store, agent, current)
         if row is None:
             raise ToolError("you have no finished session to reflect on yet",
                             hint="reflect on scope 'day', 'tools' or 'tasks' instead, or "
@@ -362,25 +373,14 @@ class Reflection:
                 f"{row['prompt_tokens'] + row['completion_tokens']} tokens; model {row['model']}")
         if row["body"] is not None:
             out.add(f"It answered a message from {row['sender']}: {clip(row['body'])}")
-        history = await store.fetchall(
-            "SELECT message FROM history WHERE agent_id = ? AND session_id = ? ORDER BY id",
-            (agent, sid))
+        history = await ledger.session_history(store, agent, sid)
         if history:
             out.add("Conversation:")
             for h in history:
-                out.add("  " + _turn(_json(h["message"])))
+                out.add("  " + _turn(_json(h)))
         else:
             out.add("(no conversation was kept: the session did not finish)")
-        span = await store.fetchone(
-            "SELECT min(id) AS a, max(id) AS b FROM events WHERE agent_id = ? AND kind IN "
-            "('session.started', 'session.ended') AND json_extract(data, '$.session') = ?",
-            (agent, sid))
-        if span is None or span["a"] is None:
-            return
-        results = await store.fetchall(
-            "SELECT r.data AS result, c.data AS call FROM events r LEFT JOIN events c "
-            "ON c.id = r.caused_by WHERE r.agent_id = ? AND r.kind = 'tool.result' "
-            "AND r.id BETWEEN ? AND ? ORDER BY r.id LIMIT 100", (agent, span["a"], span["b"]))
+        results = await event_log.tool_results_of_session(store, agent, sid, 100)
         if results:
             out.add("Tool calls:")
         for r in results:
@@ -392,14 +392,10 @@ class Reflection:
                     f"{res.get('duration_ms')} ms{said}")
 
     async def _day(self, agent: str, current: int, out: _Lines) -> None:
-        store = self.services.store
+        store = self.store
         since = (datetime.now(UTC) - timedelta(days=1)).isoformat(
             timespec="milliseconds").replace("+00:00", "Z")
-        rows = await store.fetchall(
-            "SELECT s.id, s.status, s.reason, s.turns, s.prompt_tokens + s.completion_tokens "
-            "AS tokens, s.started_at, m.sender, m.body FROM sessions s LEFT JOIN messages m "
-            "ON m.id = s.message_id WHERE s.agent_id = ? AND s.started_at >= ? "
-            "ORDER BY s.id DESC LIMIT 60", (agent, since))
+        rows = await ledger.started_since(store, agent, since, 60)
         counts: dict[str, int] = {}
         for r in rows:
             counts[r["status"]] = counts.get(r["status"], 0) + 1
@@ -412,11 +408,7 @@ class Reflection:
                     + (f" ({clip(r['reason'], 150)})" if r["reason"] else "")
                     + f", {r['turns']} turns, {r['tokens']} tokens"
                     + (f"; from {r['sender']}: {clip(r['body'], 120)}" if r["body"] else ""))
-        failed = await store.fetchall(
-            "SELECT r.ts, r.data AS result, c.data AS call FROM events r LEFT JOIN events c "
-            "ON c.id = r.caused_by WHERE r.agent_id = ? AND r.kind = 'tool.result' "
-            "AND r.ts >= ? AND json_extract(r.data, '$.ok') = 0 ORDER BY r.id DESC LIMIT 30",
-            (agent, since))
+        failed = await event_log.failed_tool_results(store, agent, since, 30)
         out.add(f"Failed tool calls: {len(failed)}" + (" (the newest 30)" if len(failed) == 30
                                                        else ""))
         for r in failed:
@@ -425,11 +417,8 @@ class Reflection:
                     f"{clip(res.get('result', ''), 200)}")
 
     async def _tools(self, agent: str, out: _Lines) -> None:
-        reg = self.services.tools
-        rows = await self.services.store.fetchall(
-            "SELECT r.data AS result, c.data AS call FROM events r LEFT JOIN events c "
-            "ON c.id = r.caused_by WHERE r.agent_id = ? AND r.kind = 'tool.result' "
-            "ORDER BY r.id DESC LIMIT 500", (agent,))
+        reg = self.tools
+        rows = await event_log.tool_results(self.store, agent, 500)
         mine: dict[str, dict[str, Any]] = {}
         for r in rows:
             res, call = _json(r["result"]), _json(r["call"])
@@ -458,7 +447,7 @@ class Reflection:
     async def _tasks(self, agent: str, out: _Lines) -> None:
         from legion.daemon.tasks import queries
 
-        board = self.services.board
+        board = self.board
         tasks = await board.listing(agent)
         out.add(f"Tasks on your board: {len(tasks)}")
         for t in tasks[:80]:
@@ -475,12 +464,10 @@ class Reflection:
                 out.add(f"{preset.replace('_', ' ')}: " + ", ".join(h["task"] for h in hits))
 
     async def _memory(self, agent: str, out: _Lines) -> None:
-        entries = await self.services.memory.listing(agent, "", 200)
+        entries = await self.memory.listing(agent, "", 200)
         # The head of each entry, read without counting as an access: reflection
         # must not make every entry look recently used.
-        heads = {r["path"]: r["head"] for r in await self.services.store.fetchall(
-            "SELECT path, substr(content, 1, 120) AS head FROM memories WHERE owner = ? "
-            "ORDER BY path LIMIT 200", (agent,))}
+        heads = await self.memory.heads(agent, 120, 200)
         own = [e for e in entries if not e["shared"]]
         shared = len(entries) - len(own)
         out.add(f"Your entries: {len(own)}" + (f" (shared/ entries: {shared}, not yours to "
@@ -495,7 +482,7 @@ class Reflection:
 
     async def _apply(self, rec: AgentRecord, c: Critique, whole: bool, *, session_id: int,
                      caused_by: int | None, source: str) -> dict[str, Any]:
-        s = self.services
+        s = self
         agent = rec.id
         skipped: list[str] = []
 
@@ -570,17 +557,15 @@ class Reflection:
 
     async def _lesson(self, agent: str, day: str, text: str, source: str,
                       caused_by: int | None) -> str:
-        known = await self.services.store.fetchone(
-            "SELECT path FROM memories WHERE owner = ? AND path LIKE 'lessons/%' "
-            "AND content = ?", (agent, text))
+        known = await self.memory.find_own(agent, "lessons/", text)
         if known is not None:
-            raise Conflict(f"already learned: {known['path']}", hint="nothing to do",
+            raise Conflict(f"already learned: {known}", hint="nothing to do",
                            kind="lesson_known")
         base = f"lessons/{day}-{slug(text)}"
         for n in range(1, 10):
             path = f"{base}.md" if n == 1 else f"{base}-{n}.md"
             try:
-                entry, _ = await self.services.memory.write(
+                entry, _ = await self.memory.write(
                     agent, path, text, mode="create", tags=["lesson"], source=source,
                     caused_by=caused_by)
             except Conflict:
@@ -591,13 +576,7 @@ class Reflection:
 
     async def _own(self, agent: str, paths: list[str]) -> dict[str, Any]:
         """The agent's own entries among `paths` (read without counting an access)."""
-        if not paths:
-            return {}
-        marks = ", ".join("?" for _ in paths)
-        rows = await self.services.store.fetchall(
-            f"SELECT path, content, tags FROM memories WHERE owner = ? AND path IN ({marks})",
-            (agent, *paths))
-        return {r["path"]: r for r in rows}
+        return await self.memory.peek(agent, paths)
 
     async def _merge(self, agent: str, m: Merge, source: str,
                      caused_by: int | None) -> dict[str, Any]:
@@ -620,12 +599,12 @@ class Reflection:
             raise Conflict(f"{into} exists and is not among the merged paths",
                            hint="list it in paths to merge it too, or merge into a new path")
         tags = sorted({t for p in paths for t in json.loads(found[p]["tags"])} - {"stale"})
-        await self.services.memory.write(agent, into, m.content, mode="replace", tags=tags,
+        await self.memory.write(agent, into, m.content, mode="replace", tags=tags,
                                          source=source, caused_by=caused_by)
         removed = []
         for p in paths:
             if p != into:
-                await self.services.memory.delete(agent, p, source=source, caused_by=caused_by)
+                await self.memory.delete(agent, p, source=source, caused_by=caused_by)
                 removed.append(p)
         return {"into": into, "removed": removed}
 
@@ -643,42 +622,7 @@ class Reflection:
         tags = json.loads(row["tags"])
         if "stale" in tags:
             return False
-        await self.services.memory.write(agent, path, row["content"], mode="replace",
+        await self.memory.write(agent, path, row["content"], mode="replace",
                                          tags=[*tags, "stale"], source=source,
                                          caused_by=caused_by)
         return True
-
-# -- tools ------------------------------------------------------------------------------
-
-
-@tool(timeout=REFLECT_TIMEOUT, keywords=[
-    "reflect", "reflection", "review", "retrospective", "lessons", "learn", "improve",
-    "critique", "mistakes", "consolidate", "memory", "prompt", "verdict"])
-async def reflect(ctx: ToolContext, scope: Scope, focus: str | None = None) -> dict[str, Any]:
-    """Look back at your own work and learn from it: lessons go to your memory, tool
-    verdicts to the tool statistics, follow-ups to your board, and a change to your
-    system prompt becomes a proposal a person reviews. scope: last_session, day, tools or
-    tasks; focus: what to look at most.
-
-    It also tidies your memory: duplicate entries merged, stale ones tagged "stale". It
-    spends one model call from your budget."""
-    result: dict[str, Any] = await ctx.services.reflection.reflect(
-        ctx.agent_id, scope, focus, session_id=ctx.session_id, caused_by=ctx.call_event)
-    return result
-
-
-@tool(keywords=["prompt", "system", "instructions", "read", "identity", "proposal"])
-async def prompt_read(ctx: ToolContext) -> dict[str, Any]:
-    """Read your own system prompt, and the change you proposed if one is pending."""
-    s = ctx.services
-    rec = s.agents.get(ctx.agent_id)
-    pending = await s.reflection.proposals.pending(ctx.agent_id)
-    return {"system_prompt": rec.system_prompt, "chars": len(rec.system_prompt),
-            "definition": rec.definition,
-            "pending_proposal": None if pending is None else {
-                "id": pending["id"], "proposed": pending["proposed"],
-                "rationale": pending["rationale"]},
-            "note": NOTE}
-
-
-TOOLS = [reflect, prompt_read]

@@ -26,26 +26,33 @@ import json
 import re
 import time
 from collections import Counter
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Annotated, Any
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 import anyio
-import msgspec
 import structlog
-from msgspec import Meta
 
-from legion.daemon.agents import inbox, prompt
-from legion.daemon.agents.conversation import Refusal, peer_of, trip_job
-from legion.daemon.agents.fleet import agent_sender, sender_agent
+from legion.config import AgentsConfig
+from legion.daemon.agents import inbox, ledger, prompt, supervisor
+from legion.daemon.agents.activity import AgentState
+from legion.daemon.agents.budgets import Budgets, Guards
+from legion.daemon.agents.conversation import (
+    Refusal,
+    agent_sender,
+    peer_of,
+    sender_agent,
+    trip_job,
+)
 from legion.daemon.agents.inbox import Message
 from legion.daemon.agents.model import AgentRecord, State
-from legion.daemon.events import Event, insert, now_iso
-from legion.daemon.llm.types import Usage
-from legion.daemon.tools.base import ToolContext, ToolResult
+from legion.daemon.agents.supervisor import Supervisor
+from legion.daemon.events import Event, EventBus, insert, now_iso
+from legion.daemon.llm.client import ModelClient
+from legion.daemon.llm.types import ToolCall, Usage
+from legion.daemon.store.database import Store
 from legion.errors import LegionError, ModelUnavailable
-
-if TYPE_CHECKING:
-    from legion.daemon.agents.runtime import AgentState, Runtime
+from legion.tool import ToolContext, ToolResult
 
 log = structlog.get_logger("legion.session")
 
@@ -56,28 +63,63 @@ DELTA_CHARS = 400
 RESULT_PREVIEW = 4000
 
 
+class ToolRunner(Protocol):
+    """What a session needs of the tools: the prompt's schemas and names, and a
+    call run with the caller's context (the registry, behind the kernel context)."""
+
+    def prompt_schemas(self) -> list[dict[str, Any]]: ...
+
+    def names(self) -> Any: ...
+
+    async def run(self, call: ToolCall, ctx: ToolContext, time_limit: float) -> ToolResult: ...
+
+
+class Recall(Protocol):
+    """Memory as a session uses it: what to remind the agent of for this message."""
+
+    async def context(self, agent: str, text: str, budget: int) -> str: ...
+
+
+class ConversationGuard(Protocol):
+    """The fleet's bound on agent-to-agent conversations, as a session meets it."""
+
+    def admit_call(self, peer: str, agent: str) -> Refusal | None: ...
+
+    def admit_message(self, sender: str, to: str) -> Refusal | None: ...
+
+    def caps_of(self, refusal: Refusal) -> dict[str, int]: ...
+
+    async def trip(self, refusal: Refusal, by: str, caused_by: int | None) -> None: ...
+
+
+WorkCheck = Callable[[str], Awaitable[str | None]]
+
+
 @dataclass
-class Guards:
-    max_turns: int
-    loop_repeats: int
-    daily_tokens: int
-    daily_cost: float
-    tool_timeout: float
-    history_tokens: int
-    max_concurrent_sessions: int
+class Kit:
+    """What every session uses, built once by the composition root."""
 
+    store: Store
+    bus: EventBus
+    agents: Supervisor
+    models: ModelClient
+    budgets: Budgets
+    tools: ToolRunner
+    memory: Recall
+    conversations: ConversationGuard
+    config: AgentsConfig
+    # memory.context_tokens: the default budget of recalled memory in a prompt.
+    memory_tokens: int
+    # Asked before a session ends: "does this agent still own work?" Each returns
+    # a sentence naming the work, or None (the task board is one).
+    work_checks: list[WorkCheck] = field(default_factory=list)
 
-class GuardOverrides(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
-    """Per-agent overrides of [guards], as given to spawn or in a definition
-    (the same ranges as config.GuardsConfig)."""
-
-    max_turns: Annotated[int, Meta(ge=1, le=1000)] | None = None
-    loop_repeats: Annotated[int, Meta(ge=2, le=100)] | None = None
-    daily_tokens: Annotated[int, Meta(ge=0)] | None = None
-    daily_cost: Annotated[float, Meta(ge=0)] | None = None
-    tool_timeout: Annotated[float, Meta(gt=0)] | None = None
-    history_tokens: Annotated[int, Meta(ge=0)] | None = None
-    max_concurrent_sessions: Annotated[int, Meta(ge=1, le=1000)] | None = None
+    async def owned_work(self, agent_id: str) -> str | None:
+        for check in self.work_checks:
+            found = await check(agent_id)
+            if found:
+                return found
+        return None
 
 
 class _Deltas:
@@ -135,13 +177,22 @@ class _Deltas:
             self.since = time.monotonic()
 
 
+class _Turns:
+    """What the turn loop keeps between turns: the loop guards' counts."""
+
+    def __init__(self) -> None:
+        self.calls: Counter[str] = Counter()
+        self.errors: Counter[str] = Counter()
+        self.nudged = False
+
+
 class Session:
-    def __init__(self, rt: Runtime, state: AgentState, rec: AgentRecord, msg: Message) -> None:
-        self.rt = rt
+    def __init__(self, kit: Kit, state: AgentState, rec: AgentRecord, msg: Message) -> None:
+        self.kit = kit
         self.state = state
         self.rec = rec
         self.msg = msg
-        self.guards = rt.guards(rec)
+        self.guards: Guards = kit.budgets.guards(rec)
         self.id = 0
         self.start_event = 0
         self.usage = Usage()
@@ -150,7 +201,7 @@ class Session:
         self.ref = msg.model or rec.model
         self.model = self.ref
         self.source = f"agent:{rec.id}"
-        self.tools = rt.services.tools
+        self.tools = kit.tools
         # The agent whose message started this session (directly or by a topic), for
         # the conversation bound; None for a person or a trigger.
         self.peer = peer_of(msg.sender)
@@ -159,10 +210,11 @@ class Session:
         self.counted = False
         # The session was ended by the conversation bound: the note said it all.
         self.bounded = False
+        self.new_rows: list[dict[str, Any]] = []
 
     async def emit(self, kind: str, data: dict[str, Any], caused_by: int | None) -> Event:
-        return await self.rt.services.bus.emit(self.rec.id, kind, data, caused_by=caused_by,
-                                               source=self.source)
+        return await self.kit.bus.emit(self.rec.id, kind, data, caused_by=caused_by,
+                                       source=self.source)
 
     async def run(self) -> None:
         await self._open()
@@ -183,189 +235,217 @@ class Session:
 
     async def _open(self) -> None:
         rec, msg = self.rec, self.msg
+        resolved = self.kit.models.resolved(self.ref)
 
         def job(db: Any) -> Event:
-            self.id = db.execute(
-                "INSERT INTO sessions (agent_id, message_id, trigger, model, status, started_at)"
-                " VALUES (?, ?, 'message', ?, 'running', ?)",
-                (rec.id, msg.id, self.ref, now_iso())).lastrowid
-            db.execute("UPDATE messages SET session_id = ? WHERE id = ?", (self.id, msg.id))
+            self.id = ledger.open_session(db, rec.id, msg.id, self.ref)
+            inbox.attach_session(db, msg.id, self.id)
             return insert(db, rec.id, "session.started",
                           {"session": self.id, "message_id": msg.id, "trigger": "message",
-                           "model": self.ref, "resolved_model": self.rt.models.resolved(self.ref),
+                           "model": self.ref, "resolved_model": resolved,
                            "attempt": msg.attempts + 1, "delivery": msg.deliveries + 1},
                           caused_by=msg.event_id, source=self.source)
 
-        ev = await self.rt.services.store.writer.run(job, on_commit=self.rt.services.bus.deliver)
+        ev = await self.kit.store.writer.run(job, on_commit=self.kit.bus.deliver)
         self.start_event = ev.id
 
+    # -- the turn loop, step by step ------------------------------------------------
+
     async def _converse(self) -> tuple[str, str, str | None]:
-        rec, g = self.rec, self.guards
+        g = self.guards
         await self._count_delivery()
-        history = await prompt.history(self.rt.services.store, rec.id, g.history_tokens)
-        user = prompt.user_message(self.msg.sender, self.msg.body)
-        system = prompt.system_prompt(rec.id, rec.system_prompt)
-        budget = rec.settings.get("memory_context_tokens",
-                                  self.rt.services.config.memory.context_tokens)
-        if budget:
-            recalled = await self.rt.services.memory.context(rec.id, self.msg.body, budget)
-            if recalled:
-                system = f"{system}\n\n{recalled}"
-                await self.emit("memory.recalled", {"chars": len(recalled)}, self.start_event)
-        messages = [{"role": "system", "content": system}, *history, user]
-        self.new_rows: list[dict[str, Any]] = [user]
+        messages = await self._prompt()
         schemas = self.tools.prompt_schemas()
-        calls_seen: Counter[str] = Counter()
-        errors_seen: Counter[str] = Counter()
-        nudged = False
+        seen = _Turns()
         cause = self.start_event
         for turn in range(1, g.max_turns + 1):
-            over = self.rt.over_budget(rec.id, g)
-            if over is not None:
-                guard = await self.emit("guard.budget", {"reason": over}, self.start_event)
-                await self.rt.pause_for(rec.id, over, caused_by=guard.id)
-                return "failed", over, None
-            if self.peer is not None:
-                refusal = self.rt.services.fleet.conversations.admit_call(self.peer, rec.id)
-                if refusal is not None:
-                    await self._bounded(refusal)
-                    return "failed", refusal.sentence(), None
+            stop = await self._may_continue()
+            if stop is not None:
+                return "failed", stop, None
             self.turns = turn
-            self.state.activity = "thinking"
-            request: dict[str, Any] = {
-                "turn": turn, "model": self.ref, "messages": len(messages),
-                "prompt_tokens_estimate": prompt.estimate(messages, schemas),
-                "tools": len(schemas)}
-            if not self.counted:
-                request["attempt"] = await self._count_attempt()
-            req = await self.emit("model.request", request, cause)
-
-            async def relay(kind: str, data: dict[str, Any], _req: int = req.id) -> None:
-                if kind == "model.retry":
-                    self.state.activity = f"retrying ({data.get('status')})"
-                await self.emit(kind, data, _req)
-
-            async with _Deltas(self, req.id) as deltas:
-                completion = await self.rt.models.complete(self.ref, messages, schemas,
-                                                           on_delta=deltas.add, emit=relay)
-            completion = self.rt.models.repair(completion, self.tools.names())
-            self.usage.add(completion.usage)
-            self.model = completion.model
-            self.rt.charge(rec.id, completion.usage)
-            calls = [{"id": c.id, "name": c.name, "arguments": c.arguments}
-                     for c in completion.tool_calls]
-            resp = await self.emit("model.response", {
-                "turn": turn, "model": completion.model, "text": completion.text,
-                "reasoning": completion.reasoning, "tool_calls": calls,
-                "finish_reason": completion.finish_reason, "usage": completion.usage.as_dict(),
-                "repaired": completion.repaired,
-            }, req.id)
-            if completion.repaired:
-                await self.emit("model.repaired", {
-                    "turn": turn, "tool_calls": calls,
-                    "note": "the model wrote its tool calls as JSON text; they were run as calls",
-                }, resp.id)
-            assistant: dict[str, Any] = {"role": "assistant", "content": completion.text}
-            if calls:
-                assistant["tool_calls"] = [
-                    {"id": c["id"], "type": "function",
-                     "function": {"name": c["name"], "arguments": c["arguments"]}}
-                    for c in calls]
-            messages.append(assistant)
-            self.new_rows.append(assistant)
+            completion, resp = await self._ask(turn, messages, schemas, cause)
             if not completion.tool_calls:
-                # No nudge on the last allowed turn: it would turn a good answer
-                # into a max_turns failure.
-                last = turn == g.max_turns
-                nudge = None if nudged or last else await self.rt.owned_work(rec.id)
-                if nudge is None:
+                note = await self._before_ending(turn, seen, resp)
+                if note is None:
                     return "done", "", completion.text
-                # One synthetic turn: finish the work or hand it back, then answer.
-                nudged = True
-                note = {"role": "user", "content": f"[legion] Before you end: {nudge} "
-                        "Finish it now, or hand it back, then give your final answer."}
-                messages.append(note)
-                self.new_rows.append(note)
-                await self.emit("session.nudged", {"turn": turn, "work": nudge}, resp.id)
-                cause = resp.id
+                self._append(messages, note)
+                cause = resp
                 continue
-            for c in completion.tool_calls:
-                calls_seen[canonical_call(c.name, c.arguments)] += 1
-            looped = [k for k, n in calls_seen.items() if n >= g.loop_repeats]
-            if looped:
-                reason = (f"loop detected: the same tool call ({looped[0].split(':', 1)[0]}) "
-                          f"{g.loop_repeats} times")
-                await self.emit("guard.loop", {"reason": reason, "call": looped[0]}, resp.id)
-                return "failed", reason, None
-            results = await self._run_tools(completion.tool_calls, resp.id)
-            for r in results:
-                messages.append(r.as_message())
-                self.new_rows.append(r.as_message())
+            looped = await self._loop_guard(seen, completion.tool_calls, resp)
+            if looped is not None:
+                return "failed", looped, None
+            for r in await self._run_tools(completion.tool_calls, resp):
+                self._append(messages, r.as_message())
                 if not r.ok:
-                    errors_seen[r.content] += 1
-            repeated = [e for e, n in errors_seen.items() if n >= g.loop_repeats]
+                    seen.errors[r.content] += 1
+            repeated = [e for e, n in seen.errors.items() if n >= g.loop_repeats]
             if repeated:
                 reason = f"loop detected: the same tool error {g.loop_repeats} times"
                 await self.emit("guard.loop", {"reason": reason, "error": repeated[0][:500]},
-                                resp.id)
+                                resp)
                 return "failed", reason, None
-            cause = resp.id
+            cause = resp
         reason = f"max_turns reached ({g.max_turns} model turns without a final answer)"
         await self.emit("guard.max_turns", {"reason": reason}, self.start_event)
         return "failed", reason, None
+
+    def _append(self, messages: list[dict[str, Any]], row: dict[str, Any]) -> None:
+        """A row of the conversation: sent with the next turn, kept in history."""
+        messages.append(row)
+        self.new_rows.append(row)
+
+    async def _prompt(self) -> list[dict[str, Any]]:
+        """System prompt (with recalled memory), recent history, and the message."""
+        rec = self.rec
+        history = await ledger.history(self.kit.store, rec.id, self.guards.history_tokens)
+        user = prompt.user_message(self.msg.sender, self.msg.body)
+        system = prompt.system_prompt(rec.id, rec.system_prompt)
+        budget = rec.settings.get("memory_context_tokens", self.kit.memory_tokens)
+        if budget:
+            recalled = await self.kit.memory.context(rec.id, self.msg.body, budget)
+            if recalled:
+                system = f"{system}\n\n{recalled}"
+                await self.emit("memory.recalled", {"chars": len(recalled)}, self.start_event)
+        self.new_rows = [user]
+        return [{"role": "system", "content": system}, *history, user]
+
+    async def _may_continue(self) -> str | None:
+        """The guards checked before each model call: the daily budget (which also
+        pauses the agent) and the conversation bound. The reason to stop, or None."""
+        rec, g = self.rec, self.guards
+        over = self.kit.budgets.over_budget(rec.id, g)
+        if over is not None:
+            guard = await self.emit("guard.budget", {"reason": over}, self.start_event)
+            await self.kit.budgets.pause_for(rec.id, over, caused_by=guard.id)
+            return over
+        if self.peer is not None:
+            refusal = self.kit.conversations.admit_call(self.peer, rec.id)
+            if refusal is not None:
+                await self._bounded(refusal)
+                return refusal.sentence()
+        return None
+
+    async def _ask(self, turn: int, messages: list[dict[str, Any]],
+                   schemas: list[dict[str, Any]], cause: int) -> tuple[Any, int]:
+        """One model turn, streamed: the completion and its `model.response` event id.
+        The assistant's message is appended to the conversation."""
+        self.state.activity = "thinking"
+        request: dict[str, Any] = {
+            "turn": turn, "model": self.ref, "messages": len(messages),
+            "prompt_tokens_estimate": prompt.estimate(messages, schemas),
+            "tools": len(schemas)}
+        if not self.counted:
+            request["attempt"] = await self._count_attempt()
+        req = await self.emit("model.request", request, cause)
+
+        async def relay(kind: str, data: dict[str, Any], _req: int = req.id) -> None:
+            if kind == "model.retry":
+                self.state.activity = f"retrying ({data.get('status')})"
+            await self.emit(kind, data, _req)
+
+        models = self.kit.models
+        async with _Deltas(self, req.id) as deltas:
+            completion = await models.complete(self.ref, messages, schemas,
+                                               on_delta=deltas.add, emit=relay)
+        completion = models.repair(completion, self.tools.names())
+        self.usage.add(completion.usage)
+        self.model = completion.model
+        self.kit.budgets.charge(self.rec.id, completion.usage)
+        calls = [{"id": c.id, "name": c.name, "arguments": c.arguments}
+                 for c in completion.tool_calls]
+        resp = await self.emit("model.response", {
+            "turn": turn, "model": completion.model, "text": completion.text,
+            "reasoning": completion.reasoning, "tool_calls": calls,
+            "finish_reason": completion.finish_reason, "usage": completion.usage.as_dict(),
+            "repaired": completion.repaired,
+        }, req.id)
+        if completion.repaired:
+            await self.emit("model.repaired", {
+                "turn": turn, "tool_calls": calls,
+                "note": "the model wrote its tool calls as JSON text; they were run as calls",
+            }, resp.id)
+        assistant: dict[str, Any] = {"role": "assistant", "content": completion.text}
+        if calls:
+            assistant["tool_calls"] = [
+                {"id": c["id"], "type": "function",
+                 "function": {"name": c["name"], "arguments": c["arguments"]}}
+                for c in calls]
+        self._append(messages, assistant)
+        return completion, resp.id
+
+    async def _before_ending(self, turn: int, seen: _Turns, resp: int
+                             ) -> dict[str, Any] | None:
+        """The model answered without a tool call. If the agent still owns work (a
+        task in doing), one synthetic turn asks it to finish or hand it back: that
+        note is returned; None lets the session end with the answer."""
+        # No nudge on the last allowed turn: it would turn a good answer into a
+        # max_turns failure.
+        if seen.nudged or turn == self.guards.max_turns:
+            return None
+        nudge = await self.kit.owned_work(self.rec.id)
+        if nudge is None:
+            return None
+        seen.nudged = True
+        await self.emit("session.nudged", {"turn": turn, "work": nudge}, resp)
+        return {"role": "user", "content": f"[legion] Before you end: {nudge} "
+                "Finish it now, or hand it back, then give your final answer."}
+
+    async def _loop_guard(self, seen: _Turns, calls: list[ToolCall], resp: int) -> str | None:
+        """The same call `loop_repeats` times ends the session: the reason, or None."""
+        g = self.guards
+        for c in calls:
+            seen.calls[canonical_call(c.name, c.arguments)] += 1
+        looped = [k for k, n in seen.calls.items() if n >= g.loop_repeats]
+        if not looped:
+            return None
+        reason = (f"loop detected: the same tool call ({looped[0].split(':', 1)[0]}) "
+                  f"{g.loop_repeats} times")
+        await self.emit("guard.loop", {"reason": reason, "call": looped[0]}, resp)
+        return reason
 
     async def _count_delivery(self) -> None:
         """The session is about to work on the message (litellm is ready: a
         restart during its import is nobody's fault): count a delivery, durably,
         so a message that ends the daemon before the model is asked is given up."""
-        await self.rt.models.load()
+        await self.kit.models.load()
         mid = self.msg.id
-
-        def job(db: Any) -> None:
-            db.execute("UPDATE messages SET deliveries = deliveries + 1 WHERE id = ?", (mid,))
-
-        await self.rt.services.store.writer.run(job)
+        await self.kit.store.writer.run(lambda db: inbox.count_delivery(db, mid))
         self.msg.deliveries += 1
 
     async def _count_attempt(self) -> int:
         """The model is about to be asked for this message: count the attempt, durably,
         before the request goes out. litellm is loaded first (a no-op once it is), so a
         daemon killed during the import has not spent one."""
-        await self.rt.models.load()
+        await self.kit.models.load()
         mid = self.msg.id
-
-        def job(db: Any) -> int:
-            db.execute("UPDATE messages SET attempts = attempts + 1 WHERE id = ?", (mid,))
-            return int(db.execute("SELECT attempts FROM messages WHERE id = ?",
-                                  (mid,)).fetchone()[0])
-
-        self.msg.attempts = await self.rt.services.store.writer.run(job)
+        self.msg.attempts = await self.kit.store.writer.run(
+            lambda db: inbox.count_attempt(db, mid))
         self.counted = True
         return self.msg.attempts
 
     async def _bounded(self, refusal: Refusal) -> None:
         """The conversation this session belongs to is at its bound: no more model calls."""
         self.bounded = True
-        fleet = self.rt.services.fleet
         if refusal.tripped:
-            await fleet.trip(refusal, self.rec.id, self.start_event)
+            await self.kit.conversations.trip(refusal, self.rec.id, self.start_event)
         else:
             await self.emit("guard.conversation", {
-                **refusal.data(self.rt.services.config.agents), "tripped": False,
+                **refusal.data(self.kit.config), "tripped": False,
                 "note": "the session stopped before its next model call"}, self.start_event)
 
-    async def _run_tools(self, calls: list[Any], caused_by: int) -> list[ToolResult]:
+    async def _run_tools(self, calls: list[ToolCall], caused_by: int) -> list[ToolResult]:
         results: list[ToolResult | None] = [None] * len(calls)
         self.state.activity = "-> " + ", ".join(c.name for c in calls)
 
-        async def one(i: int, call: Any) -> None:
-            data = {"call_id": call.id, "name": call.name, "arguments": call.arguments}
+        async def one(i: int, call: ToolCall) -> None:
+            data: dict[str, Any] = {"call_id": call.id, "name": call.name,
+                                    "arguments": call.arguments}
             if call.name == "tool_invoke":
                 # Say which registry tool runs, so attach and events name it.
                 data["invokes"] = _invoked(call.arguments)
             ev = await self.emit("tool.call", data, caused_by)
-            ctx = ToolContext(agent_id=self.rec.id, session_id=self.id,
-                              services=self.rt.services, call_event=ev.id, hops=self.msg.hops)
+            ctx = ToolContext(agent_id=self.rec.id, session_id=self.id, call_event=ev.id,
+                              hops=self.msg.hops)
             result = await self.tools.run(call, ctx, self.guards.tool_timeout)
             results[i] = result
             await self.emit("tool.result", {
@@ -380,6 +460,8 @@ class Session:
                 tg.start_soon(one, i, call)
         return [r for r in results if r is not None]
 
+    # -- the end ------------------------------------------------------------------------
+
     def _route_reply(self, db: Any, to: str, reply: str, cause: int, max_hops: int,
                      refusal: Refusal | None, caps: dict[str, int]) -> list[Event]:
         """In the session's closing transaction: the reply into the asking agent's
@@ -390,12 +472,12 @@ class Session:
                 "to": to, "hops": hops, "max_hops": max_hops,
                 "note": "the reply was not delivered: the conversation reached "
                         "agents.max_hops"}, caused_by=cause, source=self.source)]
-        if not db.execute("SELECT 1 FROM agents WHERE id = ?", (to,)).fetchone():
+        if not supervisor.exists(db, to):
             return [insert(db, self.rec.id, "message.undeliverable", {
                 "to": to, "reason": f"{to} no longer exists"}, caused_by=cause,
                 source=self.source)]
         if refusal is not None:
-            cfg = self.rt.services.config.agents
+            cfg = self.kit.config
             if refusal.tripped:
                 return trip_job(db, refusal, cfg, self.rec.id, caps, cause, "legion:fleet")
             return [insert(db, self.rec.id, "message.undeliverable", {
@@ -405,12 +487,12 @@ class Session:
                                      hops=hops, reply_to=self.msg.id)(db)
         return [ev]
 
-    def _tell_failure(self, db: Any, to: str, reason: str, cause: int) -> list[Event]:
+    def _tell_failure(self, db: Any, to: str, reason: str, cause: int, cap: int
+                      ) -> list[Event]:
         """The asking agent learns that no answer is coming (as a notice from Legion,
         which is not answered back)."""
-        if not db.execute("SELECT 1 FROM agents WHERE id = ?", (to,)).fetchone():
+        if not supervisor.exists(db, to):
             return []
-        cap = self.rt.automatic_cap(to)
         text = (f"[legion] {self.rec.id} could not answer your message ({reason}); "
                 "no reply is coming. Try again later, or do without it.")
         _msg, ev = inbox.enqueue_automatic_job(to, "legion:fleet", text, self.source, cap,
@@ -426,7 +508,7 @@ class Session:
         courtesy = (to_agent is not None and status == "done" and reply is not None
                     and not idle and _is_courtesy(reply))
         idle = idle or courtesy
-        max_hops = self.rt.services.config.agents.max_hops
+        max_hops = self.kit.config.max_hops
         msg_status = "idle" if idle else status
         # The reply's place in the conversation bound is taken here, on the loop, where
         # the counts live (the job below runs in the writer's thread). A reply the hops
@@ -434,28 +516,21 @@ class Session:
         refusal: Refusal | None = None
         caps: dict[str, int] = {}
         if (msg_status == "done" and to_agent is not None and reply
-                and msg.hops + 1 <= max_hops and to_agent in self.rt.services.agents.agents):
-            fleet = self.rt.services.fleet
-            refusal = fleet.conversations.admit_message(rec.id, to_agent)
+                and msg.hops + 1 <= max_hops and to_agent in self.kit.agents.agents):
+            refusal = self.kit.conversations.admit_message(rec.id, to_agent)
             if refusal is not None and refusal.tripped:
-                caps = fleet.caps_of(refusal)
-        rows = (prompt.history_rows(rec.id, self.id, self.new_rows, now_iso())
-                if status == "done" else [])
+                caps = self.kit.conversations.caps_of(refusal)
+        cap = self.kit.budgets.automatic_cap(to_agent) if to_agent else 0
+        kept = self.new_rows if status == "done" else []
         usage = self.usage
 
         def job(db: Any) -> list[Event]:
             now = now_iso()
-            db.execute(
-                "UPDATE sessions SET status = ?, reason = ?, turns = ?, prompt_tokens = ?, "
-                "completion_tokens = ?, reasoning_tokens = ?, cost = ?, model = ?, ended_at = ? "
-                "WHERE id = ?",
-                (status, reason, self.turns, usage.prompt_tokens, usage.completion_tokens,
-                 usage.reasoning_tokens, usage.cost, self.model, now, self.id))
-            db.execute("UPDATE messages SET status = ?, reply = ?, error = ?, done_at = ? "
-                       "WHERE id = ?",
-                       (msg_status, None if idle else reply, reason or None, now, msg.id))
-            db.executemany("INSERT INTO history (agent_id, session_id, message, chars, "
-                           "created_at) VALUES (?, ?, ?, ?, ?)", rows)
+            ledger.close_session(db, self.id, status=status, reason=reason, turns=self.turns,
+                                 usage=usage, model=self.model, ended_at=now)
+            inbox.finish(db, msg.id, status=msg_status, reply=None if idle else reply,
+                         error=reason or None, done_at=now)
+            ledger.add_history(db, rec.id, self.id, kept, now)
             ended = insert(db, rec.id, "session.ended", {
                 "session": self.id, "status": status, "reason": reason, "turns": self.turns,
                 "model": self.model, "usage": usage.as_dict(), "message_id": msg.id,
@@ -475,17 +550,11 @@ class Session:
                 events += self._route_reply(db, to_agent, reply, closing.id, max_hops,
                                             refusal, caps)
             elif msg_status == "failed" and to_agent is not None and not self.bounded:
-                events += self._tell_failure(db, to_agent, reason, closing.id)
+                events += self._tell_failure(db, to_agent, reason, closing.id, cap)
             return events
 
-        def committed(evs: list[Event]) -> None:
-            self.rt.finished(msg.id, evs)
-            for ev in evs:
-                if ev.kind == "message.received" and ev.agent:
-                    self.rt.delivered(ev.agent)
-
         try:
-            await self.rt.services.store.writer.run(job, on_commit=committed)
+            await self.kit.store.writer.run(job, on_commit=self.kit.bus.deliver)
         except LegionError as exc:
             # Nothing was recorded (e.g. disk full): the message stays
             # `processing` and is delivered again after the next restart.

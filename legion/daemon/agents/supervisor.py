@@ -10,7 +10,7 @@ commit order, and the change's event reaches subscribers at the same moment.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import msgspec
@@ -24,17 +24,26 @@ from legion.daemon.agents.model import (
     validate_id,
 )
 from legion.daemon.events import Event, EventBus, insert, now_iso
+from legion.daemon.store import event_log
 from legion.daemon.store.database import Store
 from legion.errors import Conflict, InvalidParams, NotFound, close_matches
 
 log = structlog.get_logger("legion.agents")
 
 
+# What an agent leaves in a table it does not own, removed (or closed) in the
+# destroy's own transaction by that table's owner: (db, agent_id, now) -> counts
+# for the `agent.destroyed` event. The root hands the owners' functions in.
+Departure = Callable[[Any, str, str], dict[str, Any]]
+
+
 class Supervisor:
-    def __init__(self, store: Store, bus: EventBus, *, default_model: str) -> None:
+    def __init__(self, store: Store, bus: EventBus, *, default_model: str,
+                 departures: Sequence[Departure] = ()) -> None:
         self._store = store
         self._bus = bus
         self.default_model = default_model
+        self._departures = tuple(departures)
         self.agents: dict[str, AgentRecord] = {}
         # Called on the event loop, in commit order, after every change:
         # (action, the record as it is now or None once destroyed).
@@ -218,32 +227,14 @@ class Supervisor:
                     "VALUES (?, ?, ?, ?)",
                     (agent_id, msgspec.json.encode(rec).decode(), reason, now),
                 ).lastrowid
-                moved = db.execute(
-                    "INSERT INTO graveyard_events "
-                    "(archive_id, id, ts, agent_id, kind, data, caused_by, source) "
-                    "SELECT ?, id, ts, agent_id, kind, data, caused_by, source "
-                    "FROM events WHERE agent_id = ?",
-                    (archive_id, agent_id),
-                ).rowcount
-            removed = db.execute("DELETE FROM events WHERE agent_id = ?", (agent_id,)).rowcount
-            # The transcript lives on in the archived events; the working state goes.
-            for table in ("messages", "sessions", "history", "subscriptions",
-                          "prompt_proposals"):
-                db.execute(f"DELETE FROM {table} WHERE agent_id = ?", (agent_id,))
-            # Private memory goes with the agent (shared/ entries stay).
-            for (vec_table,) in db.execute("SELECT table_name FROM memory_vector_tables"):
-                db.execute(f"DELETE FROM {vec_table} WHERE rowid IN "
-                           "(SELECT id FROM memories WHERE owner = ?)", (agent_id,))
-            db.execute("DELETE FROM memories WHERE owner = ?", (agent_id,))
-            # Its unfinished tasks are cancelled, not deleted: other boards may depend
-            # on them, and the `orphans` preset shows who is left waiting.
-            db.execute("INSERT INTO task_changes (task_id, owner, status, by, at) SELECT id, "
-                       "owner, 'cancelled', 'legion:destroy', ? FROM tasks WHERE owner = ? AND "
-                       "status NOT IN ('done', 'cancelled')", (now, agent_id))
-            cancelled = db.execute(
-                "UPDATE tasks SET status = 'cancelled', updated_at = ?, status_changed_at = ? "
-                "WHERE owner = ? AND status NOT IN ('done', 'cancelled')",
-                (now, now, agent_id)).rowcount
+                moved = event_log.archive_agent(db, archive_id, agent_id)
+            removed = event_log.remove_agent(db, agent_id)
+            # The transcript lives on in the archived events; the working state
+            # (messages, sessions, memory, subscriptions, proposals) goes, and its
+            # unfinished tasks are cancelled: each by its table's owner.
+            counts: dict[str, Any] = {}
+            for departure in self._departures:
+                counts.update(departure(db, agent_id, now))
             db.execute("DELETE FROM agents WHERE id = ?", (agent_id,))
             # The destroy itself stays in the live log: the audit trail of what
             # happened to this id, and the end-of-stream mark for `attach`.
@@ -251,7 +242,7 @@ class Supervisor:
                 db, agent_id, "agent.destroyed",
                 {"purged": purge, "archive_id": archive_id, "events_archived": moved,
                  "events_removed": removed, "reason": reason, "last_state": row["state"],
-                 "tasks_cancelled": cancelled},
+                 "tasks_cancelled": counts.get("tasks_cancelled", 0)},
                 source=source,
             )
 
@@ -323,6 +314,12 @@ class Supervisor:
                 "events": [{**{k: r[k] for k in ("id", "ts", "kind", "caused_by", "source")},
                             "agent": r["agent_id"], "data": json.loads(r["data"])}
                            for r in reversed(rows)]}
+
+
+def exists(db: Any, agent_id: str) -> bool:
+    """Inside a write job: does the agent exist as of this transaction? (The
+    in-memory view lags a commit that is queued in the same batch.)"""
+    return db.execute("SELECT 1 FROM agents WHERE id = ?", (agent_id,)).fetchone() is not None
 
 
 def _write(db: Any, rec: AgentRecord) -> None:

@@ -6,12 +6,10 @@ from typing import Any
 
 import msgspec
 
+# A tool call is part of the public tool API; the model layer produces it.
+from legion.tool import ToolCall
 
-class ToolCall(msgspec.Struct):
-    id: str
-    name: str
-    # The raw JSON text the model produced; parsed (and refused) by the tool layer.
-    arguments: str
+__all__ = ["Completion", "ToolCall", "Usage"]
 
 
 class Usage(msgspec.Struct):

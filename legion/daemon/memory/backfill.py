@@ -6,6 +6,16 @@ loop), and writes the vectors in one transaction. A vector is only stored if
 the entry's content is still the one that was embedded. When the embedder
 fails, it backs off exponentially (capped), and says so in `legion memory
 stats`; writes and literal search carry on regardless.
+
+Wiring: the worker needs nothing of `service.Memory`. It reads and writes the
+memory tables through the store, announces progress on the bus, and takes
+the shared helpers from `records`. So it is constructed first, from the
+store, bus and embedder, and handed to `Memory(..., backfill=...)`, which
+wakes it after each write and shows `describe()` in its stats (through the
+`service.EmbeddingWorker` protocol). Neither module imports the other, and
+nothing is assigned after construction. It is only built when there is
+something to embed with: an embedder, and sqlite-vec loaded
+(`store.driver.vec_available`).
 """
 
 from __future__ import annotations
@@ -18,18 +28,19 @@ import anyio
 import structlog
 from anyio.abc import TaskStatus
 
+from legion.daemon.events import EventBus
 from legion.daemon.memory.embedders import Embedder
-from legion.daemon.memory.service import Memory, pack
+from legion.daemon.memory.records import pack, pending_count
 from legion.daemon.store.database import Store
 
 log = structlog.get_logger("legion.memory")
 
 
 class Backfill:
-    def __init__(self, memory: Memory, store: Store, embedder: Embedder, *, batch: int,
+    def __init__(self, store: Store, bus: EventBus, embedder: Embedder, *, batch: int,
                  backoff_max: float) -> None:
-        self.memory = memory
         self.store = store
+        self.bus = bus
         self.embedder = embedder
         self.batch = batch
         self.backoff_max = backoff_max
@@ -85,8 +96,8 @@ class Backfill:
                                                                                  strict=True)]
             stored = await self.store.writer.run(self._store_job(model, table, batch))
             self.embedded += stored
-            await self.memory.bus.emit(None, "memory.embedded", {
-                "model": model, "count": stored, "pending": await self.memory.pending_count(),
+            await self.bus.emit(None, "memory.embedded", {
+                "model": model, "count": stored, "pending": await pending_count(self.store),
             }, source="backfill")
 
     def _store_job(self, model: str, table: str, batch: list[tuple[int, str, str, bytes]]) -> Any:

@@ -13,6 +13,13 @@
 - Quotas per agent (entries, bytes, entry size) refuse writes with a clear
   error; reads are counted (access_count, accessed_at) for ranking decay now
   and for consolidation later.
+- Embedding happens off the write path, in `backfill.Backfill`. Memory is
+  given that worker (or None when there is nothing to embed with) in its
+  constructor, typed as the narrow `EmbeddingWorker` protocol below: after a
+  write it wakes the worker, and `stats` reports its state. The worker in
+  turn needs nothing of Memory (only the store, the bus and the helpers in
+  `records`), so it is built first and handed in: no import cycle, nothing
+  assigned after construction.
 """
 
 from __future__ import annotations
@@ -21,25 +28,22 @@ import hashlib
 import json
 import math
 import re
-import struct
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal, Protocol
 
 import msgspec
 import structlog
 
 from legion.config import MemoryConfig
 from legion.daemon.events import Event, EventBus, insert, now_iso
+from legion.daemon.memory import records
 from legion.daemon.memory.embedders import Embedder
+from legion.daemon.memory.records import SHARED, pack
 from legion.daemon.store.database import Store
 from legion.errors import Conflict, InvalidParams, LegionError, NotFound, close_matches
 
-if TYPE_CHECKING:
-    from legion.daemon.memory.backfill import Backfill
-
 log = structlog.get_logger("legion.memory")
 
-SHARED = "*"
 SHARED_PREFIX = "shared/"
 PATH = re.compile(r"^[A-Za-z0-9_.@+-][A-Za-z0-9_.@+/ -]{0,254}$")
 RRF_K = 60
@@ -112,10 +116,6 @@ def content_hash(content: str) -> str:
     return hashlib.sha256(content.encode()).hexdigest()[:32]
 
 
-def pack(vector: list[float]) -> bytes:
-    return struct.pack(f"{len(vector)}f", *vector)
-
-
 def fts_query(text: str, any_word: bool) -> str | None:
     words = re.findall(r"\w+", text.lower())
     if any_word:
@@ -126,6 +126,19 @@ def fts_query(text: str, any_word: bool) -> str | None:
     return (" OR " if any_word else " ").join(quoted)
 
 
+class EmbeddingWorker(Protocol):
+    """What Memory needs of the worker that embeds its entries (`backfill.Backfill`).
+
+    Kept here, next to its one user, so that this module never imports the
+    backfill: a write calls `wake` (new entries are pending), `stats` shows
+    `describe()`.
+    """
+
+    def wake(self) -> None: ...
+
+    def describe(self) -> dict[str, Any]: ...
+
+
 class Memory:
     def __init__(
         self,
@@ -134,14 +147,19 @@ class Memory:
         cfg: MemoryConfig,
         embedder: Embedder | None,
         embedder_label: str,
+        *,
+        backfill: EmbeddingWorker | None = None,
     ) -> None:
+        """`backfill` is the embedding worker, or None when nothing embeds (no
+        embedder, or no sqlite-vec): then writes wake nobody and `stats` has no
+        "backfill" section."""
         self.store = store
         self.bus = bus
         self.cfg = cfg
         self.embedder = embedder
         self.embedder_label = embedder_label
         self.vec_available = store.driver.vec_available
-        self.backfill: Backfill | None = None
+        self.backfill = backfill
 
     @property
     def model(self) -> str | None:
@@ -477,16 +495,37 @@ class Memory:
             log.info("embedder changed; entries queued to embed again", entries=queued,
                      model=model)
 
+    # Reads that do not count as an access (reflection looks at the agent's memory
+    # without making every entry look recently used).
+
+    async def heads(self, agent: str, chars: int = 120, limit: int = 200) -> dict[str, str]:
+        """The first `chars` characters of each of the agent's own entries, by path."""
+        rows = await self.store.fetchall(
+            "SELECT path, substr(content, 1, ?) AS head FROM memories WHERE owner = ? "
+            "ORDER BY path LIMIT ?", (chars, agent, limit))
+        return {r["path"]: r["head"] for r in rows}
+
+    async def peek(self, agent: str, paths: list[str]) -> dict[str, Any]:
+        """The agent's own entries among `paths` (path, content, tags), by path."""
+        if not paths:
+            return {}
+        marks = ", ".join("?" for _ in paths)
+        rows = await self.store.fetchall(
+            f"SELECT path, content, tags FROM memories WHERE owner = ? AND path IN ({marks})",
+            (agent, *paths))
+        return {r["path"]: r for r in rows}
+
+    async def find_own(self, agent: str, prefix: str, content: str) -> str | None:
+        """The path of the agent's own entry under `prefix` with exactly this content."""
+        row = await self.store.fetchone(
+            "SELECT path FROM memories WHERE owner = ? AND substr(path, 1, ?) = ? "
+            "AND content = ?", (agent, len(prefix), prefix, content))
+        return None if row is None else str(row["path"])
+
     async def pending_count(self, agent: str | None = None) -> int:
         if self.model is None:
             return 0
-        sql = "SELECT count(*) AS n FROM memories WHERE embedded = 0"
-        args: list[Any] = []
-        if agent is not None:
-            sql += " AND owner IN (?, ?)"
-            args += [agent, SHARED]
-        row = await self.store.fetchone(sql, args)
-        return int(row["n"])
+        return await records.pending_count(self.store, agent)
 
     async def stats(self, agent: str | None = None) -> dict[str, Any]:
         where, args = ("WHERE author = ? OR owner = ?", [agent, agent]) if agent else ("", [])

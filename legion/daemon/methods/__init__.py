@@ -1,41 +1,61 @@
 """RPC method groups: thin, typed adapters over the daemon's services.
 
-Each module exposes `register(registry, services)`. Handlers decode nothing
-by hand (the registry hands them a typed params struct) and hold no state.
+Each module exposes `Deps` (what the group uses) and `register(registry, deps)`.
+Handlers decode nothing by hand (the registry hands them a typed params struct)
+and hold no state. Plugin methods get a `PluginHost`, never the services.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from legion.daemon.methods import (
-    agents,
-    daemon,
-    events,
-    memory,
-    messages,
-    prompts,
-    schedules,
-    tasks,
-    tools,
-)
+from legion.daemon.agents.inbox import Inbox
+from legion.daemon.agents.supervisor import Supervisor
+from legion.daemon.events import EventBus
 from legion.daemon.rpc.dispatch import NoParams, Registry
-from legion.daemon.services import Services
 from legion.plugin import RpcMethod
 
 
-def build_registry(services: Services,
-                   plugin_methods: list[tuple[str, RpcMethod]] | None = None) -> Registry:
-    registry = Registry()
-    for group in (daemon, agents, events, messages, memory, tasks, schedules, tools, prompts):
-        group.register(registry, services)
-    for _plugin, m in plugin_methods or []:
-        if m.name in registry.methods:
-            continue  # a built-in method is never shadowed
+class Host:
+    """The daemon as a plugin's RPC method sees it (legion.plugin.PluginHost)."""
 
-        async def handler(ctx: Any, p: Any, _m: RpcMethod = m) -> Any:
-            return await _m.handler(p, services)
+    def __init__(self, plugin: str, agents: Supervisor, inbox: Inbox, bus: EventBus,
+                 settings: dict[str, Any]) -> None:
+        self.plugin = plugin
+        self._agents = agents
+        self._inbox = inbox
+        self._bus = bus
+        self._settings = settings
+
+    def agents(self) -> list[dict[str, Any]]:
+        return [{"id": a.id, "state": a.state.value, "model": a.model, "parent": a.parent}
+                for a in self._agents.agents.values()]
+
+    async def tell(self, agent: str, text: str, *, sender: str) -> int:
+        msg, _ = await self._inbox.tell(agent, text, sender=sender,
+                                        source=f"plugin:{self.plugin}")
+        return msg.id
+
+    async def emit(self, kind: str, data: dict[str, Any], *, agent: str | None = None) -> int:
+        ev = await self._bus.emit(agent, kind, data, source=f"plugin:{self.plugin}")
+        return ev.id
+
+    def settings(self) -> dict[str, Any]:
+        return self._settings
+
+
+def add_plugin_methods(registry: Registry, methods: list[tuple[str, RpcMethod]],
+                       host: Any) -> None:
+    """Plugin methods, each called with its plugin's host; a built-in name is never
+    shadowed. `host(plugin)` makes the PluginHost of one plugin."""
+    for plugin, m in methods:
+        if m.name in registry.methods:
+            continue
+
+        plugin_host = host(plugin)
+
+        async def handler(ctx: Any, p: Any, _m: RpcMethod = m, _h: Any = plugin_host) -> Any:
+            return await _m.handler(p, _h)
 
         handler.__doc__ = m.summary or m.handler.__doc__
         registry.add(m.name, handler, m.params or NoParams)
-    return registry

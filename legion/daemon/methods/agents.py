@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 import msgspec
 from msgspec import Meta
 
-from legion.daemon.agents.fleet import TerminateOn
+from legion.daemon.agents.activity import Activity
+from legion.daemon.agents.budgets import GuardOverrides
+from legion.daemon.agents.fleet import Fleet, TerminateOn
 from legion.daemon.agents.model import AgentRecord, State, check_transition
-from legion.daemon.agents.session import GuardOverrides
+from legion.daemon.agents.supervisor import Supervisor
+from legion.daemon.llm.client import ModelClient
 from legion.daemon.rpc.dispatch import Context, NoParams, Params, Registry
-from legion.daemon.services import Services
+from legion.daemon.schedule.scheduler import Scheduler
+from legion.daemon.tasks.board import Board
 
 Reason = Annotated[str, Meta(max_length=2000)]
 
@@ -69,14 +74,26 @@ class TopicsParams(Params):
     agent: str | None = None
 
 
-def register(registry: Registry, s: Services) -> None:
+@dataclass(frozen=True)
+class Deps:
+    """What this method group uses (built by the composition root)."""
+
+    activity: Activity
+    agents: Supervisor
+    board: Board
+    fleet: Fleet
+    models: ModelClient
+    scheduler: Scheduler
+
+
+def register(registry: Registry, s: Deps) -> None:
     sup = s.agents
 
     def _view(rec: AgentRecord, tasks: dict[str, dict[str, int]] | None = None
               ) -> dict[str, Any]:
         """The record plus what the agent is doing now and the model it resolves to."""
         view = {**rec.summary(), "resolved_model": s.models.resolved(rec.model),
-                **s.runtime.describe(rec.id)}
+                **s.activity.describe(rec.id)}
         if tasks is not None:
             view["tasks"] = tasks.get(rec.id, {"doing": 0, "open": 0, "blocked": 0})
         view["next_heartbeat"] = s.scheduler.next_heartbeat(rec.id)

@@ -7,16 +7,56 @@ import os
 import platform
 import sys
 import time
-from typing import Any
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
 
 from legion import __version__
+from legion.config import Config
+from legion.daemon.agents.runtime import Runtime
+from legion.daemon.agents.supervisor import Supervisor
+from legion.daemon.events import EventBus
+from legion.daemon.llm.client import ModelClient
+from legion.daemon.memory.service import Memory
+from legion.daemon.plugins import Plugins
 from legion.daemon.rpc.dispatch import Context, NoParams, Registry
-from legion.daemon.services import Services
+from legion.daemon.schedule.scheduler import Scheduler
 from legion.daemon.store import event_log
+from legion.daemon.store.database import Store
+from legion.daemon.tools.registry import Registry as ToolRegistry
+from legion.daemon.tools.sandbox import Sandbox
+from legion.daemon.watchers.service import Watchers
+from legion.paths import Paths
 from legion.redact import Redactor, secrets_of
 
 
-def register(registry: Registry, s: Services) -> None:
+class RpcStats(Protocol):
+    def statistics(self) -> dict[str, Any]: ...
+
+
+@dataclass(frozen=True)
+class Deps:
+    """What this method group uses (built by the composition root)."""
+
+    agents: Supervisor
+    bus: EventBus
+    config: Config
+    config_path: Path | None
+    memory: Memory
+    models: ModelClient
+    paths: Paths
+    plugins: Plugins
+    rpc: RpcStats | None
+    runtime: Runtime
+    sandbox: Sandbox
+    scheduler: Scheduler
+    started_at: float
+    store: Store
+    tools: ToolRegistry
+    watchers: Watchers
+
+
+def register(registry: Registry, s: Deps) -> None:
     # `info` reports what providers, plugins and the sandbox say about
     # themselves (URLs, last errors): any of it may quote a key. Built once,
     # from the config this daemon runs with.

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 from msgspec import Meta
 
 from legion import protocol
+from legion.config import Config
 from legion.daemon.agents.model import validate_id
-from legion.daemon.events import Event, Lagged, Subscription
+from legion.daemon.agents.supervisor import Supervisor
+from legion.daemon.events import Event, EventBus, Lagged, Subscription
 from legion.daemon.rpc.dispatch import Context, Params, Registry
-from legion.daemon.services import Services
 from legion.daemon.store import event_log
+from legion.daemon.store.database import Store
 from legion.errors import NotFound
 
 Limit = Annotated[int, Meta(ge=1, le=10_000)]
@@ -36,7 +39,17 @@ class UnsubscribeParams(Params):
     subscription: int
 
 
-def register(registry: Registry, s: Services) -> None:
+@dataclass(frozen=True)
+class Deps:
+    """What this method group uses (built by the composition root)."""
+
+    agents: Supervisor
+    bus: EventBus
+    config: Config
+    store: Store
+
+
+def register(registry: Registry, s: Deps) -> None:
     async def known_agent(agent: str | None) -> None:
         """An agent is known while it lives or while its events are still kept."""
         if agent is None:

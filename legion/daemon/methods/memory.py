@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
 from msgspec import Meta
 
-from legion.daemon.memory.service import Entry
+from legion.daemon.agents.supervisor import Supervisor
+from legion.daemon.memory.service import Entry, Memory
 from legion.daemon.rpc.dispatch import Context, Params, Registry
-from legion.daemon.services import Services
 
 
 class PathParams(Params):
@@ -42,7 +43,15 @@ class StatsParams(Params):
     agent: str | None = None
 
 
-def register(registry: Registry, s: Services) -> None:
+@dataclass(frozen=True)
+class Deps:
+    """What this method group uses (built by the composition root)."""
+
+    agents: Supervisor
+    memory: Memory
+
+
+def register(registry: Registry, s: Deps) -> None:
     def check(agent: str) -> None:
         s.agents.get(agent)  # memory is reached through a live agent: privacy by owner
 

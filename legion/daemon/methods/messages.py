@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
 from msgspec import Meta
 
-from legion.daemon.agents.inbox import Message, listing
-from legion.daemon.agents.inbox import get as fetch
+from legion.daemon.agents import ledger
+from legion.daemon.agents.inbox import Inbox, Message
+from legion.daemon.agents.runtime import Runtime
+from legion.daemon.agents.supervisor import Supervisor
 from legion.daemon.rpc.dispatch import Context, Params, Registry
-from legion.daemon.services import Services
+from legion.daemon.store.database import Store
 from legion.errors import NotFound
 
 MAX_TEXT = 200_000
@@ -50,19 +53,21 @@ def _view(msg: Message) -> dict[str, Any]:
             "usage": None, "text": msg.body, "hops": msg.hops, "reply_to": msg.reply_to}
 
 
-def register(registry: Registry, s: Services) -> None:
+@dataclass(frozen=True)
+class Deps:
+    """What this method group uses (built by the composition root)."""
+
+    agents: Supervisor
+    inbox: Inbox
+    runtime: Runtime
+    store: Store
+
+
+def register(registry: Registry, s: Deps) -> None:
     async def usage_of(msg: Message) -> dict[str, Any] | None:
         if msg.session_id is None:
             return None
-        row = await s.store.fetchone(
-            "SELECT prompt_tokens, completion_tokens, reasoning_tokens, cost, turns, model "
-            "FROM sessions WHERE id = ?", (msg.session_id,))
-        if row is None:
-            return None
-        return {"prompt_tokens": row["prompt_tokens"], "completion_tokens":
-                row["completion_tokens"], "reasoning_tokens": row["reasoning_tokens"],
-                "total_tokens": row["prompt_tokens"] + row["completion_tokens"],
-                "cost": row["cost"], "turns": row["turns"], "model": row["model"]}
+        return await ledger.usage_of(s.store, msg.session_id)
 
     async def full(msg: Message) -> dict[str, Any]:
         view = _view(msg)
@@ -71,7 +76,7 @@ def register(registry: Registry, s: Services) -> None:
 
     async def tell(ctx: Context, p: TellParams) -> dict[str, Any]:
         """Deliver a message to an agent's durable inbox; the id is the receipt."""
-        msg, ev = await s.runtime.tell(p.id, p.text, source=f"rpc:uid={ctx.peer.uid}")
+        msg, ev = await s.inbox.tell(p.id, p.text, source=f"rpc:uid={ctx.peer.uid}")
         rec = s.agents.get(p.id)
         note = None
         if rec.state.value != "running":
@@ -81,11 +86,11 @@ def register(registry: Registry, s: Services) -> None:
 
     async def wait(ctx: Context, p: WaitParams) -> dict[str, Any]:
         """Wait until a message is answered (or failed); its reply and usage."""
-        return await full(await s.runtime.wait(p.message_id, within=p.timeout))
+        return await full(await s.inbox.wait(p.message_id, within=p.timeout))
 
     async def get(ctx: Context, p: MessageParams) -> dict[str, Any]:
         """One message: status, reply or error, usage of its session."""
-        msg = await fetch(s.store, p.message_id)
+        msg = await s.inbox.get(p.message_id)
         if msg is None:
             raise NotFound(f"no message {p.message_id}",
                            hint="`legion messages ID` lists an agent's messages")
@@ -93,7 +98,7 @@ def register(registry: Registry, s: Services) -> None:
 
     async def list_(ctx: Context, p: ListParams) -> list[dict[str, Any]]:
         """An agent's recent messages, oldest first."""
-        found = await listing(s.store, p.agent, p.status, p.limit)
+        found = await s.inbox.listing(p.agent, p.status, p.limit)
         if not found and p.agent not in s.agents.agents:
             s.agents.get(p.agent)  # raises an instructive not-found (or bad id) error
         return [_view(m) for m in found]

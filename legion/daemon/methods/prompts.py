@@ -7,12 +7,13 @@ would, so the change is an ordinary `agent.updated`.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 from msgspec import Meta
 
+from legion.daemon.agents.reflection import Reflection
 from legion.daemon.rpc.dispatch import Context, Params, Registry
-from legion.daemon.services import Services
 
 
 class AgentParams(Params):
@@ -31,7 +32,14 @@ class DecideParams(Params):
     note: Annotated[str, Meta(max_length=2000)] | None = None
 
 
-def register(registry: Registry, s: Services) -> None:
+@dataclass(frozen=True)
+class Deps:
+    """What this method group uses (built by the composition root)."""
+
+    reflection: Reflection
+
+
+def register(registry: Registry, s: Deps) -> None:
     def by(ctx: Context) -> str:
         return f"rpc:uid={ctx.peer.uid}"
 

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Literal
 
+from legion.daemon.agents.supervisor import Supervisor
 from legion.daemon.rpc.dispatch import Context, Params, Registry
-from legion.daemon.services import Services
-from legion.daemon.watchers.service import test_trigger
+from legion.daemon.schedule.scheduler import Scheduler
+from legion.daemon.watchers.service import Watchers, test_trigger
 
 
 class AgentParams(Params):
@@ -57,7 +59,16 @@ class WatchTestParams(Params):
     previous: dict[str, Any] | None = None
 
 
-def register(registry: Registry, s: Services) -> None:
+@dataclass(frozen=True)
+class Deps:
+    """What this method group uses (built by the composition root)."""
+
+    agents: Supervisor
+    scheduler: Scheduler
+    watchers: Watchers
+
+
+def register(registry: Registry, s: Deps) -> None:
     src = "rpc"
 
     async def cron_add(ctx: Context, p: CronAddParams) -> dict[str, Any]:

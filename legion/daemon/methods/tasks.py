@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
 from msgspec import Meta
 
+from legion.daemon.agents.supervisor import Supervisor
 from legion.daemon.rpc.dispatch import Context, Params, Registry
-from legion.daemon.services import Services
 from legion.daemon.tasks import queries
+from legion.daemon.tasks.board import Board
 
 Status = Literal["open", "doing", "blocked", "done", "cancelled"]
 USER = "user"
@@ -66,7 +68,15 @@ class QueryParams(Params):
     upcoming_days: Annotated[float, Meta(gt=0)] = 7.0
 
 
-def register(registry: Registry, s: Services) -> None:
+@dataclass(frozen=True)
+class Deps:
+    """What this method group uses (built by the composition root)."""
+
+    agents: Supervisor
+    board: Board
+
+
+def register(registry: Registry, s: Deps) -> None:
     def board(agent: str) -> str:
         s.agents.get(agent)
         return agent

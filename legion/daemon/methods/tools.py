@@ -9,14 +9,19 @@ script can read the instructive message the model would have read).
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
 from msgspec import Meta
 
+from legion.daemon.agents.supervisor import Supervisor
 from legion.daemon.llm.types import ToolCall
+from legion.daemon.plugins import Plugins
 from legion.daemon.rpc.dispatch import Context, NoParams, Params, Registry
-from legion.daemon.services import Services
-from legion.daemon.tools.base import ToolContext
+from legion.daemon.tools.context import ToolCalls
+from legion.daemon.tools.registry import Registry as ToolRegistry
+from legion.daemon.tools.sandbox import Sandbox
+from legion.tool import ToolContext
 
 Kind = Literal["kernel", "builtin", "starter", "plugin", "authored"]
 
@@ -48,7 +53,19 @@ class RunParams(Params):
     timeout: Annotated[float, Meta(gt=0, le=3600)] | None = None
 
 
-def register(registry: Registry, s: Services) -> None:
+@dataclass(frozen=True)
+class Deps:
+    """What this method group uses (built by the composition root)."""
+
+    agents: Supervisor
+    calls: ToolCalls
+    plugins: Plugins
+    sandbox: Sandbox
+    tool_timeout: float
+    tools: ToolRegistry
+
+
+def register(registry: Registry, s: Deps) -> None:
     async def list_(ctx: Context, p: ListParams) -> dict[str, Any]:
         """Every tool: kernel (in prompts or not), builtin, starter, plugin, agent-written."""
         return {"tools": s.tools.listing(p.kind), "prompt": sorted(s.tools.prompt)}
@@ -78,8 +95,8 @@ def register(registry: Registry, s: Services) -> None:
         if p.agent is not None:
             s.agents.get(p.agent)
         call = ToolCall(id=f"rpc-{ctx.peer.pid}", name=p.name, arguments=json.dumps(p.args))
-        tctx = ToolContext(agent_id=p.agent or "", session_id=0, services=s)
-        result = await s.tools.run(call, tctx, p.timeout or s.config.guards.tool_timeout)
+        tctx = ToolContext(agent_id=p.agent or "", session_id=0)
+        result = await s.calls.run(call, tctx, p.timeout or s.tool_timeout)
         try:
             value: Any = json.loads(result.content)
         except ValueError:

@@ -8,9 +8,6 @@ can correct itself in one step.
 
 from __future__ import annotations
 
-import enum
-import types
-import typing
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,7 +15,7 @@ from typing import Any
 import msgspec
 
 from legion.errors import InvalidParams, MethodNotFound, close_matches
-from legion.validation import problem
+from legion.validation import problem, type_name
 
 
 class Params(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -178,21 +175,3 @@ def _params_error(method: Method, msg: str) -> InvalidParams:
     )
 
 
-def type_name(tp: Any) -> str:
-    """A short readable name for an annotation, for signatures in errors."""
-    origin = typing.get_origin(tp)
-    args = typing.get_args(tp)
-    if origin is typing.Annotated:
-        return type_name(args[0])
-    if origin in (typing.Union, types.UnionType):
-        return " | ".join(type_name(a) for a in args)
-    if origin is typing.Literal:
-        return " | ".join(repr(a) for a in args)
-    if origin is not None:
-        inner = ", ".join(type_name(a) for a in args)
-        return f"{getattr(origin, '__name__', str(origin))}[{inner}]"
-    if tp is type(None):
-        return "null"
-    if isinstance(tp, type) and issubclass(tp, enum.Enum):
-        return " | ".join(repr(m.value) for m in tp)
-    return getattr(tp, "__name__", str(tp))

@@ -1,10 +1,15 @@
 """Cron entries, intervals, one-shot times and heartbeats.
 
-Timing is APScheduler's (`AsyncIOScheduler`, second precision); what was
-planned and handled is ours: each entry keeps `last_fire`, the last planned
-time it handled, in the database. When the daemon starts, and when a stopped
-agent is resumed, the runs planned since then are computed from the entry's
-trigger and handled by its missed-run policy:
+Triggers are APScheduler's (cron, interval and date arithmetic); timing is
+ours: each armed entry is a timer task in the scheduler's task group (inside
+the daemon's task tree, cancelled and awaited on shutdown), which sleeps
+until the next planned time and fires. A fire that runs late is still run,
+never skipped: the next planned time is computed from the last one, not
+from the clock. What was planned and handled is ours too: each entry keeps
+`last_fire`, the last planned time it handled, in the database. When the
+daemon starts, and when a stopped agent is resumed, the runs planned since
+then are computed from the entry's trigger and handled by its missed-run
+policy:
 
 - `skip`: none is run;
 - `run_once`: one run stands for all of them;
@@ -25,21 +30,23 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import anyio
 import structlog
-from anyio.abc import TaskStatus
+from anyio.abc import TaskGroup, TaskStatus
 
-from legion.daemon.agents import inbox
+from legion.daemon.agents.inbox import Inbox
 from legion.daemon.agents.model import AgentRecord, State
-from legion.daemon.events import Event, insert, now_iso
+from legion.daemon.agents.supervisor import Supervisor
+from legion.daemon.events import Event, EventBus, insert, now_iso
+from legion.daemon.llm.client import ModelClient
+from legion.daemon.store import event_log
+from legion.daemon.store.database import Store
 from legion.errors import InvalidParams, NotFound
 
 if TYPE_CHECKING:
     from apscheduler.triggers.base import BaseTrigger
-
-    from legion.daemon.services import Services
 
 log = structlog.get_logger("legion.schedule")
 
@@ -117,11 +124,25 @@ def _iso(t: datetime) -> str:
     return t.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+class DueTasks(Protocol):
+    """The task board as a heartbeat reads it: tasks newly due."""
+
+    async def due_between(self, owner: str, after: str, until: str) -> list[Any]: ...
+
+
 class Scheduler:
-    def __init__(self, services: Services) -> None:
-        self.services = services
-        self._sched: Any = None
-        self._planned: dict[str, list[datetime]] = {}
+    def __init__(self, store: Store, bus: EventBus, agents: Supervisor, models: ModelClient,
+                 inbox: Inbox, tasks: DueTasks) -> None:
+        self.store = store
+        self.bus = bus
+        self.agents = agents
+        self.models = models
+        self.inbox = inbox
+        self.tasks = tasks
+        self._tg: TaskGroup | None = None
+        # Armed entries: the cancel scope of each timer, and its next planned time.
+        self._timers: dict[int, anyio.CancelScope] = {}
+        self._next: dict[int, datetime] = {}
         self._changes: Any = None
         self._marks: dict[str, int] = {}
         self.fired = 0
@@ -134,53 +155,42 @@ class Scheduler:
     # -- lifecycle ----------------------------------------------------------------
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
-        from apscheduler.events import EVENT_JOB_SUBMITTED
-        from apscheduler.schedulers.asyncio import AsyncIOScheduler
-
-        self._sched = AsyncIOScheduler(timezone=UTC)
-        self._sched.add_listener(self._submitted, EVENT_JOB_SUBMITTED)
-        self._sched.start()
-        last = await self.services.store.fetchone("SELECT max(id) AS m FROM events")
-        start_mark = int(last["m"] or 0)
+        start_mark = await event_log.last_id(self.store)
         send, receive = anyio.create_memory_object_stream[tuple[str, str]](
             max_buffer_size=1_000_000)
         self._changes = send
-        try:
-            for row in await self.services.store.fetchall("SELECT * FROM schedules ORDER BY id"):
+        async with anyio.create_task_group() as tg, receive:
+            self._tg = tg
+            for row in await self.store.fetchall("SELECT * FROM schedules ORDER BY id"):
                 self._marks.setdefault(row["agent_id"], start_mark)
-                rec = self.services.agents.agents.get(row["agent_id"])
+                rec = self.agents.agents.get(row["agent_id"])
                 if rec is not None and rec.state is not State.STOPPED:
                     await self._arm(row)
-            self.services.agents.listeners.append(self._on_change)
+            self.agents.listeners.append(self._on_change)
             task_status.started()
-            async with receive:
-                async for action, agent_id in receive:
-                    await self._apply(action, agent_id)
-        finally:
-            self._sched.shutdown(wait=False)
+            async for action, agent_id in receive:
+                await self._apply(action, agent_id)
 
     def _on_change(self, action: str, agent_id: str, rec: AgentRecord | None) -> None:
         if action in ("stop", "resume", "destroy"):
             self._changes.send_nowait((action, agent_id))
 
     async def _apply(self, action: str, agent_id: str) -> None:
-        rows = await self.services.store.fetchall(
+        rows = await self.store.fetchall(
             "SELECT * FROM schedules WHERE agent_id = ? ORDER BY id", (agent_id,))
         for row in rows:
             self._disarm(row["id"])
             if action == "resume":
                 await self._arm(row)
         if action == "destroy":
-            await self.services.store.writer.run(
+            await self.store.writer.run(
                 lambda db: db.execute("DELETE FROM schedules WHERE agent_id = ?", (agent_id,)))
 
-    def _submitted(self, event: Any) -> None:
-        self._planned.setdefault(event.job_id, []).extend(event.scheduled_run_times)
-
     def _disarm(self, sid: int) -> None:
-        job = self._sched.get_job(str(sid))
-        if job is not None:
-            job.remove()
+        scope = self._timers.pop(sid, None)
+        if scope is not None:
+            scope.cancel()
+        self._next.pop(sid, None)
 
     async def _arm(self, row: Any, *, fresh: bool = False) -> None:
         """Handle what was missed since `last_fire`, then plan the next runs.
@@ -206,9 +216,38 @@ class Scheduler:
             return  # a one-shot that already ran (or was handled) is done
         if row["kind"] == "heartbeat":
             self._hb_of[row["agent_id"]] = row["id"]
-        self._sched.add_job(self._fire, trigger, args=[row["id"]], id=str(row["id"]),
-                            misfire_grace_time=None, coalesce=False, max_instances=1000,
-                            replace_existing=True)
+        sid = row["id"]
+        self._disarm(sid)
+        first = trigger.get_next_fire_time(previous, now)
+        if first is None:
+            return
+        # Known before the timer's first turn: `add` answers with the next fire.
+        self._next[sid] = first
+        scope = anyio.CancelScope()
+        self._timers[sid] = scope
+        assert self._tg is not None
+        self._tg.start_soon(self._timer, sid, trigger, first, scope)
+
+    async def _timer(self, sid: int, trigger: BaseTrigger, planned: datetime | None,
+                     scope: anyio.CancelScope) -> None:
+        """Sleep until each planned time and fire it, until the trigger has no more
+        (a one-shot) or the entry is disarmed. The next time comes from the last
+        planned one: a late fire delays the next, never drops it."""
+        with scope:
+            while planned is not None:
+                self._next[sid] = planned
+                delay = (planned - datetime.now(UTC)).total_seconds()
+                if delay > 0:
+                    await anyio.sleep(delay)
+                try:
+                    await self._fire(sid, planned)
+                except Exception:
+                    # One bad fire (a full disk, say) must not end the entry's timer.
+                    log.exception("a schedule fire failed", schedule=sid)
+                planned = trigger.get_next_fire_time(planned, planned + timedelta(microseconds=1))
+        if self._timers.get(sid) is scope:
+            del self._timers[sid]
+            self._next.pop(sid, None)
 
     async def _handle_missed(self, row: Any, missed: list[datetime]) -> None:
         policy = row["missed"]
@@ -244,16 +283,14 @@ class Scheduler:
                        (_iso(missed[-1]), row["id"]))
             return events
 
-        await self.services.store.writer.run(job, on_commit=self.services.bus.deliver)
+        await self.store.writer.run(job, on_commit=self.bus.deliver)
         for t in run:
             note = (f" ({len(missed)} planned runs were missed; this one stands for all of "
                     "them)" if policy == "run_once" and len(missed) > 1 else " (run late)")
             await self._deliver(row, t, note, update_last=False)
 
-    async def _fire(self, sid: int) -> None:
-        planned_list = self._planned.get(str(sid)) or [datetime.now(UTC)]
-        planned = planned_list.pop(0)
-        row = await self.services.store.fetchone("SELECT * FROM schedules WHERE id = ?", (sid,))
+    async def _fire(self, sid: int, planned: datetime) -> None:
+        row = await self.store.fetchone("SELECT * FROM schedules WHERE id = ?", (sid,))
         if row is None:
             self._disarm(sid)
             return
@@ -265,19 +302,16 @@ class Scheduler:
             await self._heartbeat(row, planned, lateness)
         else:
             await self._deliver(row, planned, "", lateness=lateness)
-        if row["kind"] == "once":
-            self._disarm(sid)
 
     async def _deliver(self, row: Any, planned: datetime, note: str, *,
                        lateness: float | None = None, update_last: bool = True,
                        text: str | None = None, sender: str | None = None) -> None:
         agent = row["agent_id"]
-        runtime = self.services.runtime
         body = text or (f"[cron {row['id']}] {row['prompt'] or 'scheduled run'}"
                         f" (planned {_iso(planned)}{note})")
         who = sender or f"cron:{row['id']}"
-        enqueue = inbox.enqueue_automatic_job(agent, who, body, "scheduler",
-                                              runtime.automatic_cap(agent), model=row["model"])
+        enqueue = self.inbox.automatic_job(agent, who, body, source="scheduler",
+                                           model=row["model"])
 
         def job(db: Any) -> tuple[Any, list[Event]]:
             msg, ev = enqueue(db)
@@ -290,16 +324,11 @@ class Scheduler:
                            (_iso(planned), row["id"]))
             return msg, events
 
-        def committed(result: tuple[Any, list[Event]]) -> None:
-            self.services.bus.deliver(result[1])
-            if result[0] is not None:
-                runtime.delivered(agent)
-
-        await self.services.store.writer.run(job, on_commit=committed)
+        await self.store.writer.run(job, on_commit=lambda r: self.bus.deliver(r[1]))
 
     async def _heartbeat(self, row: Any, planned: datetime, lateness: float) -> None:
         agent = row["agent_id"]
-        rec = self.services.agents.agents.get(agent)
+        rec = self.agents.agents.get(agent)
         if rec is None:
             return
         news = await self._news(agent)
@@ -311,7 +340,7 @@ class Scheduler:
                     "reason": "nothing new since the last heartbeat", "planned": _iso(planned),
                     "lateness_ms": round(lateness, 2)}, source="scheduler")
 
-            await self.services.store.writer.run(skip, on_commit=self.services.bus.deliver)
+            await self.store.writer.run(skip, on_commit=self.bus.deliver)
             return
         body = ("[heartbeat] Since your last heartbeat: " + "; ".join(news[:5])
                 + (f"; and {len(news) - 5} more" if len(news) > 5 else "")
@@ -321,12 +350,8 @@ class Scheduler:
     async def _news(self, agent: str) -> list[str]:
         """What happened for this agent since the last heartbeat looked (cheap: SQL only)."""
         mark = self._marks.get(agent, 0)
-        rows = await self.services.store.fetchall(
-            f"SELECT id, kind, data, source FROM events WHERE agent_id = ? AND id > ? AND kind "
-            f"IN ({', '.join('?' for _ in INTERESTING)}) ORDER BY id LIMIT 200",
-            (agent, mark, *INTERESTING))
-        top = await self.services.store.fetchone("SELECT max(id) AS m FROM events")
-        self._marks[agent] = int(top["m"] or mark)
+        rows = await event_log.of_agent_since(self.store, agent, mark, INTERESTING, 200)
+        self._marks[agent] = await event_log.last_id(self.store) or mark
         import json
 
         news: list[str] = []
@@ -340,10 +365,8 @@ class Scheduler:
                 news.append(f"watcher {data.get('watcher')} fired")
             elif r["source"] != f"agent:{agent}":  # its own task changes are not news
                 news.append(f"{r['kind'].replace('task.', 'task ')} {data.get('task', '')}")
-        due = await self.services.store.fetchall(
-            "SELECT num, title FROM tasks WHERE owner = ? AND status NOT IN ('done', "
-            "'cancelled') AND due IS NOT NULL AND due <= ? AND due > ?",
-            (agent, now_iso(), self._last_look.get(agent, now_iso())))
+        due = await self.tasks.due_between(agent, self._last_look.get(agent, now_iso()),
+                                           now_iso())
         self._last_look[agent] = now_iso()
         news += [f"task {d['num']} ({d['title']}) is now due" for d in due]
         return news
@@ -353,7 +376,7 @@ class Scheduler:
     async def add(self, agent: str, kind: str, spec: str, *, prompt: str = "",
                   model: str | None = None, missed: str = "run_once", missed_cap: int = 10,
                   source: str = "rpc") -> dict[str, Any]:
-        rec = self.services.agents.get(agent)
+        rec = self.agents.get(agent)
         if not 1 <= missed_cap <= 1000:
             raise InvalidParams(f"missed_cap {missed_cap} is out of range",
                                 hint="give 1 to 1000 (late runs to deliver with run_all)")
@@ -361,7 +384,7 @@ class Scheduler:
             raise InvalidParams(f"invalid missed-run policy {missed!r}",
                                 hint="use skip, run_once or run_all")
         if model is not None:
-            self.services.models.resolve(model)
+            self.models.resolve(model)
         created = datetime.now(UTC)
         trigger = make_trigger(kind, spec, created)
         if kind == "once" and trigger.run_date <= created:
@@ -376,9 +399,9 @@ class Scheduler:
                 "schedule": sid, "kind": kind, "spec": spec, "missed": missed},
                 source=source)
 
-        sid, _ev = await self.services.store.writer.run(
-            job, on_commit=lambda r: self.services.bus.deliver(r[1]))
-        row = await self.services.store.fetchone("SELECT * FROM schedules WHERE id = ?", (sid,))
+        sid, _ev = await self.store.writer.run(
+            job, on_commit=lambda r: self.bus.deliver(r[1]))
+        row = await self.store.fetchone("SELECT * FROM schedules WHERE id = ?", (sid,))
         if rec.state is not State.STOPPED:
             await self._arm(row, fresh=True)
         return self.describe(row)
@@ -392,13 +415,13 @@ class Scheduler:
             return insert(db, agent, "schedule.removed", {"schedule": sid, "kind": row["kind"]},
                           source=source)
 
-        await self.services.store.writer.run(job, on_commit=self.services.bus.deliver)
+        await self.store.writer.run(job, on_commit=self.bus.deliver)
         return {"removed": sid}
 
     async def listing(self, agent: str, heartbeat: bool = False) -> list[dict[str, Any]]:
-        self.services.agents.get(agent)
+        self.agents.get(agent)
         op = "=" if heartbeat else "!="
-        rows = await self.services.store.fetchall(
+        rows = await self.store.fetchall(
             f"SELECT * FROM schedules WHERE agent_id = ? AND kind {op} 'heartbeat' ORDER BY id",
             (agent,))
         return [self.describe(r) for r in rows]
@@ -410,7 +433,7 @@ class Scheduler:
 
     async def set_heartbeat(self, agent: str, every: str | None, source: str = "rpc"
                             ) -> dict[str, Any]:
-        self.services.agents.get(agent)
+        self.agents.get(agent)
         seconds = None if every is None else parse_duration(every, "heartbeat")  # before any change
         for row in await self.listing(agent, heartbeat=True):
             self._disarm(row["schedule"])
@@ -418,18 +441,17 @@ class Scheduler:
             def drop(db: Any, sid: int = row["schedule"]) -> None:
                 db.execute("DELETE FROM schedules WHERE id = ?", (sid,))
 
-            await self.services.store.writer.run(drop)
+            await self.store.writer.run(drop)
         if every is None:
-            await self.services.bus.emit(agent, "heartbeat.set", {"every": None},
+            await self.bus.emit(agent, "heartbeat.set", {"every": None},
                                          source=source)
             return {"agent": agent, "heartbeat": None}
         assert seconds is not None
         # News is counted from now: a first heartbeat does not replay old history.
-        top = await self.services.store.fetchone("SELECT max(id) AS m FROM events")
-        self._marks[agent] = int(top["m"] or 0)
+        self._marks[agent] = await event_log.last_id(self.store)
         result = await self.add(agent, "heartbeat", f"{seconds:g}", missed="skip",
                                 source=source)
-        await self.services.bus.emit(agent, "heartbeat.set", {"every_s": seconds},
+        await self.bus.emit(agent, "heartbeat.set", {"every_s": seconds},
                                      source=source)
         return {"agent": agent, "heartbeat": result}
 
@@ -441,12 +463,12 @@ class Scheduler:
         """Constant time: `ps` asks for every agent, and a scan of all jobs per agent
         blocked the loop for 0.7 s with 10,000 schedules."""
         sid = self._hb_of.get(agent)
-        job = self._sched.get_job(str(sid)) if self._sched is not None and sid else None
-        return _iso(job.next_run_time) if job is not None and job.next_run_time else None
+        planned = self._next.get(sid) if sid else None
+        return _iso(planned) if planned is not None else None
 
     async def _own(self, agent: str, sid: int) -> Any:
         # The heartbeat is managed with `heartbeat`, not as a cron entry.
-        row = await self.services.store.fetchone(
+        row = await self.store.fetchone(
             "SELECT * FROM schedules WHERE id = ? AND agent_id = ? AND kind != 'heartbeat'",
             (sid, agent))
         if row is None:
@@ -457,12 +479,12 @@ class Scheduler:
         return row
 
     def describe(self, row: Any) -> dict[str, Any]:
-        job = self._sched.get_job(str(row["id"])) if self._sched else None
+        planned = self._next.get(row["id"])
         return {"schedule": row["id"], "agent": row["agent_id"], "kind": row["kind"],
                 "spec": row["spec"], "prompt": row["prompt"], "model": row["model"],
                 "missed": row["missed"], "missed_cap": row["missed_cap"],
                 "last_fire": row["last_fire"],
-                "next_fire": _iso(job.next_run_time) if job and job.next_run_time else None}
+                "next_fire": _iso(planned) if planned is not None else None}
 
     def statistics(self) -> dict[str, Any]:
         ordered = sorted(self.lateness_ms)
@@ -471,6 +493,6 @@ class Scheduler:
             return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))], 2) \
                 if ordered else None
 
-        return {"jobs": len(self._sched.get_jobs()) if self._sched else 0, "fired": self.fired,
+        return {"jobs": len(self._timers), "fired": self.fired,
                 "lateness_ms": {"p50": pct(0.5), "p99": pct(0.99), "max": ordered[-1]
                                 if ordered else None}}

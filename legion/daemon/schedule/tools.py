@@ -4,18 +4,19 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from legion.daemon.tools.base import ToolContext, ToolError, tool
+from legion.daemon.tools.context import KernelContext
 from legion.daemon.watchers.service import test_trigger
+from legion.tool import ToolError, tool
 
 
-def _src(ctx: ToolContext) -> str:
+def _src(ctx: KernelContext) -> str:
     return f"agent:{ctx.agent_id}"
 
 
 @tool(keywords=["schedule", "cron", "daily", "weekly", "every", "recurring", "repeat", "timer",
                 "job", "later", "remind"])
 async def cron_add(
-    ctx: ToolContext,
+    ctx: KernelContext,
     prompt: str,
     cron: str | None = None,
     every: str | None = None,
@@ -33,7 +34,7 @@ async def cron_add(
             hint="e.g. cron='0 9 * * *', or every='15m', or at='2026-12-01T09:00Z'",
         )
     return dict(
-        await ctx.services.scheduler.add(
+        await ctx.scheduler.add(
             ctx.agent_id,
             given[0][0],
             given[0][1],
@@ -46,38 +47,38 @@ async def cron_add(
 
 
 @tool(keywords=["schedule", "cron", "list", "jobs", "timers"])
-async def cron_list(ctx: ToolContext) -> dict[str, Any]:
+async def cron_list(ctx: KernelContext) -> dict[str, Any]:
     """Your schedules with their next and last fire times."""
-    return {"schedules": await ctx.services.scheduler.listing(ctx.agent_id)}
+    return {"schedules": await ctx.scheduler.listing(ctx.agent_id)}
 
 
 @tool(keywords=["schedule", "cron", "remove", "cancel", "delete", "stop"])
-async def cron_remove(ctx: ToolContext, schedule: int) -> dict[str, Any]:
+async def cron_remove(ctx: KernelContext, schedule: int) -> dict[str, Any]:
     """Remove one of your schedules."""
-    return dict(await ctx.services.scheduler.remove(ctx.agent_id, schedule, _src(ctx)))
+    return dict(await ctx.scheduler.remove(ctx.agent_id, schedule, _src(ctx)))
 
 
 @tool(keywords=["heartbeat", "wake", "periodic", "interval", "check", "regularly"])
-async def heartbeat_set(ctx: ToolContext, every: str) -> dict[str, Any]:
+async def heartbeat_set(ctx: KernelContext, every: str) -> dict[str, Any]:
     """Wake yourself regularly ('10m', '1h'), or 'off'. A heartbeat with nothing new costs
     nothing: the model is only called when something happened."""
     return dict(
-        await ctx.services.scheduler.set_heartbeat(
+        await ctx.scheduler.set_heartbeat(
             ctx.agent_id, None if every.strip().lower() == "off" else every, _src(ctx)
         )
     )
 
 
 @tool(keywords=["heartbeat", "interval", "wake"])
-async def heartbeat_get(ctx: ToolContext) -> dict[str, Any]:
+async def heartbeat_get(ctx: KernelContext) -> dict[str, Any]:
     """Your heartbeat: its interval and next time, or null when off."""
-    return {"heartbeat": await ctx.services.scheduler.heartbeat(ctx.agent_id)}
+    return {"heartbeat": await ctx.scheduler.heartbeat(ctx.agent_id)}
 
 
 @tool(keywords=["watch", "monitor", "observe", "alert", "notify", "file", "url", "port",
                 "process", "command", "change"])
 async def watch_add(
-    ctx: ToolContext,
+    ctx: KernelContext,
     kind: str,
     config: dict[str, Any],
     trigger: str | None = None,
@@ -90,7 +91,7 @@ async def watch_add(
     tcp_probe {port, host}. trigger e.g. 'status != 200', 'changed(body)', 'went_down'.
     action: wake, silent, message:AGENT, task:LANE, tool:NAME (args in config.action_args)."""
     return dict(
-        await ctx.services.watchers.add(
+        await ctx.watchers.add(
             ctx.agent_id,
             kind,
             config,
@@ -104,15 +105,15 @@ async def watch_add(
 
 
 @tool(keywords=["watch", "watchers", "monitors", "list"])
-async def watch_list(ctx: ToolContext) -> dict[str, Any]:
+async def watch_list(ctx: KernelContext) -> dict[str, Any]:
     """Your watchers."""
-    return {"watchers": await ctx.services.watchers.listing(ctx.agent_id)}
+    return {"watchers": await ctx.watchers.listing(ctx.agent_id)}
 
 
 @tool(keywords=["watch", "monitor", "remove", "stop", "delete"])
-async def watch_remove(ctx: ToolContext, watcher: int) -> dict[str, Any]:
+async def watch_remove(ctx: KernelContext, watcher: int) -> dict[str, Any]:
     """Remove one of your watchers."""
-    return dict(await ctx.services.watchers.remove(ctx.agent_id, watcher, _src(ctx)))
+    return dict(await ctx.watchers.remove(ctx.agent_id, watcher, _src(ctx)))
 
 
 @tool(keywords=["watch", "trigger", "test", "try", "condition"])

@@ -67,12 +67,10 @@ def check_status(status: str) -> str:
 
 class Board:
     def __init__(self, store: Store, bus: EventBus, agents: Supervisor,
-                 delivered: Callable[[str], None], cap: Callable[[str], int]) -> None:
+                 cap: Callable[[str], int]) -> None:
         self.store = store
         self.bus = bus
         self.agents = agents
-        # Called after commit for each agent that got a message (wakes its runner).
-        self.delivered = delivered
         # An agent's cap on automatic triggers: task wake-ups are automatic too.
         self.cap = cap
 
@@ -119,7 +117,7 @@ class Board:
         self.agents.get(board)  # the board's agent must exist
         due_at = parse_due(due)
 
-        def job(db: Any) -> tuple[dict[str, Any], list[Event], set[str]]:
+        def job(db: Any) -> tuple[dict[str, Any], list[Event]]:
             now = now_iso()
             num = db.execute("SELECT coalesce(max(num), 0) + 1 FROM tasks WHERE owner = ?",
                              (board,)).fetchone()[0]
@@ -138,17 +136,16 @@ class Board:
                 blocker = self._row(db, viewer, ref)
                 self._add_edge(db, tid, blocker, board, num, viewer)
             self._settle_blocked(db, tid, who, now, events, source)
-            woken: set[str] = set()
             if who not in (board, "user"):
                 # An agent's assignment lands in the assignee's inbox (a person who
                 # adds a task uses `legion tell` to say so, if they want a session).
                 self._tell(db, board, f"[legion] {who} assigned you task {num}: {title}"
-                           + (f"\n\n{body}" if body else ""), source, events, woken,
+                           + (f"\n\n{body}" if body else ""), source, events,
                            events[0].id)
                 events.append(insert(db, board, "task.assigned", {
                     "task": self.ref_of(board, num), "by": who}, caused_by=events[0].id,
                     source=source))
-            return self._view(db, tid, viewer), events, woken
+            return self._view(db, tid, viewer), events
 
         return await self._run(job)
 
@@ -164,13 +161,12 @@ class Board:
             check_status(status)
         due_at = parse_due(due) if due is not None else None
 
-        def job(db: Any) -> tuple[dict[str, Any], list[Event], set[str]]:
+        def job(db: Any) -> tuple[dict[str, Any], list[Event]]:
             row = self._row(db, viewer, ref)
             self._may_change(row, who)
             tid, owner, now = row["id"], row["owner"], now_iso()
             tref = self.ref_of(owner, row["num"])
             events: list[Event] = []
-            woken: set[str] = set()
             fields = {k: v for k, v in (("title", title), ("body", body), ("lane", lane),
                                         ("priority", priority), ("due", due_at))
                       if v is not None}
@@ -197,9 +193,9 @@ class Board:
             if note:
                 self._note(db, tid, owner, tref, who, note, now, events, source, caused_by)
             if status is not None:
-                self._set_status(db, tid, viewer, who, status, now, events, woken, source,
+                self._set_status(db, tid, viewer, who, status, now, events, source,
                                  caused_by)
-            return self._view(db, tid, viewer), events, woken
+            return self._view(db, tid, viewer), events
 
         return await self._run(job)
 
@@ -217,7 +213,7 @@ class Board:
                 hint=f"send {row['owner']} a message instead, or add a note to a task of yours")
 
     def _set_status(self, db: Any, tid: int, viewer: str, who: str, status: str, now: str,
-                    events: list[Event], woken: set[str], source: str,
+                    events: list[Event], source: str,
                     caused_by: int | None) -> None:
         row = db.execute("SELECT * FROM tasks WHERE id = ?", (tid,)).fetchone()
         before = row["status"]
@@ -240,7 +236,7 @@ class Board:
             "task": tref, "title": row["title"], "from": before, "to": status, "by": who},
             caused_by=caused_by, source=source))
         if status == "done":
-            self._unblock_dependents(db, tid, who, now, events, woken, source)
+            self._unblock_dependents(db, tid, who, now, events, source)
         elif before == "done":
             # Reopened: whatever waited on it waits again.
             for (dep,) in db.execute("SELECT task_id FROM task_deps WHERE blocker_id = ?",
@@ -248,7 +244,7 @@ class Board:
                 self._settle_blocked(db, dep, who, now, events, source)
 
     def _unblock_dependents(self, db: Any, tid: int, viewer: str, now: str,
-                            events: list[Event], woken: set[str], source: str) -> None:
+                            events: list[Event], source: str) -> None:
         done = db.execute("SELECT owner, num, title FROM tasks WHERE id = ?", (tid,)).fetchone()
         for dep in db.execute("SELECT t.* FROM task_deps d JOIN tasks t ON t.id = d.task_id "
                               "WHERE d.blocker_id = ? AND t.status = 'blocked'", (tid,)
@@ -267,7 +263,7 @@ class Board:
                 self._tell(db, dep["owner"],
                            f"[legion] your task {dep['num']} ({dep['title']}) is unblocked: "
                            f"{self.ref_of(done['owner'], done['num'], dep['owner'])} "
-                           f"({done['title']}) is done.", source, events, woken, ev.id)
+                           f"({done['title']}) is done.", source, events, ev.id)
 
     def _settle_blocked(self, db: Any, tid: int, viewer: str, now: str, events: list[Event],
                         source: str, released: bool = False) -> None:
@@ -339,37 +335,43 @@ class Board:
         if not text.strip():
             raise InvalidParams("the note is empty", hint="write what happened or what is next")
 
-        def job(db: Any) -> tuple[dict[str, Any], list[Event], set[str]]:
+        def job(db: Any) -> tuple[dict[str, Any], list[Event]]:
             row = self._row(db, viewer, ref)  # anyone may add a note to any task
             events: list[Event] = []
             self._note(db, row["id"], row["owner"], self.ref_of(row["owner"], row["num"]),
                        actor or viewer, text, now_iso(), events, source, caused_by)
-            return self._view(db, row["id"], viewer), events, set()
+            return self._view(db, row["id"], viewer), events
 
         return await self._run(job)
 
     def _tell(self, db: Any, agent: str, text: str, source: str, events: list[Event],
-              woken: set[str], caused_by: int | None = None) -> None:
+              caused_by: int | None = None) -> None:
         if self.agents.agents.get(agent) is None:
             return
-        msg, ev = inbox.enqueue_automatic_job(agent, "legion:tasks", text, source,
-                                              self.cap(agent), caused_by)(db)
+        # In the task's own transaction; the runtime wakes on the committed
+        # `message.received` like for any other delivery.
+        _msg, ev = inbox.enqueue_automatic_job(agent, "legion:tasks", text, source,
+                                               self.cap(agent), caused_by)(db)
         events.append(ev)
-        if msg is not None:
-            woken.add(agent)
 
     def _change(self, db: Any, tid: int, owner: str, status: str, by: str, at: str) -> None:
         db.execute("INSERT INTO task_changes (task_id, owner, status, by, at) VALUES "
                    "(?, ?, ?, ?, ?)", (tid, owner, status, by, at))
 
     async def _run(self, job: Any) -> dict[str, Any]:
-        def committed(result: tuple[dict[str, Any], list[Event], set[str]]) -> None:
-            self.bus.deliver(result[1])
-            for agent in result[2]:
-                self.delivered(agent)
-
-        view, _events, _woken = await self.store.writer.run(job, on_commit=committed)
+        view, _events = await self.store.writer.run(job, on_commit=lambda r: self.bus.deliver(r[1]))
         return dict(view)
+
+    async def status_of(self, owner: str, num: int) -> str | None:
+        row = await self.store.fetchone(
+            "SELECT status FROM tasks WHERE owner = ? AND num = ?", (owner, num))
+        return None if row is None else str(row["status"])
+
+    async def due_between(self, owner: str, after: str, until: str) -> list[Any]:
+        """Open tasks of this owner that fell due in (after, until]."""
+        return await self.store.fetchall(
+            "SELECT num, title FROM tasks WHERE owner = ? AND status NOT IN ('done', "
+            "'cancelled') AND due IS NOT NULL AND due <= ? AND due > ?", (owner, until, after))
 
     # -- reading ------------------------------------------------------------------
 
@@ -459,3 +461,16 @@ class Board:
         listed = "; ".join(f"task {r['num']} ({r['title']})" for r in rows)
         return (f"you still have {listed} in doing. Complete it with task_complete, or move "
                 "it back with task_update (status open or blocked, with a note).")
+
+
+def cancel_owned(db: Any, agent: str, now: str) -> dict[str, Any]:
+    """Inside a destroy: the agent's unfinished tasks are cancelled, not deleted:
+    other boards may depend on them, and the `orphans` preset shows who is left
+    waiting."""
+    db.execute("INSERT INTO task_changes (task_id, owner, status, by, at) SELECT id, "
+               "owner, 'cancelled', 'legion:destroy', ? FROM tasks WHERE owner = ? AND "
+               "status NOT IN ('done', 'cancelled')", (now, agent))
+    cancelled = db.execute(
+        "UPDATE tasks SET status = 'cancelled', updated_at = ?, status_changed_at = ? "
+        "WHERE owner = ? AND status NOT IN ('done', 'cancelled')", (now, now, agent)).rowcount
+    return {"tasks_cancelled": int(cancelled)}

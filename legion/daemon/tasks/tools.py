@@ -8,7 +8,8 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from legion.daemon.tasks import queries
-from legion.daemon.tools.base import ToolContext, tool
+from legion.daemon.tools.context import KernelContext
+from legion.tool import tool
 
 Status = Literal["open", "doing", "blocked", "done", "cancelled"]
 Preset = Literal[
@@ -23,13 +24,13 @@ Preset = Literal[
 ]
 
 
-def _source(ctx: ToolContext) -> dict[str, Any]:
+def _source(ctx: KernelContext) -> dict[str, Any]:
     return {"source": f"agent:{ctx.agent_id}", "caused_by": ctx.call_event}
 
 
 @tool(keywords=["task", "todo", "plan", "assign", "board"])
 async def task_create(
-    ctx: ToolContext,
+    ctx: KernelContext,
     title: str,
     body: str = "",
     owner: str | None = None,
@@ -41,7 +42,7 @@ async def task_create(
     """Create a task. owner: another agent's id assigns it to them (it lands in their inbox).
     blocked_by: tasks that must be done first (3 or 3@agent). due: ISO date."""
     return dict(
-        await ctx.services.board.create(
+        await ctx.board.create(
             ctx.agent_id,
             title,
             body=body,
@@ -57,7 +58,7 @@ async def task_create(
 
 @tool(keywords=["task", "status", "progress", "block", "note"])
 async def task_update(
-    ctx: ToolContext,
+    ctx: KernelContext,
     task: str,
     status: Status | None = None,
     title: str | None = None,
@@ -72,7 +73,7 @@ async def task_update(
     """Change a task: its status (open, doing, blocked, done, cancelled), fields, a note,
     or its blockers."""
     return dict(
-        await ctx.services.board.update(
+        await ctx.board.update(
             ctx.agent_id,
             task,
             status=status,
@@ -90,38 +91,38 @@ async def task_update(
 
 
 @tool(keywords=["task", "done", "finish", "complete"])
-async def task_complete(ctx: ToolContext, task: str, note: str | None = None) -> dict[str, Any]:
+async def task_complete(ctx: KernelContext, task: str, note: str | None = None) -> dict[str, Any]:
     """Mark a task done (with an optional closing note); tasks it blocked are unblocked."""
-    return dict(await ctx.services.board.complete(ctx.agent_id, task, note, **_source(ctx)))
+    return dict(await ctx.board.complete(ctx.agent_id, task, note, **_source(ctx)))
 
 
 @tool(keywords=["task", "details", "notes", "show"])
-async def task_get(ctx: ToolContext, task: str) -> dict[str, Any]:
+async def task_get(ctx: KernelContext, task: str) -> dict[str, Any]:
     """One task in full: body, blockers, dependents, notes and status history."""
-    return dict(await ctx.services.board.get(ctx.agent_id, task))
+    return dict(await ctx.board.get(ctx.agent_id, task))
 
 
 @tool(keywords=["task", "todo", "board", "list"])
 async def task_list(
-    ctx: ToolContext,
+    ctx: KernelContext,
     status: Status | None = None,
     lane: str | None = None,
     owner: str | None = None,
 ) -> dict[str, Any]:
     """List tasks on your board (or another agent's, with owner), by status or lane."""
-    tasks = await ctx.services.board.listing(ctx.agent_id, owner, status, lane)
+    tasks = await ctx.board.listing(ctx.agent_id, owner, status, lane)
     return {"tasks": tasks}
 
 
 @tool(keywords=["task", "blocked", "overdue", "stuck", "query", "report", "critical", "path"])
 async def task_query(
-    ctx: ToolContext, presets: list[Preset], stuck_hours: float = 24.0, upcoming_days: float = 7.0
+    ctx: KernelContext, presets: list[Preset], stuck_hours: float = 24.0, upcoming_days: float = 7.0
 ) -> dict[str, Any]:
     """Answer several questions about your board at once, e.g. presets: ["stuck_in_doing",
     "overdue", "upcoming"]. Presets: blocked, stuck_in_doing, overdue, upcoming,
     with_notes_not_done, orphans, longest_chain, all."""
     return await queries.query(
-        ctx.services.board,
+        ctx.board,
         ctx.agent_id,
         list(presets),
         stuck_hours=stuck_hours,

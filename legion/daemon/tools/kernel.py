@@ -11,15 +11,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from legion.daemon.tools.base import Tool, ToolContext, tool
+from legion.daemon.tools.context import KernelContext
+from legion.tool import Tool, tool
 
 
 @tool
-async def agent_info(ctx: ToolContext) -> dict[str, Any]:
+async def agent_info(ctx: KernelContext) -> dict[str, Any]:
     """Who you are: your id, state, model, parent, and today's token budget use."""
-    s = ctx.services
+    s = ctx
     rec = s.agents.get(ctx.agent_id)
-    budget = s.runtime.budget(ctx.agent_id)
+    budget = s.budgets.budget(ctx.agent_id)
     return {"id": rec.id, "state": rec.state.value, "model": rec.model,
             "resolved_model": s.models.resolved(rec.model), "parent": rec.parent,
             "session": ctx.session_id, "budget_today": budget}
@@ -32,7 +33,7 @@ IN_PROMPT = ("agent_info", "memory_write", "memory_read", "memory_search", "task
 
 def _kernel() -> list[Tool]:
     from legion.daemon.agents.fleet_tools import TOOLS as FLEET
-    from legion.daemon.agents.reflection import TOOLS as REFLECTION
+    from legion.daemon.agents.reflection_tools import TOOLS as REFLECTION
     from legion.daemon.memory.tools import TOOLS as MEMORY
     from legion.daemon.schedule.tools import TOOLS as SCHEDULES
     from legion.daemon.tasks.tools import TOOLS as TASKS

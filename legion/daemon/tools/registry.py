@@ -13,24 +13,20 @@ Every call, prompt or registry, is recorded in the tool statistics.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import re
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import anyio
 import structlog
 
 from legion.daemon.llm.types import ToolCall
 from legion.daemon.tools.authored import Authored, AuthoredTools
-from legion.daemon.tools.base import Tool, ToolContext, ToolError, ToolResult, error_text, explain
 from legion.daemon.tools.stats import Stats
 from legion.errors import InvalidParams, NotFound, close_matches
-
-if TYPE_CHECKING:
-    from legion.daemon.services import Services
+from legion.tool import Tool, ToolContext, ToolError, ToolResult, error_text, explain
 
 log = structlog.get_logger("legion.tools")
 WORD = re.compile(r"[a-z0-9]+")
@@ -78,10 +74,13 @@ class Entry:
 
 
 class Registry:
-    def __init__(self, services: Services, prompt: list[Tool], builtin: list[Tool],
-                 plugin_tools: list[tuple[str, Tool]], authored: AuthoredTools,
-                 stats: Stats) -> None:
-        self.services = services
+    def __init__(self, prompt: list[Tool], builtin: list[Tool],
+                 plugin_tools: list[tuple[str, Tool]], authored: AuthoredTools, stats: Stats,
+                 *, tool_timeout: float, sandbox_timeout: float,
+                 plugin_settings: dict[str, dict[str, Any]]) -> None:
+        self.tool_timeout = tool_timeout
+        self.sandbox_timeout = sandbox_timeout
+        self.plugin_settings = plugin_settings
         self.prompt = {t.name: t for t in prompt}
         self.authored = authored
         self.stats = stats
@@ -229,9 +228,9 @@ class Registry:
     def _timeout(self, e: Entry) -> float:
         if e.kind == "authored":
             a = self.authored.tools[e.name]
-            return min(a.timeout or 1e9, self.services.config.tools.sandbox.timeout)
+            return min(a.timeout or 1e9, self.sandbox_timeout)
         return (e.tool.timeout if e.tool and e.tool.timeout
-                else self.services.config.guards.tool_timeout)
+                else self.tool_timeout)
 
     # -- calls ------------------------------------------------------------------------
 
@@ -250,8 +249,11 @@ class Registry:
                   "with tool_invoke(name=..., arguments={...})"), 0.0, "unknown_tool", misuse=True)
         if e.tool is not None:
             if e.plugin:
-                settings = self.services.config.plugins.settings.get(e.plugin, {})
-                ctx = dataclasses.replace(ctx, settings=settings)
+                # A plugin's tool gets the public context alone (never the kernel's
+                # services), with its own `[plugins.settings.NAME]` table.
+                ctx = ToolContext(agent_id=ctx.agent_id, session_id=ctx.session_id,
+                                  call_event=ctx.call_event, hops=ctx.hops,
+                                  settings=self.plugin_settings.get(e.plugin, {}))
             result = await e.tool.invoke(call, ctx, time_limit)
         else:
             result = await self._call_authored(call, ctx, time_limit)

@@ -17,7 +17,6 @@ observation: a dict of plain fields that triggers read.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import os
@@ -26,6 +25,7 @@ from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
+import anyio
 import msgspec
 from msgspec import Meta
 
@@ -108,13 +108,19 @@ async def http_poll(cfg: HttpPoll) -> dict[str, Any]:
 async def tcp_probe(cfg: TcpProbe) -> dict[str, Any]:
     start = time.perf_counter()
     try:
-        _reader, writer = await asyncio.wait_for(asyncio.open_connection(cfg.host, cfg.port),
-                                                 cfg.timeout)
+        with anyio.fail_after(cfg.timeout):
+            stream = await anyio.connect_tcp(cfg.host, cfg.port)
     except (OSError, TimeoutError) as exc:
-        return {"up": False, "latency_ms": None, "error": f"{type(exc).__name__}: {exc}"[:200]}
-    writer.close()
+        # anyio tries every address and says "all attempts failed"; the first
+        # attempt's own error (refused, unreachable) is what a person needs.
+        cause = exc.__cause__
+        if isinstance(cause, BaseExceptionGroup) and cause.exceptions:
+            cause = cause.exceptions[0]
+        shown = cause if isinstance(cause, OSError) else exc
+        return {"up": False, "latency_ms": None,
+                "error": f"{type(shown).__name__}: {shown}"[:200]}
     with contextlib.suppress(OSError):
-        await writer.wait_closed()
+        await stream.aclose()
     return {"up": True, "latency_ms": round((time.perf_counter() - start) * 1000, 2),
             "error": None}
 
@@ -140,13 +146,11 @@ async def process_watch(cfg: ProcessWatch) -> dict[str, Any]:
                 found.append(int(entry.name))
         return sorted(found)
 
-    import anyio
-
     pids = await anyio.to_thread.run_sync(scan)
     return {"running": bool(pids), "count": len(pids), "pids": pids[:50]}
 
 
-async def file_changes(cfg: FileWatch, stop: asyncio.Event) -> AsyncIterator[dict[str, Any]]:
+async def file_changes(cfg: FileWatch, stop: anyio.Event) -> AsyncIterator[dict[str, Any]]:
     import watchfiles
 
     async for batch in watchfiles.awatch(cfg.path, debounce=cfg.debounce_ms,

@@ -9,7 +9,11 @@ observation, and acts when the trigger fires:
 - `message:AGENT`: the same, to another agent;
 - `task:LANE`: a task on the agent's board, in that lane;
 - `tool:NAME`: a kernel tool run directly, arguments from `action_args`
-  (`{field}` is replaced by the observation's value): no model is called;
+  (`{field}` is replaced by the observation's value): no model is called.
+  The filled arguments travel in the `watch.fired` event, and the tool runs
+  where tools are run (legion/daemon/tools/context.py, which listens for it):
+  tools reach the watchers (watch_add...), so the watchers cannot hold the
+  tools in turn;
 - `silent`: only the `watch.fired` event.
 
 `min_interval` keeps a flapping source from flooding the agent: fires closer
@@ -22,28 +26,27 @@ do not run at all; destroying the agent removes them.
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import json
 import re
 import shlex
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import anyio
 import structlog
 from anyio.abc import TaskStatus
 
+from legion.config import SandboxConfig
+from legion.daemon.agents.inbox import Inbox
 from legion.daemon.agents.model import AgentRecord, State
-from legion.daemon.events import Event, insert, now_iso
-from legion.daemon.llm.types import ToolCall
-from legion.daemon.tools.base import ToolContext
+from legion.daemon.agents.supervisor import Supervisor
+from legion.daemon.events import Event, EventBus, insert, now_iso
+from legion.daemon.store.database import Store
+from legion.daemon.tools.sandbox import Sandbox
 from legion.daemon.watchers import kinds, triggers
 from legion.errors import InvalidParams, NotFound, close_matches
 from legion.plugin import WatcherKind
-
-if TYPE_CHECKING:
-    from legion.daemon.services import Services
 
 log = structlog.get_logger("legion.watchers")
 ACTION = re.compile(r"^(wake|silent|message:[a-z][a-z0-9_-]{0,62}|task:[\w .-]{0,64}|"
@@ -79,10 +82,32 @@ def fill(value: Any, obs: dict[str, Any]) -> Any:
     return value
 
 
+class TaskCreator(Protocol):
+    """The task board as a `task:LANE` action uses it."""
+
+    async def create(self, viewer: str, title: str, *, body: str, lane: str, source: str,
+                     caused_by: int | None) -> Any: ...
+
+
+class ToolNames(Protocol):
+    """The tool registry as `watch_add` checks a `tool:NAME` action against it."""
+
+    def names(self) -> Any: ...
+
+
 class Watchers:
-    def __init__(self, services: Services, plugin_kinds: dict[str, WatcherKind] | None = None
-                 ) -> None:
-        self.services = services
+    def __init__(self, store: Store, bus: EventBus, agents: Supervisor, inbox: Inbox,
+                 tasks: TaskCreator, tools: ToolNames, sandbox: Sandbox,
+                 sandbox_cfg: SandboxConfig,
+                 plugin_kinds: dict[str, WatcherKind] | None = None) -> None:
+        self.store = store
+        self.bus = bus
+        self.agents = agents
+        self.inbox = inbox
+        self.tasks = tasks
+        self.tools = tools
+        self.sandbox = sandbox
+        self.sandbox_cfg = sandbox_cfg
         # Plugin kinds (the built-in pollers among them); cmd_watch runs in the
         # sandbox and file_watch streams from inotify, so both are wired here.
         self.kinds: dict[str, WatcherKind] = dict(plugin_kinds or {})
@@ -102,9 +127,9 @@ class Watchers:
         self._changes = send
         async with anyio.create_task_group() as tg, receive:
             self._tg = tg
-            for row in await self.services.store.fetchall("SELECT * FROM watchers ORDER BY id"):
+            for row in await self.store.fetchall("SELECT * FROM watchers ORDER BY id"):
                 self._start(row)
-            self.services.agents.listeners.append(self._on_change)
+            self.agents.listeners.append(self._on_change)
             task_status.started()
             async for action, agent in receive:
                 await self._apply(action, agent)
@@ -114,18 +139,18 @@ class Watchers:
             self._changes.send_nowait((action, agent_id))
 
     async def _apply(self, action: str, agent: str) -> None:
-        rows = await self.services.store.fetchall("SELECT * FROM watchers WHERE agent_id = ?",
+        rows = await self.store.fetchall("SELECT * FROM watchers WHERE agent_id = ?",
                                                   (agent,))
         for row in rows:
             self._halt(row["id"])
             if action == "resume":
                 self._start(row)
         if action == "destroy":
-            await self.services.store.writer.run(
+            await self.store.writer.run(
                 lambda db: db.execute("DELETE FROM watchers WHERE agent_id = ?", (agent,)))
 
     def _start(self, row: Any) -> None:
-        rec = self.services.agents.agents.get(row["agent_id"])
+        rec = self.agents.agents.get(row["agent_id"])
         if rec is None or rec.state is State.STOPPED or row["id"] in self._scopes:
             return
         self._tg.start_soon(self._watch, dict(row))
@@ -149,7 +174,7 @@ class Watchers:
                 cfg = kinds.check_config(row["kind"], raw, self.kinds)
                 trigger = triggers.parse(row["trigger"])
                 if isinstance(cfg, kinds.FileWatch):
-                    stop = asyncio.Event()
+                    stop = anyio.Event()
                     try:
                         async for obs in kinds.file_changes(cfg, stop):
                             await self._consider(row, trigger, obs, state)
@@ -165,7 +190,7 @@ class Watchers:
                     await anyio.sleep(row["interval"])
             except Exception as exc:
                 log.exception("watcher failed", watcher=wid)
-                await self.services.bus.emit(row["agent_id"], "watch.error", {
+                await self.bus.emit(row["agent_id"], "watch.error", {
                     "watcher": wid, "error": str(exc)[:300]}, source=f"watcher:{wid}")
         self._scopes.pop(wid, None)
 
@@ -192,54 +217,44 @@ class Watchers:
         shown = json.dumps(obs, default=str)
         shown = shown if len(shown) <= PREVIEW else shown[:PREVIEW] + "…"
 
+        data: dict[str, Any] = {
+            "watcher": wid, "kind": row["kind"], "trigger": row["trigger"], "action": action,
+            "observation": shown, "suppressed_before": suppressed}
+        if action.startswith("tool:"):
+            # Filled from the whole observation here; the tool runs on this event.
+            data["tool"] = action.split(":", 1)[1]
+            data["arguments"] = fill(json.loads(row["config"]).get("action_args", {}), obs)
+
         def record(db: Any) -> Event:
             db.execute("UPDATE watchers SET last_fired_at = ? WHERE id = ?", (now_iso(), wid))
-            return insert(db, agent, "watch.fired", {
-                "watcher": wid, "kind": row["kind"], "trigger": row["trigger"],
-                "action": action, "observation": shown, "suppressed_before": suppressed},
-                source=f"watcher:{wid}")
+            return insert(db, agent, "watch.fired", data, source=f"watcher:{wid}")
 
-        fired = await self.services.store.writer.run(record, on_commit=self.services.bus.deliver)
+        fired = await self.store.writer.run(record, on_commit=self.bus.deliver)
         text = (f"[watcher {wid} {row['kind']}] `{row['trigger']}` fired"
                 + (f" ({suppressed} more fires were suppressed by min_interval)"
                    if suppressed else "") + f": {shown}")
-        runtime = self.services.runtime
         if action == "wake":
-            await runtime.deliver_automatic(agent, f"watcher:{wid}", text,
-                                            source=f"watcher:{wid}", caused_by=fired.id)
+            await self.inbox.deliver_automatic(agent, f"watcher:{wid}", text,
+                                               source=f"watcher:{wid}", caused_by=fired.id)
         elif action.startswith("message:"):
             target = action.split(":", 1)[1]
-            if target in self.services.agents.agents:
-                await runtime.deliver_automatic(target, f"watcher:{wid}", f"[from {agent}] "
-                                                + text, source=f"watcher:{wid}",
-                                                caused_by=fired.id)
+            if target in self.agents.agents:
+                await self.inbox.deliver_automatic(target, f"watcher:{wid}", f"[from {agent}] "
+                                                   + text, source=f"watcher:{wid}",
+                                                   caused_by=fired.id)
         elif action.startswith("task:"):
-            await self.services.board.create(
+            await self.tasks.create(
                 agent, f"watcher {wid}: {row['trigger']}", body=text,
                 lane=action.split(":", 1)[1], source=f"watcher:{wid}", caused_by=fired.id)
-        elif action.startswith("tool:"):
-            await self._run_tool(row, obs, fired)
-
-    async def _run_tool(self, row: dict[str, Any], obs: dict[str, Any], fired: Event) -> None:
-        name = row["action"].split(":", 1)[1]
-        args = fill(json.loads(row["config"]).get("action_args", {}), obs)
-        call = ToolCall(id=f"watcher-{row['id']}", name=name, arguments=json.dumps(args))
-        ctx = ToolContext(agent_id=row["agent_id"], session_id=0,
-                          services=self.services, call_event=fired.id)
-        result = await self.services.tools.run(call, ctx, self.services.config.guards.tool_timeout)
-        result_ok, content = result.ok, result.content
-        await self.services.bus.emit(row["agent_id"], "watch.tool", {
-            "watcher": row["id"], "tool": name, "arguments": args, "ok": result_ok,
-            "result": content[:PREVIEW]}, caused_by=fired.id, source=f"watcher:{row['id']}")
 
     async def run_command(self, agent: str, cfg: kinds.CmdWatch) -> dict[str, Any]:
         """A cmd_watch observation, from the sandbox (limits, scrubbed environment,
         the agent's working directory unless `cwd` says otherwise)."""
         argv = shlex.split(cfg.command) if isinstance(cfg.command, str) else list(cfg.command)
         try:
-            return await self.services.sandbox.run_command(
+            return await self.sandbox.run_command(
                 argv, agent=agent, time_limit=cfg.timeout, env=cfg.env, cwd=cfg.cwd,
-                processes=self.services.config.tools.sandbox.command_processes)
+                processes=self.sandbox_cfg.command_processes)
         except OSError as exc:
             return {"exit_code": None, "stdout": "", "stderr": f"cannot run {argv[0]!r}: {exc}",
                     "timed_out": False}
@@ -249,7 +264,7 @@ class Watchers:
     async def add(self, agent: str, kind: str, config: dict[str, Any], *,
                   trigger: str | None = None, action: str = "wake", interval: float = 60.0,
                   min_interval: float = 60.0, source: str = "rpc") -> dict[str, Any]:
-        rec = self.services.agents.get(agent)
+        rec = self.agents.get(agent)
         check_action(action)
         raw = dict(config)
         action_args = raw.pop("action_args", None)
@@ -263,10 +278,10 @@ class Watchers:
         if min_interval < 0:
             raise InvalidParams("min_interval cannot be negative", hint="0 acts on every fire")
         target = action.split(":", 1)[1] if ":" in action else ""
-        if action.startswith("message:") and target not in self.services.agents.agents:
-            raise self.services.agents.not_found(target)
-        if action.startswith("tool:") and target not in self.services.tools.names():
-            near = close_matches(target, list(self.services.tools.names()))
+        if action.startswith("message:") and target not in self.agents.agents:
+            raise self.agents.not_found(target)
+        if action.startswith("tool:") and target not in self.tools.names():
+            near = close_matches(target, list(self.tools.names()))
             raise InvalidParams(f"there is no tool named {target!r}",
                                 hint=("did you mean " + ", ".join(near) + "? " if near else "")
                                 + "`legion tools ls` lists every tool", kind="invalid_action",
@@ -282,9 +297,9 @@ class Watchers:
                 "watcher": wid, "kind": kind, "trigger": text, "action": action},
                 source=source)
 
-        wid, _ = await self.services.store.writer.run(
-            job, on_commit=lambda r: self.services.bus.deliver(r[1]))
-        row = await self.services.store.fetchone("SELECT * FROM watchers WHERE id = ?", (wid,))
+        wid, _ = await self.store.writer.run(
+            job, on_commit=lambda r: self.bus.deliver(r[1]))
+        row = await self.store.fetchone("SELECT * FROM watchers WHERE id = ?", (wid,))
         view = self.describe(row)
         if rec.state is not State.STOPPED:
             self._start(row)
@@ -299,12 +314,12 @@ class Watchers:
             db.execute("DELETE FROM watchers WHERE id = ?", (wid,))
             return insert(db, agent, "watch.removed", {"watcher": wid}, source=source)
 
-        await self.services.store.writer.run(job, on_commit=self.services.bus.deliver)
+        await self.store.writer.run(job, on_commit=self.bus.deliver)
         return {"removed": wid}
 
     async def listing(self, agent: str) -> list[dict[str, Any]]:
-        self.services.agents.get(agent)
-        rows = await self.services.store.fetchall(
+        self.agents.get(agent)
+        rows = await self.store.fetchall(
             "SELECT * FROM watchers WHERE agent_id = ? ORDER BY id", (agent,))
         return [self.describe(r) for r in rows]
 
@@ -316,7 +331,7 @@ class Watchers:
                 "running": row["id"] in self._scopes}
 
     async def _own(self, agent: str, wid: int) -> Any:
-        row = await self.services.store.fetchone(
+        row = await self.store.fetchone(
             "SELECT * FROM watchers WHERE id = ? AND agent_id = ?", (wid, agent))
         if row is None:
             ids = [str(w["watcher"]) for w in await self.listing(agent)]

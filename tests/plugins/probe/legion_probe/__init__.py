@@ -9,7 +9,7 @@ from typing import Any
 import msgspec
 from litellm.llms.custom_llm import CustomLLM
 
-from legion.plugin import RpcMethod, ToolContext, WatcherKind, hookimpl, tool
+from legion.plugin import PluginHost, RpcMethod, ToolContext, WatcherKind, hookimpl, tool
 
 
 @tool(keywords=["probe", "echo", "settings"])
@@ -43,8 +43,8 @@ class PingParams(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     word: str
 
 
-async def ping(params: PingParams, services: Any) -> dict[str, Any]:
-    return {"echo": params.word, "agents": len(services.agents.agents)}
+async def ping(params: PingParams, host: PluginHost) -> dict[str, Any]:
+    return {"echo": params.word, "agents": len(host.agents())}
 
 
 @hookimpl

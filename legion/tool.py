@@ -1,4 +1,7 @@
-"""The Tool type: a typed Python function the model can call.
+"""The public tool API: a typed Python function the model can call.
+
+This module is part of the contract (plugins import it through
+legion.plugin): it imports nothing from the daemon.
 
 The JSON schema the model sees is derived from the function's signature
 (msgspec builds a struct from the parameters, and its schema), and the same
@@ -20,18 +23,27 @@ from typing import Any, overload
 import anyio
 import msgspec
 
-from legion.daemon.llm.types import ToolCall
 from legion.errors import Conflict, InvalidParams, LegionError, NotFound, PermissionDenied
-from legion.validation import problem
+from legion.validation import problem, type_name
+
+
+class ToolCall(msgspec.Struct):
+    id: str
+    name: str
+    # The raw JSON text the model produced; parsed (and refused) by Tool.parse.
+    arguments: str
 
 
 @dataclass
 class ToolContext:
-    """What a tool knows about the agent calling it."""
+    """What a tool knows about the call: who calls it, from which session.
+
+    This is all a plugin's tool receives. Legion's kernel tools receive a
+    KernelContext (legion/daemon/tools/context.py), which adds the services
+    they act on; no tool receives the daemon's internals as a whole."""
 
     agent_id: str
     session_id: int
-    services: Any
     # The `tool.call` event of this call: what the tool's own events are caused by.
     call_event: int | None = None
     # The `[plugins.settings.NAME]` table of the plugin that provides the tool.
@@ -120,8 +132,6 @@ class Tool:
     def signature(self) -> str:
         parts = []
         for f in msgspec.structs.fields(self.args_type):
-            from legion.daemon.rpc.dispatch import type_name
-
             if f.required:
                 default = ""
             else:
