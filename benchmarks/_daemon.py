@@ -61,8 +61,9 @@ def console_script() -> Path | None:
 class BenchDaemon:
     """A daemon in a temp home. `with BenchDaemon() as d: ... d.socket ...`"""
 
-    def __init__(self, python: str | None = None,
-                 config: str | Callable[[Path], str] | None = None) -> None:
+    def __init__(
+        self, python: str | None = None, config: str | Callable[[Path], str] | None = None
+    ) -> None:
         """`config`: optional text of HOME/config.toml, written before the daemon
         starts; a callable gets the home (to name files inside it) and returns it."""
         self.python = python or sys.executable
@@ -230,8 +231,11 @@ class BenchDaemon:
                     try:
                         proc.wait(timeout=STOP_TIMEOUT)
                     except subprocess.TimeoutExpired:
-                        print(f"warning: daemon pid {proc.pid} ignored SIGTERM for "
-                              f"{STOP_TIMEOUT:g}s; killing it", file=sys.stderr)
+                        print(
+                            f"warning: daemon pid {proc.pid} ignored SIGTERM for "
+                            f"{STOP_TIMEOUT:g}s; killing it",
+                            file=sys.stderr,
+                        )
                         proc.kill()
                         proc.wait()
             except BaseException:
@@ -368,8 +372,9 @@ class Conn:
             raise ConnectionError("the daemon closed the connection")
         reply = json.loads(line)
         if reply.get("id") != self.next_id:
-            raise RuntimeError(f"reply for id {reply.get('id')}, expected {self.next_id}: "
-                               f"{line[:200]!r}")
+            raise RuntimeError(
+                f"reply for id {reply.get('id')}, expected {self.next_id}: {line[:200]!r}"
+            )
         return reply  # type: ignore[no-any-return]
 
     def close(self) -> None:
@@ -429,4 +434,3 @@ def run(main: Callable[[], int]) -> None:
     except KeyboardInterrupt:
         print("\ninterrupted; daemon stopped and temp home removed", file=sys.stderr)
         sys.exit(130)
-

@@ -71,27 +71,45 @@ def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(
         description="Median wall time of `legion ps --json` (python -m legion and the console "
         "script) against `python -c pass`, with the environment as it is and with cached "
-        "bytecode, plus the one-shot path's import profile.")
-    p.add_argument("--runs", type=int, default=40, metavar="N",
-                   help="timed runs of each command (default: 40)")
-    p.add_argument("--agents", type=int, default=5, metavar="N",
-                   help="agents to spawn before timing `ps` (default: 5)")
-    p.add_argument("--warmup", type=int, default=3, metavar="N",
-                   help="untimed runs of each command first (default: 3; at least 1 is "
-                   "needed to fill the bytecode cache of the 'cached' runs)")
-    p.add_argument("--env", choices=("both", "as-is", "cached"), default="both",
-                   help="which environments to time (default: both)")
+        "bytecode, plus the one-shot path's import profile."
+    )
+    p.add_argument(
+        "--runs", type=int, default=40, metavar="N", help="timed runs of each command (default: 40)"
+    )
+    p.add_argument(
+        "--agents",
+        type=int,
+        default=5,
+        metavar="N",
+        help="agents to spawn before timing `ps` (default: 5)",
+    )
+    p.add_argument(
+        "--warmup",
+        type=int,
+        default=3,
+        metavar="N",
+        help="untimed runs of each command first (default: 3; at least 1 is "
+        "needed to fill the bytecode cache of the 'cached' runs)",
+    )
+    p.add_argument(
+        "--env",
+        choices=("both", "as-is", "cached"),
+        default="both",
+        help="which environments to time (default: both)",
+    )
     args = p.parse_args()
     if args.runs < 1 or args.agents < 0 or args.warmup < 0:
         p.error("--runs must be >= 1; --agents and --warmup >= 0")
     return args
 
 
-def run_once(cmd: list[str], cwd: str, env: Env
-             ) -> tuple[float, subprocess.CompletedProcess[bytes]]:
+def run_once(
+    cmd: list[str], cwd: str, env: Env
+) -> tuple[float, subprocess.CompletedProcess[bytes]]:
     t0 = time.perf_counter()
-    proc = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, cwd=cwd,
-                          env=env, check=False)
+    proc = subprocess.run(
+        cmd, stdin=subprocess.DEVNULL, capture_output=True, cwd=cwd, env=env, check=False
+    )
     return time.perf_counter() - t0, proc
 
 
@@ -115,13 +133,16 @@ def bytecode_note() -> str:
     flag = os.environ.get("PYTHONDONTWRITEBYTECODE")
     if cached:
         return "legion's bytecode is cached: the as-is runs load it"
-    return ("legion's bytecode is NOT cached" + (f" and PYTHONDONTWRITEBYTECODE={flag}" if flag
-                                                else "")
-            + ": every as-is run compiles legion's sources again")
+    return (
+        "legion's bytecode is NOT cached"
+        + (f" and PYTHONDONTWRITEBYTECODE={flag}" if flag else "")
+        + ": every as-is run compiles legion's sources again"
+    )
 
 
-def time_commands(cmds: dict[str, list[str]], envs: dict[str, Env], cwd: str,
-                  args: argparse.Namespace) -> dict[tuple[str, str], list[float]]:
+def time_commands(
+    cmds: dict[str, list[str]], envs: dict[str, Env], cwd: str, args: argparse.Namespace
+) -> dict[tuple[str, str], list[float]]:
     for env_name, env in envs.items():
         for label, cmd in cmds.items():
             for _ in range(args.warmup):
@@ -129,31 +150,36 @@ def time_commands(cmds: dict[str, list[str]], envs: dict[str, Env], cwd: str,
             if label != BASELINE:
                 _, proc = run_once(cmd, cwd, env)
                 check_ps(f"{label} [{env_name}]", proc, args.agents)
-    times: dict[tuple[str, str], list[float]] = {
-        (e, label): [] for e in envs for label in cmds}
+    times: dict[tuple[str, str], list[float]] = {(e, label): [] for e in envs for label in cmds}
     for _ in range(args.runs):
         for env_name, env in envs.items():
             for label, cmd in cmds.items():
                 elapsed, proc = run_once(cmd, cwd, env)
                 if proc.returncode != 0:
-                    raise SystemExit(f"{label} [{env_name}] exited {proc.returncode}:\n"
-                                     f"{proc.stderr.decode()}")
+                    raise SystemExit(
+                        f"{label} [{env_name}] exited {proc.returncode}:\n{proc.stderr.decode()}"
+                    )
                 times[(env_name, label)].append(elapsed)
     return times
 
 
 def print_times(times: dict[tuple[str, str], list[float]]) -> None:
-    print(f"{'env':<7} {'command':<27} {'median ms':>10} {'min ms':>8} {'p90 ms':>8} "
-          f"{'x python':>9}")
+    print(
+        f"{'env':<7} {'command':<27} {'median ms':>10} {'min ms':>8} {'p90 ms':>8} {'x python':>9}"
+    )
     summary = []
     for (env_name, label), ts in times.items():
         base = statistics.median(times[(env_name, BASELINE)])
         med = statistics.median(ts)
-        print(f"{env_name:<7} {label:<27} {med * 1e3:>10.1f} {min(ts) * 1e3:>8.1f} "
-              f"{percentile(ts, 90) * 1e3:>8.1f} {med / base:>9.2f}")
+        print(
+            f"{env_name:<7} {label:<27} {med * 1e3:>10.1f} {min(ts) * 1e3:>8.1f} "
+            f"{percentile(ts, 90) * 1e3:>8.1f} {med / base:>9.2f}"
+        )
         if label != BASELINE:
-            summary.append(f"[{env_name}] {label}: {(med - base) * 1e3:.1f} ms over bare "
-                           f"python, ratio legion/python {med / base:.2f}")
+            summary.append(
+                f"[{env_name}] {label}: {(med - base) * 1e3:.1f} ms over bare "
+                f"python, ratio legion/python {med / base:.2f}"
+            )
     print()
     for line in summary:
         print(line)
@@ -162,8 +188,9 @@ def print_times(times: dict[tuple[str, str], list[float]]) -> None:
 
 def importtime(cmd: list[str], cwd: str, env: Env) -> list[tuple[int, int, int, str]]:
     """(self_us, cumulative_us, depth, module) for every import of one run."""
-    proc = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, cwd=cwd,
-                          env=env, check=False)
+    proc = subprocess.run(
+        cmd, stdin=subprocess.DEVNULL, capture_output=True, cwd=cwd, env=env, check=False
+    )
     if proc.returncode != 0:
         raise SystemExit(f"importtime run exited {proc.returncode}:\n{proc.stderr.decode()}")
     rows = []
@@ -177,8 +204,10 @@ def importtime(cmd: list[str], cwd: str, env: Env) -> list[tuple[int, int, int, 
 
 def print_importtime(rows: list[tuple[int, int, int, str]], title: str) -> None:
     total_self = sum(r[0] for r in rows)
-    print(f"{title}: {len(rows)} imports, {total_self / 1e3:.1f} ms of import time in all "
-          "(-X importtime inflates it)")
+    print(
+        f"{title}: {len(rows)} imports, {total_self / 1e3:.1f} ms of import time in all "
+        "(-X importtime inflates it)"
+    )
     print("  top 10 by cumulative import time (a package's time includes its children):")
     print(f"  {'cumul ms':>8} {'self ms':>8}  module")
     for self_us, cum_us, depth, name in sorted(rows, key=lambda r: -r[1])[:10]:
@@ -190,21 +219,29 @@ def loaded_modules(argv: list[str], cwd: str) -> set[str]:
     fd, out = tempfile.mkstemp(prefix="lgb-mods-", suffix=".json")
     os.close(fd)
     try:
-        proc = subprocess.run([sys.executable, "-c", _RUNPY_PROBE, out, *argv],
-                              stdin=subprocess.DEVNULL, capture_output=True, cwd=cwd,
-                              check=False)
+        proc = subprocess.run(
+            [sys.executable, "-c", _RUNPY_PROBE, out, *argv],
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            cwd=cwd,
+            check=False,
+        )
         doc = json.loads(Path(out).read_text() or "{}")
         if proc.returncode != 0 or doc.get("code") not in (0, None):
-            raise SystemExit(f"sys.modules probe failed ({proc.returncode}):\n"
-                             f"{proc.stderr.decode()}")
+            raise SystemExit(
+                f"sys.modules probe failed ({proc.returncode}):\n{proc.stderr.decode()}"
+            )
         return set(doc["modules"])
     finally:
         os.unlink(out)
 
 
 def loaded_modules_count() -> int:
-    proc = subprocess.run([sys.executable, "-c", "import sys; print(len(sys.modules))"],
-                          capture_output=True, check=True)
+    proc = subprocess.run(
+        [sys.executable, "-c", "import sys; print(len(sys.modules))"],
+        capture_output=True,
+        check=True,
+    )
     return int(proc.stdout)
 
 
@@ -221,16 +258,20 @@ def report_imports(ps: list[str], envs: dict[str, Env], cwd: str) -> None:
         print_importtime(rows, f"[{env_name}] python -X importtime -m legion {' '.join(ps)}")
 
     modules = loaded_modules(ps, cwd)
-    print(f"sys.modules after `legion ps --json` (via runpy): {len(modules)} modules "
-          f"(bare `python -c pass`: {loaded_modules_count()})")
+    print(
+        f"sys.modules after `legion ps --json` (via runpy): {len(modules)} modules "
+        f"(bare `python -c pass`: {loaded_modules_count()})"
+    )
     print("modules the one-shot path must not load:")
     bad = 0
     for name in HEAVY:
         in_mods, in_imp = has(modules, name), has(imported, name)
         bad += in_mods or in_imp
         verdict = "LOADED (bad)" if in_mods or in_imp else "not loaded (ok)"
-        print(f"  {name:<16} {verdict:<16} sys.modules={'yes' if in_mods else 'no'} "
-              f"importtime={'yes' if in_imp else 'no'}")
+        print(
+            f"  {name:<16} {verdict:<16} sys.modules={'yes' if in_mods else 'no'} "
+            f"importtime={'yes' if in_imp else 'no'}"
+        )
     print(f"check: {'PASS' if bad == 0 else 'FAIL'} ({bad} of {len(HEAVY)} heavy modules loaded)")
 
 
@@ -258,10 +299,14 @@ def main() -> int:
 
             print(f"interpreter : {sys.executable} (Python {sys.version.split()[0]})")
             print(f"script      : {script or 'not found (skipped)'}")
-            print(f"daemon      : pid {d.pid}, home {home}, ready in {d.ready_s:.3f}s "
-                  f"(READY=1 via NOTIFY_SOCKET), {args.agents} agents spawned")
-            print(f"machine     : {os.cpu_count()} CPUs; {args.runs} runs per command "
-                  f"(+{args.warmup} warm-up), interleaved; wall time fork to exit")
+            print(
+                f"daemon      : pid {d.pid}, home {home}, ready in {d.ready_s:.3f}s "
+                f"(READY=1 via NOTIFY_SOCKET), {args.agents} agents spawned"
+            )
+            print(
+                f"machine     : {os.cpu_count()} CPUs; {args.runs} runs per command "
+                f"(+{args.warmup} warm-up), interleaved; wall time fork to exit"
+            )
             print(f"bytecode    : {bytecode_note()}")
             print()
             print_times(time_commands(cmds, envs, cwd, args))

@@ -79,34 +79,71 @@ def parse_args() -> argparse.Namespace:
         epilog="The fire window's load is entries/period fires per second (default "
         "10,000/300 s = ~33/s), in bursts at each whole second; each fire also runs one "
         "short session on the offline mock model unless --paused. --period 60 (~167 "
-        "fires/s) is more than the sessions alone can keep up with on 2 cores.")
-    p.add_argument("--agents", type=int, default=1000, metavar="N",
-                   help="agents to spawn (default: 1000)")
-    p.add_argument("--per-agent", type=int, default=10, metavar="N",
-                   help="cron entries per agent (default: 10)")
-    p.add_argument("--period", type=int, default=300, metavar="S",
-                   help="seconds between two fires of one entry in the fire window: a "
-                   "multiple of 60 that divides 3600 (default: 300, i.e. 10,000 entries "
-                   "give ~33 fires/s; 60 gives ~167/s)")
-    p.add_argument("--seconds", type=int, default=60, metavar="S",
-                   help="length of the fire window, at most 1800; 0 skips it (default: 60)")
-    p.add_argument("--idle-seconds", type=float, default=20.0, metavar="S",
-                   help="length of each idle measurement (default: 20)")
-    p.add_argument("--clients", type=int, default=16, metavar="N",
-                   help="parallel RPC clients for the set-up calls (default: 16)")
-    p.add_argument("--paused", action="store_true",
-                   help="pause every agent before the fire window: fires only enqueue "
-                   "messages (no sessions) and, past the cap, are dropped")
-    p.add_argument("--cap", type=int, default=None, metavar="N",
-                   help="set [guards] max_concurrent_sessions (default: the daemon's, 3)")
+        "fires/s) is more than the sessions alone can keep up with on 2 cores.",
+    )
+    p.add_argument(
+        "--agents", type=int, default=1000, metavar="N", help="agents to spawn (default: 1000)"
+    )
+    p.add_argument(
+        "--per-agent",
+        type=int,
+        default=10,
+        metavar="N",
+        help="cron entries per agent (default: 10)",
+    )
+    p.add_argument(
+        "--period",
+        type=int,
+        default=300,
+        metavar="S",
+        help="seconds between two fires of one entry in the fire window: a "
+        "multiple of 60 that divides 3600 (default: 300, i.e. 10,000 entries "
+        "give ~33 fires/s; 60 gives ~167/s)",
+    )
+    p.add_argument(
+        "--seconds",
+        type=int,
+        default=60,
+        metavar="S",
+        help="length of the fire window, at most 1800; 0 skips it (default: 60)",
+    )
+    p.add_argument(
+        "--idle-seconds",
+        type=float,
+        default=20.0,
+        metavar="S",
+        help="length of each idle measurement (default: 20)",
+    )
+    p.add_argument(
+        "--clients",
+        type=int,
+        default=16,
+        metavar="N",
+        help="parallel RPC clients for the set-up calls (default: 16)",
+    )
+    p.add_argument(
+        "--paused",
+        action="store_true",
+        help="pause every agent before the fire window: fires only enqueue "
+        "messages (no sessions) and, past the cap, are dropped",
+    )
+    p.add_argument(
+        "--cap",
+        type=int,
+        default=None,
+        metavar="N",
+        help="set [guards] max_concurrent_sessions (default: the daemon's, 3)",
+    )
     args = p.parse_args()
     if args.agents < 1 or args.per_agent < 1 or args.clients < 1 or args.clients > 100:
         p.error("--agents and --per-agent must be >= 1, --clients 1..100")
     if not 0 <= args.seconds <= 1800 or args.idle_seconds <= 0:
         p.error("--seconds must be 0..1800 and --idle-seconds > 0")
     if args.period < 60 or args.period % 60 or 3600 % args.period:
-        p.error("--period must be a multiple of 60 that divides 3600 (60, 120, 180, 240, "
-                "300, 360, 600, 720, 900, 1200, 1800, 3600)")
+        p.error(
+            "--period must be a multiple of 60 that divides 3600 (60, 120, 180, 240, "
+            "300, 360, 600, 720, 900, 1200, 1800, 3600)"
+        )
     if args.cap is not None and not 1 <= args.cap <= 1000:
         p.error("--cap must be 1..1000")
     return args
@@ -180,8 +217,9 @@ class Batch:
         return self.calls / self.elapsed if self.elapsed else 0.0
 
 
-def parallel(d: BenchDaemon, name: str, calls: list[tuple[str, dict[str, Any]]],
-             clients: int) -> Batch:
+def parallel(
+    d: BenchDaemon, name: str, calls: list[tuple[str, dict[str, Any]]], clients: int
+) -> Batch:
     """Run `calls` over `clients` connections, each a thread doing one round
     trip at a time (client k takes calls k, k+clients, ...)."""
     clients = max(1, min(clients, len(calls)))
@@ -214,8 +252,10 @@ def parallel(d: BenchDaemon, name: str, calls: list[tuple[str, dict[str, Any]]],
         conns = [Conn(d.socket, timeout=CALL_TIMEOUT) for _ in range(clients)]
         for c in conns:
             c.call("daemon.ping", None)
-        ths = [threading.Thread(target=worker, args=(k,), daemon=True, name=f"client-{k}")
-               for k in range(clients)]
+        ths = [
+            threading.Thread(target=worker, args=(k,), daemon=True, name=f"client-{k}")
+            for k in range(clients)
+        ]
         for t in ths:
             t.start()
         cpu0 = d.cpu_seconds()
@@ -241,16 +281,20 @@ def parallel(d: BenchDaemon, name: str, calls: list[tuple[str, dict[str, Any]]],
     return b
 
 
-BATCH_HEADER = (f"{'step':<34} {'calls':>6} {'clients':>7} {'wall s':>7} {'calls/s':>8} "
-                f"{'p50 ms':>7} {'p99 ms':>7} {'daemon CPU':>10} {'errors':>6}")
+BATCH_HEADER = (
+    f"{'step':<34} {'calls':>6} {'clients':>7} {'wall s':>7} {'calls/s':>8} "
+    f"{'p50 ms':>7} {'p99 ms':>7} {'daemon CPU':>10} {'errors':>6}"
+)
 
 
 def batch_row(b: Batch) -> str:
     p50 = statistics.median(b.latencies) * 1e3 if b.latencies else math.nan
     p99 = pct(b.latencies, 99) * 1e3 if b.latencies else math.nan
     cpu = b.daemon_cpu / b.elapsed * 100 if b.elapsed else 0.0
-    return (f"{b.name:<34} {b.calls:>6} {b.clients:>7} {b.elapsed:>7.2f} {b.rate:>8.0f} "
-            f"{p50:>7.2f} {p99:>7.2f} {cpu:>9.0f}% {b.errors:>6}")
+    return (
+        f"{b.name:<34} {b.calls:>6} {b.clients:>7} {b.elapsed:>7.2f} {b.rate:>8.0f} "
+        f"{p50:>7.2f} {p99:>7.2f} {cpu:>9.0f}% {b.errors:>6}"
+    )
 
 
 # -- measurements ---------------------------------------------------------------------------
@@ -276,17 +320,29 @@ def measure_idle(d: BenchDaemon, name: str, seconds: float, settle: float = 2.0)
     cpu1, ctx1, t1 = d.cpu_seconds(), ctx_switches(pid), time.perf_counter()
     rss, nthreads = rss_mb(pid), threads(pid)
     info = d.call("daemon.info")
-    return Idle(name, t1 - t0, (cpu1 - cpu0) / (t1 - t0) * 100, (ctx1 - ctx0) / (t1 - t0),
-                rss, nthreads, info["schedules"]["jobs"], info["agents"]["total"])
+    return Idle(
+        name,
+        t1 - t0,
+        (cpu1 - cpu0) / (t1 - t0) * 100,
+        (ctx1 - ctx0) / (t1 - t0),
+        rss,
+        nthreads,
+        info["schedules"]["jobs"],
+        info["agents"]["total"],
+    )
 
 
-IDLE_HEADER = (f"{'phase':<44} {'seconds':>7} {'CPU %':>6} {'wakeups/s':>9} {'RSS MB':>7} "
-               f"{'threads':>7} {'agents':>6} {'schedules':>9}")
+IDLE_HEADER = (
+    f"{'phase':<44} {'seconds':>7} {'CPU %':>6} {'wakeups/s':>9} {'RSS MB':>7} "
+    f"{'threads':>7} {'agents':>6} {'schedules':>9}"
+)
 
 
 def idle_row(i: Idle) -> str:
-    return (f"{i.name:<44} {i.seconds:>7.1f} {i.cpu_pct:>6.2f} {i.wakeups:>9.1f} {i.rss:>7.1f} "
-            f"{i.threads:>7} {i.agents:>6} {i.jobs:>9}")
+    return (
+        f"{i.name:<44} {i.seconds:>7.1f} {i.cpu_pct:>6.2f} {i.wakeups:>9.1f} {i.rss:>7.1f} "
+        f"{i.threads:>7} {i.agents:>6} {i.jobs:>9}"
+    )
 
 
 def fetch_events(d: BenchDaemon, kinds: list[str], after_id: int) -> list[dict[str, Any]]:
@@ -323,12 +379,13 @@ def wait_drained(d: BenchDaemon, end: float, timeout: float = 120.0) -> float:
 def stats_row(name: str, values: list[float]) -> str:
     if not values:
         return f"{name:<44} {0:>7} {'-':>8} {'-':>8} {'-':>8} {'-':>9}"
-    return (f"{name:<44} {len(values):>7} {pct(values, 50):>8.1f} {pct(values, 95):>8.1f} "
-            f"{pct(values, 99):>8.1f} {max(values):>9.1f}")
+    return (
+        f"{name:<44} {len(values):>7} {pct(values, 50):>8.1f} {pct(values, 95):>8.1f} "
+        f"{pct(values, 99):>8.1f} {max(values):>9.1f}"
+    )
 
 
-STATS_HEADER = (f"{'lateness, ms':<44} {'fires':>7} {'p50':>8} {'p95':>8} {'p99':>8} "
-                f"{'max':>9}")
+STATS_HEADER = f"{'lateness, ms':<44} {'fires':>7} {'p50':>8} {'p95':>8} {'p99':>8} {'max':>9}"
 
 
 @contextmanager
@@ -342,13 +399,19 @@ def section(title: str) -> Iterator[None]:
 
 
 def yearly_calls(args: argparse.Namespace) -> list[tuple[str, dict[str, Any]]]:
-    return [("cron.add", {"agent": agent_id(a), "cron": YEARLY, "prompt": f"yearly entry {i}",
-                          "missed": "skip"})
-            for i in range(args.per_agent) for a in range(args.agents)]
+    return [
+        (
+            "cron.add",
+            {"agent": agent_id(a), "cron": YEARLY, "prompt": f"yearly entry {i}", "missed": "skip"},
+        )
+        for i in range(args.per_agent)
+        for a in range(args.agents)
+    ]
 
 
-def window_calls(args: argparse.Namespace, t0: int, t1: int
-                 ) -> tuple[list[tuple[str, dict[str, Any]]], int]:
+def window_calls(
+    args: argparse.Namespace, t0: int, t1: int
+) -> tuple[list[tuple[str, dict[str, Any]]], int]:
     """Entry i of agent a sits in slot (a + i * period / per_agent) % period:
     an agent's entries are spread over the period, and the slots hold
     entries / period entries each. Returns the calls and the planned fires."""
@@ -359,18 +422,31 @@ def window_calls(args: argparse.Namespace, t0: int, t1: int
             spec, fires = window_entry(slot, args.period, t0, t1, now)
             planned += fires
             # missed=skip: a restart must not deliver late runs of these.
-            calls.append(("cron.add", {"agent": agent_id(a), "cron": spec,
-                                       "prompt": f"scale test, entry {i}", "missed": "skip"}))
+            calls.append(
+                (
+                    "cron.add",
+                    {
+                        "agent": agent_id(a),
+                        "cron": spec,
+                        "prompt": f"scale test, entry {i}",
+                        "missed": "skip",
+                    },
+                )
+            )
     return calls, planned
 
 
 def remove_calls(added: Batch) -> list[tuple[str, dict[str, Any]]]:
-    return [("cron.remove", {"agent": r["agent"], "schedule": r["schedule"]})
-            for r in added.results if r is not None]
+    return [
+        ("cron.remove", {"agent": r["agent"], "schedule": r["schedule"]})
+        for r in added.results
+        if r is not None
+    ]
 
 
-def fire_window(d: BenchDaemon, args: argparse.Namespace, report: list[Batch],
-                yearly: Batch) -> dict[str, Any]:
+def fire_window(
+    d: BenchDaemon, args: argparse.Namespace, report: list[Batch], yearly: Batch
+) -> dict[str, Any]:
     """Step 4: replace the yearly entries by entries that fire in the window only."""
     out: dict[str, Any] = {}
 
@@ -381,15 +457,24 @@ def fire_window(d: BenchDaemon, args: argparse.Namespace, report: list[Batch],
 
     step(parallel(d, "cron.remove (yearly)", remove_calls(yearly), args.clients))
     if args.paused:
-        step(parallel(d, "agents.pause", [("agents.pause", {"id": agent_id(a)})
-                                          for a in range(args.agents)], args.clients))
+        step(
+            parallel(
+                d,
+                "agents.pause",
+                [("agents.pause", {"id": agent_id(a)}) for a in range(args.agents)],
+                args.clients,
+            )
+        )
     else:
         # The first session imports litellm (~2 s on the event loop): pay it now.
         t = time.perf_counter()
         told = d.call("agents.tell", {"id": agent_id(0), "text": "warm-up"})
         done = d.call("messages.wait", {"message_id": told["message_id"], "timeout": 60})
-        print(f"{'warm-up: 1 session (imports litellm)':<34} {time.perf_counter() - t:>23.2f}s "
-              f"  status {done['status']}", flush=True)
+        print(
+            f"{'warm-up: 1 session (imports litellm)':<34} {time.perf_counter() - t:>23.2f}s "
+            f"  status {done['status']}",
+            flush=True,
+        )
 
     # The window starts once the adds are surely done (1.5x the yearly adds'
     # time, + 3 s), at a whole second: fires are planned at whole seconds.
@@ -400,8 +485,10 @@ def fire_window(d: BenchDaemon, args: argparse.Namespace, report: list[Batch],
     step(parallel(d, "cron.add (window entries, not due)", calls, args.clients))
     lead = start_epoch - time.time()
     if lead < 0:
-        print(f"  (the adds ended {-lead:.1f}s into the window: fires planned before each "
-              "add was done are not made)")
+        print(
+            f"  (the adds ended {-lead:.1f}s into the window: fires planned before each "
+            "add was done are not made)"
+        )
     time.sleep(max(0.0, lead))
     pid = d.pid
     info0 = d.call("daemon.info")
@@ -445,26 +532,35 @@ def fire_window(d: BenchDaemon, args: argparse.Namespace, report: list[Batch],
 def print_fire_window(args: argparse.Namespace, w: dict[str, Any]) -> None:
     fired = w["fired"]
     handler = [e["data"]["lateness_ms"] for e in fired]
-    commit = [(parse_ts(e["ts"]) - parse_ts(e["data"]["planned"])).total_seconds() * 1e3
-              for e in fired]
+    commit = [
+        (parse_ts(e["ts"]) - parse_ts(e["data"]["planned"])).total_seconds() * 1e3 for e in fired
+    ]
     delivered = sum(1 for e in fired if e["data"]["delivered"])
     secs = w["slots"]
     n = args.agents * args.per_agent
-    print(f"window  : {secs} s from {w['start']:%H:%M:%S}Z; {n} entries, each every "
-          f"{args.period}s = {n / args.period:.1f} fires/s planned, in bursts at whole seconds")
-    print(f"fires   : {len(fired)} of {w['expected']} planned ({len(fired) / secs:.1f}/s); "
-          f"{delivered} delivered to an inbox, {len(fired) - delivered} dropped by the cap "
-          f"({w['dropped']} trigger.dropped events)")
+    print(
+        f"window  : {secs} s from {w['start']:%H:%M:%S}Z; {n} entries, each every "
+        f"{args.period}s = {n / args.period:.1f} fires/s planned, in bursts at whole seconds"
+    )
+    print(
+        f"fires   : {len(fired)} of {w['expected']} planned ({len(fired) / secs:.1f}/s); "
+        f"{delivered} delivered to an inbox, {len(fired) - delivered} dropped by the cap "
+        f"({w['dropped']} trigger.dropped events)"
+    )
     if args.paused:
         print("sessions: none (agents paused)")
     else:
         rate = w["sessions"] / w["window_s"]
-        print(f"sessions: {w['sessions']} ran during the window ({rate:.1f}/s); "
-              f"{w['sessions_all']} in all; the last ended <= {w['drained_s']:.1f}s after the "
-              "window")
-    print(f"daemon  : CPU {w['cpu_pct']:.0f}% of one core over the window, "
-          f"{w['wakeups']:.0f} wakeups/s; RSS peak "
-          f"{w['peak_rss']:.1f} MB, {w['rss_end']:.1f} MB at its end")
+        print(
+            f"sessions: {w['sessions']} ran during the window ({rate:.1f}/s); "
+            f"{w['sessions_all']} in all; the last ended <= {w['drained_s']:.1f}s after the "
+            "window"
+        )
+    print(
+        f"daemon  : CPU {w['cpu_pct']:.0f}% of one core over the window, "
+        f"{w['wakeups']:.0f} wakeups/s; RSS peak "
+        f"{w['peak_rss']:.1f} MB, {w['rss_end']:.1f} MB at its end"
+    )
     print()
     print(STATS_HEADER)
     print("-" * len(STATS_HEADER))
@@ -475,8 +571,10 @@ def print_fire_window(args: argparse.Namespace, w: dict[str, Any]) -> None:
     def fmt(v: float | None) -> str:
         return f"{v:>8.1f}" if v is not None else f"{'-':>8}"
 
-    print(f"{'daemon.info (its last ' + str(n_d) + ' fires)':<44} {n_d:>7} {fmt(lat['p50'])} "
-          f"{'-':>8} {fmt(lat['p99'])} {fmt(lat['max']):>9}")
+    print(
+        f"{'daemon.info (its last ' + str(n_d) + ' fires)':<44} {n_d:>7} {fmt(lat['p50'])} "
+        f"{'-':>8} {fmt(lat['p99'])} {fmt(lat['max']):>9}"
+    )
     print(stats_row("schedule.fired lateness_ms (in window)", handler))
     print(stats_row("planned -> event committed (ts, 1 ms res.)", commit))
     # Drift: does lateness grow over the window (overload) or stay flat?
@@ -485,8 +583,11 @@ def print_fire_window(args: argparse.Namespace, w: dict[str, Any]) -> None:
     print()
     print(f"{'slice of the window':<44} {'fires':>7} {'p50':>8} {'p95':>8} {'p99':>8} {'max':>9}")
     for lo, hi in itertools.pairwise(edges):
-        vals = [e["data"]["lateness_ms"] for e in fired
-                if lo <= (parse_ts(e["data"]["planned"]) - w["start"]).total_seconds() < hi]
+        vals = [
+            e["data"]["lateness_ms"]
+            for e in fired
+            if lo <= (parse_ts(e["data"]["planned"]) - w["start"]).total_seconds() < hi
+        ]
         print(stats_row(f"  {lo:>3}-{hi:>3} s", vals))
     # Within a burst: lateness grows with the fire's rank in its second.
     by_slot: dict[str, list[float]] = {}
@@ -496,9 +597,11 @@ def print_fire_window(args: argparse.Namespace, w: dict[str, Any]) -> None:
     lasts = [max(v) for v in by_slot.values()]
     sizes = [len(v) for v in by_slot.values()]
     if sizes:
-        print(f"per burst: {statistics.mean(sizes):.0f} fires on average; its first fire "
-              f"p50 {pct(firsts, 50):.1f} ms, its last p50 {pct(lasts, 50):.1f} ms "
-              f"(max {max(lasts):.1f} ms)")
+        print(
+            f"per burst: {statistics.mean(sizes):.0f} fires on average; its first fire "
+            f"p50 {pct(firsts, 50):.1f} ms, its last p50 {pct(lasts, 50):.1f} ms "
+            f"(max {max(lasts):.1f} ms)"
+        )
 
 
 def main() -> int:
@@ -521,40 +624,56 @@ def main() -> int:
         db = info["database"]
         empty_ready = d.ready_s or 0.0
         print(f"daemon  : pid {d.pid}, READY=1 in {empty_ready:.2f}s (empty home), home {d.home}")
-        print(f"store   : {db['driver']} sqlite {db['sqlite_version']}, "
-              f"synchronous={db['synchronous']}")
+        print(
+            f"store   : {db['driver']} sqlite {db['sqlite_version']}, "
+            f"synchronous={db['synchronous']}"
+        )
         print(f"machine : {os.cpu_count()} CPUs, Python {sys.version.split()[0]}")
-        print(f"setup   : {args.agents} agents x {args.per_agent} entries = {n} schedules; "
-              f"model local = {info['models']['aliases'].get('local')}; "
-              f"max_concurrent_sessions {args.cap or 3}; {args.clients} clients for set-up")
+        print(
+            f"setup   : {args.agents} agents x {args.per_agent} entries = {n} schedules; "
+            f"model local = {info['models']['aliases'].get('local')}; "
+            f"max_concurrent_sessions {args.cap or 3}; {args.clients} clients for set-up"
+        )
         time.sleep(1.0)
         rss_empty = rss_mb(d.pid)
 
         with section("1. set-up"):
             print(BATCH_HEADER)
             print("-" * len(BATCH_HEADER))
-            step(parallel(d, "agents.spawn", [("agents.spawn", {"id": agent_id(a)})
-                                              for a in range(args.agents)], args.clients))
+            step(
+                parallel(
+                    d,
+                    "agents.spawn",
+                    [("agents.spawn", {"id": agent_id(a)}) for a in range(args.agents)],
+                    args.clients,
+                )
+            )
             time.sleep(1.0)
             rss_agents = rss_mb(d.pid)
             stop_s = d.restart()
             ready_agents = d.ready_s or 0.0
             print(f"{'restart, agents only: READY=1 in':<34} {ready_agents:>23.2f}s")
-            yearly = step(parallel(d, "cron.add (yearly, none due)", yearly_calls(args),
-                                   args.clients))
+            yearly = step(
+                parallel(d, "cron.add (yearly, none due)", yearly_calls(args), args.clients)
+            )
             time.sleep(1.0)
             rss_sched = rss_mb(d.pid)
             main_b, wal_b = db_bytes(d.home)
             print()
             print(f"database: legion.db {main_b / 2**20:.1f} MB + WAL {wal_b / 2**20:.1f} MB")
-            print(f"RSS     : {rss_empty:.1f} MB empty -> {rss_agents:.1f} MB with "
-                  f"{args.agents} agents ({(rss_agents - rss_empty) * 1024 / args.agents:.1f} "
-                  f"KB/agent) -> {rss_sched:.1f} MB with {n} schedules "
-                  f"({(rss_sched - rss_agents) * 2**20 / n:.0f} B/schedule)")
+            print(
+                f"RSS     : {rss_empty:.1f} MB empty -> {rss_agents:.1f} MB with "
+                f"{args.agents} agents ({(rss_agents - rss_empty) * 1024 / args.agents:.1f} "
+                f"KB/agent) -> {rss_sched:.1f} MB with {n} schedules "
+                f"({(rss_sched - rss_agents) * 2**20 / n:.0f} B/schedule)"
+            )
 
         with section("2. idle, nothing due (litellm not imported yet)"):
-            idles.append(measure_idle(d, f"before: {args.agents} agents, {n} yearly entries",
-                                      args.idle_seconds))
+            idles.append(
+                measure_idle(
+                    d, f"before: {args.agents} agents, {n} yearly entries", args.idle_seconds
+                )
+            )
             print(IDLE_HEADER)
             print("-" * len(IDLE_HEADER))
             print(idle_row(idles[-1]), flush=True)
@@ -563,16 +682,20 @@ def main() -> int:
                 t0 = time.perf_counter()
                 listed = d.call("agents.list", {})
                 times.append(time.perf_counter() - t0)
-            print(f"\nagents.list (`legion ps`), {len(listed)} agents, {n} schedules loaded: "
-                  f"{statistics.median(times) * 1e3:.0f} ms (median of 3)")
+            print(
+                f"\nagents.list (`legion ps`), {len(listed)} agents, {n} schedules loaded: "
+                f"{statistics.median(times) * 1e3:.0f} ms (median of 3)"
+            )
 
         with section("3. restart with the agents and the yearly entries"):
             stop_s = d.restart()
             info = d.call("daemon.info")
-            print(f"restart : stop (SIGTERM -> exit) {stop_s:.2f}s, READY=1 in {d.ready_s:.2f}s "
-                  f"(empty home: {empty_ready:.2f}s, agents only: {ready_agents:.2f}s); "
-                  f"{info['agents']['total']} agents, "
-                  f"{info['schedules']['jobs']} schedules armed; RSS {rss_mb(d.pid):.1f} MB")
+            print(
+                f"restart : stop (SIGTERM -> exit) {stop_s:.2f}s, READY=1 in {d.ready_s:.2f}s "
+                f"(empty home: {empty_ready:.2f}s, agents only: {ready_agents:.2f}s); "
+                f"{info['agents']['total']} agents, "
+                f"{info['schedules']['jobs']} schedules armed; RSS {rss_mb(d.pid):.1f} MB"
+            )
 
         window = None
         if args.seconds > 0:
@@ -585,9 +708,15 @@ def main() -> int:
                 print_fire_window(args, window)
 
             with section("5. idle again: the window's entries stay, none due for ~23 h"):
-                idles.append(measure_idle(d, f"after: {args.agents} agents"
-                                          + (" (paused)" if args.paused else "")
-                                          + f", {n} entries", args.idle_seconds))
+                idles.append(
+                    measure_idle(
+                        d,
+                        f"after: {args.agents} agents"
+                        + (" (paused)" if args.paused else "")
+                        + f", {n} entries",
+                        args.idle_seconds,
+                    )
+                )
                 print(IDLE_HEADER)
                 print("-" * len(IDLE_HEADER))
                 for i in idles:
@@ -596,16 +725,22 @@ def main() -> int:
         with section("6. database, and a restart with everything"):
             info = d.call("daemon.info")
             main_b, wal_b = db_bytes(d.home)
-            print(f"database: legion.db {main_b / 2**20:.1f} MB + WAL {wal_b / 2**20:.1f} MB; "
-                  f"{info['events']['count']} events; {info['schedules']['jobs']} schedules")
+            print(
+                f"database: legion.db {main_b / 2**20:.1f} MB + WAL {wal_b / 2**20:.1f} MB; "
+                f"{info['events']['count']} events; {info['schedules']['jobs']} schedules"
+            )
             stop_s = d.restart()
             info = d.call("daemon.info")
-            print(f"restart : stop {stop_s:.2f}s, READY=1 in {d.ready_s:.2f}s (empty home: "
-                  f"{empty_ready:.2f}s) with {info['agents']['total']} agents and "
-                  f"{info['schedules']['jobs']} schedules armed; RSS {rss_mb(d.pid):.1f} MB")
+            print(
+                f"restart : stop {stop_s:.2f}s, READY=1 in {d.ready_s:.2f}s (empty home: "
+                f"{empty_ready:.2f}s) with {info['agents']['total']} agents and "
+                f"{info['schedules']['jobs']} schedules armed; RSS {rss_mb(d.pid):.1f} MB"
+            )
             main_b, wal_b = db_bytes(d.home)
-            print(f"database: after the restart legion.db {main_b / 2**20:.1f} MB + WAL "
-                  f"{wal_b / 2**20:.1f} MB")
+            print(
+                f"database: after the restart legion.db {main_b / 2**20:.1f} MB + WAL "
+                f"{wal_b / 2**20:.1f} MB"
+            )
         errors = [b for b in report if b.errors]
         problems = d.log_problems()
     print(f"\ndaemon stopped (exit code {d.exit_code}); temp home removed")

@@ -35,8 +35,11 @@ def main() -> int:
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--delay", type=float, default=5.0)
     args = ap.parse_args()
-    rows: dict[str, list[float]] = {"at READY": [], f"{args.delay:g} s after READY": [],
-                                    "warm (floor)": []}
+    rows: dict[str, list[float]] = {
+        "at READY": [],
+        f"{args.delay:g} s after READY": [],
+        "warm (floor)": [],
+    }
     with BenchDaemon() as d:
         d.call("agents.spawn", {"id": "first"})
         for _ in range(args.runs):

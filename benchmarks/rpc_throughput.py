@@ -51,14 +51,28 @@ RequestFn = Callable[[int, int], tuple[str, dict[str, Any] | None]]
 def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(
         description="RPC round trips per second (and p50/p99 latency) for daemon.ping, "
-        "agents.list and the spawn/pause/resume write path, with 1 and 16 clients.")
-    p.add_argument("--seconds", type=float, default=3.0, metavar="S",
-                   help="duration of each scenario (default: 3)")
-    p.add_argument("--clients", default="1,16", metavar="N,M",
-                   help="comma-separated client counts to run each scenario with "
-                   "(default: 1,16)")
-    p.add_argument("--agents", type=int, default=100, metavar="N",
-                   help="agents present for the agents.list scenario (default: 100)")
+        "agents.list and the spawn/pause/resume write path, with 1 and 16 clients."
+    )
+    p.add_argument(
+        "--seconds",
+        type=float,
+        default=3.0,
+        metavar="S",
+        help="duration of each scenario (default: 3)",
+    )
+    p.add_argument(
+        "--clients",
+        default="1,16",
+        metavar="N,M",
+        help="comma-separated client counts to run each scenario with (default: 1,16)",
+    )
+    p.add_argument(
+        "--agents",
+        type=int,
+        default=100,
+        metavar="N",
+        help="agents present for the agents.list scenario (default: 100)",
+    )
     args = p.parse_args()
     try:
         args.client_counts = [int(x) for x in args.clients.split(",") if x.strip()]
@@ -133,8 +147,15 @@ def client_loop(conn: Conn, st: ClientState, i: int, request: RequestFn, gate: G
         st.crashed = exc
 
 
-def run_scenario(d: BenchDaemon, name: str, clients: int, seconds: float,
-                 request: RequestFn, *, writes: bool = False) -> Result:
+def run_scenario(
+    d: BenchDaemon,
+    name: str,
+    clients: int,
+    seconds: float,
+    request: RequestFn,
+    *,
+    writes: bool = False,
+) -> Result:
     res = Result(name, clients)
     conns: list[Conn] = []
     threads: list[threading.Thread] = []
@@ -147,9 +168,15 @@ def run_scenario(d: BenchDaemon, name: str, clients: int, seconds: float,
             c.call("daemon.ping", None)
         before = d.call("daemon.info")["database"]["writer"] if writes else None
         states = [ClientState() for _ in range(clients)]
-        threads = [threading.Thread(target=client_loop, args=(conns[i], states[i], i, request,
-                                                              gate),
-                                    daemon=True, name=f"client-{i}") for i in range(clients)]
+        threads = [
+            threading.Thread(
+                target=client_loop,
+                args=(conns[i], states[i], i, request, gate),
+                daemon=True,
+                name=f"client-{i}",
+            )
+            for i in range(clients)
+        ]
         for t in threads:
             t.start()
         cpu0, dcpu0 = time.process_time(), d.cpu_seconds()
@@ -188,13 +215,17 @@ def row(r: Result) -> str:
     dcpu = r.daemon_cpu / r.elapsed * 100 if r.elapsed else 0.0
     ccpu = r.client_cpu / r.elapsed * 100 if r.elapsed else 0.0
     batch = f"{r.writer_jobs / r.writer_batches:.1f}" if r.writer_batches else "-"
-    return (f"{r.name:<20} {r.clients:>7} {r.requests:>9} {r.rate:>9.0f} {p50:>8.3f} "
-            f"{p99:>8.3f} {r.errors:>6} {dcpu:>9.0f}% {ccpu:>9.0f}% {batch:>11}")
+    return (
+        f"{r.name:<20} {r.clients:>7} {r.requests:>9} {r.rate:>9.0f} {p50:>8.3f} "
+        f"{p99:>8.3f} {r.errors:>6} {dcpu:>9.0f}% {ccpu:>9.0f}% {batch:>11}"
+    )
 
 
-HEADER = (f"{'scenario':<20} {'clients':>7} {'requests':>9} {'req/s':>9} {'p50 ms':>8} "
-          f"{'p99 ms':>8} {'errors':>6} {'daemon CPU':>10} {'bench CPU':>10} "
-          f"{'jobs/commit':>11}")
+HEADER = (
+    f"{'scenario':<20} {'clients':>7} {'requests':>9} {'req/s':>9} {'p50 ms':>8} "
+    f"{'p99 ms':>8} {'errors':>6} {'daemon CPU':>10} {'bench CPU':>10} "
+    f"{'jobs/commit':>11}"
+)
 
 
 def bench(d: BenchDaemon, args: argparse.Namespace) -> list[Result]:
@@ -207,16 +238,18 @@ def bench(d: BenchDaemon, args: argparse.Namespace) -> list[Result]:
     print(HEADER)
     print("-" * len(HEADER))
     for n in args.client_counts:
-        report(run_scenario(d, "daemon.ping", n, args.seconds,
-                                  lambda i, k: ("daemon.ping", None)))
+        report(run_scenario(d, "daemon.ping", n, args.seconds, lambda i, k: ("daemon.ping", None)))
 
     d.spawn_agents(args.agents, prefix="list")
     listed = d.call("agents.list")
     if len(listed) != args.agents:
         raise SystemExit(f"expected {args.agents} agents, agents.list returned {len(listed)}")
     for n in args.client_counts:
-        report(run_scenario(d, f"agents.list ({args.agents})", n, args.seconds,
-                                  lambda i, k: ("agents.list", {})))
+        report(
+            run_scenario(
+                d, f"agents.list ({args.agents})", n, args.seconds, lambda i, k: ("agents.list", {})
+            )
+        )
 
     for n in args.client_counts:
         tag = f"w{n}"
@@ -228,8 +261,7 @@ def bench(d: BenchDaemon, args: argparse.Namespace) -> list[Result]:
                 return "agents.spawn", {"id": agent}
             return ("agents.pause" if step == 1 else "agents.resume"), {"id": agent}
 
-        report(run_scenario(d, "spawn+pause+resume", n, args.seconds, write,
-                                  writes=True))
+        report(run_scenario(d, "spawn+pause+resume", n, args.seconds, write, writes=True))
     return results
 
 
@@ -239,13 +271,19 @@ def main() -> int:
     with BenchDaemon() as d:
         info = d.call("daemon.info")
         db = info["database"]
-        print(f"daemon  : pid {d.pid}, ready in {d.ready_s:.3f}s (READY=1 via NOTIFY_SOCKET), "
-              f"home {d.home}")
-        print(f"store   : {db['driver']} sqlite {db['sqlite_version']}, "
-              f"synchronous={db['synchronous']}")
-        print(f"machine : {os.cpu_count()} CPUs, Python {sys.version.split()[0]}; "
-              f"{args.seconds:g}s per scenario; clients {args.client_counts}; "
-              f"each client = 1 connection, 1 request in flight")
+        print(
+            f"daemon  : pid {d.pid}, ready in {d.ready_s:.3f}s (READY=1 via NOTIFY_SOCKET), "
+            f"home {d.home}"
+        )
+        print(
+            f"store   : {db['driver']} sqlite {db['sqlite_version']}, "
+            f"synchronous={db['synchronous']}"
+        )
+        print(
+            f"machine : {os.cpu_count()} CPUs, Python {sys.version.split()[0]}; "
+            f"{args.seconds:g}s per scenario; clients {args.client_counts}; "
+            f"each client = 1 connection, 1 request in flight"
+        )
         print()
         results = bench(d, args)
 
@@ -254,14 +292,18 @@ def main() -> int:
             if r.first_error:
                 print(f"first error in {r.name} x{r.clients}: {r.first_error}")
             if r.writer_batches:
-                print(f"{r.name} x{r.clients}: {r.rate:.0f} writes/s = {r.cycles / r.elapsed:.0f} "
-                      f"spawn+pause+resume cycles/s; writer committed {r.writer_jobs} jobs in "
-                      f"{r.writer_batches} transactions")
+                print(
+                    f"{r.name} x{r.clients}: {r.rate:.0f} writes/s = {r.cycles / r.elapsed:.0f} "
+                    f"spawn+pause+resume cycles/s; writer committed {r.writer_jobs} jobs in "
+                    f"{r.writer_batches} transactions"
+                )
         end = d.call("daemon.info")
         writer = end["database"]["writer"]
-        print(f"daemon at the end: {end['agents']['total']} agents, {end['events']['count']} "
-              f"events, writer largest batch {writer['largest_batch']}, "
-              f"failures {writer['failures']}")
+        print(
+            f"daemon at the end: {end['agents']['total']} agents, {end['events']['count']} "
+            f"events, writer largest batch {writer['largest_batch']}, "
+            f"failures {writer['failures']}"
+        )
         problems = d.log_problems()
     print(f"daemon stopped (exit code {d.exit_code}); temp home removed")
     print_problems(problems)

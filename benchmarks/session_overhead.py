@@ -74,8 +74,13 @@ WARM_TURNS = 3
 BARE_ID = "c001-0000"
 PROBE_ID = "p001-0000"
 SCRIPT = '[[turn]]\ntext = "ok"\nrepeat = true\n'
-EVENT_KINDS = ["message.received", "session.started", "model.request", "model.response",
-               "session.ended"]
+EVENT_KINDS = [
+    "message.received",
+    "session.started",
+    "model.request",
+    "model.response",
+    "session.ended",
+]
 
 
 def parse_args() -> argparse.Namespace:
@@ -83,21 +88,45 @@ def parse_args() -> argparse.Namespace:
         description="Time per session turn with an instant model (mock/echo): the daemon "
         "(agents.tell + messages.wait) against a bare litellm.acompletion in-process, at 1 and "
         "50 concurrent agents; and the prompt bytes (system + tool schemas) a minimal agent "
-        "sends per turn.")
+        "sends per turn."
+    )
     how = p.add_mutually_exclusive_group()
-    how.add_argument("--seconds", type=float, default=4.0, metavar="S",
-                     help="duration of each scenario, bare and daemon (default: 4)")
-    how.add_argument("--turns", type=int, default=None, metavar="N",
-                     help="instead of --seconds: N turns (calls) per scenario in all, split "
-                     "evenly over its agents (rounded up)")
-    p.add_argument("--agents", default="1,50", metavar="N,M",
-                   help="comma-separated agent counts = concurrency levels (default: 1,50)")
-    p.add_argument("--mock-concurrency", type=int, default=None, metavar="N",
-                   help="add [providers.mock] with concurrency = N to the daemon's config "
-                   "(default: no block, i.e. the daemon's default provider limit)")
-    p.add_argument("--synchronous", choices=("full", "normal"), default=None,
-                   help="set [store] synchronous in the daemon's config (default: the "
-                   "daemon's default, full: every commit is fsynced)")
+    how.add_argument(
+        "--seconds",
+        type=float,
+        default=4.0,
+        metavar="S",
+        help="duration of each scenario, bare and daemon (default: 4)",
+    )
+    how.add_argument(
+        "--turns",
+        type=int,
+        default=None,
+        metavar="N",
+        help="instead of --seconds: N turns (calls) per scenario in all, split "
+        "evenly over its agents (rounded up)",
+    )
+    p.add_argument(
+        "--agents",
+        default="1,50",
+        metavar="N,M",
+        help="comma-separated agent counts = concurrency levels (default: 1,50)",
+    )
+    p.add_argument(
+        "--mock-concurrency",
+        type=int,
+        default=None,
+        metavar="N",
+        help="add [providers.mock] with concurrency = N to the daemon's config "
+        "(default: no block, i.e. the daemon's default provider limit)",
+    )
+    p.add_argument(
+        "--synchronous",
+        choices=("full", "normal"),
+        default=None,
+        help="set [store] synchronous in the daemon's config (default: the "
+        "daemon's default, full: every commit is fsynced)",
+    )
     args = p.parse_args()
     try:
         args.levels = sorted({int(x) for x in args.agents.split(",") if x.strip()})
@@ -140,8 +169,10 @@ def bare_inputs() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     from legion.daemon.agents import prompt
     from legion.daemon.tools import kernel, meta
 
-    messages = [{"role": "system", "content": prompt.system_prompt(BARE_ID, "")},
-                prompt.user_message("user", TEXT)]
+    messages = [
+        {"role": "system", "content": prompt.system_prompt(BARE_ID, "")},
+        prompt.user_message("user", TEXT),
+    ]
     return messages, [t.schema() for t in [*kernel.PROMPT, *meta.PROMPT]]
 
 
@@ -156,8 +187,12 @@ def run_bare(args: argparse.Namespace) -> tuple[float, list[Bare]]:
     async def one(out: list[float]) -> None:
         start = time.perf_counter()
         stream = await litellm.acompletion(
-            model="mock/echo", messages=messages, tools=tools, stream=True,
-            stream_options={"include_usage": True})
+            model="mock/echo",
+            messages=messages,
+            tools=tools,
+            stream=True,
+            stream_options={"include_usage": True},
+        )
         text = []
         async for chunk in stream:
             if chunk.choices and chunk.choices[0].delta.content:
@@ -237,11 +272,11 @@ class Conn(BaseConn):
                     raise
                 rewaits += 1  # still running after WAIT_TIMEOUT: wait again, up to a limit
                 if rewaits * WAIT_TIMEOUT >= CALL_TIMEOUT:
-                    raise DaemonError(f"message {mid} to {agent}: no reply within "
-                                      f"{CALL_TIMEOUT:g}s ({exc})") from None
+                    raise DaemonError(
+                        f"message {mid} to {agent}: no reply within {CALL_TIMEOUT:g}s ({exc})"
+                    ) from None
         lag = time.time() - ts(reply["done_at"]) if reply.get("done_at") else 0.0
         return Turn(reply, rewaits, lag if lag >= LATE_AFTER else 0.0)
-
 
 
 @dataclass
@@ -302,8 +337,9 @@ def client_loop(conn: Conn, agent: str, st: ClientState, gate: Gate) -> None:
         gate.warmed.wait()
         gate.barrier.wait()
         n = 0
-        while ((n < gate.quota) if gate.quota is not None else (perf() < gate.deadline)) \
-                and not gate.stop.is_set():
+        while (
+            (n < gate.quota) if gate.quota is not None else (perf() < gate.deadline)
+        ) and not gate.stop.is_set():
             n += 1
             t0 = perf()
             try:
@@ -320,26 +356,37 @@ def client_loop(conn: Conn, agent: str, st: ClientState, gate: Gate) -> None:
             if reply["status"] != "done":
                 st.errors += 1
                 st.first_error = st.first_error or (
-                    f"message ended {reply['status']}: {reply.get('error')}")
+                    f"message ended {reply['status']}: {reply.get('error')}"
+                )
             elif reply.get("usage"):
                 st.prompt_tokens = reply["usage"]["prompt_tokens"]
     except BaseException as exc:  # reported by the main thread
         st.crashed = exc
 
 
-def run_daemon_scenario(d: BenchDaemon, name: str, agents: list[str],
-                        args: argparse.Namespace) -> Run:
+def run_daemon_scenario(
+    d: BenchDaemon, name: str, agents: list[str], args: argparse.Namespace
+) -> Run:
     res = Run(name, len(agents))
     conns: list[Conn] = []
     threads: list[threading.Thread] = []
-    gate = Gate(threading.Barrier(len(agents) + 1), threading.Barrier(len(agents) + 1),
-                math.ceil(args.turns / len(agents)) if args.turns else None)
+    gate = Gate(
+        threading.Barrier(len(agents) + 1),
+        threading.Barrier(len(agents) + 1),
+        math.ceil(args.turns / len(agents)) if args.turns else None,
+    )
     try:
         conns = [Conn(d.socket) for _ in agents]
         states = [ClientState() for _ in agents]
-        threads = [threading.Thread(target=client_loop, daemon=True, name=f"client-{i}",
-                                    args=(conns[i], agents[i], states[i], gate))
-                   for i in range(len(agents))]
+        threads = [
+            threading.Thread(
+                target=client_loop,
+                daemon=True,
+                name=f"client-{i}",
+                args=(conns[i], agents[i], states[i], gate),
+            )
+            for i in range(len(agents))
+        ]
         for t in threads:
             t.start()
         gate.warmed.wait(timeout=CALL_TIMEOUT * 2)
@@ -390,8 +437,7 @@ def session_phases(d: BenchDaemon, after_id: int) -> dict[str, list[float]]:
     together (request -> session start, response -> request)."""
     events: list[dict[str, Any]] = []
     while True:
-        page = d.call("events.list", {"kinds": EVENT_KINDS, "after_id": after_id,
-                                      "limit": 10_000})
+        page = d.call("events.list", {"kinds": EVENT_KINDS, "after_id": after_id, "limit": 10_000})
         events += page
         if len(page) < 10_000:
             break
@@ -413,9 +459,17 @@ def session_phases(d: BenchDaemon, after_id: int) -> dict[str, list[float]]:
             response[ev["caused_by"]] = ts(ev["ts"])
         elif kind == "session.ended":
             ended[data["session"]] = ts(ev["ts"])
-    out: dict[str, list[float]] = {k: [] for k in (
-        "received->started", "started->request", "request->response", "response->ended",
-        "started->ended", "received->ended")}
+    out: dict[str, list[float]] = {
+        k: []
+        for k in (
+            "received->started",
+            "started->request",
+            "request->response",
+            "response->ended",
+            "started->ended",
+            "received->ended",
+        )
+    }
     for sid, ev in started.items():
         data = ev["data"]
         t_start = ts(ev["ts"])
@@ -453,8 +507,10 @@ def config_text(home: Path, args: argparse.Namespace) -> str:
     """HOME/config.toml: the scripted provider for the prompt probe, and the options."""
     script = home / "s.toml"
     script.write_text(SCRIPT, encoding="utf-8")
-    text = (f'[providers.s]\nkind = "mock"\nscript = "{script}"\n\n'
-            '[models.aliases]\nlocal = "mock/echo"\ns = "s/script"\n')
+    text = (
+        f'[providers.s]\nkind = "mock"\nscript = "{script}"\n\n'
+        '[models.aliases]\nlocal = "mock/echo"\ns = "s/script"\n'
+    )
     if args.mock_concurrency is not None:
         text += f'\n[providers.mock]\nkind = "mock"\nconcurrency = {args.mock_concurrency}\n'
     if args.synchronous is not None:
@@ -493,8 +549,11 @@ def prompt_probe(d: BenchDaemon) -> dict[str, Any]:
         reply = conn.turn(PROBE_ID).reply
     if reply["status"] != "done":
         raise SystemExit(f"prompt probe: the message ended {reply['status']}: {reply['error']}")
-    calls = [json.loads(line) for line in
-             (d.home / "s.toml.log").read_text(encoding="utf-8").splitlines() if line]
+    calls = [
+        json.loads(line)
+        for line in (d.home / "s.toml.log").read_text(encoding="utf-8").splitlines()
+        if line
+    ]
     if len(calls) != 1:
         raise SystemExit(f"prompt probe: expected 1 logged call, found {len(calls)}")
     messages = calls[0]["messages"]
@@ -511,8 +570,7 @@ def prompt_probe(d: BenchDaemon) -> dict[str, Any]:
         "tool_sizes": {t["function"]["name"]: tool_schema_bytes([t]) for t in tools},
         "messages": len(messages),
         "messages_bytes": len(json.dumps(messages, separators=(",", ":")).encode()),
-        "user_bytes": sum(len(str(m["content"]).encode()) for m in messages
-                          if m["role"] == "user"),
+        "user_bytes": sum(len(str(m["content"]).encode()) for m in messages if m["role"] == "user"),
         "same_as_code": system_text == prompt.system_prompt(PROBE_ID, ""),
         "estimate": req[0]["data"]["prompt_tokens_estimate"] if req else None,
         "reported_prompt_tokens": (reply.get("usage") or {}).get("prompt_tokens"),
@@ -523,29 +581,41 @@ def prompt_probe(d: BenchDaemon) -> dict[str, Any]:
 
 
 def print_bare(import_s: float, bare: list[Bare]) -> None:
-    print(f"1. bare litellm.acompletion(model=\"mock/echo\", stream=True, tools=kernel), "
-          f"in-process; litellm_module() took {import_s:.2f}s, then {WARMUP_CALLS} warm-up "
-          "calls")
-    head = (f"{'concurrency':>11} {'calls':>7} {'p50 ms':>8} {'p95 ms':>8} "
-            f"{'wall/call ms':>12} {'calls/s':>8} {'CPU ms/call':>11}")
+    print(
+        f'1. bare litellm.acompletion(model="mock/echo", stream=True, tools=kernel), '
+        f"in-process; litellm_module() took {import_s:.2f}s, then {WARMUP_CALLS} warm-up "
+        "calls"
+    )
+    head = (
+        f"{'concurrency':>11} {'calls':>7} {'p50 ms':>8} {'p95 ms':>8} "
+        f"{'wall/call ms':>12} {'calls/s':>8} {'CPU ms/call':>11}"
+    )
     print(head)
     print("-" * len(head))
     for b in bare:
-        print(f"{b.concurrency:>11} {b.calls:>7} {ms(statistics.median(b.latencies)):>8} "
-              f"{ms(pct(b.latencies, 95)):>8} {ms(b.per_call):>12} {b.calls / b.wall:>8.0f} "
-              f"{ms(b.cpu / b.calls):>11}")
-    print("  p50/p95: each call's own time (for concurrency > 1, from its batch's start to its "
-          "end); wall/call: wall time / calls;")
+        print(
+            f"{b.concurrency:>11} {b.calls:>7} {ms(statistics.median(b.latencies)):>8} "
+            f"{ms(pct(b.latencies, 95)):>8} {ms(b.per_call):>12} {b.calls / b.wall:>8.0f} "
+            f"{ms(b.cpu / b.calls):>11}"
+        )
+    print(
+        "  p50/p95: each call's own time (for concurrency > 1, from its batch's start to its "
+        "end); wall/call: wall time / calls;"
+    )
     print("  CPU ms/call: this process's CPU time (all its threads) / calls")
 
 
 def print_daemon(runs: list[Run], bare: dict[int, Bare]) -> None:
-    print("2. daemon: one turn = agents.tell + messages.wait (one session, one model call), "
-          "each client on its own connection and agent")
-    head = (f"{'scenario':<22} {'turns':>6} {'errors':>6} {'p50 ms':>8} {'p95 ms':>8} "
-            f"{'wall/turn ms':>12} {'turns/s':>8} {'x bare p50':>10} {'x bare wall':>11} "
-            f"{'daemon CPU':>10} {'CPU ms/turn':>11} {'x bare CPU':>10} {'bench CPU':>9} "
-            f"{'jobs/turn':>9} {'jobs/commit':>11} {'late':>4}")
+    print(
+        "2. daemon: one turn = agents.tell + messages.wait (one session, one model call), "
+        "each client on its own connection and agent"
+    )
+    head = (
+        f"{'scenario':<22} {'turns':>6} {'errors':>6} {'p50 ms':>8} {'p95 ms':>8} "
+        f"{'wall/turn ms':>12} {'turns/s':>8} {'x bare p50':>10} {'x bare wall':>11} "
+        f"{'daemon CPU':>10} {'CPU ms/turn':>11} {'x bare CPU':>10} {'bench CPU':>9} "
+        f"{'jobs/turn':>9} {'jobs/commit':>11} {'late':>4}"
+    )
     print(head)
     print("-" * len(head))
     for r in runs:
@@ -555,35 +625,59 @@ def print_daemon(runs: list[Run], bare: dict[int, Bare]) -> None:
         xw = f"{r.per_turn / b.per_call:.1f}" if b else "-"
         jc = f"{r.writer_jobs / r.writer_batches:.1f}" if r.writer_batches else "-"
         xc = f"{r.daemon_cpu / r.turns / (b.cpu / b.calls):.1f}" if b else "-"
-        print(f"{r.name:<22} {r.turns:>6} {r.errors:>6} {ms(p50):>8} "
-              f"{ms(pct(r.latencies, 95)):>8} {ms(r.per_turn):>12} {r.turns / r.wall:>8.0f} "
-              f"{x50:>10} {xw:>11} {r.daemon_cpu / r.wall * 100:>9.0f}% "
-              f"{ms(r.daemon_cpu / r.turns):>11} {xc:>10} "
-              f"{r.bench_cpu / r.wall * 100:>8.0f}% {r.writer_jobs / max(1, r.turns):>9.1f} "
-              f"{jc:>11} {len(r.late):>4}")
-    print("  x bare p50 = daemon p50 / bare p50; x bare wall = daemon wall/turn / bare wall/call;"
-          " x bare CPU = daemon CPU ms/turn / bare CPU ms/call; each at the same concurrency")
-    print("  daemon CPU: the daemon's CPU time (all threads, /proc) in % of one core; "
-          "CPU ms/turn: that time / turns; bench CPU: this process, the clients")
-    print("  jobs/turn, jobs/commit: the store writer's write jobs per turn and per transaction "
-          "(one commit each)")
-    print(f"  late: turns whose messages.wait missed the session's end and answered only when "
-          f"its {WAIT_TIMEOUT:g}s timeout ran out")
+        print(
+            f"{r.name:<22} {r.turns:>6} {r.errors:>6} {ms(p50):>8} "
+            f"{ms(pct(r.latencies, 95)):>8} {ms(r.per_turn):>12} {r.turns / r.wall:>8.0f} "
+            f"{x50:>10} {xw:>11} {r.daemon_cpu / r.wall * 100:>9.0f}% "
+            f"{ms(r.daemon_cpu / r.turns):>11} {xc:>10} "
+            f"{r.bench_cpu / r.wall * 100:>8.0f}% {r.writer_jobs / max(1, r.turns):>9.1f} "
+            f"{jc:>11} {len(r.late):>4}"
+        )
+    print(
+        "  x bare p50 = daemon p50 / bare p50; x bare wall = daemon wall/turn / bare wall/call;"
+        " x bare CPU = daemon CPU ms/turn / bare CPU ms/call; each at the same concurrency"
+    )
+    print(
+        "  daemon CPU: the daemon's CPU time (all threads, /proc) in % of one core; "
+        "CPU ms/turn: that time / turns; bench CPU: this process, the clients"
+    )
+    print(
+        "  jobs/turn, jobs/commit: the store writer's write jobs per turn and per transaction "
+        "(one commit each)"
+    )
+    print(
+        f"  late: turns whose messages.wait missed the session's end and answered only when "
+        f"its {WAIT_TIMEOUT:g}s timeout ran out"
+    )
     for r in runs:
         if r.late:
-            print(f"  {r.name}: {len(r.late)} late repl{'ies' if len(r.late) > 1 else 'y'} "
-                  f"({', '.join(f'{x:.2f}s' for x in r.late[:5])} after the message was done);"
-                  " p50/p95 include them, wall/turn leaves their lost time out")
+            print(
+                f"  {r.name}: {len(r.late)} late repl{'ies' if len(r.late) > 1 else 'y'} "
+                f"({', '.join(f'{x:.2f}s' for x in r.late[:5])} after the message was done);"
+                " p50/p95 include them, wall/turn leaves their lost time out"
+            )
         if r.rewaits:
-            print(f"  {r.name}: {r.rewaits} messages.wait calls ran out with the message still "
-                  "running, and were repeated")
+            print(
+                f"  {r.name}: {r.rewaits} messages.wait calls ran out with the message still "
+                "running, and were repeated"
+            )
     print()
-    print("   in-daemon view, from event timestamps (ms, mean per session; ts have 1 ms "
-          "resolution)")
-    cols = ["received->started", "started->request", "request->response", "response->ended",
-            "started->ended", "received->ended"]
-    head = f"{'scenario':<22} {'sessions':>8} " + " ".join(f"{c:>17}" for c in cols) + \
-        f" {'e2e mean':>8} {'e2e - recv->end':>15}"
+    print(
+        "   in-daemon view, from event timestamps (ms, mean per session; ts have 1 ms resolution)"
+    )
+    cols = [
+        "received->started",
+        "started->request",
+        "request->response",
+        "response->ended",
+        "started->ended",
+        "received->ended",
+    ]
+    head = (
+        f"{'scenario':<22} {'sessions':>8} "
+        + " ".join(f"{c:>17}" for c in cols)
+        + f" {'e2e mean':>8} {'e2e - recv->end':>15}"
+    )
     print(head)
     print("-" * len(head))
     for r in runs:
@@ -593,14 +687,23 @@ def print_daemon(runs: list[Run], bare: dict[int, Bare]) -> None:
             continue
         means = {k: statistics.fmean(v) for k, v in r.phases.items()}
         e2e = statistics.fmean(r.latencies)
-        print(f"{r.name:<22} {n:>8} " + " ".join(f"{ms(means[c]):>17}" for c in cols) +
-              f" {ms(e2e):>8} {ms(e2e - means['received->ended']):>15}")
-    print("  received->started: tell's commit to the session's start (wake, claim, open); "
-          "started->request: history, prompt, model.request;")
-    print("  request->response: the model call (litellm) and its delta/response events; "
-          "response->ended: the session's closing write;")
-    print("  e2e - recv->end: what the daemon's events do not cover: the RPCs (tell before "
-          "its commit, wait after the end) and the client")
+        print(
+            f"{r.name:<22} {n:>8} "
+            + " ".join(f"{ms(means[c]):>17}" for c in cols)
+            + f" {ms(e2e):>8} {ms(e2e - means['received->ended']):>15}"
+        )
+    print(
+        "  received->started: tell's commit to the session's start (wake, claim, open); "
+        "started->request: history, prompt, model.request;"
+    )
+    print(
+        "  request->response: the model call (litellm) and its delta/response events; "
+        "response->ended: the session's closing write;"
+    )
+    print(
+        "  e2e - recv->end: what the daemon's events do not cover: the RPCs (tell before "
+        "its commit, wait after the end) and the client"
+    )
 
 
 def main() -> int:
@@ -608,9 +711,11 @@ def main() -> int:
     interrupt_on_term()
     t_start = time.perf_counter()
     how = f"{args.turns} turns" if args.turns else f"{args.seconds:g}s"
-    print(f"machine : {os.cpu_count()} CPUs, Python {sys.version.split()[0]}, "
-          f"litellm {version('litellm')}; {how} per scenario; agents {args.levels}; "
-          f"message {TEXT!r}")
+    print(
+        f"machine : {os.cpu_count()} CPUs, Python {sys.version.split()[0]}, "
+        f"litellm {version('litellm')}; {how} per scenario; agents {args.levels}; "
+        f"message {TEXT!r}"
+    )
     print()
     import_s, bare_runs = run_bare(args)
     bare = {b.concurrency: b for b in bare_runs}
@@ -622,31 +727,46 @@ def main() -> int:
     with BenchDaemon(config=cfg) as d:
         info = d.call("daemon.info")
         mock = info["models"]["providers"]["mock"]
-        print(f"daemon  : pid {d.pid}, ready in {d.ready_s:.3f}s, home {d.home}; "
-              f"store {info['database']['driver']} synchronous={info['database']['synchronous']};"
-              f" provider mock: concurrency {mock['concurrency']}")
+        print(
+            f"daemon  : pid {d.pid}, ready in {d.ready_s:.3f}s, home {d.home}; "
+            f"store {info['database']['driver']} synchronous={info['database']['synchronous']};"
+            f" provider mock: concurrency {mock['concurrency']}"
+        )
         assert d.home is not None
-        print(f"disk    : 4 KB overwrite + fsync in the daemon's home: "
-              f"{fsync_ms(d.home):.2f} ms (median)")
+        print(
+            f"disk    : 4 KB overwrite + fsync in the daemon's home: "
+            f"{fsync_ms(d.home):.2f} ms (median)"
+        )
         scenarios: list[tuple[str, list[str], dict[str, Any]]] = []
         for n in args.levels:
             ids = [f"c{n:03d}-{i:04d}" for i in range(n)]
-            scenarios.append((f"{n} agent{'s' if n > 1 else ''}", ids,
-                              {"guards": {"history_tokens": 0, "daily_tokens": 0}}))
+            scenarios.append(
+                (
+                    f"{n} agent{'s' if n > 1 else ''}",
+                    ids,
+                    {"guards": {"history_tokens": 0, "daily_tokens": 0}},
+                )
+            )
         h = args.levels[0]
         # daily_tokens = 0 (no limit): with its history, an agent sends ~6k tokens a
         # turn and would reach the default 2M-a-day budget (and be paused) within
         # ~320 turns, i.e. within seconds with an instant model.
-        scenarios.append((f"{h} agent{'s' if h > 1 else ''}, history",
-                          [f"h{h:03d}-{i:04d}" for i in range(h)],
-                          {"guards": {"daily_tokens": 0}}))
+        scenarios.append(
+            (
+                f"{h} agent{'s' if h > 1 else ''}, history",
+                [f"h{h:03d}-{i:04d}" for i in range(h)],
+                {"guards": {"daily_tokens": 0}},
+            )
+        )
         for _, ids, params in scenarios:
             spawn(d, ids, **params)
         t0 = time.perf_counter()
         first_turn(d, scenarios[0][1][0])
-        print(f"warm-up : the first message took {time.perf_counter() - t0:.2f}s (the daemon "
-              f"imports litellm); then each scenario starts after {WARM_TURNS} unmeasured "
-              "turns per client, all clients at once")
+        print(
+            f"warm-up : the first message took {time.perf_counter() - t0:.2f}s (the daemon "
+            f"imports litellm); then each scenario starts after {WARM_TURNS} unmeasured "
+            "turns per client, all clients at once"
+        )
         print()
         for name, ids, _ in scenarios:
             runs.append(run_daemon_scenario(d, name, ids, args))
@@ -655,32 +775,48 @@ def main() -> int:
             if r.first_error:
                 print(f"first error in {r.name}: {r.first_error}")
         hist = runs[-1]
-        print(f"  history row: agents keep the default history budget "
-              f"({GuardsConfig().history_tokens} tokens); by the end each call carried "
-              f"~{hist.prompt_tokens} prompt tokens (mock/echo's count, 4 chars a token), against "
-              f"{runs[0].prompt_tokens} without history")
+        print(
+            f"  history row: agents keep the default history budget "
+            f"({GuardsConfig().history_tokens} tokens); by the end each call carried "
+            f"~{hist.prompt_tokens} prompt tokens (mock/echo's count, 4 chars a token), against "
+            f"{runs[0].prompt_tokens} without history"
+        )
         print()
 
         probe = prompt_probe(d)
         total = probe["system_bytes"] + probe["tool_bytes"]
-        print("3. prompt bytes a minimal agent sends per turn (agent with no system prompt, "
-              f"id {PROBE_ID!r}; from <script>.toml.log of a mock/script call)")
-        print(f"   system message (Legion's protocol) : {probe['system_bytes']:>6} B"
-              f"{'' if probe['same_as_code'] else '  (differs from prompt.system_prompt!)'}")
+        print(
+            "3. prompt bytes a minimal agent sends per turn (agent with no system prompt, "
+            f"id {PROBE_ID!r}; from <script>.toml.log of a mock/script call)"
+        )
+        print(
+            f"   system message (Legion's protocol) : {probe['system_bytes']:>6} B"
+            f"{'' if probe['same_as_code'] else '  (differs from prompt.system_prompt!)'}"
+        )
         sizes = ", ".join(f"{k} {v} B" for k, v in probe["tool_sizes"].items())
-        print(f"   tool schemas (compact JSON)        : {probe['tool_bytes']:>6} B  "
-              f"({len(probe['tools'])} kernel tools: {sizes})")
-        print(f"   system + tools                     : {total:>6} B  (~{total // 4} tokens "
-              "at 4 chars a token)")
-        print(f"   the user message (the bench's)     : {probe['user_bytes']:>6} B; all "
-              f"{probe['messages']} messages as compact JSON: {probe['messages_bytes']} B")
-        print(f"   daemon's model.request prompt_tokens_estimate: {probe['estimate']} "
-              "(messages and tool schemas); "
-              f"usage.prompt_tokens reported: {probe['reported_prompt_tokens']}")
+        print(
+            f"   tool schemas (compact JSON)        : {probe['tool_bytes']:>6} B  "
+            f"({len(probe['tools'])} kernel tools: {sizes})"
+        )
+        print(
+            f"   system + tools                     : {total:>6} B  (~{total // 4} tokens "
+            "at 4 chars a token)"
+        )
+        print(
+            f"   the user message (the bench's)     : {probe['user_bytes']:>6} B; all "
+            f"{probe['messages']} messages as compact JSON: {probe['messages_bytes']} B"
+        )
+        print(
+            f"   daemon's model.request prompt_tokens_estimate: {probe['estimate']} "
+            "(messages and tool schemas); "
+            f"usage.prompt_tokens reported: {probe['reported_prompt_tokens']}"
+        )
         problems = d.log_problems()
     print()
-    print(f"daemon stopped (exit code {d.exit_code}); temp home removed; "
-          f"total {time.perf_counter() - t_start:.1f}s")
+    print(
+        f"daemon stopped (exit code {d.exit_code}); temp home removed; "
+        f"total {time.perf_counter() - t_start:.1f}s"
+    )
     print_problems(problems)
     return 0
 

@@ -62,27 +62,54 @@ WARM_AGENT = "warmup"
 ADD_SOURCE = "def add(a: int, b: int) -> int:\n    return a + b\n"
 # The scripted model's tape: the first model call writes the tool, the second
 # answers. TOML basic strings take the JSON escapes used here.
-TAPE = ('[[turn]]\ntool_calls = [{ name = "tool_write", arguments = { name = "add", '
-        'source = "def add(a: int, b: int) -> int:\\n    return a + b\\n" } }]\n\n'
-        '[[turn]]\ntext = "ok"\n')
+TAPE = (
+    '[[turn]]\ntool_calls = [{ name = "tool_write", arguments = { name = "add", '
+    'source = "def add(a: int, b: int) -> int:\\n    return a + b\\n" } }]\n\n'
+    '[[turn]]\ntext = "ok"\n'
+)
 LEVELS = ("auto", "process", "namespaces", "bubblewrap")
 
 
 def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(
         description="Tool call costs: tools.run of the in-daemon tool `now`, tools.search, "
-        "and an agent-written tool run in the sandbox (a fresh subprocess per call).")
-    p.add_argument("--calls", type=int, default=200, metavar="N",
-                   help="tools.run calls of `now` (default: 200)")
-    p.add_argument("--searches", type=int, default=50, metavar="N",
-                   help="tools.search calls per query (default: 50)")
-    p.add_argument("--sandbox-calls", type=int, default=50, metavar="N",
-                   help="tools.run calls of the agent-written tool, and runs of each "
-                   "reference command (default: 50)")
-    p.add_argument("--warmup", type=int, default=5, metavar="N",
-                   help="unmeasured calls before each series (default: 5)")
-    p.add_argument("--level", choices=LEVELS, default=None,
-                   help="set [tools.sandbox] level (default: not set, i.e. auto)")
+        "and an agent-written tool run in the sandbox (a fresh subprocess per call)."
+    )
+    p.add_argument(
+        "--calls",
+        type=int,
+        default=200,
+        metavar="N",
+        help="tools.run calls of `now` (default: 200)",
+    )
+    p.add_argument(
+        "--searches",
+        type=int,
+        default=50,
+        metavar="N",
+        help="tools.search calls per query (default: 50)",
+    )
+    p.add_argument(
+        "--sandbox-calls",
+        type=int,
+        default=50,
+        metavar="N",
+        help="tools.run calls of the agent-written tool, and runs of each "
+        "reference command (default: 50)",
+    )
+    p.add_argument(
+        "--warmup",
+        type=int,
+        default=5,
+        metavar="N",
+        help="unmeasured calls before each series (default: 5)",
+    )
+    p.add_argument(
+        "--level",
+        choices=LEVELS,
+        default=None,
+        help="set [tools.sandbox] level (default: not set, i.e. auto)",
+    )
     args = p.parse_args()
     if min(args.calls, args.searches, args.sandbox_calls) < 1 or args.warmup < 0:
         p.error("--calls, --searches and --sandbox-calls must be >= 1, --warmup >= 0")
@@ -115,8 +142,9 @@ class Client(Conn):
             if "result" in reply:
                 out: dict[str, Any] = reply["result"]
                 return out
-            if (reply["error"].get("data") or {}).get("kind") != "timeout" \
-                    or time.perf_counter() > deadline:
+            if (reply["error"].get("data") or {}).get(
+                "kind"
+            ) != "timeout" or time.perf_counter() > deadline:
                 raise RpcError(f"messages.wait: {reply['error']}")
 
 
@@ -144,8 +172,9 @@ def proc_cpu(pid: int) -> tuple[float, float]:
     return (int(fields[11]) + int(fields[12])) / tick, (int(fields[13]) + int(fields[14])) / tick
 
 
-def timed(name: str, n: int, warmup: int, one: Callable[[Series], None],
-          pid: int | None = None) -> Series:
+def timed(
+    name: str, n: int, warmup: int, one: Callable[[Series], None], pid: int | None = None
+) -> Series:
     """`warmup` unmeasured calls of `one`, then `n` measured ones, back to back."""
     scratch = Series(name)
     for _ in range(warmup):
@@ -165,6 +194,7 @@ def timed(name: str, n: int, warmup: int, one: Callable[[Series], None],
 
 def tool_run(c: Client, params: dict[str, Any], expect: Any = None) -> Callable[[Series], None]:
     """One tools.run; a failure, or a result other than `expect` (if given), is an error."""
+
     def one(s: Series) -> None:
         t0 = time.perf_counter()
         res = c.result("tools.run", params)
@@ -174,6 +204,7 @@ def tool_run(c: Client, params: dict[str, Any], expect: Any = None) -> Callable[
             s.error(f"{res['error_kind']}: {res['error']}")
         elif expect is not None and res["result"] != expect:
             s.error(f"returned {res['result']!r}, expected {expect!r}")
+
     return one
 
 
@@ -183,17 +214,20 @@ def search(c: Client, query: str, hits: list[str]) -> Callable[[Series], None]:
         res = c.result("tools.search", {"query": query, "limit": 5})
         s.times.append(time.perf_counter() - t0)
         hits[:] = [r["name"] for r in res["results"]]
+
     return one
 
 
 def command(argv: list[str], cwd: Path) -> Callable[[Series], None]:
     def one(s: Series) -> None:
         t0 = time.perf_counter()
-        done = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, cwd=cwd,
-                              check=False)
+        done = subprocess.run(
+            argv, stdin=subprocess.DEVNULL, capture_output=True, cwd=cwd, check=False
+        )
         s.times.append(time.perf_counter() - t0)
         if done.returncode:
             s.error(f"exit {done.returncode}: {done.stderr.decode(errors='replace')[-200:]}")
+
     return one
 
 
@@ -215,14 +249,23 @@ def local_sandbox(home: Path, level: str, loop: asyncio.AbstractEventLoop) -> An
 
 def sandbox_call(loop: asyncio.AbstractEventLoop, sandbox: Any) -> Callable[[Series], None]:
     """The same `add` call as the daemon makes it, through Sandbox.run_tool here."""
+
     def one(s: Series) -> None:
         t0 = time.perf_counter()
-        res = loop.run_until_complete(sandbox.run_tool(
-            "call", name="add", source=ADD_SOURCE, entry="add", agent=AGENT,
-            args={"a": 1, "b": 2}))
+        res = loop.run_until_complete(
+            sandbox.run_tool(
+                "call",
+                name="add",
+                source=ADD_SOURCE,
+                entry="add",
+                agent=AGENT,
+                args={"a": 1, "b": 2},
+            )
+        )
         s.times.append(time.perf_counter() - t0)
         if not res.get("ok") or res.get("value") != 3:
             s.error(f"{res.get('kind')}: {res.get('error')}")
+
     return one
 
 
@@ -230,9 +273,11 @@ def ms(seconds: float) -> str:
     return f"{seconds * 1e3:.2f}"
 
 
-HEADER = (f"{'what':<40} {'calls':>5} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} "
-          f"{'max ms':>8} {'calls/s':>8} {'in-daemon p50':>13} {'parent CPU/call':>15} "
-          f"{'child CPU/call':>14} {'errors':>6}")
+HEADER = (
+    f"{'what':<40} {'calls':>5} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} "
+    f"{'max ms':>8} {'calls/s':>8} {'in-daemon p50':>13} {'parent CPU/call':>15} "
+    f"{'child CPU/call':>14} {'errors':>6}"
+)
 
 
 def row(s: Series) -> str:
@@ -240,17 +285,21 @@ def row(s: Series) -> str:
     inner = f"{ms(statistics.median(s.inner))} ms" if s.inner else "-"
     dcpu = f"{ms(s.parent_cpu / n)} ms" if s.parent_cpu is not None else "-"
     ccpu = f"{ms(s.child_cpu / n)} ms" if s.child_cpu is not None else "-"
-    return (f"{s.name:<40} {n:>5} {ms(statistics.median(s.times)):>8} "
-            f"{ms(pct(s.times, 95)):>8} {ms(pct(s.times, 99)):>8} {ms(max(s.times)):>8} "
-            f"{n / s.wall:>8.0f} {inner:>13} {dcpu:>15} {ccpu:>14} {s.errors:>6}")
+    return (
+        f"{s.name:<40} {n:>5} {ms(statistics.median(s.times)):>8} "
+        f"{ms(pct(s.times, 95)):>8} {ms(pct(s.times, 99)):>8} {ms(max(s.times)):>8} "
+        f"{n / s.wall:>8.0f} {inner:>13} {dcpu:>15} {ccpu:>14} {s.errors:>6}"
+    )
 
 
 def config_text(home: Path, level: str | None) -> str:
     """HOME/config.toml: the scripted provider `s`, and the sandbox level if asked."""
     script = home / "s.toml"
     script.write_text(TAPE, encoding="utf-8")
-    text = (f'[providers.s]\nkind = "mock"\nscript = "{script}"\n\n'
-            '[models.aliases]\nlocal = "mock/echo"\ns = "s/script"\n')
+    text = (
+        f'[providers.s]\nkind = "mock"\nscript = "{script}"\n\n'
+        '[models.aliases]\nlocal = "mock/echo"\ns = "s/script"\n'
+    )
     if level is not None:
         text += f'\n[tools.sandbox]\nlevel = "{level}"\n'
     return text
@@ -260,9 +309,11 @@ def main() -> int:
     args = parse_args()
     interrupt_on_term()
     t_start = time.perf_counter()
-    print(f"machine : {os.cpu_count()} CPUs, Python {sys.version.split()[0]}, "
-          f"{os.uname().sysname} {os.uname().release}; one connection, one request in flight; "
-          f"{args.warmup} unmeasured calls before each series")
+    print(
+        f"machine : {os.cpu_count()} CPUs, Python {sys.version.split()[0]}, "
+        f"{os.uname().sysname} {os.uname().release}; one connection, one request in flight; "
+        f"{args.warmup} unmeasured calls before each series"
+    )
     series: dict[str, Series] = {}
 
     def report(key: str, s: Series) -> None:
@@ -270,30 +321,47 @@ def main() -> int:
         print(row(s), flush=True)
 
     level = args.level
-    with BenchDaemon(config=lambda home: config_text(home, level)) as d, \
-            contextlib.closing(Client(d.socket)) as c:
+    with (
+        BenchDaemon(config=lambda home: config_text(home, level)) as d,
+        contextlib.closing(Client(d.socket)) as c,
+    ):
         info = d.call("daemon.info")
         start_tools, level_used = info["tools"], info["sandbox"]["level"]
-        print(f"daemon  : pid {d.pid}, ready in {d.ready_s:.3f}s (the sandbox probes run before "
-              f"READY=1), home {d.home}; [tools.sandbox] level = "
-              f"{args.level or '(not set: auto)'}")
+        print(
+            f"daemon  : pid {d.pid}, ready in {d.ready_s:.3f}s (the sandbox probes run before "
+            f"READY=1), home {d.home}; [tools.sandbox] level = "
+            f"{args.level or '(not set: auto)'}"
+        )
         print()
         print(HEADER)
         print("-" * len(HEADER))
         # 1. a tool that runs inside the daemon
-        report("now", timed("tools.run now (in-daemon starter)", args.calls, args.warmup,
-                            tool_run(c, {"name": "now", "args": {}}), d.pid))
+        report(
+            "now",
+            timed(
+                "tools.run now (in-daemon starter)",
+                args.calls,
+                args.warmup,
+                tool_run(c, {"name": "now", "args": {}}),
+                d.pid,
+            ),
+        )
 
         # 2. registry search
         found: dict[str, list[str]] = {}
         for q in QUERIES:
             found[q] = []
-            report(q, timed(f"tools.search {q!r}", args.searches, args.warmup,
-                            search(c, q, found[q]), d.pid))
+            report(
+                q,
+                timed(
+                    f"tools.search {q!r}", args.searches, args.warmup, search(c, q, found[q]), d.pid
+                ),
+            )
 
         # 3. an agent-written tool, written by an agent on the scripted model
-        d.call_many([("agents.spawn", {"id": WARM_AGENT}),
-                     ("agents.spawn", {"id": AGENT, "model": "s"})])
+        d.call_many(
+            [("agents.spawn", {"id": WARM_AGENT}), ("agents.spawn", {"id": AGENT, "model": "s"})]
+        )
         t0 = time.perf_counter()
         c.tell_wait(WARM_AGENT, "hello")  # pays the daemon's lazy litellm import
         warm_s = time.perf_counter() - t0
@@ -301,10 +369,13 @@ def main() -> int:
         reply = c.tell_wait(AGENT, "write an add tool")
         tell_s = time.perf_counter() - t0
         if reply["status"] != "done":
-            raise SystemExit(f"the tool_write message ended {reply['status']}: "
-                             f"{reply.get('error')}")
-        events = c.result("events.list", {"agent": AGENT, "kinds": [
-            "tool.call", "tool.result", "tool.built"], "limit": 20})
+            raise SystemExit(
+                f"the tool_write message ended {reply['status']}: {reply.get('error')}"
+            )
+        events = c.result(
+            "events.list",
+            {"agent": AGENT, "kinds": ["tool.call", "tool.result", "tool.built"], "limit": 20},
+        )
         by_kind = {e["kind"]: e for e in events}
         if set(by_kind) != {"tool.call", "tool.result", "tool.built"}:
             raise SystemExit(f"expected tool.call/result/built events, got {sorted(by_kind)}")
@@ -314,9 +385,16 @@ def main() -> int:
         write_ms = by_kind["tool.result"]["data"]["duration_ms"]
         build_ts = (_ts(by_kind["tool.built"]["ts"]) - _ts(by_kind["tool.call"]["ts"])) * 1e3
         runs_before = d.call("daemon.info")["sandbox"]["runs"]
-        report("add", timed(f"tools.run add (sandbox: {level_used})", args.sandbox_calls,
-                            args.warmup, tool_run(c, {"name": "add", "args": {"a": 1, "b": 2},
-                                                      "agent": AGENT}, expect=3), d.pid))
+        report(
+            "add",
+            timed(
+                f"tools.run add (sandbox: {level_used})",
+                args.sandbox_calls,
+                args.warmup,
+                tool_run(c, {"name": "add", "args": {"a": 1, "b": 2}, "agent": AGENT}, expect=3),
+                d.pid,
+            ),
+        )
         check = c.result("tools.run", {"name": "add", "args": {"a": 1, "b": 2}, "agent": AGENT})
         end = d.call("daemon.info")
         runs = end["sandbox"]["runs"] - runs_before
@@ -329,8 +407,12 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="lgb-ref-", dir="/tmp") as tmp:
         ref = Path(tmp)
         bare = [sys.executable, "-I", "-c", "pass"]
-        report("python", timed("ref: python -I -c pass", args.sandbox_calls, args.warmup,
-                               command(bare, ref), me))
+        report(
+            "python",
+            timed(
+                "ref: python -I -c pass", args.sandbox_calls, args.warmup, command(bare, ref), me
+            ),
+        )
         loop = asyncio.new_event_loop()
         home = ref / "home"
         try:
@@ -340,24 +422,58 @@ def main() -> int:
         if probe is not None:
             # The options a tool call gets (no network, a private /tmp).
             workdir = str(probe.workdir(AGENT))
-            wrapped = probe.policy.bwrap(probe.bwrap, tool=True, workdir=workdir, network=False,
-                                         cwd=workdir, tmp_mb=probe._tmp_mb(),
-                                         sized=probe.bwrap_sized) + bare
-            report("bwrap", timed("ref: bwrap ... python -I -c pass", args.sandbox_calls,
-                                  args.warmup, command(wrapped, ref), me))
+            wrapped = (
+                probe.policy.bwrap(
+                    probe.bwrap,
+                    tool=True,
+                    workdir=workdir,
+                    network=False,
+                    cwd=workdir,
+                    tmp_mb=probe._tmp_mb(),
+                    sized=probe.bwrap_sized,
+                )
+                + bare
+            )
+            report(
+                "bwrap",
+                timed(
+                    "ref: bwrap ... python -I -c pass",
+                    args.sandbox_calls,
+                    args.warmup,
+                    command(wrapped, ref),
+                    me,
+                ),
+            )
         try:
-            report("local", timed(f"ref: Sandbox.run_tool here ({level_used})",
-                                  args.sandbox_calls, args.warmup,
-                                  sandbox_call(loop, local_sandbox(home, level_used, loop)), me))
+            report(
+                "local",
+                timed(
+                    f"ref: Sandbox.run_tool here ({level_used})",
+                    args.sandbox_calls,
+                    args.warmup,
+                    sandbox_call(loop, local_sandbox(home, level_used, loop)),
+                    me,
+                ),
+            )
         finally:
             loop.close()
-    print("  p50..max: one round trip as this process saw it (tools.run: RPC + tool); in-daemon "
-          "p50: the call's duration_ms, as the daemon's registry measured it")
-    print("  parent CPU/call: utime+stime of the daemon (tools.* rows) or of this process (ref "
-          "rows) over the series, / calls;")
-    print("  child CPU/call: the same for the children they reaped: the sandbox runs"
-          + (" (at the bubblewrap level the tool's process is reaped inside bwrap's pid "
-             "namespace and is not counted)" if level_used == "bubblewrap" else ""))
+    print(
+        "  p50..max: one round trip as this process saw it (tools.run: RPC + tool); in-daemon "
+        "p50: the call's duration_ms, as the daemon's registry measured it"
+    )
+    print(
+        "  parent CPU/call: utime+stime of the daemon (tools.* rows) or of this process (ref "
+        "rows) over the series, / calls;"
+    )
+    print(
+        "  child CPU/call: the same for the children they reaped: the sandbox runs"
+        + (
+            " (at the bubblewrap level the tool's process is reaped inside bwrap's pid "
+            "namespace and is not counted)"
+            if level_used == "bubblewrap"
+            else ""
+        )
+    )
     for s in series.values():
         if s.first_error:
             print(f"first error in {s.name}: {s.first_error}")
@@ -365,45 +481,60 @@ def main() -> int:
     sb = end["sandbox"]
     p50 = {k: statistics.median(s.times) * 1e3 for k, s in series.items()}
     wrap = p50["bwrap"] - p50["python"] if level_used == "bubblewrap" and "bwrap" in p50 else 0.0
-    print(f"sandbox call, p50 {p50['add']:.1f} ms over RPC: python -I start-up "
-          f"{p50['python']:.1f} ms"
-          + (f" + bwrap {wrap:.1f} ms" if wrap else "")
-          + f"; the runner's own imports and work {p50['local'] - p50['python'] - wrap:.1f} ms "
-          f"(Sandbox.run_tool here {p50['local']:.1f} ms, less those); in the daemon "
-          f"{p50['add'] - p50['local']:.1f} ms more (RPC, "
-          + ("the per-run pids cgroup, " if any(x.startswith("cgroup") for x in sb["layers"])
-             else "")
-          + "forking the daemon)")
-    print(f"tool_write of add: built ok, self-test {built['selftest']}; its duration_ms "
-          f"(registry: parse + sandbox build run + save) {write_ms:.1f} ms; tool.call -> "
-          f"tool.built event ts {build_ts:.0f} ms (1 ms res.)")
-    print(f"  the whole message (agents.tell + messages.wait: 2 scripted model calls and "
-          f"tool_write) {tell_s * 1e3:.1f} ms; the warm-up message before it (the daemon's "
-          f"litellm import) {warm_s:.2f}s")
-    print(f"add: {runs} sandbox runs for {args.sandbox_calls + args.warmup + 1} calls; the last "
-          f"returned {check['result']!r}; the daemon's tools.stats for add: {stats['calls']} "
-          f"calls, p50 {stats['p50_ms']} ms, p95 {stats['p95_ms']} ms, {stats['verdict']}")
+    print(
+        f"sandbox call, p50 {p50['add']:.1f} ms over RPC: python -I start-up "
+        f"{p50['python']:.1f} ms"
+        + (f" + bwrap {wrap:.1f} ms" if wrap else "")
+        + f"; the runner's own imports and work {p50['local'] - p50['python'] - wrap:.1f} ms "
+        f"(Sandbox.run_tool here {p50['local']:.1f} ms, less those); in the daemon "
+        f"{p50['add'] - p50['local']:.1f} ms more (RPC, "
+        + ("the per-run pids cgroup, " if any(x.startswith("cgroup") for x in sb["layers"]) else "")
+        + "forking the daemon)"
+    )
+    print(
+        f"tool_write of add: built ok, self-test {built['selftest']}; its duration_ms "
+        f"(registry: parse + sandbox build run + save) {write_ms:.1f} ms; tool.call -> "
+        f"tool.built event ts {build_ts:.0f} ms (1 ms res.)"
+    )
+    print(
+        f"  the whole message (agents.tell + messages.wait: 2 scripted model calls and "
+        f"tool_write) {tell_s * 1e3:.1f} ms; the warm-up message before it (the daemon's "
+        f"litellm import) {warm_s:.2f}s"
+    )
+    print(
+        f"add: {runs} sandbox runs for {args.sandbox_calls + args.warmup + 1} calls; the last "
+        f"returned {check['result']!r}; the daemon's tools.stats for add: {stats['calls']} "
+        f"calls, p50 {stats['p50_ms']} ms, p95 {stats['p95_ms']} ms, {stats['verdict']}"
+    )
     print("search hits (top 5):")
     for q, names in found.items():
         print(f"  {q!r:<24} -> {', '.join(names)}")
     print()
-    print(f"sandbox : level {sb['level']}; layers {', '.join(sb['layers'])}"
-          + (f"; notes: {'; '.join(sb['notes'])}" if sb["notes"] else ""))
+    print(
+        f"sandbox : level {sb['level']}; layers {', '.join(sb['layers'])}"
+        + (f"; notes: {'; '.join(sb['notes'])}" if sb["notes"] else "")
+    )
     lim = sb["limits"]
-    print(f"          limits {lim['cpu_seconds']}s CPU, {lim['memory_mb']} MB, "
-          f"{lim['open_files']} files, {lim['processes']} processes, timeout {lim['timeout']:g}s; "
-          f"{sb['runs']} runs in all (start-up probes and the build included)")
-    print(f"prompt  : {start_tools['in_prompt']} tool schemas in every prompt, "
-          f"{start_tools['prompt_schema_bytes']} B as compact JSON "
-          f"(~{start_tools['prompt_schema_bytes'] // 4} tokens at 4 chars a token), of "
-          f"{start_tools['total']} tools in the registry ({end['tools']['total']} at the end, "
-          f"{end['tools']['authored']} agent-written)")
+    print(
+        f"          limits {lim['cpu_seconds']}s CPU, {lim['memory_mb']} MB, "
+        f"{lim['open_files']} files, {lim['processes']} processes, timeout {lim['timeout']:g}s; "
+        f"{sb['runs']} runs in all (start-up probes and the build included)"
+    )
+    print(
+        f"prompt  : {start_tools['in_prompt']} tool schemas in every prompt, "
+        f"{start_tools['prompt_schema_bytes']} B as compact JSON "
+        f"(~{start_tools['prompt_schema_bytes'] // 4} tokens at 4 chars a token), of "
+        f"{start_tools['total']} tools in the registry ({end['tools']['total']} at the end, "
+        f"{end['tools']['authored']} agent-written)"
+    )
     print(f"          in the prompt: {', '.join(prompt_names)}")
     if level_used != "bubblewrap":
         print(f"note    : the daemon's level is {level_used}: no bwrap reference row")
     print()
-    print(f"daemon stopped (exit code {d.exit_code}); temp home removed; "
-          f"total {time.perf_counter() - t_start:.1f}s")
+    print(
+        f"daemon stopped (exit code {d.exit_code}); temp home removed; "
+        f"total {time.perf_counter() - t_start:.1f}s"
+    )
     print_problems(problems)
     return 0
 

@@ -299,8 +299,7 @@ def _expand_tree(node: Any, path: str, sources: dict[str, str] | None = None) ->
             sources[path] = node
         return expand(node, path or "<root>")
     if isinstance(node, dict):
-        return {k: _expand_tree(v, f"{path}.{k}" if path else k, sources)
-                for k, v in node.items()}
+        return {k: _expand_tree(v, f"{path}.{k}" if path else k, sources) for k, v in node.items()}
     if isinstance(node, list):
         return [_expand_tree(v, f"{path}[{i}]", sources) for i, v in enumerate(node)]
     return node

@@ -44,8 +44,18 @@ ENTRY_POINT_GROUP = "legion.plugins"
 hookspec = pluggy.HookspecMarker(PROJECT)
 hookimpl = pluggy.HookimplMarker(PROJECT)
 
-__all__ = ["ENTRY_POINT_GROUP", "PluginHost", "RpcMethod", "Tool", "ToolContext", "ToolError",
-           "WatcherKind", "hookimpl", "hookspec", "tool"]
+__all__ = [
+    "ENTRY_POINT_GROUP",
+    "PluginHost",
+    "RpcMethod",
+    "Tool",
+    "ToolContext",
+    "ToolError",
+    "WatcherKind",
+    "hookimpl",
+    "hookspec",
+    "tool",
+]
 
 
 class PluginHost(Protocol):

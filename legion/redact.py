@@ -31,11 +31,24 @@ MIN_SECRET_LEN = 8
 
 # Key names whose value is a secret wherever they appear (compared lower-cased,
 # with '-' read as '_', so `X-Api-Key` and `Authorization` headers count).
-_SECRET_NAMES = frozenset({
-    "api_key", "apikey", "token", "access_token", "refresh_token", "password",
-    "passwd", "secret", "client_secret", "authorization", "proxy_authorization",
-    "cookie", "private_key", "credentials",
-})
+_SECRET_NAMES = frozenset(
+    {
+        "api_key",
+        "apikey",
+        "token",
+        "access_token",
+        "refresh_token",
+        "password",
+        "passwd",
+        "secret",
+        "client_secret",
+        "authorization",
+        "proxy_authorization",
+        "cookie",
+        "private_key",
+        "credentials",
+    }
+)
 _SECRET_SUFFIXES = ("_key", "_token", "_secret", "_password")
 
 # Environment variable names that hold secrets (OPENAI_API_KEY, HASS_TOKEN...).
@@ -76,7 +89,8 @@ class Redactor:
         # Longest first, so a secret that contains another is replaced whole.
         self._known: re.Pattern[str] | None = (
             re.compile("|".join(re.escape(s) for s in sorted(known, key=len, reverse=True)))
-            if known else None
+            if known
+            else None
         )
 
     def text(self, s: str) -> str:
@@ -98,8 +112,12 @@ class Redactor:
         if isinstance(obj, Mapping):
             out: dict[Any, Any] = {}
             for k, v in obj.items():
-                if isinstance(k, str) and is_secret_key(k) and v not in (None, "") \
-                        and not isinstance(v, bool):
+                if (
+                    isinstance(k, str)
+                    and is_secret_key(k)
+                    and v not in (None, "")
+                    and not isinstance(v, bool)
+                ):
                     out[k] = REDACTED
                 else:
                     out[k] = self.value(v)
@@ -173,8 +191,10 @@ def config_view(cfg: Config, redactor: Redactor | None = None) -> dict[str, Any]
 
     def walk(node: Any, path: str, secret: bool) -> Any:
         if isinstance(node, dict):
-            return {k: walk(v, f"{path}.{k}" if path else k, secret or is_secret_key(k))
-                    for k, v in node.items()}
+            return {
+                k: walk(v, f"{path}.{k}" if path else k, secret or is_secret_key(k))
+                for k, v in node.items()
+            }
         if isinstance(node, list):
             return [walk(v, f"{path}[{i}]", secret) for i, v in enumerate(node)]
         if isinstance(node, str) and node:

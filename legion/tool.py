@@ -64,8 +64,6 @@ class ToolError(Exception):
         self.kind = kind
 
 
-
-
 # A service's refusals that are the caller's mistake.
 CALLER_ERRORS = (InvalidParams, NotFound, Conflict, PermissionDenied)
 
@@ -82,14 +80,24 @@ class ToolResult:
     misuse: bool = False
 
     def as_message(self) -> dict[str, Any]:
-        return {"role": "tool", "tool_call_id": self.call.id, "name": self.call.name,
-                "content": self.content}
+        return {
+            "role": "tool",
+            "tool_call_id": self.call.id,
+            "name": self.call.name,
+            "content": self.content,
+        }
 
 
 class Tool:
-    def __init__(self, fn: Callable[..., Any], *, name: str | None = None,
-                 description: str | None = None, timeout: float | None = None,
-                 keywords: list[str] | tuple[str, ...] = ()) -> None:
+    def __init__(
+        self,
+        fn: Callable[..., Any],
+        *,
+        name: str | None = None,
+        description: str | None = None,
+        timeout: float | None = None,
+        keywords: list[str] | tuple[str, ...] = (),
+    ) -> None:
         self.fn = fn
         self.name = name or fn.__name__
         doc = inspect.getdoc(fn) or ""
@@ -112,7 +120,8 @@ class Tool:
             else:
                 fields.append((pname, tp, param.default))
         self.args_type = msgspec.defstruct(
-            f"{self.name}_args", fields, forbid_unknown_fields=True, kw_only=True)
+            f"{self.name}_args", fields, forbid_unknown_fields=True, kw_only=True
+        )
         self.is_async = inspect.iscoroutinefunction(fn)
 
     def schema(self) -> dict[str, Any]:
@@ -125,9 +134,10 @@ class Tool:
         params.pop("title", None)
         if defs:
             params["$defs"] = defs
-        return {"type": "function",
-                "function": {"name": self.name, "description": self.description,
-                             "parameters": params}}
+        return {
+            "type": "function",
+            "function": {"name": self.name, "description": self.description, "parameters": params},
+        }
 
     def signature(self) -> str:
         parts = []
@@ -148,16 +158,20 @@ class Tool:
             raise ToolError(
                 f"the arguments are not valid JSON ({exc.msg} at position {exc.pos})",
                 hint=f"send a JSON object, e.g. {self._example()}; signature: {self.signature()}",
-                kind="bad_arguments") from None
+                kind="bad_arguments",
+            ) from None
         if not isinstance(data, dict):
-            raise ToolError(f"the arguments must be a JSON object, got {type(data).__name__}",
-                            hint=f"e.g. {self._example()}; signature: {self.signature()}",
-                            kind="bad_arguments")
+            raise ToolError(
+                f"the arguments must be a JSON object, got {type(data).__name__}",
+                hint=f"e.g. {self._example()}; signature: {self.signature()}",
+                kind="bad_arguments",
+            )
         try:
             return msgspec.convert(data, self.args_type, strict=False)
         except msgspec.ValidationError as exc:
-            raise ToolError(explain(str(exc)), hint=f"signature: {self.signature()}",
-                            kind="bad_arguments") from None
+            raise ToolError(
+                explain(str(exc)), hint=f"signature: {self.signature()}", kind="bad_arguments"
+            ) from None
 
     def _example(self) -> str:
         example = {f.name: "..." for f in msgspec.structs.fields(self.args_type) if f.required}
@@ -179,23 +193,43 @@ class Tool:
             content = value if isinstance(value, str) else json.dumps(value, default=str)
             return ToolResult(call, True, content, _ms(start))
         except ToolError as exc:
-            return ToolResult(call, False, error_text(str(exc), exc.hint), _ms(start), exc.kind,
-                              misuse=exc.kind == "bad_arguments")
+            return ToolResult(
+                call,
+                False,
+                error_text(str(exc), exc.hint),
+                _ms(start),
+                exc.kind,
+                misuse=exc.kind == "bad_arguments",
+            )
         except LegionError as exc:
             # A service's own refusal (not found, conflict, quota...) reaches the model
             # with its hint and candidates: tools need not translate it themselves.
             hint = exc.hint or ""
             if exc.candidates:
                 hint = f"{hint} (near: {', '.join(exc.candidates)})".strip()
-            return ToolResult(call, False, error_text(exc.message, hint), _ms(start), exc.kind,
-                              misuse=isinstance(exc, CALLER_ERRORS))
+            return ToolResult(
+                call,
+                False,
+                error_text(exc.message, hint),
+                _ms(start),
+                exc.kind,
+                misuse=isinstance(exc, CALLER_ERRORS),
+            )
         except TimeoutError:
-            return ToolResult(call, False, error_text(
-                f"{self.name} timed out after {timeout:g}s",
-                "try again with a smaller request, or do without this tool"), _ms(start), "timeout")
+            return ToolResult(
+                call,
+                False,
+                error_text(
+                    f"{self.name} timed out after {timeout:g}s",
+                    "try again with a smaller request, or do without this tool",
+                ),
+                _ms(start),
+                "timeout",
+            )
         except Exception as exc:  # a tool's crash is the model's information, not ours
-            return ToolResult(call, False, error_text(f"{self.name} failed: {exc}", ""),
-                              _ms(start), "crash")
+            return ToolResult(
+                call, False, error_text(f"{self.name} failed: {exc}", ""), _ms(start), "crash"
+            )
 
 
 @overload
@@ -204,8 +238,9 @@ def tool(fn: Callable[..., Any], **options: Any) -> Tool: ...
 def tool(fn: None = None, **options: Any) -> Callable[[Callable[..., Any]], Tool]: ...
 
 
-def tool(fn: Callable[..., Any] | None = None,
-         **options: Any) -> Tool | Callable[[Callable[..., Any]], Tool]:
+def tool(
+    fn: Callable[..., Any] | None = None, **options: Any
+) -> Tool | Callable[[Callable[..., Any]], Tool]:
     """Decorator: `@tool`, or `@tool(timeout=5, keywords=[...])`, turns a function into a Tool."""
     if fn is None:
         return lambda f: Tool(f, **options)

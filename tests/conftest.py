@@ -58,17 +58,23 @@ _isolation: dict[str, str] = {}
 def kernel_isolation() -> tuple[str, str]:
     """(level the daemon's "auto" picks here, why there is no strong one or '')."""
     if not _isolation:
-        done = subprocess.run([sys.executable, "-c", _PROBE], capture_output=True, text=True,
-                              cwd=REPO, timeout=120)
+        done = subprocess.run(
+            [sys.executable, "-c", _PROBE], capture_output=True, text=True, cwd=REPO, timeout=120
+        )
         try:
             found = json.loads(done.stdout.strip().splitlines()[-1])
         except (ValueError, IndexError):
             found = {"level": "process", "notes": [f"the probe failed: {done.stderr[-300:]}"]}
         _isolation["level"] = found["level"]
-        _isolation["why"] = "" if found["level"] != "process" else (
-            "no kernel isolation on this machine (neither bubblewrap nor user namespaces), so "
-            "the daemon refuses agent-written code by default: "
-            + "; ".join(n for n in found["notes"] if "bwrap" in n or "namespaces" in n))
+        _isolation["why"] = (
+            ""
+            if found["level"] != "process"
+            else (
+                "no kernel isolation on this machine (neither bubblewrap nor user namespaces), so "
+                "the daemon refuses agent-written code by default: "
+                + "; ".join(n for n in found["notes"] if "bwrap" in n or "namespaces" in n)
+            )
+        )
     return _isolation["level"], _isolation["why"]
 
 
@@ -130,8 +136,14 @@ class RawClient:
 class Daemon:
     """One real daemon process on its own home."""
 
-    def __init__(self, home: Path, *, config: str | None = None, args: list[str] | None = None,
-                 env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        home: Path,
+        *,
+        config: str | None = None,
+        args: list[str] | None = None,
+        env: dict[str, str] | None = None,
+    ) -> None:
         self.home = home
         self.args = args or []
         self.extra_env = env or {}
@@ -161,7 +173,11 @@ class Daemon:
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "legion", "--home", str(self.home), "daemon", *self.args],
-            stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env, cwd=REPO,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=log,
+            env=env,
+            cwd=REPO,
         )
         log.close()
         self.notifications: list[str] = []
@@ -183,7 +199,8 @@ class Daemon:
                     return msg
             elif self.proc.poll() is not None:
                 raise AssertionError(
-                    f"daemon exited with {self.proc.returncode} before {what}:\n{self.log()}")
+                    f"daemon exited with {self.proc.returncode} before {what}:\n{self.log()}"
+                )
         raise AssertionError(f"daemon did not send {what} in {timeout}s:\n{self.log()}")
 
     def log(self) -> str:
@@ -214,8 +231,9 @@ class Daemon:
         self._drain_notify()
 
     def cli(self, *args: str, input: str | None = None, timeout: float = 30) -> Result:
-        return run_cli("--home", str(self.home), *args, input=input, timeout=timeout,
-                       env=self.env())
+        return run_cli(
+            "--home", str(self.home), *args, input=input, timeout=timeout, env=self.env()
+        )
 
     def cli_json(self, *args: str) -> Any:
         res = self.cli(*args, "--json")
@@ -243,13 +261,20 @@ class Result:
         return f"Result(code={self.code}, out={self.out!r}, err={self.err!r})"
 
 
-def run_cli(*args: str, input: str | None = None, timeout: float = 30,
-            env: dict[str, str] | None = None) -> Result:
+def run_cli(
+    *args: str, input: str | None = None, timeout: float = 30, env: dict[str, str] | None = None
+) -> Result:
     if env is None:
         env = {k: v for k, v in os.environ.items() if not k.startswith("LEGION_")}
     proc = subprocess.run(
-        [sys.executable, "-m", "legion", *args], input=input, capture_output=True, text=True,
-        timeout=timeout, env=env, cwd=REPO, stdin=None if input is not None else subprocess.DEVNULL,
+        [sys.executable, "-m", "legion", *args],
+        input=input,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+        cwd=REPO,
+        stdin=None if input is not None else subprocess.DEVNULL,
     )
     return Result(proc)
 
@@ -267,9 +292,14 @@ def make_daemon(home: Path) -> Iterator[Any]:
     stopped at teardown."""
     started: list[Daemon] = []
 
-    def make(*, config: str | None = None, args: list[str] | None = None,
-             env: dict[str, str] | None = None, start: bool = True, at: Path | None = None
-             ) -> Daemon:
+    def make(
+        *,
+        config: str | None = None,
+        args: list[str] | None = None,
+        env: dict[str, str] | None = None,
+        start: bool = True,
+        at: Path | None = None,
+    ) -> Daemon:
         d = Daemon(at or home, config=config, args=args, env=env)
         started.append(d)
         if start:

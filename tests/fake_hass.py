@@ -22,13 +22,24 @@ TOKEN = "secret"
 
 def initial_states() -> dict[str, dict[str, Any]]:
     return {
-        "light.kitchen": {"state": "on", "attributes": {
-            "friendly_name": "Kitchen Light", "brightness": 255,
-            "supported_color_modes": ["brightness"], "supported_features": 0}},
+        "light.kitchen": {
+            "state": "on",
+            "attributes": {
+                "friendly_name": "Kitchen Light",
+                "brightness": 255,
+                "supported_color_modes": ["brightness"],
+                "supported_features": 0,
+            },
+        },
         "switch.fan": {"state": "on", "attributes": {"friendly_name": "Fan"}},
-        "sensor.temperature": {"state": "21.5", "attributes": {
-            "friendly_name": "Temperature", "unit_of_measurement": "°C",
-            "device_class": "temperature"}},
+        "sensor.temperature": {
+            "state": "21.5",
+            "attributes": {
+                "friendly_name": "Temperature",
+                "unit_of_measurement": "°C",
+                "device_class": "temperature",
+            },
+        },
     }
 
 
@@ -113,8 +124,10 @@ class FakeHass:
         """Back to the initial entities, with no calls recorded."""
         with self.lock:
             now = _now()
-            self.states = {eid: {"entity_id": eid, **s, "last_changed": now, "last_updated": now}
-                           for eid, s in initial_states().items()}
+            self.states = {
+                eid: {"entity_id": eid, **s, "last_changed": now, "last_updated": now}
+                for eid, s in initial_states().items()
+            }
             self.calls.clear()
 
     def service_calls(self) -> list[Call]:
@@ -139,7 +152,10 @@ class FakeHass:
 
     def service(self, domain: str, service: str, data: dict[str, Any]) -> tuple[int, Any]:
         if domain not in ("light", "switch", "homeassistant") or service not in (
-                "turn_on", "turn_off", "toggle"):
+            "turn_on",
+            "turn_off",
+            "toggle",
+        ):
             return 400, {"message": f"Service {domain}.{service} not found."}
         ids = data.get("entity_id")
         ids = [ids] if isinstance(ids, str) else list(ids or [])

@@ -25,11 +25,21 @@ from typing import Any
 
 
 class Reply:
-    def __init__(self, text: str = "", tool_calls: list[dict[str, Any]] | None = None,
-                 status: int = 200, retry_after: float | str | None = None, *,
-                 body: bytes | None = None, content_type: str = "application/json",
-                 empty: bool = False, cut: int | None = None, reset: bool = False,
-                 hold: bool = False, chunked: bool = False) -> None:
+    def __init__(
+        self,
+        text: str = "",
+        tool_calls: list[dict[str, Any]] | None = None,
+        status: int = 200,
+        retry_after: float | str | None = None,
+        *,
+        body: bytes | None = None,
+        content_type: str = "application/json",
+        empty: bool = False,
+        cut: int | None = None,
+        reset: bool = False,
+        hold: bool = False,
+        chunked: bool = False,
+    ) -> None:
         self.text = text
         self.tool_calls = tool_calls or []
         self.status = status
@@ -94,10 +104,16 @@ class OpenAIServer:
                     if any("HOLD" in text for text in inputs):
                         server.held.set()
                         server.release.wait(60)
-                    data = [{"object": "embedding", "index": i, "embedding": embed(t)}
-                            for i, t in enumerate(inputs)]
-                    body = {"object": "list", "data": data, "model": req.get("model"),
-                            "usage": {"prompt_tokens": 1, "total_tokens": 1}}
+                    data = [
+                        {"object": "embedding", "index": i, "embedding": embed(t)}
+                        for i, t in enumerate(inputs)
+                    ]
+                    body = {
+                        "object": "list",
+                        "data": data,
+                        "model": req.get("model"),
+                        "usage": {"prompt_tokens": 1, "total_tokens": 1},
+                    }
                     self._send(200, json.dumps(body).encode(), "application/json")
                     return
                 reply = server.replies.popleft() if server.replies else Reply("(no more replies)")
@@ -111,18 +127,27 @@ class OpenAIServer:
                     headers = {}
                     if reply.retry_after is not None:
                         headers["Retry-After"] = str(reply.retry_after)
-                    err = json.dumps({"error": {"message": f"scripted {reply.status}",
-                                                "type": "server_error", "code": reply.status}})
+                    err = json.dumps(
+                        {
+                            "error": {
+                                "message": f"scripted {reply.status}",
+                                "type": "server_error",
+                                "code": reply.status,
+                            }
+                        }
+                    )
                     self._send(reply.status, err.encode(), "application/json", headers)
                     return
                 if req.get("stream"):
                     self._stream(req, reply)
                 else:
-                    self._send(200, json.dumps(_completion(req, reply)).encode(),
-                               "application/json")
+                    self._send(
+                        200, json.dumps(_completion(req, reply)).encode(), "application/json"
+                    )
 
-            def _send(self, status: int, body: bytes, ctype: str,
-                      headers: dict[str, str] | None = None) -> None:
+            def _send(
+                self, status: int, body: bytes, ctype: str, headers: dict[str, str] | None = None
+            ) -> None:
                 self.send_response(status)
                 self.send_header("content-type", ctype)
                 self.send_header("content-length", str(len(body)))
@@ -135,8 +160,9 @@ class OpenAIServer:
                 self.close_connection = True
                 if reset:
                     # Linger 0: close() sends RST instead of FIN, as a crashed peer would.
-                    self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
-                                               struct.pack("ii", 1, 0))
+                    self.connection.setsockopt(
+                        socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)
+                    )
                     # The socket's file objects hold it open: close them first, or
                     # close() waits for them and the kernel never sends the RST.
                     self.rfile.close()
@@ -151,8 +177,12 @@ class OpenAIServer:
                 else:
                     self.send_header("connection", "close")  # the body ends at EOF
                 self.end_headers()
-                base = {"id": "chatcmpl-1", "object": "chat.completion.chunk",
-                        "created": int(time.time()), "model": req.get("model", "tiny")}
+                base = {
+                    "id": "chatcmpl-1",
+                    "object": "chat.completion.chunk",
+                    "created": int(time.time()),
+                    "model": req.get("model", "tiny"),
+                }
 
                 def write(data: bytes) -> None:
                     if reply.chunked:
@@ -161,8 +191,10 @@ class OpenAIServer:
                     self.wfile.flush()
 
                 def emit(delta: dict[str, Any], finish: str | None = None) -> None:
-                    chunk = {**base, "choices": [{"index": 0, "delta": delta,
-                                                  "finish_reason": finish}]}
+                    chunk = {
+                        **base,
+                        "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+                    }
                     write(f"data: {json.dumps(chunk)}\n\n".encode())
 
                 def end() -> None:
@@ -178,16 +210,25 @@ class OpenAIServer:
                 for n, i in enumerate(range(0, len(reply.text), 5)):
                     if reply.cut is not None and n >= reply.cut:
                         break
-                    emit({"content": reply.text[i:i + 5]})
+                    emit({"content": reply.text[i : i + 5]})
                 if reply.cut is not None:
                     self._hang_up(reply.reset)
                     return
                 for n, call in enumerate(reply.tool_calls):
                     args = json.dumps(call.get("arguments", {}))
                     half = len(args) // 2
-                    emit({"tool_calls": [{"index": n, "id": f"call_{n}", "type": "function",
-                                          "function": {"name": call["name"],
-                                                       "arguments": args[:half]}}]})
+                    emit(
+                        {
+                            "tool_calls": [
+                                {
+                                    "index": n,
+                                    "id": f"call_{n}",
+                                    "type": "function",
+                                    "function": {"name": call["name"], "arguments": args[:half]},
+                                }
+                            ]
+                        }
+                    )
                     emit({"tool_calls": [{"index": n, "function": {"arguments": args[half:]}}]})
                 emit({}, "tool_calls" if reply.tool_calls else "stop")
                 usage = {"prompt_tokens": 20, "completion_tokens": 7, "total_tokens": 27}
@@ -223,11 +264,24 @@ def _completion(req: dict[str, Any], reply: Reply) -> dict[str, Any]:
     message: dict[str, Any] = {"role": "assistant", "content": reply.text}
     if reply.tool_calls:
         message["tool_calls"] = [
-            {"id": f"call_{n}", "type": "function",
-             "function": {"name": c["name"], "arguments": json.dumps(c.get("arguments", {}))}}
-            for n, c in enumerate(reply.tool_calls)]
-    return {"id": "chatcmpl-1", "object": "chat.completion", "created": int(time.time()),
-            "model": req.get("model", "tiny"),
-            "choices": [{"index": 0, "message": message,
-                         "finish_reason": "tool_calls" if reply.tool_calls else "stop"}],
-            "usage": {"prompt_tokens": 20, "completion_tokens": 7, "total_tokens": 27}}
+            {
+                "id": f"call_{n}",
+                "type": "function",
+                "function": {"name": c["name"], "arguments": json.dumps(c.get("arguments", {}))},
+            }
+            for n, c in enumerate(reply.tool_calls)
+        ]
+    return {
+        "id": "chatcmpl-1",
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": req.get("model", "tiny"),
+        "choices": [
+            {
+                "index": 0,
+                "message": message,
+                "finish_reason": "tool_calls" if reply.tool_calls else "stop",
+            }
+        ],
+        "usage": {"prompt_tokens": 20, "completion_tokens": 7, "total_tokens": 27},
+    }

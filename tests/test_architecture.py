@@ -45,64 +45,82 @@ DOCS = REPO / "docs" / "architecture.md"
 # that module (for a package: its __init__), not the modules below it.
 EXACT = " (exact)"
 LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("contract", (
-        "legion (exact)",
-        "legion.errors",
-        "legion.protocol",
-        "legion.config",
-        "legion.paths",
-        "legion.validation",
-        "legion.redact",
-        "legion.tool",
-        "legion.plugin",
-    )),
-    ("infrastructure", (
-        "legion.daemon (exact)",
-        "legion.daemon.store",
-        "legion.daemon.events",
-        "legion.daemon.llm",
-        "legion.daemon.rpc",
-        "legion.daemon.log",
-        "legion.daemon.lock",
-        "legion.daemon.systemd",
-        "legion.daemon.plugins",
-        "legion.daemon.tools.sandbox",
-        "legion.daemon.tools.sandbox_kernel",
-        "legion.daemon.tools.sandbox_policy",
-        "legion.daemon.tools.sandbox_runner",
-        "legion.daemon.memory.embedders",
-    )),
-    ("domain", (
-        "legion.daemon.agents",
-        "legion.daemon.memory",
-        "legion.daemon.tasks",
-        "legion.daemon.schedule",
-        "legion.daemon.watchers",
-        "legion.daemon.tools",
-    )),
-    ("adapters", (
-        "legion.daemon.methods",
-        "legion.daemon.tools.kernel",
-        "legion.daemon.tools.meta",
-        "legion.daemon.tools.starter",
-        "legion.daemon.tools.context",
-        "legion.daemon.agents.fleet_tools",
-        "legion.daemon.agents.reflection_tools",
-        "legion.daemon.memory.tools",
-        "legion.daemon.schedule.tools",
-        "legion.daemon.tasks.tools",
-    )),
+    (
+        "contract",
+        (
+            "legion (exact)",
+            "legion.errors",
+            "legion.protocol",
+            "legion.config",
+            "legion.paths",
+            "legion.validation",
+            "legion.redact",
+            "legion.tool",
+            "legion.plugin",
+        ),
+    ),
+    (
+        "infrastructure",
+        (
+            "legion.daemon (exact)",
+            "legion.daemon.store",
+            "legion.daemon.events",
+            "legion.daemon.llm",
+            "legion.daemon.rpc",
+            "legion.daemon.log",
+            "legion.daemon.lock",
+            "legion.daemon.systemd",
+            "legion.daemon.plugins",
+            "legion.daemon.tools.sandbox",
+            "legion.daemon.tools.sandbox_kernel",
+            "legion.daemon.tools.sandbox_policy",
+            "legion.daemon.tools.sandbox_runner",
+            "legion.daemon.memory.embedders",
+        ),
+    ),
+    (
+        "domain",
+        (
+            "legion.daemon.agents",
+            "legion.daemon.memory",
+            "legion.daemon.tasks",
+            "legion.daemon.schedule",
+            "legion.daemon.watchers",
+            "legion.daemon.tools",
+        ),
+    ),
+    (
+        "adapters",
+        (
+            "legion.daemon.methods",
+            "legion.daemon.tools.kernel",
+            "legion.daemon.tools.meta",
+            "legion.daemon.tools.starter",
+            "legion.daemon.tools.context",
+            "legion.daemon.agents.fleet_tools",
+            "legion.daemon.agents.reflection_tools",
+            "legion.daemon.memory.tools",
+            "legion.daemon.schedule.tools",
+            "legion.daemon.tasks.tools",
+        ),
+    ),
     # "root" sits below "cli" only for ordering; the CLI rule below is what
     # restricts the CLI.
-    ("root", (
-        "legion.daemon.root",
-        "legion.daemon.app",
-    )),
-    ("cli", (
-        "legion.cli",
-        # `python -m legion` is the CLI.
-        "legion.__main__",
-    )),
+    (
+        "root",
+        (
+            "legion.daemon.root",
+            "legion.daemon.app",
+        ),
+    ),
+    (
+        "cli",
+        (
+            "legion.cli",
+            # `python -m legion` is the CLI.
+            "legion.__main__",
+        ),
+    ),
 )
 
 CLI = "legion.cli"
@@ -110,10 +128,12 @@ CLI_MAY_IMPORT_LAYERS = frozenset({"contract"})
 # (importer prefix, imported module) pairs the CLI may import although the CLI
 # rule forbids them, and only lazily (inside a function body), so that no
 # other command pays for them.
-ALLOWED: frozenset[tuple[str, str]] = frozenset({
-    # `legion daemon` starts the daemon in-process, after argument parsing.
-    ("legion.cli", "legion.daemon.app"),
-})
+ALLOWED: frozenset[tuple[str, str]] = frozenset(
+    {
+        # `legion daemon` starts the daemon in-process, after argument parsing.
+        ("legion.cli", "legion.daemon.app"),
+    }
+)
 
 PLUGIN_API = ("legion.plugin", "legion.tool")
 DAEMON = "legion.daemon"
@@ -387,12 +407,16 @@ def describe_cycle(
         where = ", ".join(imp.where() for imp in sites.get((importer, imported), []))
         lines.append(f"      {importer} -> {imported}: {where}")
     if len(component) > len(cycle) - 1:
-        lines.append(f"      its strongly connected component has {len(component)} modules, "
-                     "joined by these imports (break enough of them):")
+        lines.append(
+            f"      its strongly connected component has {len(component)} modules, "
+            "joined by these imports (break enough of them):"
+        )
         members = set(component)
-        lines += [f"        {importer} -> {imported}: {', '.join(s.where() for s in found)}"
-                  for (importer, imported), found in sorted(sites.items())
-                  if importer in members and imported in members]
+        lines += [
+            f"        {importer} -> {imported}: {', '.join(s.where() for s in found)}"
+            for (importer, imported), found in sorted(sites.items())
+            if importer in members and imported in members
+        ]
     return "\n".join(lines)
 
 
@@ -450,19 +474,22 @@ def cli_may_import(imp: Import, entries: list[LayerEntry]) -> bool:
     imported = layer_of(imp.imported, entries)
     if imported is not None and imported.layer in CLI_MAY_IMPORT_LAYERS:
         return True
-    allowed = any(is_in(imp.importer, prefix) and imp.imported == target
-                  for prefix, target in ALLOWED)
+    allowed = any(
+        is_in(imp.importer, prefix) and imp.imported == target for prefix, target in ALLOWED
+    )
     return allowed and imp.lazy
 
 
 def cli_violations(imports: Iterable[Import], entries: list[LayerEntry]) -> list[Import]:
-    return [imp for imp in imports
-            if is_in(imp.importer, CLI) and not cli_may_import(imp, entries)]
+    return [imp for imp in imports if is_in(imp.importer, CLI) and not cli_may_import(imp, entries)]
 
 
 def plugin_api_violations(imports: Iterable[Import]) -> list[Import]:
-    return [imp for imp in imports
-            if any(is_in(imp.importer, api) for api in PLUGIN_API) and is_in(imp.imported, DAEMON)]
+    return [
+        imp
+        for imp in imports
+        if any(is_in(imp.importer, api) for api in PLUGIN_API) and is_in(imp.imported, DAEMON)
+    ]
 
 
 def describe_edge(imp: Import, entries: list[LayerEntry]) -> str:
@@ -541,22 +568,29 @@ def test_imports_follow_the_layers(modules: list[str], imports: list[Import]) ->
     plugin_api = plugin_api_violations(imports)
     upward = [imp for imp in upward_imports(imports, entries) if imp not in plugin_api]
     sections = [
-        ("Imports of a higher layer (a module may import its own layer or lower ones only):",
-         [describe_edge(imp, entries) for imp in upward]),
-        ("CLI imports beyond the contract (the CLI talks to the daemon over the socket; "
-         "the exceptions are in ALLOWED, lazy only):",
-         [describe_edge(imp, entries) for imp in cli_violations(imports, entries)]),
-        ("The public plugin API must not import daemon internals:",
-         [describe_edge(imp, entries) for imp in plugin_api]),
-        ("Modules in no layer (add it to LAYERS in tests/test_architecture.py and to "
-         "docs/architecture.md):",
-         [f"  {module}" for module in unassigned_modules(modules, entries)]),
+        (
+            "Imports of a higher layer (a module may import its own layer or lower ones only):",
+            [describe_edge(imp, entries) for imp in upward],
+        ),
+        (
+            "CLI imports beyond the contract (the CLI talks to the daemon over the socket; "
+            "the exceptions are in ALLOWED, lazy only):",
+            [describe_edge(imp, entries) for imp in cli_violations(imports, entries)],
+        ),
+        (
+            "The public plugin API must not import daemon internals:",
+            [describe_edge(imp, entries) for imp in plugin_api],
+        ),
+        (
+            "Modules in no layer (add it to LAYERS in tests/test_architecture.py and to "
+            "docs/architecture.md):",
+            [f"  {module}" for module in unassigned_modules(modules, entries)],
+        ),
     ]
     failures = [f"{title}\n" + "\n".join(lines) for title, lines in sections if lines]
     if failures:
         layers = "\n".join(f"  {rank}. {name}" for rank, (name, _) in enumerate(LAYERS))
-        pytest.fail("\n\n".join([*failures, f"Layers, bottom to top:\n{layers}"]),
-                    pytrace=False)
+        pytest.fail("\n\n".join([*failures, f"Layers, bottom to top:\n{layers}"]), pytrace=False)
 
 
 def test_layer_table_matches_the_docs() -> None:
@@ -596,21 +630,25 @@ def write_package(root: Path, files: Mapping[str, str]) -> None:
 
 
 def test_checker_finds_a_cycle_through_type_only_and_lazy_imports(tmp_path: Path) -> None:
-    write_package(tmp_path, {
-        "legion/__init__.py": "",
-        "legion/a.py": "import legion.b\n",
-        "legion/b.py": (
-            "from typing import TYPE_CHECKING\n"
-            "if TYPE_CHECKING:\n"
-            "    from legion.c import Thing\n"
-        ),
-        "legion/c.py": "def later() -> None:\n    from . import a\n",
-        "legion/d.py": "import legion.a\n",
-    })
+    write_package(
+        tmp_path,
+        {
+            "legion/__init__.py": "",
+            "legion/a.py": "import legion.b\n",
+            "legion/b.py": (
+                "from typing import TYPE_CHECKING\n"
+                "if TYPE_CHECKING:\n"
+                "    from legion.c import Thing\n"
+            ),
+            "legion/c.py": "def later() -> None:\n    from . import a\n",
+            "legion/d.py": "import legion.a\n",
+        },
+    )
     found = collect_imports(tmp_path)
     cycles = find_cycles(build_graph(discover_modules(tmp_path), found))
-    assert cycles == [(["legion.a", "legion.b", "legion.c", "legion.a"],
-                       ["legion.a", "legion.b", "legion.c"])]
+    assert cycles == [
+        (["legion.a", "legion.b", "legion.c", "legion.a"], ["legion.a", "legion.b", "legion.c"])
+    ]
     flags = {(imp.importer, imp.imported): (imp.lazy, imp.type_only) for imp in found}
     assert flags[("legion.b", "legion.c")] == (False, True)
     assert flags[("legion.c", "legion.a")] == (True, False)
@@ -618,27 +656,34 @@ def test_checker_finds_a_cycle_through_type_only_and_lazy_imports(tmp_path: Path
 
 def test_checker_picks_a_shortest_cycle_and_ignores_acyclic_parts() -> None:
     graph: dict[str, set[str]] = {
-        "x": {"y"}, "y": {"z", "x"}, "z": {"w"}, "w": {"x"}, "v": {"x"},
+        "x": {"y"},
+        "y": {"z", "x"},
+        "z": {"w"},
+        "w": {"x"},
+        "v": {"x"},
     }
     assert find_cycles(graph) == [(["x", "y", "x"], ["w", "x", "y", "z"])]
     assert find_cycles({"x": {"y"}, "y": set()}) == []
 
 
 def test_checker_resolves_imports(tmp_path: Path) -> None:
-    write_package(tmp_path, {
-        "legion/__init__.py": "__version__ = '1'\n",
-        "legion/errors.py": "from legion import __version__\n",
-        "legion/daemon/__init__.py": "from . import store\nfrom .store import Store\n",
-        "legion/daemon/store/__init__.py": "class Store: ...\n",
-        "legion/daemon/store/writer.py": (
-            "from .. import events\nfrom ..events import Bus\nfrom ...errors import E\n"
-            "import legion.daemon.store\nimport os\nfrom legion.daemon import store\n"
-        ),
-        "legion/daemon/events.py": (
-            "import importlib\nBus = 1\n"
-            "def load() -> None:\n    importlib.import_module('legion.daemon.store.writer')\n"
-        ),
-    })
+    write_package(
+        tmp_path,
+        {
+            "legion/__init__.py": "__version__ = '1'\n",
+            "legion/errors.py": "from legion import __version__\n",
+            "legion/daemon/__init__.py": "from . import store\nfrom .store import Store\n",
+            "legion/daemon/store/__init__.py": "class Store: ...\n",
+            "legion/daemon/store/writer.py": (
+                "from .. import events\nfrom ..events import Bus\nfrom ...errors import E\n"
+                "import legion.daemon.store\nimport os\nfrom legion.daemon import store\n"
+            ),
+            "legion/daemon/events.py": (
+                "import importlib\nBus = 1\n"
+                "def load() -> None:\n    importlib.import_module('legion.daemon.store.writer')\n"
+            ),
+        },
+    )
     edges = {(imp.importer, imp.imported) for imp in collect_imports(tmp_path)}
     assert edges == {
         ("legion.errors", "legion"),
@@ -681,11 +726,14 @@ def test_checker_applies_the_cli_and_plugin_rules() -> None:
     lazy_store = imp("legion.cli.main", "legion.daemon.store", lazy=True)
     fine = [imp("legion.cli.main", "legion.protocol"), imp("legion.cli.main", "legion.cli.render")]
     assert cli_violations([eager_app, lazy_app, lazy_store, *fine], entries) == [
-        eager_app, lazy_store]
+        eager_app,
+        lazy_store,
+    ]
     upward = imp("legion.plugin", "legion.daemon.tools.registry")
     assert plugin_api_violations([upward, imp("legion.plugin", "legion.errors")]) == [upward]
-    assert upward_imports([upward, imp("legion.daemon.methods.x", "legion.daemon.store")],
-                          entries) == [upward]
+    assert upward_imports(
+        [upward, imp("legion.daemon.methods.x", "legion.daemon.store")], entries
+    ) == [upward]
 
 
 def test_checker_reads_the_docs_block() -> None:

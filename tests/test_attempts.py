@@ -33,8 +33,11 @@ def messages(daemon: Daemon, agent: str) -> list[dict[str, Any]]:
 
 
 def redelivered(daemon: Daemon, agent: str) -> list[dict[str, Any]]:
-    return [e["data"] for e in daemon.cli_json("events", agent, "--limit", "500")
-            if e["kind"] == "message.redelivered"]
+    return [
+        e["data"]
+        for e in daemon.cli_json("events", agent, "--limit", "500")
+        if e["kind"] == "message.redelivered"
+    ]
 
 
 def kill_at_each(daemon: Daemon, agent: str, kind: str, key: str, times: int) -> None:
@@ -50,8 +53,9 @@ def kill_at_each(daemon: Daemon, agent: str, kind: str, key: str, times: int) ->
         daemon.start()
 
 
-def test_a_restart_before_the_model_was_asked_costs_no_attempt(make_daemon: Any,
-                                                               tmp_path: Path) -> None:
+def test_a_restart_before_the_model_was_asked_costs_no_attempt(
+    make_daemon: Any, tmp_path: Path
+) -> None:
     cfg = scripted(tmp_path, "quick", '[[turn]]\ntext = "answered at last"\n')
     daemon: Daemon = make_daemon(config=cfg, env=held_import(tmp_path))
     daemon.cli("spawn", "carol", "--model", "quick")
@@ -63,8 +67,7 @@ def test_a_restart_before_the_model_was_asked_costs_no_attempt(make_daemon: Any,
         watch.close()
     assert started["data"]["attempt"] == 1
     # The session waits on the import (held for good): the model cannot have been asked.
-    assert [(m["status"], m["attempts"]) for m in messages(daemon, "carol")] == [
-        ("processing", 0)]
+    assert [(m["status"], m["attempts"]) for m in messages(daemon, "carol")] == [("processing", 0)]
     # Killed again and again during the import: neither an attempt nor a delivery
     # is spent (more kills than MAX_DELIVERIES would otherwise give it up).
     kill_at_each(daemon, "carol", "session.started", "attempt", 1)
@@ -83,14 +86,17 @@ def test_a_restart_before_the_model_was_asked_costs_no_attempt(make_daemon: Any,
     assert [(m["status"], m["attempts"]) for m in messages(daemon, "carol")] == [("done", 1)]
     evs = daemon.cli_json("events", "carol", "--limit", "500")
     assert [e["data"]["attempt"] for e in evs if e["kind"] == "session.started"] == [1] * (
-        MAX_DELIVERIES + 3)
+        MAX_DELIVERIES + 3
+    )
     assert [e["data"].get("attempt") for e in evs if e["kind"] == "model.request"] == [1]
 
 
 def test_each_restart_after_the_model_was_asked_counts_until_it_gives_up(
-        make_daemon: Any, tmp_path: Path) -> None:
-    cfg = scripted(tmp_path, "hang", '[[turn]]\ntext = "thinking very hard"\nstall = true\n'
-                                     "repeat = true\n")
+    make_daemon: Any, tmp_path: Path
+) -> None:
+    cfg = scripted(
+        tmp_path, "hang", '[[turn]]\ntext = "thinking very hard"\nstall = true\nrepeat = true\n'
+    )
     daemon: Daemon = make_daemon(config=cfg)
     daemon.cli("spawn", "dave", "--model", "hang")
     sent = daemon.cli_json("tell", "dave", "a question that kills the daemon")
@@ -100,12 +106,12 @@ def test_each_restart_after_the_model_was_asked_counts_until_it_gives_up(
     assert result["status"] == "failed"
     assert f"gave up after {MAX_ATTEMPTS} attempts" in result["error"]
     assert "after the model was asked" in result["error"]
-    assert [r["attempts"] for r in redelivered(daemon, "dave")] == list(
-        range(1, MAX_ATTEMPTS + 1))
+    assert [r["attempts"] for r in redelivered(daemon, "dave")] == list(range(1, MAX_ATTEMPTS + 1))
 
 
 def test_a_message_that_never_reaches_the_model_is_given_up_after_max_deliveries(
-        make_daemon: Any, tmp_path: Path) -> None:
+    make_daemon: Any, tmp_path: Path
+) -> None:
     # A message whose sessions got past the import MAX_DELIVERIES times and each
     # time ended the daemon before the model was asked (a prompt that crashes it,
     # say): its count is set where those restarts would have left it.
@@ -116,8 +122,9 @@ def test_a_message_that_never_reaches_the_model_is_given_up_after_max_deliveries
     sent = daemon.cli_json("tell", "erin", "hello")
     assert daemon.stop() == 0
     db = sqlite3.connect(daemon.home / "legion.db")
-    db.execute("UPDATE messages SET deliveries = ? WHERE id = ?",
-               (MAX_DELIVERIES, sent["message_id"]))
+    db.execute(
+        "UPDATE messages SET deliveries = ? WHERE id = ?", (MAX_DELIVERIES, sent["message_id"])
+    )
     db.commit()
     db.close()
     daemon.start()

@@ -26,9 +26,11 @@ def tool_results(daemon: Daemon, agent: str) -> list[dict[str, Any]]:
 
 
 def spawn_all(tmp: Path, n: int, extra: str) -> str:
-    return tapes(tmp, extra=extra,
-                 spawner=turns([call("agent_spawn", id=f"k{i:02d}") for i in range(n)],
-                               "done spawning"))
+    return tapes(
+        tmp,
+        extra=extra,
+        spawner=turns([call("agent_spawn", id=f"k{i:02d}") for i in range(n)], "done spawning"),
+    )
 
 
 def test_40_spawns_in_one_turn_end_at_max_children(make_daemon: Any, tmp_path: Path) -> None:
@@ -41,13 +43,15 @@ def test_40_spawns_in_one_turn_end_at_max_children(make_daemon: Any, tmp_path: P
     refused = [m for m in shown if "error" in m]
     assert len(spawned) == 7 and len(refused) == 33
     assert all("agents.max_children = 7" in m["error"] for m in refused)
-    assert sorted(a["id"] for a in daemon.cli_json("ps") if a.get("parent") == "spawner") \
-        == sorted(spawned)
+    assert sorted(a["id"] for a in daemon.cli_json("ps") if a.get("parent") == "spawner") == sorted(
+        spawned
+    )
 
 
 def test_40_spawns_in_one_turn_end_at_max_agents(make_daemon: Any, tmp_path: Path) -> None:
-    cfg = spawn_all(tmp_path, 40, "[agents]\nmax_agents = 12\nmax_children = 100\n"
-                    "spawn_rate = 1000\n")
+    cfg = spawn_all(
+        tmp_path, 40, "[agents]\nmax_agents = 12\nmax_children = 100\nspawn_rate = 1000\n"
+    )
     daemon: Daemon = make_daemon(config=cfg)
     daemon.cli("spawn", "spawner", "--model", "spawner")
     tell(daemon, "spawner", "spawn forty helpers")
@@ -70,8 +74,12 @@ def test_the_spawn_rate_holds_within_one_turn(make_daemon: Any, tmp_path: Path) 
 def batch(daemon: Daemon, calls: list[dict[str, Any]]) -> list[dict[str, Any]]:
     c = daemon.client()
     try:
-        c.send([{"jsonrpc": "2.0", "id": i, "method": "agents.spawn", "params": p}
-                for i, p in enumerate(calls)])
+        c.send(
+            [
+                {"jsonrpc": "2.0", "id": i, "method": "agents.spawn", "params": p}
+                for i, p in enumerate(calls)
+            ]
+        )
         while True:
             reply = c.recv()
             if isinstance(reply, list):
@@ -97,11 +105,15 @@ def test_60_spawns_in_one_batch_end_at_max_agents(make_daemon: Any) -> None:
 
 
 def test_a_batch_of_children_ends_at_max_children_and_duplicates_are_refused(
-        make_daemon: Any) -> None:
+    make_daemon: Any,
+) -> None:
     daemon: Daemon = make_daemon(config="[agents]\nmax_children = 5\nspawn_rate = 1000\n")
     daemon.cli("spawn", "mom")
-    replies = batch(daemon, [{"id": f"c{i:02d}", "parent": "mom"} for i in range(20)]
-                    + [{"id": "twin"}, {"id": "twin"}])
+    replies = batch(
+        daemon,
+        [{"id": f"c{i:02d}", "parent": "mom"} for i in range(20)]
+        + [{"id": "twin"}, {"id": "twin"}],
+    )
     kids = [r for r in replies[:20] if "result" in r]
     assert len(kids) == 5
     assert {r["error"]["data"]["kind"] for r in replies[:20] if "error" in r} == {"cap_children"}
@@ -116,36 +128,53 @@ def test_a_batch_of_children_ends_at_max_children_and_duplicates_are_refused(
 
 def test_every_surface_form_of_one_call_has_one_key() -> None:
     args = {"timezone": "UTC"}
-    forms = [("now", json.dumps(args)), ("now", '{ "timezone" : "UTC" }'),
-             ("now", '{"timezone":"UTC"}\n')]
+    forms = [
+        ("now", json.dumps(args)),
+        ("now", '{ "timezone" : "UTC" }'),
+        ("now", '{"timezone":"UTC"}\n'),
+    ]
     for spacing in ("", " ", "  ", "\n", "\t"):
         inner = json.dumps(args).replace(" ", spacing)
         forms.append(("tool_invoke", json.dumps({"name": "now", "arguments": inner})))
-        forms.append(("tool_invoke", json.dumps({"arguments": args, "name": "now"})
-                      .replace(" ", spacing)))
-    forms += [("tool_invoke", json.dumps({"name": "now", "arguments": json.dumps(args,
-                                                                              indent=4)})),
-              ("tool_invoke", '{"name":"now","arguments":"{\\"timezone\\":\\"UTC\\"}"}'),
-              ("tool_invoke", json.dumps({"name": "tool_invoke", "arguments": {
-                  "name": "now", "arguments": args}}))]
+        forms.append(
+            ("tool_invoke", json.dumps({"arguments": args, "name": "now"}).replace(" ", spacing))
+        )
+    forms += [
+        ("tool_invoke", json.dumps({"name": "now", "arguments": json.dumps(args, indent=4)})),
+        ("tool_invoke", '{"name":"now","arguments":"{\\"timezone\\":\\"UTC\\"}"}'),
+        (
+            "tool_invoke",
+            json.dumps({"name": "tool_invoke", "arguments": {"name": "now", "arguments": args}}),
+        ),
+    ]
     assert len(forms) == 16
     assert {canonical_call(n, a) for n, a in forms} == {'now:{"timezone":"UTC"}'}
     # Other arguments are another call; no arguments and empty ones are the same.
     assert canonical_call("now", '{"timezone": "Europe/Paris"}') != canonical_call(
-        "now", '{"timezone": "UTC"}')
-    assert canonical_call("now", "") == canonical_call("tool_invoke", '{"name": "now"}') \
-        == canonical_call("tool_invoke", '{"name": "now", "arguments": ""}') == "now:{}"
+        "now", '{"timezone": "UTC"}'
+    )
+    assert (
+        canonical_call("now", "")
+        == canonical_call("tool_invoke", '{"name": "now"}')
+        == canonical_call("tool_invoke", '{"name": "now", "arguments": ""}')
+        == "now:{}"
+    )
 
 
 def test_the_loop_guard_stops_one_call_repeated_in_its_tool_invoke_forms(
-        make_daemon: Any, tmp_path: Path) -> None:
+    make_daemon: Any, tmp_path: Path
+) -> None:
     cfg = tapes(
-        tmp_path, extra="[guards]\nloop_repeats = 4\n",
-        loopy=turns([call("now", timezone="UTC")],
-                    [call("tool_invoke", name="now", arguments={"timezone": "UTC"})],
-                    [call("tool_invoke", name="now", arguments='{"timezone": "UTC"}')],
-                    [call("tool_invoke", name="now", arguments='{ "timezone" :"UTC"  }')],
-                    "never reached"))
+        tmp_path,
+        extra="[guards]\nloop_repeats = 4\n",
+        loopy=turns(
+            [call("now", timezone="UTC")],
+            [call("tool_invoke", name="now", arguments={"timezone": "UTC"})],
+            [call("tool_invoke", name="now", arguments='{"timezone": "UTC"}')],
+            [call("tool_invoke", name="now", arguments='{ "timezone" :"UTC"  }')],
+            "never reached",
+        ),
+    )
     daemon: Daemon = make_daemon(config=cfg)
     daemon.cli("spawn", "eve", "--model", "loopy")
     out = tell(daemon, "eve", "what time is it?")
@@ -163,8 +192,9 @@ def test_the_loop_guard_stops_one_call_repeated_in_its_tool_invoke_forms(
 
 
 def agent_messages(daemon: Daemon) -> list[dict[str, Any]]:
-    return [m for a in ("ping", "pong") for m in received(daemon, a)
-            if m["sender"].startswith("agent:")]
+    return [
+        m for a in ("ping", "pong") for m in received(daemon, a) if m["sender"].startswith("agent:")
+    ]
 
 
 def notes(daemon: Daemon, agent: str) -> list[dict[str, Any]]:
@@ -179,10 +209,13 @@ def settle(daemon: Daemon) -> None:
                 daemon.cli("wait", str(m["message_id"]))
 
 
-def test_a_ping_pong_stops_at_the_conversation_message_bound(make_daemon: Any,
-                                                            tmp_path: Path) -> None:
-    cfg = chatty(tmp_path, "[agents]\nmax_hops = 1000\nconversation_messages = 6\n"
-                           "conversation_model_calls = 1000\n")
+def test_a_ping_pong_stops_at_the_conversation_message_bound(
+    make_daemon: Any, tmp_path: Path
+) -> None:
+    cfg = chatty(
+        tmp_path,
+        "[agents]\nmax_hops = 1000\nconversation_messages = 6\nconversation_model_calls = 1000\n",
+    )
     daemon: Daemon = make_daemon(config=cfg)
     guard = converse(daemon, bound="messages")
     # The notes were committed with the guard event; let both be answered.
@@ -206,8 +239,9 @@ def test_a_ping_pong_stops_at_the_conversation_message_bound(make_daemon: Any,
 
     # While closed, agent_message to the peer is refused with the reason.
     daemon.stop()
-    (tmp_path / "ping.toml").write_text(turns(
-        [call("agent_message", to="pong", text="one more thing about the plan")], "ok"))
+    (tmp_path / "ping.toml").write_text(
+        turns([call("agent_message", to="pong", text="one more thing about the plan")], "ok")
+    )
     (tmp_path / "ping.toml.state").unlink()
     daemon.start()  # the counts and the closure survive a restart
     tell(daemon, "ping", "ask pong once more")
@@ -216,18 +250,23 @@ def test_a_ping_pong_stops_at_the_conversation_message_bound(make_daemon: Any,
     assert len(agent_messages(daemon)) == 6
 
 
-def test_a_conversation_stops_at_its_model_call_bound(make_daemon: Any,
-                                                      tmp_path: Path) -> None:
-    cfg = chatty(tmp_path, "[agents]\nmax_hops = 1000\nconversation_messages = 1000\n"
-                           "conversation_model_calls = 5\n")
+def test_a_conversation_stops_at_its_model_call_bound(make_daemon: Any, tmp_path: Path) -> None:
+    cfg = chatty(
+        tmp_path,
+        "[agents]\nmax_hops = 1000\nconversation_messages = 1000\nconversation_model_calls = 5\n",
+    )
     daemon: Daemon = make_daemon(config=cfg)
     guard = converse(daemon, bound="model_calls")
     settle(daemon)
     assert guard["data"]["model_calls"] == 5 and guard["data"]["pair"] == ["ping", "pong"]
     # The session that would have made the sixth call stopped, with the reason, and
     # no failure notice was sent on top of the notes.
-    failed = [m for a in ("ping", "pong") for m in daemon.cli_json("messages", a)
-              if m["status"] == "failed"]
+    failed = [
+        m
+        for a in ("ping", "pong")
+        for m in daemon.cli_json("messages", a)
+        if m["status"] == "failed"
+    ]
     assert len(failed) == 1 and "reached its bound" in failed[0]["error"]
     for agent in ("ping", "pong"):
         assert len(notes(daemon, agent)) == 1
@@ -235,11 +274,18 @@ def test_a_conversation_stops_at_its_model_call_bound(make_daemon: Any,
     calls = 0
     for agent in ("ping", "pong"):
         evs = daemon.cli_json("events", agent, "--limit", "1000")
-        by_msg = {e["data"]["session"]: e["data"]["message_id"] for e in evs
-                  if e["kind"] == "session.started"}
-        pair_msgs = {m["message_id"] for m in received(daemon, agent)
-                     if m["sender"].startswith("agent:")}
+        by_msg = {
+            e["data"]["session"]: e["data"]["message_id"]
+            for e in evs
+            if e["kind"] == "session.started"
+        }
+        pair_msgs = {
+            m["message_id"] for m in received(daemon, agent) if m["sender"].startswith("agent:")
+        }
         sessions = {s for s, mid in by_msg.items() if mid in pair_msgs}
-        calls += sum(e["data"]["turns"] for e in evs if e["kind"] == "session.ended"
-                     and e["data"]["session"] in sessions)
+        calls += sum(
+            e["data"]["turns"]
+            for e in evs
+            if e["kind"] == "session.ended" and e["data"]["session"] in sessions
+        )
     assert calls == 5

@@ -12,8 +12,17 @@ import pytest
 
 from tests.conftest import REPO, Daemon, run_cli
 
-FORBIDDEN = ("litellm", "aiosqlite", "prompt_toolkit", "legion.daemon", "rich", "msgspec",
-             "structlog", "anyio", "sqlite3")
+FORBIDDEN = (
+    "litellm",
+    "aiosqlite",
+    "prompt_toolkit",
+    "legion.daemon",
+    "rich",
+    "msgspec",
+    "structlog",
+    "anyio",
+    "sqlite3",
+)
 
 PROBE = """
 import json, sys
@@ -28,17 +37,29 @@ print("\\n" + json.dumps({{"rc": rc, "heavy": heavy}}))
 def _imports_of(args: list[str], home: Path) -> dict[str, object]:
     code = PROBE.format(forbidden=repr(FORBIDDEN))
     env = {k: v for k, v in os.environ.items() if not k.startswith("LEGION_")}
-    proc = subprocess.run([sys.executable, "-c", code, json.dumps(["--home", str(home), *args])],
-                          capture_output=True, text=True, cwd=REPO, env=env, timeout=30)
+    proc = subprocess.run(
+        [sys.executable, "-c", code, json.dumps(["--home", str(home), *args])],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env=env,
+        timeout=30,
+    )
     result: dict[str, object] = json.loads(proc.stdout.strip().splitlines()[-1])
     return result
 
 
 def test_one_shot_commands_import_nothing_heavy(daemon: Daemon) -> None:
     daemon.cli("spawn", "a")
-    for args in (["ps", "--json"], ["info", "--json"], ["pause", "a", "--json"],
-                 ["events", "a", "--json"], ["ps", "--state", "paused", "--json"],
-                 ["tell", "a", "hi", "--json"], ["messages", "a", "--json"]):
+    for args in (
+        ["ps", "--json"],
+        ["info", "--json"],
+        ["pause", "a", "--json"],
+        ["events", "a", "--json"],
+        ["ps", "--state", "paused", "--json"],
+        ["tell", "a", "hi", "--json"],
+        ["messages", "a", "--json"],
+    ):
         got = _imports_of(args, daemon.home)
         assert got == {"rc": 0, "heavy": []}, (args, got)
 
@@ -47,14 +68,37 @@ def test_human_output_loads_rich_but_never_the_daemon(daemon: Daemon) -> None:
     got = _imports_of(["ps"], daemon.home)
     assert got["rc"] == 0
     assert "rich" in got["heavy"]  # type: ignore[operator]
-    assert not [m for m in got["heavy"] if m.startswith(("legion.daemon", "aiosqlite",  # type: ignore[union-attr]
-                                                         "litellm", "prompt_toolkit"))]
+    assert not [
+        m
+        for m in got["heavy"]
+        if m.startswith(
+            (
+                "legion.daemon",
+                "aiosqlite",  # type: ignore[union-attr]
+                "litellm",
+                "prompt_toolkit",
+            )
+        )
+    ]
 
 
 def test_unreachable_daemon_exits_3_with_how_to_start_it(tmp_path: Path) -> None:
-    for args in (["ps"], ["info"], ["spawn", "x"], ["pause", "x"], ["resume", "x"],
-                 ["stop", "x"], ["destroy", "x"], ["events", "x"], ["attach", "x"],
-                 ["tell", "x", "hi"], ["wait", "1"], ["interrupt", "x"], ["messages", "x"], []):
+    for args in (
+        ["ps"],
+        ["info"],
+        ["spawn", "x"],
+        ["pause", "x"],
+        ["resume", "x"],
+        ["stop", "x"],
+        ["destroy", "x"],
+        ["events", "x"],
+        ["attach", "x"],
+        ["tell", "x", "hi"],
+        ["wait", "1"],
+        ["interrupt", "x"],
+        ["messages", "x"],
+        [],
+    ):
         res = run_cli("--home", str(tmp_path), *args)
         assert res.code == 3, (args, res)
         assert "no Legion daemon is listening" in res.err
@@ -65,12 +109,24 @@ def test_unreachable_daemon_exits_3_with_how_to_start_it(tmp_path: Path) -> None
 
 def test_socket_and_home_from_the_environment(daemon: Daemon, tmp_path: Path) -> None:
     env = {**daemon.env(), "LEGION_HOME": str(daemon.home)}
-    proc = subprocess.run([sys.executable, "-m", "legion", "ps", "--json"], env=env,
-                          capture_output=True, text=True, cwd=REPO, timeout=30)
+    proc = subprocess.run(
+        [sys.executable, "-m", "legion", "ps", "--json"],
+        env=env,
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=30,
+    )
     assert proc.returncode == 0 and json.loads(proc.stdout) == []
     env = {**daemon.env(), "LEGION_HOME": str(tmp_path), "LEGION_SOCKET": str(daemon.socket)}
-    proc = subprocess.run([sys.executable, "-m", "legion", "ps", "--json"], env=env,
-                          capture_output=True, text=True, cwd=REPO, timeout=30)
+    proc = subprocess.run(
+        [sys.executable, "-m", "legion", "ps", "--json"],
+        env=env,
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=30,
+    )
     assert proc.returncode == 0
 
 
@@ -86,11 +142,35 @@ def test_options_work_before_and_after_the_command(daemon: Daemon) -> None:
     assert a.code == b.code == 0 and json.loads(a.out) == json.loads(b.out) == []
 
 
-@pytest.mark.parametrize("cmd", ["", "daemon", "info", "ps", "spawn", "pause", "resume", "stop",
-                                 "destroy", "events", "attach", "config", "config check",
-                                 "tell", "wait", "interrupt", "messages", "tools", "tools ls",
-                                 "tools search", "tools show", "tools stats", "tools run",
-                                 "plugins"])
+@pytest.mark.parametrize(
+    "cmd",
+    [
+        "",
+        "daemon",
+        "info",
+        "ps",
+        "spawn",
+        "pause",
+        "resume",
+        "stop",
+        "destroy",
+        "events",
+        "attach",
+        "config",
+        "config check",
+        "tell",
+        "wait",
+        "interrupt",
+        "messages",
+        "tools",
+        "tools ls",
+        "tools search",
+        "tools show",
+        "tools stats",
+        "tools run",
+        "plugins",
+    ],
+)
 def test_help_for_every_command(cmd: str) -> None:
     res = run_cli(*cmd.split(), "--help")
     assert res.code == 0 and "usage: legion" in res.out

@@ -22,10 +22,14 @@ def test_no_file_means_embedded_defaults() -> None:
 def test_env_expansion(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("LEGION_TEST_MODEL", "smart")
     monkeypatch.delenv("LEGION_TEST_UNSET", raising=False)
-    cfg = config.parse({
-        "agents": {"default_model": "${LEGION_TEST_MODEL}"},
-        "daemon": {"agents": ["${LEGION_TEST_UNSET:-defs}", "cost$$", "${LEGION_TEST_MODEL}/x"]},
-    })
+    cfg = config.parse(
+        {
+            "agents": {"default_model": "${LEGION_TEST_MODEL}"},
+            "daemon": {
+                "agents": ["${LEGION_TEST_UNSET:-defs}", "cost$$", "${LEGION_TEST_MODEL}/x"]
+            },
+        }
+    )
     assert cfg.agents.default_model == "smart"
     assert cfg.daemon.agents == ["defs", "cost$", "smart/x"]
 
@@ -34,25 +38,39 @@ def test_unset_variable_names_the_key(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("LEGION_TEST_UNSET", raising=False)
     with pytest.raises(ConfigError) as exc:
         config.parse({"agents": {"default_model": "${LEGION_TEST_UNSET}"}})
-    assert exc.value.message == ("agents.default_model: environment variable "
-                                 "${LEGION_TEST_UNSET} is not set")
+    assert exc.value.message == (
+        "agents.default_model: environment variable ${LEGION_TEST_UNSET} is not set"
+    )
     assert "${LEGION_TEST_UNSET:-fallback}" in (exc.value.hint or "")
 
 
-@pytest.mark.parametrize(("raw", "message", "hint_part"), [
-    ({"rpc": {"max_conections": 3}}, "rpc.max_conections: unknown key",
-     "did you mean rpc.max_connections"),
-    ({"nope": {}}, "nope: unknown key", "valid keys: agents, daemon"),
-    ({"rpc": {"max_connections": "many"}}, "rpc.max_connections: expected int, got str",
-     "config check"),
-    ({"rpc": {"max_connections": 0}}, "rpc.max_connections: expected int >= 1", ""),
-    ({"log": {"level": "loud"}}, "log.level: invalid enum value 'loud'",
-     "use one of: debug, info, warning, error"),
-    ({"events": 5}, "events: expected a table [events], got int", "[events]"),
-    ({"daemon": {"shutdown_grace": -1}}, "daemon.shutdown_grace: expected float > 0.0", ""),
-])
-def test_bad_values_are_refused_with_the_key_path(raw: dict[str, object], message: str,
-                                                   hint_part: str) -> None:
+@pytest.mark.parametrize(
+    ("raw", "message", "hint_part"),
+    [
+        (
+            {"rpc": {"max_conections": 3}},
+            "rpc.max_conections: unknown key",
+            "did you mean rpc.max_connections",
+        ),
+        ({"nope": {}}, "nope: unknown key", "valid keys: agents, daemon"),
+        (
+            {"rpc": {"max_connections": "many"}},
+            "rpc.max_connections: expected int, got str",
+            "config check",
+        ),
+        ({"rpc": {"max_connections": 0}}, "rpc.max_connections: expected int >= 1", ""),
+        (
+            {"log": {"level": "loud"}},
+            "log.level: invalid enum value 'loud'",
+            "use one of: debug, info, warning, error",
+        ),
+        ({"events": 5}, "events: expected a table [events], got int", "[events]"),
+        ({"daemon": {"shutdown_grace": -1}}, "daemon.shutdown_grace: expected float > 0.0", ""),
+    ],
+)
+def test_bad_values_are_refused_with_the_key_path(
+    raw: dict[str, object], message: str, hint_part: str
+) -> None:
     with pytest.raises(ConfigError) as exc:
         config.parse(raw)
     assert exc.value.message == message

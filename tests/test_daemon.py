@@ -17,7 +17,11 @@ from tests.conftest import REPO, Daemon, RawClient
 def _run_daemon(home: Path, *args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "legion", "--home", str(home), "daemon", *args],
-        capture_output=True, text=True, timeout=timeout, cwd=REPO, stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=REPO,
+        stdin=subprocess.DEVNULL,
     )
 
 
@@ -194,8 +198,20 @@ def test_socket_path_too_long_says_what_to_do(make_daemon: Any) -> None:
     daemon: Daemon = make_daemon(start=False)
     long_socket = "/tmp/" + "s" * 120 + ".sock"
     res = subprocess.run(
-        [sys.executable, "-m", "legion", "--home", str(daemon.home), "--socket", long_socket,
-         "daemon"], capture_output=True, text=True, timeout=30, cwd=REPO,
+        [
+            sys.executable,
+            "-m",
+            "legion",
+            "--home",
+            str(daemon.home),
+            "--socket",
+            long_socket,
+            "daemon",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        cwd=REPO,
     )
     assert res.returncode == 2
     assert "Unix sockets allow 107" in res.stderr and "--socket" in res.stderr

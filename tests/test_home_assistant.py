@@ -31,12 +31,28 @@ OPERATIONS = ["list_entities", "get_state", "turn_on", "turn_off", "toggle", "se
 def pip_install_target(src: Path, target: Path) -> None:
     """`pip install --target` of a source tree, offline, as the brief's users would."""
     proc = subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--no-deps", "--no-build-isolation",
-         "--no-index", "--disable-pip-version-check", "--target", str(target), str(src)],
-        cwd=REPO, capture_output=True, text=True, timeout=180)
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--no-deps",
+            "--no-build-isolation",
+            "--no-index",
+            "--disable-pip-version-check",
+            "--target",
+            str(target),
+            str(src),
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
     assert proc.returncode == 0, (
         "pip could not build/install the plugin (an offline build needs setuptools>=70.1, "
-        f"or setuptools with the wheel package):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+        f"or setuptools with the wheel package):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    )
 
 
 def pythonpath(*dirs: Path) -> str:
@@ -50,8 +66,11 @@ def plugin_site() -> Iterator[Path]:
     base = short_tmpdir("lg-ha-")
     try:
         src = base / "src"
-        shutil.copytree(PLUGIN_DIR, src, ignore=shutil.ignore_patterns(
-            "build", "dist", "*.egg-info", "__pycache__"))
+        shutil.copytree(
+            PLUGIN_DIR,
+            src,
+            ignore=shutil.ignore_patterns("build", "dist", "*.egg-info", "__pycache__"),
+        )
         pip_install_target(src, base / "site")
         yield base / "site"
     finally:
@@ -88,8 +107,10 @@ def start(make_daemon: Any, plugin_site: Path, fake: FakeHass) -> Any:
     """start(url=..., token=...) -> a daemon with the plugin installed and configured."""
 
     def go(*, url: str | None = fake.url, token: str | None = TOKEN) -> Daemon:
-        d: Daemon = make_daemon(config=hass_config(url, token),
-                                env={"PYTHONPATH": pythonpath(plugin_site), **NO_HASS_ENV})
+        d: Daemon = make_daemon(
+            config=hass_config(url, token),
+            env={"PYTHONPATH": pythonpath(plugin_site), **NO_HASS_ENV},
+        )
         return d
 
     return go
@@ -122,8 +143,11 @@ def test_list_entities_and_get_state(start: Any, fake: FakeHass) -> None:
     assert res["ok"], res
     ids = {e["entity_id"]: e for e in res["result"]["entities"]}
     assert set(ids) == {"light.kitchen", "switch.fan", "sensor.temperature"}
-    assert ids["light.kitchen"] == {"entity_id": "light.kitchen", "state": "on",
-                                    "friendly_name": "Kitchen Light"}
+    assert ids["light.kitchen"] == {
+        "entity_id": "light.kitchen",
+        "state": "on",
+        "friendly_name": "Kitchen Light",
+    }
     lights = hass(d, operation="ls", domain="light")["result"]
     assert [e["entity_id"] for e in lights["entities"]] == ["light.kitchen"]
 
@@ -147,7 +171,8 @@ def test_turn_off_by_alias(start: Any, fake: FakeHass) -> None:
     assert res["result"]["state"] == "off"
     assert fake.states["switch.fan"]["state"] == "off"
     assert [(c.path, c.body) for c in fake.service_calls()] == [
-        ("/api/services/switch/turn_off", {"entity_id": "switch.fan"})]
+        ("/api/services/switch/turn_off", {"entity_id": "switch.fan"})
+    ]
 
     assert hass(d, operation="on", entity_id="switch.fan")["ok"]
     assert fake.states["switch.fan"]["state"] == "on"
@@ -279,9 +304,11 @@ def broken_site() -> Iterator[Path]:
 
 
 def test_broken_plugin_is_reported_and_the_daemon_runs(
-        make_daemon: Any, broken_site: Path, plugin_site: Path) -> None:
-    d: Daemon = make_daemon(env={"PYTHONPATH": pythonpath(broken_site, plugin_site),
-                                 **NO_HASS_ENV})  # READY was awaited
+    make_daemon: Any, broken_site: Path, plugin_site: Path
+) -> None:
+    d: Daemon = make_daemon(
+        env={"PYTHONPATH": pythonpath(broken_site, plugin_site), **NO_HASS_ENV}
+    )  # READY was awaited
     entry = plugin_entry(d, "broken")
     assert entry is not None
     assert entry["status"] == "failed", entry

@@ -35,8 +35,13 @@ def test_spawn_ps_pause_resume_stop_destroy_with_events(daemon: Daemon) -> None:
     assert daemon.cli_json("resume", "alice")["agent"]["state"] == "running"
 
     kinds = [e["kind"] for e in daemon.cli_json("events", "alice")]
-    assert kinds == ["agent.spawned", "agent.paused", "agent.resumed", "agent.stopped",
-                     "agent.resumed"]
+    assert kinds == [
+        "agent.spawned",
+        "agent.paused",
+        "agent.resumed",
+        "agent.stopped",
+        "agent.resumed",
+    ]
     paused = daemon.cli_json("events", "alice", "--kind", "agent.paused")
     assert len(paused) == 1
     assert paused[0]["data"] == {"from": "running", "to": "paused", "reason": "lunch"}
@@ -85,8 +90,12 @@ def _read_json_line(proc: subprocess.Popen[str], timeout: float = 15) -> dict[st
 def _attach(daemon: Daemon, *args: str) -> subprocess.Popen[str]:
     proc = subprocess.Popen(
         [sys.executable, "-m", "legion", "--home", str(daemon.home), "attach", *args, "--json"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True,
-        cwd=REPO, env=daemon.env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        text=True,
+        cwd=REPO,
+        env=daemon.env(),
     )
     lines: queue.Queue[str] = queue.Queue()
 

@@ -24,9 +24,11 @@ def wait_embedded(daemon: Daemon, **match: Any) -> None:
         watch.close()
 
 
-def test_tools_in_a_session_and_the_cli_survive_a_restart(make_daemon: Any,
-                                                          tmp_path: Path) -> None:
-    cfg = scripted(tmp_path, "rememberer", """
+def test_tools_in_a_session_and_the_cli_survive_a_restart(make_daemon: Any, tmp_path: Path) -> None:
+    cfg = scripted(
+        tmp_path,
+        "rememberer",
+        """
 [[turn]]
 [[turn.tool_calls]]
 name = "memory_write"
@@ -47,12 +49,16 @@ tool_calls = [
 tool_calls = [{ name = "memory_delete", arguments = { path = "shared/team.md" } }]
 [[turn]]
 text = "done"
-""")
+""",
+    )
     daemon: Daemon = make_daemon(config=cfg)
     daemon.cli("spawn", "ann", "--model", "rememberer")
     assert tell(daemon, "ann", "remember things")["reply"] == "done"
-    shown = [json.loads(m["content"]) for m in script_log(tmp_path, "rememberer")[2]
-             if m["role"] == "tool"]
+    shown = [
+        json.loads(m["content"])
+        for m in script_log(tmp_path, "rememberer")[2]
+        if m["role"] == "tool"
+    ]
     read, listed, literal, semantic = shown[-4:]
     assert read["content"] == DOG
     assert [e["path"] for e in listed["entries"]] == ["health/reminders.md", "shared/team.md"]
@@ -60,8 +66,9 @@ text = "done"
     # Written a moment ago: found by meaning once embedded, and until then the
     # result says why it is missing.
     assert semantic["mode"] == "hybrid"
-    assert [h["path"] for h in semantic["results"]][:1] == ["health/reminders.md"] \
-        or "not embedded yet" in semantic["note"]
+    assert [h["path"] for h in semantic["results"]][:1] == [
+        "health/reminders.md"
+    ] or "not embedded yet" in semantic["note"]
 
     # The CLI sees the same memory; a restart keeps it.
     assert daemon.cli("memory", "cat", "ann", "health/reminders.md").out.strip() == DOG
@@ -112,8 +119,10 @@ def test_without_an_embedder_semantic_degrades_with_a_note(make_daemon: Any) -> 
 
 def test_a_fresh_entry_is_found_before_its_embedding_exists(make_daemon: Any) -> None:
     with OpenAIServer() as server:
-        cfg = (f'[providers.emb]\nkind = "openai_compatible"\napi_base = "{server.base}"\n'
-               '[memory]\nembedder = "emb/toy-embed"\n')
+        cfg = (
+            f'[providers.emb]\nkind = "openai_compatible"\napi_base = "{server.base}"\n'
+            '[memory]\nembedder = "emb/toy-embed"\n'
+        )
         daemon: Daemon = make_daemon(config=cfg)
         daemon.cli("spawn", "eli")
         daemon.cli("memory", "write", "eli", "crossing.md", "HOLD the zebra crossing is slippery")
@@ -131,7 +140,10 @@ def test_a_fresh_entry_is_found_before_its_embedding_exists(make_daemon: Any) ->
 
 
 def test_privacy_between_agents_by_tool_and_by_rpc(make_daemon: Any, tmp_path: Path) -> None:
-    cfg = scripted(tmp_path, "snoop", """
+    cfg = scripted(
+        tmp_path,
+        "snoop",
+        """
 [[turn]]
 tool_calls = [
   { name = "memory_read", arguments = { path = "diary.md" } },
@@ -140,7 +152,8 @@ tool_calls = [
 ]
 [[turn]]
 text = "found nothing"
-""")
+""",
+    )
     daemon: Daemon = make_daemon(config=cfg)
     daemon.cli("spawn", "alice")
     daemon.cli("spawn", "bob", "--model", "snoop")
@@ -148,19 +161,23 @@ text = "found nothing"
     daemon.cli("memory", "write", "alice", "shared/board.md", "public secret notice")
     wait_embedded(daemon)
     assert tell(daemon, "bob", "look around")["reply"] == "found nothing"
-    read, search, listing = [json.loads(m["content"]) for m in
-                             script_log(tmp_path, "snoop")[1] if m["role"] == "tool"]
+    read, search, listing = [
+        json.loads(m["content"]) for m in script_log(tmp_path, "snoop")[1] if m["role"] == "tool"
+    ]
     assert "no memory at 'diary.md'" in read["error"]
     assert [h["path"] for h in search["results"]] == ["shared/board.md"]
     assert [e["path"] for e in listing["entries"]] == ["shared/board.md"]
     # By RPC and CLI too.
-    assert daemon.rpc("memory.read", {"agent": "bob", "path": "diary.md"})["error"]["code"] \
-        == -32001
-    hits = daemon.rpc("memory.search", {"agent": "bob", "query": "secret plan",
-                                        "semantic": True})["result"]["results"]
+    assert (
+        daemon.rpc("memory.read", {"agent": "bob", "path": "diary.md"})["error"]["code"] == -32001
+    )
+    hits = daemon.rpc("memory.search", {"agent": "bob", "query": "secret plan", "semantic": True})[
+        "result"
+    ]["results"]
     assert "diary.md" not in [h["path"] for h in hits]
-    assert daemon.cli("memory", "cat", "bob", "shared/board.md").out.strip() == \
-        "public secret notice"
+    assert (
+        daemon.cli("memory", "cat", "bob", "shared/board.md").out.strip() == "public secret notice"
+    )
 
 
 def test_quota_refuses_clearly_and_loses_nothing(make_daemon: Any) -> None:
@@ -180,12 +197,14 @@ def test_quota_refuses_clearly_and_loses_nothing(make_daemon: Any) -> None:
     assert [e["path"] for e in daemon.cli_json("memory", "ls", "q")] == ["one.md", "two.md"]
 
 
-def test_recalled_memories_join_the_prompt_and_destroy_forgets(make_daemon: Any,
-                                                               tmp_path: Path) -> None:
+def test_recalled_memories_join_the_prompt_and_destroy_forgets(
+    make_daemon: Any, tmp_path: Path
+) -> None:
     cfg = scripted(tmp_path, "recall", '[[turn]]\ntext = "noted"\nrepeat = true\n')
     daemon: Daemon = make_daemon(config=cfg)
-    spawned = daemon.rpc("agents.spawn", {"id": "rae", "model": "recall",
-                                          "memory_context_tokens": 200})
+    spawned = daemon.rpc(
+        "agents.spawn", {"id": "rae", "model": "recall", "memory_context_tokens": 200}
+    )
     assert "result" in spawned
     daemon.cli("memory", "write", "rae", "health/reminders.md", DOG)
     daemon.cli("memory", "write", "rae", "shared/vet.md", "the vet opens at eight")
@@ -212,7 +231,8 @@ def test_changing_the_embedder_reembeds_without_mixing(make_daemon: Any) -> None
     with OpenAIServer() as server:
         (daemon.home / "config.toml").write_text(
             f'[providers.emb]\nkind = "openai_compatible"\napi_base = "{server.base}"\n'
-            '[memory]\nembedder = "emb/toy-embed"\n')
+            '[memory]\nembedder = "emb/toy-embed"\n'
+        )
         daemon.start()
         wait_embedded(daemon, model="emb/toy-embed")
         db = sqlite3.connect(f"file:{daemon.home / 'legion.db'}?mode=ro", uri=True)

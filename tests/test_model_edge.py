@@ -34,10 +34,12 @@ TEXT = "The quick brown fox jumps over the lazy dog."  # 44 characters, 9 chunks
 
 
 def edge_config(server: OpenAIServer, *, attempts: int = 2, extra: str = "") -> str:
-    return (f'[providers.lan]\nkind = "openai_compatible"\napi_base = "{server.base}"\n'
-            '[models.aliases]\nedge = "lan/tiny"\n'
-            f"[models.retry]\nattempts = {attempts}\nbackoff = 0.05\nbackoff_max = 5\n"
-            "[models.breaker]\nfailures = 100\n" + extra)
+    return (
+        f'[providers.lan]\nkind = "openai_compatible"\napi_base = "{server.base}"\n'
+        '[models.aliases]\nedge = "lan/tiny"\n'
+        f"[models.retry]\nattempts = {attempts}\nbackoff = 0.05\nbackoff_max = 5\n"
+        "[models.breaker]\nfailures = 100\n" + extra
+    )
 
 
 def strict_json(text: str) -> Any:
@@ -84,16 +86,31 @@ def failed(result: dict[str, Any], *reason: str) -> None:
 
 def test_a_reply_that_is_not_a_completion_is_retried_then_fails(make_daemon: Any) -> None:
     bad = {
-        "an HTML page": Reply(body=b"<html><body><h1>502 Bad Gateway</h1></body></html>",
-                              content_type="text/html"),
-        "broken JSON": Reply(body=b'{"choices": [{"delta": {"content": "Hel',
-                             content_type="application/json"),
+        "an HTML page": Reply(
+            body=b"<html><body><h1>502 Bad Gateway</h1></body></html>", content_type="text/html"
+        ),
+        "broken JSON": Reply(
+            body=b'{"choices": [{"delta": {"content": "Hel', content_type="application/json"
+        ),
         # A whole, valid non-stream completion is still not the stream that was asked for.
-        "a non-stream body": Reply(body=json.dumps({
-            "id": "x", "object": "chat.completion", "created": 1, "model": "tiny",
-            "choices": [{"index": 0, "finish_reason": "stop",
-                         "message": {"role": "assistant", "content": "hi"}}]}).encode(),
-            content_type="application/json"),
+        "a non-stream body": Reply(
+            body=json.dumps(
+                {
+                    "id": "x",
+                    "object": "chat.completion",
+                    "created": 1,
+                    "model": "tiny",
+                    "choices": [
+                        {
+                            "index": 0,
+                            "finish_reason": "stop",
+                            "message": {"role": "assistant", "content": "hi"},
+                        }
+                    ],
+                }
+            ).encode(),
+            content_type="application/json",
+        ),
         "an empty stream": Reply(empty=True),
     }
     with OpenAIServer() as server:
@@ -118,13 +135,17 @@ def test_a_reply_that_is_not_a_completion_is_retried_then_fails(make_daemon: Any
 
 def test_a_runaway_reply_is_cut_off_at_its_bound_and_fails(make_daemon: Any) -> None:
     with OpenAIServer() as server:
-        daemon: Daemon = make_daemon(config=edge_config(
-            server, extra="[models]\nmax_reply_chars = 1000\nmax_tool_calls = 3\n"))
+        daemon: Daemon = make_daemon(
+            config=edge_config(
+                server, extra="[models]\nmax_reply_chars = 1000\nmax_tool_calls = 3\n"
+            )
+        )
         daemon.cli("spawn", "rex", "--model", "edge")
         runaway = Reply("all work and no play " * 200)  # 4,200 characters
         server.replies.extend([runaway, runaway])
-        failed(tell(daemon, "rex", "tell me everything"), "cut off by Legion",
-               "models.max_reply_chars")
+        failed(
+            tell(daemon, "rex", "tell me everything"), "cut off by Legion", "models.max_reply_chars"
+        )
         calls = [{"name": "now", "arguments": {}} for _ in range(4)]
         server.replies.extend([Reply(tool_calls=calls), Reply(tool_calls=calls)])
         failed(tell(daemon, "rex", "call a lot"), "models.max_tool_calls")
@@ -143,8 +164,11 @@ def test_a_stream_cut_or_reset_midway_is_never_stored_as_a_reply(make_daemon: An
         # Closed after 4 chunks (20 of 44 characters): the body simply ends (FIN).
         closed = Reply(TEXT, cut=4)
         server.replies.extend([closed, closed])
-        failed(tell(daemon, "cut", "one"), "ended before the model finished",
-               "no finish reason after 20 characters")
+        failed(
+            tell(daemon, "cut", "one"),
+            "ended before the model finished",
+            "no finish reason after 20 characters",
+        )
         # Reset (RST) mid-way through a chunked body.
         reset = Reply(TEXT, cut=4, reset=True, chunked=True)
         server.replies.extend([reset, reset])
@@ -183,8 +207,11 @@ def test_retry_after_of_any_text_is_handled_and_events_stay_json(make_daemon: An
         # Infinity (and a number that overflows to it): longer than we will wait.
         for forever in ("Infinity", "1e400"):
             server.replies.append(Reply(status=429, retry_after=forever))
-            failed(tell(daemon, "ra", f"wait {forever}?"), "asked to wait forever",
-                   "models.retry.backoff_max")
+            failed(
+                tell(daemon, "ra", f"wait {forever}?"),
+                "asked to wait forever",
+                "models.retry.backoff_max",
+            )
         # Longer than backoff_max (5 s): the target is given up too, with the figure.
         server.replies.append(Reply(status=503, retry_after="86400"))
         failed(tell(daemon, "ra", "wait a day?"), "asked to wait 86400s")
@@ -206,20 +233,20 @@ def wait_for_circuit(daemon: Daemon, state: str, timeout: float = 20) -> dict[st
     # The breaker's cool-down is a clock, not an event: poll `info` until it turns.
     deadline = time.monotonic() + timeout
     while True:
-        circuit: dict[str, Any] = daemon.rpc("daemon.info")["result"]["models"][
-            "providers"]["lan"]["circuit"]
+        circuit: dict[str, Any] = daemon.rpc("daemon.info")["result"]["models"]["providers"]["lan"][
+            "circuit"
+        ]
         if circuit["state"] == state:
             return circuit
         assert time.monotonic() < deadline, f"circuit still {circuit} after {timeout}s"
         time.sleep(0.05)
 
 
-def test_a_cancelled_half_open_trial_lets_the_provider_be_asked_again(
-        make_daemon: Any) -> None:
+def test_a_cancelled_half_open_trial_lets_the_provider_be_asked_again(make_daemon: Any) -> None:
     with OpenAIServer() as server:
-        cfg = edge_config(server, attempts=1,
-                          extra="failures = 1\ncooldown = 0.3\n").replace(
-            "[models.breaker]\nfailures = 100\n", "[models.breaker]\n")
+        cfg = edge_config(server, attempts=1, extra="failures = 1\ncooldown = 0.3\n").replace(
+            "[models.breaker]\nfailures = 100\n", "[models.breaker]\n"
+        )
         daemon: Daemon = make_daemon(config=cfg)
         daemon.cli("spawn", "tri", "--model", "edge")
         server.replies.append(Reply(status=500))
@@ -230,8 +257,12 @@ def test_a_cancelled_half_open_trial_lets_the_provider_be_asked_again(
         sent = daemon.cli_json("tell", "tri", "the trial")
         assert server.holding.wait(30), "the trial call never reached the provider"
         assert daemon.cli_json("interrupt", "tri")["interrupted"] is True
-        assert daemon.rpc("messages.wait", {"message_id": sent["message_id"],
-                                            "timeout": 30})["result"]["status"] != "done"
+        assert (
+            daemon.rpc("messages.wait", {"message_id": sent["message_id"], "timeout": 30})[
+                "result"
+            ]["status"]
+            != "done"
+        )
         circuit = wait_for_circuit(daemon, "half_open")
         assert circuit["trial_running"] is False  # the cancelled trial ended
         # So the next call is the new trial: the provider is asked again, and answers.
@@ -308,11 +339,21 @@ def test_breaker_a_late_ordinary_failure_does_not_end_the_trial() -> None:
     assert b.state is BreakerState.CLOSED
 
 
-@pytest.mark.parametrize(("raw", "seconds"), [
-    ("0.2", 0.2), ("7", 7.0), ("Infinity", math.inf), ("inf", math.inf), ("1e400", math.inf),
-    ("-5", None), ("NaN", None), ("soon", None), ("", None),
-    ("Wed, 21 Oct 2015 07:28:00 GMT", 0.0),  # a date in the past: no wait
-])
+@pytest.mark.parametrize(
+    ("raw", "seconds"),
+    [
+        ("0.2", 0.2),
+        ("7", 7.0),
+        ("Infinity", math.inf),
+        ("inf", math.inf),
+        ("1e400", math.inf),
+        ("-5", None),
+        ("NaN", None),
+        ("soon", None),
+        ("", None),
+        ("Wed, 21 Oct 2015 07:28:00 GMT", 0.0),  # a date in the past: no wait
+    ],
+)
 def test_retry_after_parsing(raw: str, seconds: float | None) -> None:
     assert client._parse_retry_after(raw) == seconds
 
@@ -328,20 +369,23 @@ def test_backoff_gives_up_on_an_infinite_or_too_long_retry_after() -> None:
 def test_event_data_is_always_strict_json() -> None:
     data = {"retry_after": math.inf, "nested": [{"x": -math.inf}, (math.nan, 1.5)], "ok": 2}
     text, clean = events.encode(data)
-    assert strict_json(text) == {"retry_after": None, "nested": [{"x": None}, [None, 1.5]],
-                                 "ok": 2}
+    assert strict_json(text) == {"retry_after": None, "nested": [{"x": None}, [None, 1.5]], "ok": 2}
     assert clean == strict_json(text)  # subscribers get what was stored
     same = {"a": 1.5, "b": "x"}
     assert events.encode(same) == ('{"a":1.5,"b":"x"}', same)
     db = sqlite3.connect(":memory:")
     db.row_factory = sqlite3.Row
-    db.execute("CREATE TABLE events (id INTEGER PRIMARY KEY, ts TEXT, agent_id TEXT, kind TEXT, "
-               "data TEXT, caused_by INTEGER, source TEXT)")
+    db.execute(
+        "CREATE TABLE events (id INTEGER PRIMARY KEY, ts TEXT, agent_id TEXT, kind TEXT, "
+        "data TEXT, caused_by INTEGER, source TEXT)"
+    )
     ev = events.insert(db, None, "model.error", {"retry_after": math.inf})
     assert ev.data == {"retry_after": None}
     # A row written before events were strict still reads, as null.
-    db.execute("INSERT INTO events (ts, kind, data, source) VALUES ('t', 'old', "
-               "'{\"retry_after\":Infinity}', '')")
+    db.execute(
+        "INSERT INTO events (ts, kind, data, source) VALUES ('t', 'old', "
+        "'{\"retry_after\":Infinity}', '')"
+    )
     rows = db.execute("SELECT * FROM events ORDER BY id").fetchall()
     assert [events.from_row(r).data for r in rows] == [{"retry_after": None}] * 2
 
@@ -382,10 +426,23 @@ def test_model_error_text_is_redacted(tmp_path: Path) -> None:
     from legion.config import parse
 
     key = "sk-proj-" + "a1B2c3D4e5F6g7H8i9J0" * 2
-    cfg = parse({"providers": {"p": {"kind": "openai_compatible", "api_base": "http://x/v1",
-                                     "api_key": "hunter2-is-long-enough"}}}, base_dir=tmp_path)
+    cfg = parse(
+        {
+            "providers": {
+                "p": {
+                    "kind": "openai_compatible",
+                    "api_base": "http://x/v1",
+                    "api_key": "hunter2-is-long-enough",
+                }
+            }
+        },
+        base_dir=tmp_path,
+    )
     models = client.ModelClient(cfg)
-    text = models.describe_error(RuntimeError(
-        f"AuthenticationError: Incorrect API key provided: {key}; also hunter2-is-long-enough"))
+    text = models.describe_error(
+        RuntimeError(
+            f"AuthenticationError: Incorrect API key provided: {key}; also hunter2-is-long-enough"
+        )
+    )
     assert key not in text and "hunter2-is-long-enough" not in text
     assert text.count("[redacted]") == 2

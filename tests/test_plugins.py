@@ -26,10 +26,25 @@ def pip_install(source: Path, target: Path) -> None:
     try:
         copy = work / source.name
         shutil.copytree(source, copy)
-        res = subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps",
-                              "--no-build-isolation", "--no-index", "--quiet", "--target",
-                              str(target), str(copy)], capture_output=True, text=True,
-                             timeout=300, stdin=subprocess.DEVNULL)
+        res = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "install",
+                "--no-deps",
+                "--no-build-isolation",
+                "--no-index",
+                "--quiet",
+                "--target",
+                str(target),
+                str(copy),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            stdin=subprocess.DEVNULL,
+        )
         assert res.returncode == 0, res.stderr
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -44,10 +59,12 @@ def probe_site() -> Iterator[Path]:
 
 
 def test_a_plugin_adds_a_tool_a_watcher_kind_a_model_provider_and_an_rpc_method(
-        make_daemon: Any, probe_site: Path) -> None:
+    make_daemon: Any, probe_site: Path
+) -> None:
     daemon: Daemon = make_daemon(
         config='[plugins.settings.probe]\ngreeting = "${PROBE_GREETING}"\n',
-        env={"PYTHONPATH": str(probe_site), "PROBE_GREETING": "hello from config"})
+        env={"PYTHONPATH": str(probe_site), "PROBE_GREETING": "hello from config"},
+    )
     plugins = {p["name"]: p for p in daemon.rpc("plugins.list")["result"]["plugins"]}
     probe = plugins["probe"]
     assert probe["status"] == "loaded" and probe["source"] == "legion-probe 1.2.3"
@@ -77,25 +94,33 @@ def test_a_plugin_adds_a_tool_a_watcher_kind_a_model_provider_and_an_rpc_method(
     daemon.cli("spawn", "wendy")
     watch = Watch(daemon, "wendy")
     try:
-        added = daemon.rpc("watch.add", {"agent": "wendy", "kind": "counter", "config": {},
-                                         "interval": 1, "min_interval": 0, "action": "silent"})
+        added = daemon.rpc(
+            "watch.add",
+            {
+                "agent": "wendy",
+                "kind": "counter",
+                "config": {},
+                "interval": 1,
+                "min_interval": 0,
+                "action": "silent",
+            },
+        )
         assert "result" in added, added
         fired = watch.until("watch.fired")
         assert fired["data"]["kind"] == "counter" and fired["data"]["trigger"] == "changed(n)"
     finally:
         watch.close()
-    bad = daemon.rpc("watch.add", {"agent": "wendy", "kind": "counter",
-                                   "config": {"stat": 1}})
+    bad = daemon.rpc("watch.add", {"agent": "wendy", "kind": "counter", "config": {"stat": 1}})
     assert bad["error"]["code"] == -32602 and "start" in bad["error"]["data"]["hint"]
 
     out = daemon.cli("plugins")
     assert out.code == 0 and "probe" in out.out and "legion-probe 1.2.3" in out.out
 
 
-def test_a_disabled_plugin_is_listed_and_adds_nothing(make_daemon: Any,
-                                                      probe_site: Path) -> None:
-    daemon: Daemon = make_daemon(config='[plugins]\ndisabled = ["probe"]\n',
-                                 env={"PYTHONPATH": str(probe_site)})
+def test_a_disabled_plugin_is_listed_and_adds_nothing(make_daemon: Any, probe_site: Path) -> None:
+    daemon: Daemon = make_daemon(
+        config='[plugins]\ndisabled = ["probe"]\n', env={"PYTHONPATH": str(probe_site)}
+    )
     plugins = {p["name"]: p for p in daemon.cli_json("plugins")["plugins"]}
     assert plugins["probe"]["status"] == "disabled" and plugins["probe"]["tools"] == []
     assert daemon.rpc("tools.run", {"name": "probe_echo"})["error"]["code"] == -32001

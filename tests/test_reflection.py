@@ -17,39 +17,63 @@ from tests.test_tools import call, tool_messages, turns
 
 PROPOSED = "You are careful.\nAlways check the clock first."
 CRITIQUE: dict[str, Any] = {
-    "lessons": ["Check the clock with now before promising a time.",
-                "Say which timezone a time is in."],
-    "tool_verdicts": [{"tool": "now", "verdict": "watch", "note": "answered in UTC only"},
-                      {"tool": "no_such_tool", "verdict": "degraded", "note": "never worked"}],
+    "lessons": [
+        "Check the clock with now before promising a time.",
+        "Say which timezone a time is in.",
+    ],
+    "tool_verdicts": [
+        {"tool": "now", "verdict": "watch", "note": "answered in UTC only"},
+        {"tool": "no_such_tool", "verdict": "degraded", "note": "never worked"},
+    ],
     "tasks": [{"title": "Write down the timezone rule", "body": "learned on reflection"}],
     "prompt_proposal": {"text": PROPOSED, "rationale": "I guessed the time once"},
-    "memory": {"merge": [{"paths": ["notes/a.md", "notes/b.md"], "into": "notes/ab.md",
-                          "content": "The user likes tea, green, no sugar."},
-                         {"paths": ["shared/team.md"], "into": "notes/team.md",
-                          "content": "x"}],
-               "stale": ["notes/old.md", "notes/missing.md"]},
+    "memory": {
+        "merge": [
+            {
+                "paths": ["notes/a.md", "notes/b.md"],
+                "into": "notes/ab.md",
+                "content": "The user likes tea, green, no sugar.",
+            },
+            {"paths": ["shared/team.md"], "into": "notes/team.md", "content": "x"},
+        ],
+        "stale": ["notes/old.md", "notes/missing.md"],
+    },
     "mood": "ignored: unknown keys are",
 }
 
 
 def test_reflect_writes_lessons_verdicts_tasks_merges_and_a_proposal_a_person_accepts(
-        make_daemon: Any, tmp_path: Path) -> None:
-    answer = ("Here is my reflection:\n```json\n" + json.dumps(CRITIQUE, indent=1)
-              + "\n```\nThat is all.")
-    cfg = scripted(tmp_path, "r", turns(
-        [call("now")], "It is noon.",
-        [call("reflect", scope="last_session", focus="the clock")], answer, "reflected",
-        [call("prompt_read")], "read it"))
+    make_daemon: Any, tmp_path: Path
+) -> None:
+    answer = (
+        "Here is my reflection:\n```json\n" + json.dumps(CRITIQUE, indent=1) + "\n```\nThat is all."
+    )
+    cfg = scripted(
+        tmp_path,
+        "r",
+        turns(
+            [call("now")],
+            "It is noon.",
+            [call("reflect", scope="last_session", focus="the clock")],
+            answer,
+            "reflected",
+            [call("prompt_read")],
+            "read it",
+        ),
+    )
     daemon: Daemon = make_daemon(config=cfg)
     assert daemon.cli("spawn", "ada", "--model", "r", "--system", "You are careful.").code == 0
-    for path, content in (("notes/a.md", "The user likes tea."),
-                          ("notes/b.md", "The user's tea: green, no sugar."),
-                          ("notes/old.md", "The office moves in 2019."),
-                          ("shared/team.md", "Everyone's."),
-                          # A lesson learned before is not written twice.
-                          ("lessons/earlier.md", CRITIQUE["lessons"][1])):
-        assert "result" in daemon.rpc("memory.write", {"agent": "ada", "path": path,
-                                                       "content": content, "tags": ["t"]})
+    for path, content in (
+        ("notes/a.md", "The user likes tea."),
+        ("notes/b.md", "The user's tea: green, no sugar."),
+        ("notes/old.md", "The office moves in 2019."),
+        ("shared/team.md", "Everyone's."),
+        # A lesson learned before is not written twice.
+        ("lessons/earlier.md", CRITIQUE["lessons"][1]),
+    ):
+        assert "result" in daemon.rpc(
+            "memory.write", {"agent": "ada", "path": path, "content": content, "tags": ["t"]}
+        )
     assert tell(daemon, "ada", "what time is it?")["reply"] == "It is noon."
     assert tell(daemon, "ada", "look back at that")["reply"] == "reflected"
 
@@ -68,12 +92,12 @@ def test_reflect_writes_lessons_verdicts_tasks_merges_and_a_proposal_a_person_ac
     result = tool_messages(tmp_path, "r")[-1]
     assert result["scope"] == "last_session" and result["focus"] == "the clock"
     (learned,) = result["lessons"]
-    assert learned.startswith("lessons/") and learned.endswith("-check-the-clock-with-now-"
-                                                               "before-promising-a-time.md")
+    assert learned.startswith("lessons/") and learned.endswith(
+        "-check-the-clock-with-now-before-promising-a-time.md"
+    )
     assert result["verdicts"] == [{"tool": "now", "verdict": "watch"}]
     assert result["tasks"] == ["1"] and result["proposal"] == 1
-    assert result["merged"] == [{"into": "notes/ab.md", "removed": ["notes/a.md",
-                                                                    "notes/b.md"]}]
+    assert result["merged"] == [{"into": "notes/ab.md", "removed": ["notes/a.md", "notes/b.md"]}]
     assert result["staled"] == ["notes/old.md"]
     skipped = " | ".join(result["skipped"])
     assert "no_such_tool" in skipped and "shared/" in skipped and "notes/missing.md" in skipped
@@ -99,8 +123,7 @@ def test_reflect_writes_lessons_verdicts_tasks_merges_and_a_proposal_a_person_ac
     assert task["title"] == "Write down the timezone rule" and task["lane"] == "reflection"
 
     # The proposal waits for a person: the prompt is unchanged, by any route.
-    assert daemon.rpc("agents.get", {"id": "ada"})["result"]["system_prompt"] == \
-        "You are careful."
+    assert daemon.rpc("agents.get", {"id": "ada"})["result"]["system_prompt"] == "You are careful."
     shown_doc = daemon.cli_json("prompt", "ada")
     assert shown_doc["system_prompt"] == "You are careful."
     pending = shown_doc["pending"]
@@ -117,21 +140,22 @@ def test_reflect_writes_lessons_verdicts_tasks_merges_and_a_proposal_a_person_ac
     assert "agent.updated" not in kinds
     proposed = next(e for e in evs if e["kind"] == "prompt.proposed")
     completed = next(e for e in evs if e["kind"] == "reflection.completed")
-    reflect_call = next(e for e in evs if e["kind"] == "tool.call"
-                        and e["data"]["name"] == "reflect")
+    reflect_call = next(
+        e for e in evs if e["kind"] == "tool.call" and e["data"]["name"] == "reflect"
+    )
     assert proposed["caused_by"] == completed["caused_by"] == reflect_call["id"]
     assert proposed["data"]["chars"] == len(pending["proposed"])
     assert completed["data"]["proposal"] == 1 and completed["data"]["tasks"] == ["1"]
-    written = [e for e in evs if e["kind"] == "memory.written"
-               and e["caused_by"] == reflect_call["id"]]
+    written = [
+        e for e in evs if e["kind"] == "memory.written" and e["caused_by"] == reflect_call["id"]
+    ]
     assert len(written) == 3  # the lesson, the merge, the stale mark
 
     # A person accepts: now it is the prompt, and the agent sees it.
     res = daemon.cli("prompt", "ada", "accept")
     assert res.code == 0, res.err
     assert "accepted proposal 1" in res.out
-    assert daemon.rpc("agents.get", {"id": "ada"})["result"]["system_prompt"] == \
-        pending["proposed"]
+    assert daemon.rpc("agents.get", {"id": "ada"})["result"]["system_prompt"] == pending["proposed"]
     assert tell(daemon, "ada", "what is your prompt?")["reply"] == "read it"
     read = tool_messages(tmp_path, "r")[-1]
     assert read["system_prompt"] == pending["proposed"] and read["pending_proposal"] is None
@@ -148,17 +172,25 @@ def test_reflect_writes_lessons_verdicts_tasks_merges_and_a_proposal_a_person_ac
 
 
 def test_bad_reflections_are_instructive_and_a_newer_proposal_supersedes(
-        make_daemon: Any, tmp_path: Path) -> None:
-    cfg = scripted(tmp_path, "g", turns(
-        [call("reflect", scope="week")],
-        [call("reflect", scope="last_session")],
-        [call("reflect", scope="day")], "I did fine today, nothing to add.",
-        [call("reflect", scope="tools")], '{"lessons": "be careful"}',
-        [call("reflect", scope="tasks")],
-        '{"prompt_proposal": {"text": "Proposal A", "rationale": "first"}}',
-        [call("reflect", scope="day", focus="my prompt")],
-        'Sure: {"prompt_proposal": {"text": "Proposal B", "rationale": "second"}} Done.',
-        "done"))
+    make_daemon: Any, tmp_path: Path
+) -> None:
+    cfg = scripted(
+        tmp_path,
+        "g",
+        turns(
+            [call("reflect", scope="week")],
+            [call("reflect", scope="last_session")],
+            [call("reflect", scope="day")],
+            "I did fine today, nothing to add.",
+            [call("reflect", scope="tools")],
+            '{"lessons": "be careful"}',
+            [call("reflect", scope="tasks")],
+            '{"prompt_proposal": {"text": "Proposal A", "rationale": "first"}}',
+            [call("reflect", scope="day", focus="my prompt")],
+            'Sure: {"prompt_proposal": {"text": "Proposal B", "rationale": "second"}} Done.',
+            "done",
+        ),
+    )
     daemon: Daemon = make_daemon(config=cfg)
     daemon.cli("spawn", "gus", "--model", "g", "--system", "Be brief.")
     assert tell(daemon, "gus", "reflect a lot")["reply"] == "done"
@@ -204,26 +236,34 @@ def test_bad_reflections_are_instructive_and_a_newer_proposal_supersedes(
 
 
 def test_budget_and_definition_files_and_a_prompt_changed_since_the_proposal(
-        make_daemon: Any, tmp_path: Path) -> None:
-    cfg = scripted(tmp_path, "d", """
+    make_daemon: Any, tmp_path: Path
+) -> None:
+    cfg = scripted(
+        tmp_path,
+        "d",
+        """
 [[turn]]
 text = '{"prompt_proposal": {"text": "New prompt.", "rationale": "clearer"}}'
 usage = { prompt_tokens = 900, completion_tokens = 300 }
-""")
+""",
+    )
     defs = tmp_path / "defs"
     defs.mkdir()
     definition = defs / "dee.toml"
-    definition.write_text('id = "dee"\nmodel = "d"\nsystem = "Old prompt."\n'
-                          "guards = { daily_tokens = 1000 }\n")
+    definition.write_text(
+        'id = "dee"\nmodel = "d"\nsystem = "Old prompt."\nguards = { daily_tokens = 1000 }\n'
+    )
     daemon: Daemon = make_daemon(config=cfg, args=["--agents", str(defs)])
     # From the shell, no session: the reflection still charges the agent's budget...
-    res = daemon.rpc("tools.run", {"name": "reflect", "agent": "dee",
-                                   "args": {"scope": "tasks"}})["result"]
+    res = daemon.rpc("tools.run", {"name": "reflect", "agent": "dee", "args": {"scope": "tasks"}})[
+        "result"
+    ]
     assert res["ok"], res
     assert res["result"]["proposal"] == 1 and res["result"]["usage"]["total_tokens"] == 1200
     # ...and refuses once it is spent, without calling the model.
-    res = daemon.rpc("tools.run", {"name": "reflect", "agent": "dee",
-                                   "args": {"scope": "day"}})["result"]
+    res = daemon.rpc("tools.run", {"name": "reflect", "agent": "dee", "args": {"scope": "day"}})[
+        "result"
+    ]
     assert not res["ok"] and res["error"].startswith("cannot reflect now: daily token budget")
     assert len(script_log(tmp_path, "d")) == 1
 
@@ -250,13 +290,15 @@ usage = { prompt_tokens = 900, completion_tokens = 300 }
 
 
 def test_a_reflection_counts_against_the_daily_budget_across_a_restart(
-        make_daemon: Any, tmp_path: Path) -> None:
+    make_daemon: Any, tmp_path: Path
+) -> None:
     answer = json.dumps({"lessons": ["Keep answers short."]})
     # The reflection's own model call reports 1,000 tokens.
-    tape = (turns("hello", [call("reflect", scope="last_session")])
-            + f"\n[[turn]]\ntext = {json.dumps(answer)}\n"
-            "usage = { prompt_tokens = 900, completion_tokens = 100 }\n\n"
-            + turns("done"))
+    tape = (
+        turns("hello", [call("reflect", scope="last_session")])
+        + f"\n[[turn]]\ntext = {json.dumps(answer)}\n"
+        "usage = { prompt_tokens = 900, completion_tokens = 100 }\n\n" + turns("done")
+    )
     cfg = scripted(tmp_path, "b", tape)
     daemon: Daemon = make_daemon(config=cfg)
     daemon.cli("spawn", "bea", "--model", "b")

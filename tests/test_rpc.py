@@ -23,20 +23,25 @@ def test_malformed_json_is_parse_error_and_connection_survives(daemon: Daemon) -
     c.send_raw(b'{"jsonrpc": "2.0", "id": 1, "method": \n')
     err = _err(c.recv())
     assert err["code"] == -32700
-    assert "invalid JSON" in err["message"] and "one JSON-RPC 2.0 object per line" in \
-        err["data"]["hint"]
+    assert (
+        "invalid JSON" in err["message"]
+        and "one JSON-RPC 2.0 object per line" in err["data"]["hint"]
+    )
     # Same connection, next line: served normally.
     assert c.call("daemon.ping")["result"] == {"pong": True}
 
 
-@pytest.mark.parametrize(("payload", "needle"), [
-    ({"id": 1, "method": "daemon.ping"}, "jsonrpc"),
-    ({"jsonrpc": "2.0", "id": 1, "method": 5}, "method"),
-    ({"jsonrpc": "2.0", "id": 1, "method": "daemon.ping", "params": "x"}, "params"),
-    ({"jsonrpc": "2.0", "id": {"a": 1}, "method": "daemon.ping"}, "id must be"),
-    ([], "empty batch"),
-    (7, "JSON object"),
-])
+@pytest.mark.parametrize(
+    ("payload", "needle"),
+    [
+        ({"id": 1, "method": "daemon.ping"}, "jsonrpc"),
+        ({"jsonrpc": "2.0", "id": 1, "method": 5}, "method"),
+        ({"jsonrpc": "2.0", "id": 1, "method": "daemon.ping", "params": "x"}, "params"),
+        ({"jsonrpc": "2.0", "id": {"a": 1}, "method": "daemon.ping"}, "id must be"),
+        ([], "empty batch"),
+        (7, "JSON object"),
+    ],
+)
 def test_invalid_requests(daemon: Daemon, payload: Any, needle: str) -> None:
     c = daemon.client()
     c.send(payload)
@@ -83,8 +88,11 @@ def test_wrong_parameter_types_name_the_field(daemon: Daemon) -> None:
 def test_oversized_request_is_refused_and_the_connection_resynchronises(make_daemon: Any) -> None:
     daemon: Daemon = make_daemon(config="[rpc]\nmax_request_bytes = 4096\n")
     c = daemon.client()
-    big = b'{"jsonrpc":"2.0","id":1,"method":"agents.spawn","params":{"id":"big","system":"' \
-        + b"x" * 100_000 + b'"}}\n'
+    big = (
+        b'{"jsonrpc":"2.0","id":1,"method":"agents.spawn","params":{"id":"big","system":"'
+        + b"x" * 100_000
+        + b'"}}\n'
+    )
     c.send_raw(big)
     err = _err(c.recv())
     assert err["code"] == -32600
@@ -145,12 +153,14 @@ def test_cli_exit_codes_for_bad_input(daemon: Daemon) -> None:
 
 def test_batch_and_notifications(daemon: Daemon) -> None:
     c = daemon.client()
-    c.send([
-        {"jsonrpc": "2.0", "id": "a", "method": "agents.spawn", "params": {"id": "b1"}},
-        {"jsonrpc": "2.0", "method": "agents.spawn", "params": {"id": "b2"}},  # notification
-        {"jsonrpc": "2.0", "id": "c", "method": "nope"},
-        {"jsonrpc": "2.0", "id": "d", "method": "daemon.ping"},
-    ])
+    c.send(
+        [
+            {"jsonrpc": "2.0", "id": "a", "method": "agents.spawn", "params": {"id": "b1"}},
+            {"jsonrpc": "2.0", "method": "agents.spawn", "params": {"id": "b2"}},  # notification
+            {"jsonrpc": "2.0", "id": "c", "method": "nope"},
+            {"jsonrpc": "2.0", "id": "d", "method": "daemon.ping"},
+        ]
+    )
     replies = {r["id"]: r for r in c.recv()}
     assert set(replies) == {"a", "c", "d"}  # no reply for the notification
     assert replies["a"]["result"]["agent"]["id"] == "b1"
@@ -231,7 +241,14 @@ def test_too_many_connections_is_refused_with_advice(make_daemon: Any) -> None:
 
 def test_methods_catalogue_describes_every_method(daemon: Daemon) -> None:
     methods = {m["name"]: m for m in daemon.rpc("daemon.methods")["result"]}
-    assert {"daemon.ping", "daemon.info", "agents.spawn", "agents.pause", "events.subscribe",
-            "events.list", "agents.destroy"} <= set(methods)
+    assert {
+        "daemon.ping",
+        "daemon.info",
+        "agents.spawn",
+        "agents.pause",
+        "events.subscribe",
+        "events.list",
+        "agents.destroy",
+    } <= set(methods)
     assert all(m["summary"] for m in methods.values())
     assert methods["agents.spawn"]["signature"].startswith("agents.spawn(id: str")

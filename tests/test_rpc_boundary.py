@@ -138,27 +138,47 @@ def test_odd_json_values_get_precise_errors(daemon: Daemon) -> None:
     c = daemon.client()
     cases: list[tuple[bytes, int, str]] = [
         # A raw NUL byte inside a string is not JSON.
-        (b'{"jsonrpc":"2.0","id":1,"method":"daemon.ping","x":"a\x00b"}', -32700,
-         "invalid JSON"),
+        (b'{"jsonrpc":"2.0","id":1,"method":"daemon.ping","x":"a\x00b"}', -32700, "invalid JSON"),
         # An unpaired surrogate escape: no valid text can hold it.
-        (b'{"jsonrpc":"2.0","id":1,"method":"agents.tell",'
-         b'"params":{"id":"a","text":"\\ud800"}}', -32700, "unpaired"),
-        (b'{"jsonrpc":"2.0","id":1,"method":"agents.tell",'
-         b'"params":{"id":"a","text":"\\udc00x"}}', -32700, "surrogate"),
-        (b'{"jsonrpc":"2.0","id":1,"method":"events.list","params":{"limit":1e999}}', -32700,
-         "out of range"),
-        (b'{"jsonrpc":"2.0","id":1,"method":"events.list","params":{"limit":'
-         + b"9" * 400 + b"}}", -32602, "number out of range"),
-        (b'{"jsonrpc":"2.0","id":1,"method":"agents.spawn","params":{"id":"n","guards":'
-         b'{"max_turns":-' + b"1" * 30 + b"}}}", -32602, "guards.max_turns"),
+        (
+            b'{"jsonrpc":"2.0","id":1,"method":"agents.tell","params":{"id":"a","text":"\\ud800"}}',
+            -32700,
+            "unpaired",
+        ),
+        (
+            b'{"jsonrpc":"2.0","id":1,"method":"agents.tell",'
+            b'"params":{"id":"a","text":"\\udc00x"}}',
+            -32700,
+            "surrogate",
+        ),
+        (
+            b'{"jsonrpc":"2.0","id":1,"method":"events.list","params":{"limit":1e999}}',
+            -32700,
+            "out of range",
+        ),
+        (
+            b'{"jsonrpc":"2.0","id":1,"method":"events.list","params":{"limit":'
+            + b"9" * 400
+            + b"}}",
+            -32602,
+            "number out of range",
+        ),
+        (
+            b'{"jsonrpc":"2.0","id":1,"method":"agents.spawn","params":{"id":"n","guards":'
+            b'{"max_turns":-' + b"1" * 30 + b"}}}",
+            -32602,
+            "guards.max_turns",
+        ),
         (b"7", -32600, "got a number"),
         (b'"daemon.ping"', -32600, "got a string"),
         (b"null", -32600, "got null"),
         (b"true", -32600, "got a boolean"),
-        (b'{"jsonrpc":"2.0","id":1,"method":"daemon.ping","params":"x"}', -32600,
-         '"params" must be an object'),
-        (b'{"jsonrpc":"2.0","id":1,"method":"agents.spawn","params":["x"]}', -32602,
-         "positional"),
+        (
+            b'{"jsonrpc":"2.0","id":1,"method":"daemon.ping","params":"x"}',
+            -32600,
+            '"params" must be an object',
+        ),
+        (b'{"jsonrpc":"2.0","id":1,"method":"agents.spawn","params":["x"]}', -32602, "positional"),
         (b'{"jsonrpc":"2.0","id":1.5,"method":"daemon.ping"}', -32600, "id must be"),
     ]
     for line, code, needle in cases:
@@ -192,8 +212,9 @@ def test_deep_nesting_is_refused_before_decoding(make_daemon: Any, shape: str) -
     closed = {"arrays": b"]" * n, "objects": b"}" * n, "mixed": b"}]" * (n // 2)}[shape]
     c = daemon.client()
     for frame in (opened + closed, opened):  # well formed, and cut off too
-        c.send_raw(b'{"jsonrpc":"2.0","id":1,"method":"daemon.ping","params":{"x":'
-                   + frame + b"}}\n")
+        c.send_raw(
+            b'{"jsonrpc":"2.0","id":1,"method":"daemon.ping","params":{"x":' + frame + b"}}\n"
+        )
         err = _err(c.recv())
         assert err["code"] == -32600 and err["data"]["kind"] == "too_deep", err
         assert "64 levels" in err["message"] and "rpc.max_depth" in err["data"]["hint"]
@@ -201,8 +222,9 @@ def test_deep_nesting_is_refused_before_decoding(make_daemon: Any, shape: str) -
     # Exactly at the limit (the request object is level 1, params level 2) it is
     # parsed, and the method answers about its parameters.
     inner = b"[" * 61 + b"]" * 61
-    c.send_raw(b'{"jsonrpc":"2.0","id":2,"method":"daemon.ping","params":{"x":{"y":'
-               + inner + b"}}}\n")
+    c.send_raw(
+        b'{"jsonrpc":"2.0","id":2,"method":"daemon.ping","params":{"x":{"y":' + inner + b"}}}\n"
+    )
     assert _err(c.recv())["code"] == -32602
     # Brackets inside strings do not count, escaped quotes included.
     text = '\\"[' * 50_000 + "{" * 50_000
@@ -219,8 +241,11 @@ def test_oversized_and_truncated_frames(make_daemon: Any) -> None:
     # Several oversized lines in a row, one arriving in many chunks: one error
     # each, then the connection is back in step.
     for size in (5000, 70_000, 1_000_000):
-        c.send_raw(b'{"jsonrpc":"2.0","id":1,"method":"daemon.ping","params":{"x":"'
-                   + b"x" * size + b'"}}\n')
+        c.send_raw(
+            b'{"jsonrpc":"2.0","id":1,"method":"daemon.ping","params":{"x":"'
+            + b"x" * size
+            + b'"}}\n'
+        )
         err = _err(c.recv())
         assert err["code"] == -32600 and err["data"]["kind"] == "request_too_large"
     ping(c)
@@ -251,8 +276,10 @@ def test_batches_are_bounded(make_daemon: Any) -> None:
     assert err["code"] == -32600 and "empty batch" in err["message"]
 
     def spawns(n: int, prefix: str) -> list[dict[str, Any]]:
-        return [{"jsonrpc": "2.0", "id": i, "method": "agents.spawn",
-                 "params": {"id": f"{prefix}{i}"}} for i in range(n)]
+        return [
+            {"jsonrpc": "2.0", "id": i, "method": "agents.spawn", "params": {"id": f"{prefix}{i}"}}
+            for i in range(n)
+        ]
 
     # One past rpc.max_batch (10 here): refused whole, nothing in it ran.
     c.send(spawns(11, "x"))
@@ -285,6 +312,7 @@ def test_batches_are_bounded(make_daemon: Any) -> None:
 
 # --- connections ---------------------------------------------------------------
 
+
 def test_slowloris_and_silent_connections_are_closed(make_daemon: Any) -> None:
     daemon: Daemon = make_daemon(config=FAST)
     ps = PsTimer(daemon)
@@ -297,7 +325,7 @@ def test_slowloris_and_silent_connections_are_closed(make_daemon: Any) -> None:
     closed = None
     for i in range(len(request)):
         try:
-            slow.send_raw(request[i:i + 1])
+            slow.send_raw(request[i : i + 1])
         except (BrokenPipeError, ConnectionResetError):
             break
         readable, _, _ = select.select([slow.sock], [], [], 0.1)
@@ -393,17 +421,23 @@ def holders() -> Iterator[list[subprocess.Popen[str]]]:
 
 
 def test_at_the_limit_the_longest_idle_connection_is_shed(
-        make_daemon: Any, holders: list[subprocess.Popen[str]]) -> None:
-    daemon: Daemon = make_daemon(config=FAST + "max_connections = 8\n"
-                                 "max_connections_per_peer = 4\n")
+    make_daemon: Any, holders: list[subprocess.Popen[str]]
+) -> None:
+    daemon: Daemon = make_daemon(
+        config=FAST + "max_connections = 8\nmax_connections_per_peer = 4\n"
+    )
     ps = PsTimer(daemon)
     # A subscribed connection (an `attach`) is busy: it is never shed.
     watcher = daemon.client()
     assert "result" in watcher.call("events.subscribe", {"kinds": ["agent.spawned"]})
     # Three processes each hold 4 idle connections: 13 wanted, 8 allowed.
     for _ in range(3):
-        p = subprocess.Popen([sys.executable, "-c", HOLDER, "4", str(daemon.socket)],
-                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        p = subprocess.Popen(
+            [sys.executable, "-c", HOLDER, "4", str(daemon.socket)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
         holders.append(p)
         assert p.stdout is not None and p.stdout.readline().strip() == "ready"
     ps.check()
@@ -426,8 +460,10 @@ def test_at_the_limit_the_longest_idle_connection_is_shed(
 
 
 def test_out_of_file_descriptors_backs_off_and_recovers(make_daemon: Any) -> None:
-    daemon: Daemon = make_daemon(config="[rpc]\nfirst_request_timeout = 60\n"
-                                 "max_connections = 1000\nmax_connections_per_peer = 1000\n")
+    daemon: Daemon = make_daemon(
+        config="[rpc]\nfirst_request_timeout = 60\n"
+        "max_connections = 1000\nmax_connections_per_peer = 1000\n"
+    )
     assert daemon.proc is not None
     pid = daemon.proc.pid
     keep = daemon.client()  # opened before: it must be served throughout
@@ -466,6 +502,7 @@ def test_out_of_file_descriptors_backs_off_and_recovers(make_daemon: Any) -> Non
 
 # --- the CLI when the daemon is gone ----------------------------------------------
 
+
 def test_cli_says_what_happened_when_the_daemon_is_gone(make_daemon: Any) -> None:
     daemon: Daemon = make_daemon()
     daemon.rpc("agents.spawn", {"id": "a"})
@@ -473,9 +510,23 @@ def test_cli_says_what_happened_when_the_daemon_is_gone(make_daemon: Any) -> Non
     mid = daemon.rpc("agents.tell", {"id": "a", "text": "hi"})["result"]["message_id"]
     # A request in flight when the daemon dies: a paused agent never answers.
     waiting = subprocess.Popen(
-        [sys.executable, "-m", "legion", "--home", str(daemon.home), "wait", str(mid),
-         "--timeout", "60"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO, env=daemon.env())
+        [
+            sys.executable,
+            "-m",
+            "legion",
+            "--home",
+            str(daemon.home),
+            "wait",
+            str(mid),
+            "--timeout",
+            "60",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=REPO,
+        env=daemon.env(),
+    )
     c = daemon.client()
     deadline = time.monotonic() + 20
     # Until the CLI's request is in flight (ours, daemon.info, is the other one).
@@ -498,8 +549,11 @@ def test_cli_says_what_happened_when_the_daemon_is_gone(make_daemon: Any) -> Non
     (daemon.home / "config.toml").write_text("[rpc]\nmax_conections = 3\n")
     daemon.proc = subprocess.Popen(
         [sys.executable, "-m", "legion", "--home", str(daemon.home), "daemon"],
-        stdout=subprocess.DEVNULL, stderr=daemon.log_path.open("ab"), cwd=REPO,
-        env=daemon.env())
+        stdout=subprocess.DEVNULL,
+        stderr=daemon.log_path.open("ab"),
+        cwd=REPO,
+        env=daemon.env(),
+    )
     assert daemon.proc.wait(30) == 2
     res = daemon.cli("ps")
     assert res.code == 3
@@ -519,8 +573,10 @@ def test_daemon_survives_a_client_that_resets_mid_request(make_daemon: Any) -> N
     for _ in range(20):
         s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         s.connect(str(daemon.socket))
-        s.sendall(b'{"jsonrpc":"2.0","id":1,"method":"events.list","params":{"limit":500}}\n'
-                  * 5 + b'{"jsonrpc":"2.0","id":1,"me')
+        s.sendall(
+            b'{"jsonrpc":"2.0","id":1,"method":"events.list","params":{"limit":500}}\n' * 5
+            + b'{"jsonrpc":"2.0","id":1,"me'
+        )
         s.close()  # unread replies and a partial line: the daemon sees a reset
     ps.check()
     assert daemon.stop() == 0  # and it still stops cleanly

@@ -25,29 +25,41 @@ SECRET = "hunter2-do-not-leak"
 
 HOSTILE = {
     "env_dump": "import os\n\ndef env_dump() -> dict:\n    return dict(os.environ)\n",
-    "proc_env": ("import os\n\ndef proc_env() -> str:\n"
-                 "    return open(f'/proc/{os.getppid()}/environ').read()\n"),
+    "proc_env": (
+        "import os\n\ndef proc_env() -> str:\n"
+        "    return open(f'/proc/{os.getppid()}/environ').read()\n"
+    ),
     "read_home": "def read_home(path: str) -> str:\n    return open(path).read()\n",
-    "write_out": ("def write_out(path: str) -> str:\n"
-                  "    with open(path, 'w') as f:\n        f.write('pwned')\n    return path\n"),
-    "write_in": ("import os\n\ndef write_in() -> str:\n"
-                 "    with open('note.txt', 'w') as f:\n        f.write('ok')\n"
-                 "    return os.path.abspath('note.txt')\n"),
+    "write_out": (
+        "def write_out(path: str) -> str:\n"
+        "    with open(path, 'w') as f:\n        f.write('pwned')\n    return path\n"
+    ),
+    "write_in": (
+        "import os\n\ndef write_in() -> str:\n"
+        "    with open('note.txt', 'w') as f:\n        f.write('ok')\n"
+        "    return os.path.abspath('note.txt')\n"
+    ),
     "spin": "def spin() -> int:\n    n = 0\n    while True:\n        n += 1\n",
     "sleeper": "import time\n\ndef sleeper() -> int:\n    time.sleep(3600)\n    return 0\n",
     "fork_bomb": "import os\n\ndef fork_bomb() -> int:\n    while True:\n        os.fork()\n",
-    "shell_bomb": ("import subprocess\n\ndef shell_bomb() -> int:\n"
-                   "    return subprocess.call(['bash', '-c', ':(){ :|:& };:'])\n"),
+    "shell_bomb": (
+        "import subprocess\n\ndef shell_bomb() -> int:\n"
+        "    return subprocess.call(['bash', '-c', ':(){ :|:& };:'])\n"
+    ),
     "hog": "def hog() -> int:\n    return len(bytearray(4 * 1024 ** 3))\n",
     "grow": "def grow() -> int:\n    xs = []\n    while True:\n        xs.append(' ' * 10 ** 6)\n",
     "sneaky": "def sneaky() -> str:\n    import ctypes\n    return str(ctypes.CDLL(None))\n",
     # Not hostile: threads are not processes, and tools use thread pools.
-    "pool": ("from concurrent.futures import ThreadPoolExecutor\n\ndef pool() -> list:\n"
-             "    with ThreadPoolExecutor(4) as ex:\n"
-             "        return sorted(ex.map(lambda n: n * n, range(8)))\n"),
-    "net": ("import socket\n\ndef net(port: int) -> str:\n"
-            "    socket.create_connection(('127.0.0.1', port), timeout=2)\n"
-            "    return 'connected'\n"),
+    "pool": (
+        "from concurrent.futures import ThreadPoolExecutor\n\ndef pool() -> list:\n"
+        "    with ThreadPoolExecutor(4) as ex:\n"
+        "        return sorted(ex.map(lambda n: n * n, range(8)))\n"
+    ),
+    "net": (
+        "import socket\n\ndef net(port: int) -> str:\n"
+        "    socket.create_connection(('127.0.0.1', port), timeout=2)\n"
+        "    return 'connected'\n"
+    ),
 }
 
 
@@ -59,16 +71,30 @@ def sandboxed(make_daemon: Any, tmp_path: Path, request: Any) -> Daemon:
     if request.param == "auto" and (why := kernel_isolation()[1]):
         pytest.skip(why)
     writes = [call("tool_write", name=n, source=src) for n, src in HOSTILE.items()]
-    writes.append(call("tool_write", name="wants_secret", env=["LEGION_TEST_SECRET"],
-                       source="import os\n\ndef wants_secret() -> str:\n"
-                              "    return os.environ.get('LEGION_TEST_SECRET', 'absent')\n"))
-    cfg = scripted(tmp_path, "hacker", turns(writes, "written"), extra=f"""
+    writes.append(
+        call(
+            "tool_write",
+            name="wants_secret",
+            env=["LEGION_TEST_SECRET"],
+            source="import os\n\ndef wants_secret() -> str:\n"
+            "    return os.environ.get('LEGION_TEST_SECRET', 'absent')\n",
+        )
+    )
+    cfg = (
+        scripted(
+            tmp_path,
+            "hacker",
+            turns(writes, "written"),
+            extra=f"""
 [tools.sandbox]
 level = "{request.param}"
 cpu_seconds = 2
 timeout = 4
 memory_mb = 256
-""") + f'\n[providers.paid]\nkind = "openai"\napi_key = "{SECRET}-key"\n'
+""",
+        )
+        + f'\n[providers.paid]\nkind = "openai"\napi_key = "{SECRET}-key"\n'
+    )
     daemon: Daemon = make_daemon(config=cfg, env={"LEGION_TEST_SECRET": SECRET})
     daemon.cli("spawn", "mallory", "--model", "hacker")
     assert tell(daemon, "mallory", "write them")["reply"] == "written"
@@ -92,8 +118,16 @@ def test_secrets_of_the_daemon_do_not_reach_a_tool(sandboxed: Daemon) -> None:
     env = run(sandboxed, "env_dump")
     assert env["ok"]
     assert SECRET not in json.dumps(env["result"])
-    assert set(env["result"]) <= {"PATH", "LANG", "HOME", "TMPDIR", "LC_CTYPE", "TZ", "LC_ALL",
-                                  "PWD"}
+    assert set(env["result"]) <= {
+        "PATH",
+        "LANG",
+        "HOME",
+        "TMPDIR",
+        "LC_CTYPE",
+        "TZ",
+        "LC_ALL",
+        "PWD",
+    }
     proc = run(sandboxed, "proc_env")
     assert not proc["ok"] and "not allowed" in proc["error"]
     # The config file (API keys) and the database are in the daemon's home.
@@ -105,22 +139,37 @@ def test_secrets_of_the_daemon_do_not_reach_a_tool(sandboxed: Daemon) -> None:
     assert_daemon_fine(sandboxed)
 
 
-def test_a_declared_variable_passes_when_env_allow_lists_it(make_daemon: Any,
-                                                            tmp_path: Path) -> None:
-    cfg = scripted(tmp_path, "w", turns(
-        [call("tool_write", name="key", env=["LEGION_TEST_KEY"],
-              source="import os\n\ndef key() -> str:\n    return os.environ['LEGION_TEST_KEY']\n")],
-        "ok"), extra='[tools.sandbox]\nenv_allow = ["LEGION_TEST_KEY"]\n')
-    daemon: Daemon = make_daemon(config=cfg, env={"LEGION_TEST_KEY": "brave-123",
-                                                  "LEGION_TEST_OTHER": "x"})
+def test_a_declared_variable_passes_when_env_allow_lists_it(
+    make_daemon: Any, tmp_path: Path
+) -> None:
+    cfg = scripted(
+        tmp_path,
+        "w",
+        turns(
+            [
+                call(
+                    "tool_write",
+                    name="key",
+                    env=["LEGION_TEST_KEY"],
+                    source=(
+                        "import os\n\ndef key() -> str:\n    return os.environ['LEGION_TEST_KEY']\n"
+                    ),
+                )
+            ],
+            "ok",
+        ),
+        extra='[tools.sandbox]\nenv_allow = ["LEGION_TEST_KEY"]\n',
+    )
+    daemon: Daemon = make_daemon(
+        config=cfg, env={"LEGION_TEST_KEY": "brave-123", "LEGION_TEST_OTHER": "x"}
+    )
     daemon.cli("spawn", "kim", "--model", "w")
     assert tell(daemon, "kim", "go")["reply"] == "ok"
     res = daemon.rpc("tools.run", {"name": "key", "agent": "kim"})["result"]
     assert res["ok"] and res["result"] == "brave-123"
 
 
-def test_writes_stay_inside_the_agents_working_directory(sandboxed: Daemon,
-                                                         tmp_path: Path) -> None:
+def test_writes_stay_inside_the_agents_working_directory(sandboxed: Daemon, tmp_path: Path) -> None:
     target = tmp_path / "outside.txt"
     res = run(sandboxed, "write_out", path=str(target))
     assert not res["ok"] and "only inside its working directory" in res["error"]
@@ -136,7 +185,8 @@ def test_writes_stay_inside_the_agents_working_directory(sandboxed: Daemon,
 
 
 def test_an_endless_loop_is_stopped_by_the_cpu_limit_and_a_sleeper_by_the_clock(
-        sandboxed: Daemon) -> None:
+    sandboxed: Daemon,
+) -> None:
     start = time.monotonic()
     res = run(sandboxed, "spin")
     assert not res["ok"] and res["error_kind"] == "cpu"
@@ -167,10 +217,18 @@ def test_a_command_fork_bomb_is_held_by_the_process_limit(make_daemon: Any) -> N
     watch = Watch(daemon, "bomber")
     try:
         # The first observation is the baseline; the second one fires.
-        added = daemon.rpc("watch.add", {
-            "agent": "bomber", "kind": "cmd_watch", "interval": 1, "min_interval": 0,
-            "action": "silent", "trigger": "exit_code != 0 or timed_out or 'Resource' in stderr",
-            "config": {"command": ["bash", "-c", ":(){ :|:& };:"], "timeout": 3}})
+        added = daemon.rpc(
+            "watch.add",
+            {
+                "agent": "bomber",
+                "kind": "cmd_watch",
+                "interval": 1,
+                "min_interval": 0,
+                "action": "silent",
+                "trigger": "exit_code != 0 or timed_out or 'Resource' in stderr",
+                "config": {"command": ["bash", "-c", ":(){ :|:& };:"], "timeout": 3},
+            },
+        )
         assert "result" in added, added
         fired = watch.until("watch.fired")
     finally:
@@ -213,6 +271,7 @@ def test_the_sandbox_level_is_reported(daemon: Daemon) -> None:
     info = daemon.rpc("daemon.info")["result"]["sandbox"]
     assert info["level"] in ("bubblewrap", "namespaces", "process")
     assert {"rlimits", "scrubbed-env", "workdir", "process-group", "audit-hook"} <= set(
-        info["layers"])
+        info["layers"]
+    )
     out = daemon.cli("info")
     assert out.code == 0 and "sandbox" in out.out and info["level"] in out.out

@@ -58,51 +58,62 @@ ESCAPES = {
     # Not an escape: the control. A subprocess runs and writes in the working
     # directory, so the cases below fail for the boundary, not for want of a
     # process.
-    "control": OFF + """
+    "control": OFF
+    + """
 def control() -> str:
     p = subprocess.run(['sh', '-c', 'echo ok > inside.txt && cat inside.txt'],
                        capture_output=True, text=True)
     return f'{p.returncode} {p.stdout.strip()} {os.getpid()}'
 """,
     # A subprocess is not held by any Python-level hook.
-    "sub_read": OFF + """
+    "sub_read": OFF
+    + """
 def sub_read(path: str) -> str:
     p = subprocess.run(['cat', path], capture_output=True, text=True)
     return f'{p.returncode} {p.stdout!r} {p.stderr!r}'
 """,
-    "shell_write": OFF + """
+    "shell_write": OFF
+    + """
 def shell_write(path: str) -> str:
     p = subprocess.run(['sh', '-c', f'echo pwned > {path}'], capture_output=True, text=True)
     return f'{p.returncode} {p.stderr!r}'
 """,
-    "child_spawn": OFF + SPAWN + """
+    "child_spawn": OFF
+    + SPAWN
+    + """
 def child_spawn(path: str) -> str:
     code = SPAWN_SRC + f'\\nprint(_spawn({path!r}, "evil_child"))'
     p = subprocess.run([sys.executable, '-I', '-c', code], capture_output=True, text=True)
     return f'{p.returncode} {p.stdout!r} {p.stderr[-300:]!r}'
 """.replace("SPAWN_SRC", repr(SPAWN)),
-    "direct_spawn": OFF + SPAWN + """
+    "direct_spawn": OFF
+    + SPAWN
+    + """
 def direct_spawn(path: str) -> str:
     return _spawn(path, 'evil_direct')
 """,
-    "dir_fd_read": OFF + """
+    "dir_fd_read": OFF
+    + """
 def dir_fd_read(home: str) -> str:
     fd = os.open(home, os.O_RDONLY | os.O_DIRECTORY)
     out = os.read(os.open('legion.db', os.O_RDONLY, dir_fd=fd), 100)
     return out.hex()
 """,
-    "dir_fd_write": OFF + """
+    "dir_fd_write": OFF
+    + """
 def dir_fd_write(home: str) -> str:
     fd = os.open(home, os.O_RDONLY | os.O_DIRECTORY)
     os.write(os.open('pwned.txt', os.O_WRONLY | os.O_CREAT, 0o644, dir_fd=fd), b'pwned')
     return 'written'
 """,
-    "environ": OFF + """
+    "environ": OFF
+    + """
 def environ(pid: int) -> str:
     with open(f'/proc/{pid}/environ', 'rb') as f:
         return f.read().decode(errors='replace')
 """,
-    "sqlite": OFF + """
+    "sqlite": OFF
+    + """
 def sqlite(path: str) -> list:
     import sqlite3
     con = sqlite3.connect(path)
@@ -110,27 +121,33 @@ def sqlite(path: str) -> list:
     con.commit()
     return [r[0] for r in con.execute('SELECT name FROM sqlite_master')]
 """,
-    "listing": OFF + """
+    "listing": OFF
+    + """
 def listing(home: str) -> list:
     return sorted(os.listdir(home))
 """,
-    "hard_link": OFF + SPAWN + """
+    "hard_link": OFF
+    + SPAWN
+    + """
 def hard_link(home: str) -> str:
     fd = os.open(home, os.O_RDONLY | os.O_DIRECTORY)
     os.link('daemon.sock', 'sock_link', src_dir_fd=fd)
     return _spawn('sock_link', 'evil_link')
 """,
-    "guard_off_read": OFF + """
+    "guard_off_read": OFF
+    + """
 def guard_off_read(path: str) -> str:
     with open(path) as f:
         return f.read()
 """,
-    "fork_bomb": OFF + """
+    "fork_bomb": OFF
+    + """
 def fork_bomb() -> int:
     while True:
         os.fork()
 """,
-    "grandchild": OFF + """
+    "grandchild": OFF
+    + """
 def grandchild(seconds: str) -> int:
     pid = os.fork()
     if pid == 0:
@@ -156,13 +173,21 @@ def escapee(tmp_path_factory: Any, request: Any) -> Iterator[Daemon]:
     base = short_tmpdir()
     writes = [call("tool_write", name=n, source=src) for n, src in ESCAPES.items()]
     weak = "allow_weak = true\n" if level == "process" else ""
-    cfg = scripted(tmp, "hacker", turns(writes, "written"), extra=f"""
+    cfg = (
+        scripted(
+            tmp,
+            "hacker",
+            turns(writes, "written"),
+            extra=f"""
 [tools.sandbox]
 level = "{level}"
 {weak}processes = 4
 cpu_seconds = 5
 timeout = 10
-""") + f'\n[providers.paid]\nkind = "openai"\napi_key = "{SECRET}-key"\n'
+""",
+        )
+        + f'\n[providers.paid]\nkind = "openai"\napi_key = "{SECRET}-key"\n'
+    )
     daemon = Daemon(base / "home", config=cfg, env={"LEGION_TEST_SECRET": SECRET})
     try:
         _start(daemon, level)
@@ -173,7 +198,8 @@ timeout = 10
         built = {t["name"]: t for t in daemon.rpc("tools.list")["result"]["tools"]}
         # Every case built (a broken tool would "fail" every case for nothing).
         assert all(built[n]["status"] == "ok" for n in ESCAPES), {
-            n: built.get(n, {}).get("status") for n in ESCAPES}
+            n: built.get(n, {}).get("status") for n in ESCAPES
+        }
         yield daemon
     finally:
         if daemon.proc is not None and daemon.proc.poll() is None:
@@ -226,12 +252,19 @@ def test_a_subprocess_cannot_read_the_database(escapee: Daemon) -> None:
     assert_fine(escapee)
 
 
-def test_a_shell_cannot_write_outside_the_working_directory(escapee: Daemon,
-                                                            tmp_path: Path) -> None:
+def test_a_shell_cannot_write_outside_the_working_directory(
+    escapee: Daemon, tmp_path: Path
+) -> None:
     mine = f"legion-esc-{os.getpid()}"
-    targets = [tmp_path / "outside.txt", escapee.home / "escape.txt",
-               escapee.home / "work" / "other" / "x.txt", Path("/tmp") / mine,
-               Path("/var/tmp") / mine, Path.home() / mine, Path("/etc") / mine]
+    targets = [
+        tmp_path / "outside.txt",
+        escapee.home / "escape.txt",
+        escapee.home / "work" / "other" / "x.txt",
+        Path("/tmp") / mine,
+        Path("/var/tmp") / mine,
+        Path.home() / mine,
+        Path("/etc") / mine,
+    ]
     (escapee.home / "work" / "other").mkdir(parents=True, exist_ok=True)
     for target in targets:
         res = run(escapee, "shell_write", path=str(target))
@@ -314,8 +347,10 @@ def _held_by_a_process_count(daemon: Daemon) -> str:
     layers = " ".join(daemon.rpc("daemon.info")["result"]["sandbox"]["layers"])
     if "cgroup" in layers or "pid-max" in layers or "nproc" in layers:
         return ""
-    return ("nothing here counts a run's processes (root, no writable pids cgroup, no pid "
-            "namespace with pid_max): the process level needs one of them")
+    return (
+        "nothing here counts a run's processes (root, no writable pids cgroup, no pid "
+        "namespace with pid_max): the process level needs one of them"
+    )
 
 
 def test_a_fork_bomb_ends_as_a_tool_error(escapee: Daemon) -> None:
@@ -344,8 +379,10 @@ def _sleepers() -> list[int]:
 def test_no_grandchild_outlives_the_run(escapee: Daemon) -> None:
     level = escapee.rpc("daemon.info")["result"]["sandbox"]
     if level["level"] == "process" and not any(x.startswith("cgroup") for x in level["layers"]):
-        pytest.skip("the process level without a pids cgroup cannot find a double-forked "
-                    "process; that is why it is refused unless allow_weak is set")
+        pytest.skip(
+            "the process level without a pids cgroup cannot find a double-forked "
+            "process; that is why it is refused unless allow_weak is set"
+        )
     res = run(escapee, "grandchild", seconds=SLEEPER)
     assert res["ok"], res
     # The kill is done when tools.run answers; the scan may see a zombie
@@ -359,8 +396,10 @@ def test_no_grandchild_outlives_the_run(escapee: Daemon) -> None:
 
 # -- a machine without kernel isolation ------------------------------------------------
 
-NO_NAMESPACES = ('for n in user mnt pid net ipc uts cgroup; do '
-                 'echo 0 > /proc/sys/user/max_${n}_namespaces || exit 97; done; exec "$@"')
+NO_NAMESPACES = (
+    "for n in user mnt pid net ipc uts cgroup; do "
+    'echo 0 > /proc/sys/user/max_${n}_namespaces || exit 97; done; exec "$@"'
+)
 
 
 def start_without_namespaces(daemon: Daemon, monkeypatch: Any) -> None:
@@ -415,5 +454,9 @@ def test_allow_weak_opts_in_and_landlock_still_holds(make_daemon: Any, monkeypat
     daemon.cli("spawn", "kim")
     res = daemon.rpc("tools.run", {"name": "tool_write", "args": WRITE, "agent": "kim"})
     assert "result" in res and res["result"]["ok"], res
-    assert daemon.rpc("tools.run", {"name": "adder", "args": {"a": 2, "b": 3},
-                                    "agent": "kim"})["result"]["result"] == 5
+    assert (
+        daemon.rpc("tools.run", {"name": "adder", "args": {"a": 2, "b": 3}, "agent": "kim"})[
+            "result"
+        ]["result"]
+        == 5
+    )

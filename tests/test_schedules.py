@@ -20,8 +20,18 @@ def test_cron_fires_every_second_and_survives_a_restart_by_policy(daemon: Daemon
     watch = Watch(daemon, "cro")
     ids = {}
     for policy in ("run_once", "skip", "run_all"):
-        doc = daemon.cli_json("cron", "add", "cro", f"tick {policy}", "--cron", EVERY_SECOND,
-                              "--missed", policy, "--missed-cap", "3")
+        doc = daemon.cli_json(
+            "cron",
+            "add",
+            "cro",
+            f"tick {policy}",
+            "--cron",
+            EVERY_SECOND,
+            "--missed",
+            policy,
+            "--missed-cap",
+            "3",
+        )
         ids[policy] = doc["schedule"]
         assert doc["next_fire"] is not None
     fired = [watch.until("schedule.fired", schedule=ids["skip"])]
@@ -34,8 +44,7 @@ def test_cron_fires_every_second_and_survives_a_restart_by_policy(daemon: Daemon
                 break
             watch.seen.remove(ev)
     assert all(f["data"]["lateness_ms"] is not None for f in fired)
-    planned = [datetime.fromisoformat(f["data"]["planned"].replace("Z", "+00:00"))
-               for f in fired]
+    planned = [datetime.fromisoformat(f["data"]["planned"].replace("Z", "+00:00")) for f in fired]
     assert all((b - a) == timedelta(seconds=1) for a, b in itertools.pairwise(planned))
     watch.close()
     assert daemon.stop() == 0
@@ -57,8 +66,10 @@ def test_cron_fires_every_second_and_survives_a_restart_by_policy(daemon: Daemon
     for policy in ids:
         assert len(by[policy]) >= 9
     received = daemon.cli_json("events", "cro", "--kind", "message.received", "--limit", "500")
-    assert any("planned runs were missed; this one stands for all of them" in e["data"]["text"]
-               for e in received)
+    assert any(
+        "planned runs were missed; this one stands for all of them" in e["data"]["text"]
+        for e in received
+    )
     # The schedules survived the restart and fire again.
     listed = daemon.cli_json("cron", "ls", "cro")
     assert sorted(s["schedule"] for s in listed) == sorted(ids.values())
@@ -79,8 +90,9 @@ def test_bad_cron_expressions_say_what_a_good_one_looks_like(daemon: Daemon) -> 
     assert daemon.cli_json("cron", "ls", "bad") == []
 
 
-def test_heartbeats_call_the_model_only_when_something_is_new(make_daemon: Any,
-                                                              tmp_path: Path) -> None:
+def test_heartbeats_call_the_model_only_when_something_is_new(
+    make_daemon: Any, tmp_path: Path
+) -> None:
     cfg = scripted(tmp_path, "beat", '[[turn]]\ntext = "IDLE"\nrepeat = true\n')
     daemon: Daemon = make_daemon(config=cfg)
     daemon.cli("spawn", "hb", "--model", "beat")

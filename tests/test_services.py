@@ -31,8 +31,14 @@ pytestmark = pytest.mark.anyio
 
 
 def _record(agent_id: str, settings: dict[str, Any] | None = None) -> AgentRecord:
-    return AgentRecord(id=agent_id, model="mock/echo", state=State.RUNNING,
-                       settings=settings or {}, created_at="t", updated_at="t")
+    return AgentRecord(
+        id=agent_id,
+        model="mock/echo",
+        state=State.RUNNING,
+        settings=settings or {},
+        created_at="t",
+        updated_at="t",
+    )
 
 
 class FakeAgents:
@@ -47,8 +53,9 @@ class FakeAgents:
             raise NotFound(f"no agent {agent_id}")
         return self.agents[agent_id]
 
-    async def transition(self, agent_id: str, action: str, *, reason: str, source: str,
-                         caused_by: int | None = None) -> Any:
+    async def transition(
+        self, agent_id: str, action: str, *, reason: str, source: str, caused_by: int | None = None
+    ) -> Any:
         self.transitions.append((agent_id, action, reason))
         if len(self.transitions) > 1:
             raise Conflict(f"{agent_id} is paused already")
@@ -67,8 +74,10 @@ class FakeStore:
 
 async def test_budgets_merge_overrides_and_pause_once() -> None:
     agents = FakeAgents(_record("bob", {"guards": {"daily_tokens": 1000}}), _record("eve"))
-    store = FakeStore([{"agent_id": "bob", "tokens": 900, "cost": 0.1}],
-                      [{"agent_id": "bob", "tokens": 50, "cost": 0.0}])
+    store = FakeStore(
+        [{"agent_id": "bob", "tokens": 900, "cost": 0.1}],
+        [{"agent_id": "bob", "tokens": 50, "cost": 0.0}],
+    )
     budgets = Budgets(store, agents, GuardsConfig(max_concurrent_sessions=3))  # type: ignore[arg-type]
     await budgets.load()
     g = budgets.guards(agents.agents["bob"])
@@ -103,9 +112,13 @@ async def store(tmp_path: Path) -> AsyncIterator[Store]:
 
 async def _seed_agent(store: Store, agent_id: str) -> None:
     # The messages table refers to its agent: a row as the supervisor would write it.
-    await store.writer.run(lambda db: db.execute(
-        "INSERT INTO agents (id, model, state, created_at, updated_at)"
-        " VALUES (?, 'mock/echo', 'running', 't', 't')", (agent_id,)))
+    await store.writer.run(
+        lambda db: db.execute(
+            "INSERT INTO agents (id, model, state, created_at, updated_at)"
+            " VALUES (?, 'mock/echo', 'running', 't', 't')",
+            (agent_id,),
+        )
+    )
 
 
 async def test_the_inbox_caps_automatic_triggers_and_wakes_waiters(store: Store) -> None:
@@ -128,8 +141,11 @@ async def test_the_inbox_caps_automatic_triggers_and_wakes_waiters(store: Store)
         await bus.emit("bob", "message.replied", {"message_id": first.id, "reply": "ok"})
 
     async with anyio.create_task_group() as tg:
-        await store.writer.run(lambda db: db.execute(
-            "UPDATE messages SET status = 'done', reply = 'ok' WHERE id = ?", (first.id,)))
+        await store.writer.run(
+            lambda db: db.execute(
+                "UPDATE messages SET status = 'done', reply = 'ok' WHERE id = ?", (first.id,)
+            )
+        )
         tg.start_soon(finish)
         with anyio.fail_after(10):
             done = await inbox.wait(first.id, within=10)
@@ -154,17 +170,34 @@ class FakeRegistry:
 
 
 async def test_tool_calls_give_kernel_tools_their_context_and_run_watcher_actions(
-        store: Store) -> None:
+    store: Store,
+) -> None:
     bus = EventBus(store.writer)
     registry = FakeRegistry()
-    services = {name: object() for name in (
-        "agents", "activity", "budgets", "models", "memory", "board", "fleet", "scheduler",
-        "watchers", "tools", "reflection")}
+    services = {
+        name: object()
+        for name in (
+            "agents",
+            "activity",
+            "budgets",
+            "models",
+            "memory",
+            "board",
+            "fleet",
+            "scheduler",
+            "watchers",
+            "tools",
+            "reflection",
+        )
+    }
     kernel = Kernel(**services)  # type: ignore[arg-type]
     calls = ToolCalls(registry, kernel, bus, tool_timeout=5)  # type: ignore[arg-type]
 
-    result = await calls.run(ToolCall(id="1", name="echo", arguments="{}"),
-                             ToolContext(agent_id="bob", session_id=7, call_event=3), 5)
+    result = await calls.run(
+        ToolCall(id="1", name="echo", arguments="{}"),
+        ToolContext(agent_id="bob", session_id=7, call_event=3),
+        5,
+    )
     assert result.ok
     ctx = registry.contexts[-1]
     assert isinstance(ctx, KernelContext)
@@ -176,8 +209,11 @@ async def test_tool_calls_give_kernel_tools_their_context_and_run_watcher_action
     sub = bus.subscribe(kinds=["watch.tool"])
     async with anyio.create_task_group() as tg:
         await tg.start(calls.run_actions)
-        await bus.emit("bob", "watch.fired", {"watcher": 4, "tool": "echo",
-                                              "arguments": {"x": 1}, "action": "tool:echo"})
+        await bus.emit(
+            "bob",
+            "watch.fired",
+            {"watcher": 4, "tool": "echo", "arguments": {"x": 1}, "action": "tool:echo"},
+        )
         with anyio.fail_after(10):
             ev = await sub.get()
         tg.cancel_scope.cancel()

@@ -16,8 +16,10 @@ def scripted(tmp: Path, name: str, turns: str, extra: str = "") -> str:
     """Config for an alias NAME that plays `turns` (TOML [[turn]] blocks)."""
     script = tmp / f"{name}.toml"
     script.write_text(turns)
-    return (f'[providers.{name}]\nkind = "mock"\nscript = "{script}"\n{extra}\n'
-            f'[models.aliases]\n{name} = "{name}/script"\n')
+    return (
+        f'[providers.{name}]\nkind = "mock"\nscript = "{script}"\n{extra}\n'
+        f'[models.aliases]\n{name} = "{name}/script"\n'
+    )
 
 
 def script_log(tmp: Path, name: str) -> list[list[dict[str, Any]]]:
@@ -77,23 +79,38 @@ def test_tell_wait_on_a_fresh_install_answers_through_mock_echo(daemon: Daemon) 
     # The second session saw the first exchange as history.
     assert "4 messages in context" in doc["reply"]
     kinds = [e["kind"] for e in daemon.cli_json("events", "alice", "--limit", "100")]
-    for k in ("message.received", "session.started", "model.request", "model.delta",
-              "model.response", "session.ended", "message.replied"):
+    for k in (
+        "message.received",
+        "session.started",
+        "model.request",
+        "model.delta",
+        "model.response",
+        "session.ended",
+        "message.replied",
+    ):
         assert k in kinds, k
     # The reply streamed as deltas adds up to the reply.
     evs = daemon.cli_json("events", "alice", "--limit", "100")
     first = next(e for e in evs if e["kind"] == "session.started")["data"]["session"]
-    deltas = "".join(e["data"]["text"] for e in evs if e["kind"] == "model.delta"
-                     and e["id"] < next(x for x in evs if x["kind"] == "message.replied")["id"])
+    deltas = "".join(
+        e["data"]["text"]
+        for e in evs
+        if e["kind"] == "model.delta"
+        and e["id"] < next(x for x in evs if x["kind"] == "message.replied")["id"]
+    )
     assert deltas == next(e for e in evs if e["kind"] == "message.replied")["data"]["reply"]
     assert first == 1
     ps = daemon.cli_json("ps")[0]
     assert ps["resolved_model"] == "mock/echo" and ps["activity"] == "idle"
 
 
-def test_two_tools_in_one_turn_run_concurrently_in_causal_order(make_daemon: Any,
-                                                                 tmp_path: Path) -> None:
-    cfg = scripted(tmp_path, "plan", """
+def test_two_tools_in_one_turn_run_concurrently_in_causal_order(
+    make_daemon: Any, tmp_path: Path
+) -> None:
+    cfg = scripted(
+        tmp_path,
+        "plan",
+        """
 [[turn]]
 reasoning = "I need the time and who I am."
 text = "Let me look."
@@ -101,7 +118,8 @@ tool_calls = [{ name = "now", arguments = { timezone = "Europe/Paris" } },
               { name = "agent_info", arguments = {} }]
 [[turn]]
 text = "It is time, and I am bob."
-""")
+""",
+    )
     daemon: Daemon = make_daemon(config=cfg)
     daemon.cli("spawn", "bob", "--model", "plan")
     result = tell(daemon, "bob", "what time is it, and who are you?")
@@ -137,13 +155,17 @@ text = "It is time, and I am bob."
 
 
 def test_kill9_mid_session_redelivers_and_answers(make_daemon: Any, tmp_path: Path) -> None:
-    cfg = scripted(tmp_path, "slow", """
+    cfg = scripted(
+        tmp_path,
+        "slow",
+        """
 [[turn]]
 text = "working on it, slowly..."
 stall = true
 [[turn]]
 text = "answered after the restart"
-""")
+""",
+    )
     daemon: Daemon = make_daemon(config=cfg)
     daemon.cli("spawn", "carol", "--model", "slow")
     watch = Watch(daemon, "carol")
@@ -174,11 +196,15 @@ def test_a_message_to_a_paused_agent_is_answered_after_resume(daemon: Daemon) ->
 
 
 def test_loop_detection_stops_a_repeated_tool_call(make_daemon: Any, tmp_path: Path) -> None:
-    cfg = scripted(tmp_path, "loopy", """
+    cfg = scripted(
+        tmp_path,
+        "loopy",
+        """
 [[turn]]
 tool_calls = [{ name = "now", arguments = { timezone = "UTC" } }]
 repeat = true
-""")
+""",
+    )
     daemon: Daemon = make_daemon(config=cfg)
     daemon.cli("spawn", "eve", "--model", "loopy")
     res = daemon.cli("tell", "eve", "loop forever", "--wait")
@@ -190,16 +216,22 @@ repeat = true
     assert daemon.cli_json("ps")[0]["state"] == "running"  # a loop ends the session only
 
 
-def test_daily_token_budget_pauses_the_agent_with_the_reason(make_daemon: Any,
-                                                             tmp_path: Path) -> None:
-    cfg = scripted(tmp_path, "hungry", """
+def test_daily_token_budget_pauses_the_agent_with_the_reason(
+    make_daemon: Any, tmp_path: Path
+) -> None:
+    cfg = scripted(
+        tmp_path,
+        "hungry",
+        """
 [[turn]]
 text = "that was expensive"
 usage = { prompt_tokens = 900, completion_tokens = 300 }
-""")
+""",
+    )
     daemon: Daemon = make_daemon(config=cfg)
-    spawned = daemon.rpc("agents.spawn", {"id": "fay", "model": "hungry",
-                                          "guards": {"daily_tokens": 1000}})
+    spawned = daemon.rpc(
+        "agents.spawn", {"id": "fay", "model": "hungry", "guards": {"daily_tokens": 1000}}
+    )
     assert "result" in spawned, spawned
     assert tell(daemon, "fay", "first")["status"] == "done"
     second = tell(daemon, "fay", "second")
@@ -214,9 +246,13 @@ usage = { prompt_tokens = 900, completion_tokens = 300 }
     assert len(script_log(tmp_path, "hungry")) == 1
 
 
-def test_retry_after_5xx_stall_and_bad_tool_json_are_all_survived(make_daemon: Any,
-                                                                  tmp_path: Path) -> None:
-    cfg = scripted(tmp_path, "rough", """
+def test_retry_after_5xx_stall_and_bad_tool_json_are_all_survived(
+    make_daemon: Any, tmp_path: Path
+) -> None:
+    cfg = scripted(
+        tmp_path,
+        "rough",
+        """
 [[turn]]
 error = 429
 retry_after = 0.3
@@ -229,7 +265,9 @@ stall = true
 tool_calls = [{ name = "now", raw_arguments = "{\\"timezone\\": " }]
 [[turn]]
 text = "recovered"
-""", extra="stall_timeout = 0.5")
+""",
+        extra="stall_timeout = 0.5",
+    )
     cfg += "[models.retry]\nattempts = 5\nbackoff = 0.05\n[models.breaker]\nfailures = 10\n"
     daemon: Daemon = make_daemon(config=cfg)
     daemon.cli("spawn", "gil", "--model", "rough")
@@ -277,9 +315,13 @@ def test_circuit_breaker_and_fallback_and_total_failure(make_daemon: Any, tmp_pa
     assert [m["status"] for m in daemon.cli_json("messages", "ivy")] == ["failed"]
 
 
-def test_idle_replies_are_dropped_and_tool_json_in_text_is_repaired(make_daemon: Any,
-                                                                    tmp_path: Path) -> None:
-    cfg = scripted(tmp_path, "quiet", """
+def test_idle_replies_are_dropped_and_tool_json_in_text_is_repaired(
+    make_daemon: Any, tmp_path: Path
+) -> None:
+    cfg = scripted(
+        tmp_path,
+        "quiet",
+        """
 [[turn]]
 text = '''
 ```json
@@ -287,7 +329,8 @@ text = '''
 ```'''
 [[turn]]
 text = "IDLE"
-""")
+""",
+    )
     daemon: Daemon = make_daemon(config=cfg)
     daemon.cli("spawn", "jo", "--model", "quiet")
     res = daemon.cli("tell", "jo", "thanks!", "--wait", "--json")
@@ -300,13 +343,17 @@ text = "IDLE"
 
 
 def test_interrupt_cancels_the_running_session(make_daemon: Any, tmp_path: Path) -> None:
-    cfg = scripted(tmp_path, "ponder", """
+    cfg = scripted(
+        tmp_path,
+        "ponder",
+        """
 [[turn]]
 text = "let me think about this for a long while"
 stall = true
 [[turn]]
 text = "next one is fine"
-""")
+""",
+    )
     daemon: Daemon = make_daemon(config=cfg)
     daemon.cli("spawn", "kim", "--model", "ponder")
     watch = Watch(daemon, "kim")
@@ -325,14 +372,18 @@ text = "next one is fine"
 
 def test_an_openai_compatible_server_configured_in_config_toml(make_daemon: Any) -> None:
     with OpenAIServer() as server:
-        server.replies.extend([
-            Reply(tool_calls=[{"name": "now", "arguments": {"timezone": "UTC"}}]),
-            Reply("The time is now."),
-            Reply(status=429, retry_after=0.2),
-            Reply("second answer"),
-        ])
-        cfg = (f'[providers.lan]\nkind = "openai_compatible"\napi_base = "{server.base}"\n'
-               '[models.aliases]\nlocal = "lan/tiny"\n[models.retry]\nbackoff = 0.05\n')
+        server.replies.extend(
+            [
+                Reply(tool_calls=[{"name": "now", "arguments": {"timezone": "UTC"}}]),
+                Reply("The time is now."),
+                Reply(status=429, retry_after=0.2),
+                Reply("second answer"),
+            ]
+        )
+        cfg = (
+            f'[providers.lan]\nkind = "openai_compatible"\napi_base = "{server.base}"\n'
+            '[models.aliases]\nlocal = "lan/tiny"\n[models.retry]\nbackoff = 0.05\n'
+        )
         daemon: Daemon = make_daemon(config=cfg)
         daemon.cli("spawn", "lena")  # default model alias `local`, now the server
         first = tell(daemon, "lena", "what time is it?")
@@ -345,7 +396,8 @@ def test_an_openai_compatible_server_configured_in_config_toml(make_daemon: Any)
 
         # The prompt carries the everyday kernel tools and the two meta-tools, nothing else.
         assert {t["function"]["name"] for t in req1["tools"]} == {
-            t.name for t in [*kernel.PROMPT, *meta.PROMPT]}
+            t.name for t in [*kernel.PROMPT, *meta.PROMPT]
+        }
         assert req1["messages"][0]["role"] == "system"
         tool_msg = next(m for m in req2["messages"] if m["role"] == "tool")
         assert "UTC" in tool_msg["content"] and tool_msg["tool_call_id"] == "call_0"
@@ -388,19 +440,24 @@ def test_unknown_model_is_refused_at_spawn(daemon: Daemon) -> None:
 
 
 def test_unknown_tool_and_bad_arguments_teach_the_model(make_daemon: Any, tmp_path: Path) -> None:
-    cfg = scripted(tmp_path, "clumsy", """
+    cfg = scripted(
+        tmp_path,
+        "clumsy",
+        """
 [[turn]]
 tool_calls = [{ name = "clock", arguments = {} },
               { name = "now", arguments = { tz = "UTC" } },
               { name = "now", arguments = { timezone = "Mars/Olympus" } }]
 [[turn]]
 text = "ok"
-""")
+""",
+    )
     daemon: Daemon = make_daemon(config=cfg)
     daemon.cli("spawn", "max", "--model", "clumsy")
     assert tell(daemon, "max", "time?")["reply"] == "ok"
-    shown = [json.loads(m["content"]) for m in script_log(tmp_path, "clumsy")[1]
-             if m["role"] == "tool"]
+    shown = [
+        json.loads(m["content"]) for m in script_log(tmp_path, "clumsy")[1] if m["role"] == "tool"
+    ]
     assert "no tool named 'clock'" in shown[0]["error"]
     assert "tool_search" in shown[0]["hint"] and "tool_invoke" in shown[0]["hint"]
     assert shown[1]["error"] == "unknown argument 'tz'"

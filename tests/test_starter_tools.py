@@ -53,7 +53,8 @@ class Site:
                 parts = urlsplit(self.path)
                 site.requests.append((parts.path, parse_qs(parts.query), dict(self.headers)))
                 status, ctype, body, extra = site.routes.get(
-                    parts.path, (404, "text/plain", b"no such page", {}))
+                    parts.path, (404, "text/plain", b"no such page", {})
+                )
                 self.send_response(status)
                 self.send_header("Content-Type", ctype)
                 self.send_header("Content-Length", str(len(body)))
@@ -65,8 +66,14 @@ class Site:
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
 
-    def route(self, path: str, body: str | bytes, ctype: str = "text/plain", status: int = 200,
-              **headers: str) -> str:
+    def route(
+        self,
+        path: str,
+        body: str | bytes,
+        ctype: str = "text/plain",
+        status: int = 200,
+        **headers: str,
+    ) -> str:
         data = body.encode() if isinstance(body, str) else body
         self.routes[path] = (status, ctype, data, headers)
         return self.url(path)
@@ -114,8 +121,13 @@ def free_port() -> int:
 
 
 def test_http_get_returns_status_body_and_parsed_json(daemon: Daemon, site: Site) -> None:
-    url = site.route("/api/items", json.dumps({"items": [1, 2], "next": None}),
-                     "application/json; charset=utf-8", ETag='"v1"', Server="fake/1.0")
+    url = site.route(
+        "/api/items",
+        json.dumps({"items": [1, 2], "next": None}),
+        "application/json; charset=utf-8",
+        ETag='"v1"',
+        Server="fake/1.0",
+    )
     out = run(daemon, "http_get", url=url, headers={"X-Trace": "t-1"})
     assert out["ok"] is True, out
     r = out["result"]
@@ -185,8 +197,15 @@ def test_web_fetch_turns_html_into_readable_text(daemon: Daemon, site: Site) -> 
     assert "The first paragraph, with a spec link (https://example.org/spec)." in text
     assert "The second paragraph & more." in text
     assert "- faster\n- smaller" in text
-    for noise in ("SCRIPT-NOISE", "INLINE-NOISE", "color: red", "NAV-NOISE", "NOSCRIPT-NOISE",
-                  "FOOTER-NOISE", "<p>"):
+    for noise in (
+        "SCRIPT-NOISE",
+        "INLINE-NOISE",
+        "color: red",
+        "NAV-NOISE",
+        "NOSCRIPT-NOISE",
+        "FOOTER-NOISE",
+        "<p>",
+    ):
         assert noise not in text, (noise, text)
     # Paragraphs stay apart; runs of spaces do not survive.
     assert "\n\nThe second" in text
@@ -200,8 +219,9 @@ def test_web_fetch_turns_html_into_readable_text(daemon: Daemon, site: Site) -> 
 
 
 def test_web_fetch_truncates_and_passes_text_through(daemon: Daemon, site: Site) -> None:
-    r = run(daemon, "web_fetch", url=site.route("/readme.txt", "line one\n" * 100),
-            max_chars=100)["result"]
+    r = run(daemon, "web_fetch", url=site.route("/readme.txt", "line one\n" * 100), max_chars=100)[
+        "result"
+    ]
     assert r["text"] == ("line one\n" * 100)[:100]
     assert (r["truncated"], r["chars"]) == (True, len("line one\n" * 100) - 1)
 
@@ -226,31 +246,52 @@ def test_web_search_without_a_key_says_how_to_get_one(make_daemon: Any) -> None:
 
 
 def test_web_search_calls_the_configured_endpoint(make_daemon: Any, site: Site) -> None:
-    answer = {"web": {"results": [
-        {"title": "<strong>Legion</strong> docs", "url": "https://legion.example/docs",
-         "description": "Agents &amp; <strong>daemons</strong>", "age": "2 days ago"},
-        {"title": "Other", "url": "https://other.example/", "description": "more"},
-    ]}}
+    answer = {
+        "web": {
+            "results": [
+                {
+                    "title": "<strong>Legion</strong> docs",
+                    "url": "https://legion.example/docs",
+                    "description": "Agents &amp; <strong>daemons</strong>",
+                    "age": "2 days ago",
+                },
+                {"title": "Other", "url": "https://other.example/", "description": "more"},
+            ]
+        }
+    }
     site.route("/search", json.dumps(answer), "application/json")
-    d = make_daemon(env={"BRAVE_API_KEY": ""}, config=(
-        "[plugins.settings.starter]\n"
-        'brave_api_key = "k"\n'
-        f'endpoint = "{site.url("/search")}"\n'))
+    d = make_daemon(
+        env={"BRAVE_API_KEY": ""},
+        config=(
+            f'[plugins.settings.starter]\nbrave_api_key = "k"\nendpoint = "{site.url("/search")}"\n'
+        ),
+    )
     out = run(d, "web_search", query="legion daemon", count=2)
     assert out["ok"] is True, out
-    assert out["result"] == {"query": "legion daemon", "results": [
-        {"title": "Legion docs", "url": "https://legion.example/docs",
-         "description": "Agents & daemons"},
-        {"title": "Other", "url": "https://other.example/", "description": "more"},
-    ]}
+    assert out["result"] == {
+        "query": "legion daemon",
+        "results": [
+            {
+                "title": "Legion docs",
+                "url": "https://legion.example/docs",
+                "description": "Agents & daemons",
+            },
+            {"title": "Other", "url": "https://other.example/", "description": "more"},
+        ],
+    }
     [(query, sent)] = site.seen("/search")
     assert sent["X-Subscription-Token"] == "k"
     assert sent["Accept"] == "application/json"
     assert query == {"q": ["legion daemon"], "count": ["2"]}
 
     # Refusals by the service are named, with what to do next.
-    site.route("/search", '{"error": "rate limited"}', "application/json", status=429,
-               **{"Retry-After": "30"})
+    site.route(
+        "/search",
+        '{"error": "rate limited"}',
+        "application/json",
+        status=429,
+        **{"Retry-After": "30"},
+    )
     out = refused(d, "web_search", query="again")
     assert "429" in out["error"]
     assert "30s" in out["hint"]
@@ -275,11 +316,19 @@ def test_now_suggests_near_timezone_names(daemon: Daemon) -> None:
 
 
 def test_dag_analyze_orders_and_finds_the_critical_path(daemon: Daemon) -> None:
-    edges = [["design", "build"], ["design", "docs"], ["build", "test"], ["docs", "release"],
-             ["test", "release"]]
-    out = run(daemon, "dag_analyze", edges=edges,
-              durations={"design": 2, "build": 5, "docs": 1, "test": 3, "release": 1,
-                         "announce": 0.5})
+    edges = [
+        ["design", "build"],
+        ["design", "docs"],
+        ["build", "test"],
+        ["docs", "release"],
+        ["test", "release"],
+    ]
+    out = run(
+        daemon,
+        "dag_analyze",
+        edges=edges,
+        durations={"design": 2, "build": 5, "docs": 1, "test": 3, "release": 1, "announce": 0.5},
+    )
     assert out["ok"] is True, out
     r = out["result"]
     assert (r["nodes"], r["edges"], r["cycles"]) == (6, 5, [])
@@ -294,8 +343,11 @@ def test_dag_analyze_orders_and_finds_the_critical_path(daemon: Daemon) -> None:
 
 
 def test_dag_analyze_reports_cycles_and_bad_edges(daemon: Daemon) -> None:
-    r = run(daemon, "dag_analyze",
-            edges=[["start", "a"], ["a", "b"], ["b", "c"], ["c", "a"], ["c", "end"]])["result"]
+    r = run(
+        daemon,
+        "dag_analyze",
+        edges=[["start", "a"], ["a", "b"], ["b", "c"], ["c", "a"], ["c", "end"]],
+    )["result"]
     assert r["cycles"] == [["a", "b", "c", "a"]]
     assert r["topological_order"] is None
     assert r["critical_path"] is None

@@ -87,7 +87,8 @@ async def store(tmp_path: Path) -> AsyncIterator[Store]:
 
 async def test_migrating_an_empty_database_gives_the_exact_schema(store: Store) -> None:
     rows = await store.fetchall(
-        "SELECT type, name FROM sqlite_master WHERE name NOT LIKE 'sqlite_%'")
+        "SELECT type, name FROM sqlite_master WHERE name NOT LIKE 'sqlite_%'"
+    )
     assert {(r["type"], r["name"]) for r in rows} == EXPECTED_SCHEMA
     applied = [r["name"] for r in await store.fetchall("SELECT name FROM _migrations")]
     assert applied == [name for name, _ in MIGRATIONS]
@@ -106,8 +107,9 @@ async def test_reopening_applies_nothing_twice(tmp_path: Path) -> None:
 
 async def test_a_database_from_a_newer_legion_is_refused(tmp_path: Path) -> None:
     s = await Store.open(tmp_path / "legion.db", StoreConfig())
-    await s.writer.run(lambda db: db.execute(
-        "INSERT INTO _migrations VALUES ('m999_from_the_future', 'x')"))
+    await s.writer.run(
+        lambda db: db.execute("INSERT INTO _migrations VALUES ('m999_from_the_future', 'x')")
+    )
     await s.close()
     with pytest.raises(Conflict) as exc:
         await Store.open(tmp_path / "legion.db", StoreConfig())
@@ -122,8 +124,9 @@ async def test_sqlite_vec_is_loaded(store: Store) -> None:
 
 async def test_a_failing_job_rolls_back_alone_in_a_shared_batch(store: Store) -> None:
     def ok(n: int) -> Any:
-        return lambda db: db.execute(
-            "INSERT INTO events (ts, kind) VALUES ('t', ?)", (f"ok{n}",)).lastrowid
+        return lambda db: (
+            db.execute("INSERT INTO events (ts, kind) VALUES ('t', ?)", (f"ok{n}",)).lastrowid
+        )
 
     def bad(db: Any) -> None:
         db.execute("INSERT INTO events (ts, kind) VALUES ('t', 'doomed')")
@@ -183,8 +186,9 @@ async def test_retention_by_count_and_age(store: Store) -> None:
     bus = EventBus(store.writer)
     for i in range(30):
         await bus.emit("a", "test.tick", {"i": i})
-    await store.writer.run(lambda db: db.execute(
-        "UPDATE events SET ts = '2001-01-01T00:00:00.000Z' WHERE id <= 5"))
+    await store.writer.run(
+        lambda db: db.execute("UPDATE events SET ts = '2001-01-01T00:00:00.000Z' WHERE id <= 5")
+    )
     removed = await event_log.prune(store, retention_days=30, max_rows=20)
     assert removed == 10
     kept = await event_log.query(store, limit=100)
@@ -196,12 +200,21 @@ async def test_retention_by_count_and_age(store: Store) -> None:
 async def test_history_and_finished_messages_are_bounded(store: Store) -> None:
     def seed(db: Any) -> None:
         for i in range(30):
-            db.execute("INSERT INTO history (agent_id, message, chars, created_at) "
-                       "VALUES ('a', ?, 10, 't')", (f'{{"n": {i}}}',))
-        for status, done in (("done", "2001-01-01T00:00:00.000Z"), ("queued", None),
-                             ("done", "2999-01-01T00:00:00.000Z")):
-            db.execute("INSERT INTO messages (agent_id, sender, body, status, created_at, "
-                       "done_at) VALUES ('a', 'user', 'x', ?, 't', ?)", (status, done))
+            db.execute(
+                "INSERT INTO history (agent_id, message, chars, created_at) "
+                "VALUES ('a', ?, 10, 't')",
+                (f'{{"n": {i}}}',),
+            )
+        for status, done in (
+            ("done", "2001-01-01T00:00:00.000Z"),
+            ("queued", None),
+            ("done", "2999-01-01T00:00:00.000Z"),
+        ):
+            db.execute(
+                "INSERT INTO messages (agent_id, sender, body, status, created_at, "
+                "done_at) VALUES ('a', 'user', 'x', ?, 't', ?)",
+                (status, done),
+            )
 
     await store.writer.run(seed)
     await retention.prune(store, retention_days=30, max_rows=0, history_keep=10)
@@ -210,7 +223,9 @@ async def test_history_and_finished_messages_are_bounded(store: Store) -> None:
     rows = await store.fetchall("SELECT status, done_at FROM messages ORDER BY id")
     # The old finished one went; a queued one never does, however old.
     assert [(r["status"], r["done_at"]) for r in rows] == [
-        ("queued", None), ("done", "2999-01-01T00:00:00.000Z")]
+        ("queued", None),
+        ("done", "2999-01-01T00:00:00.000Z"),
+    ]
 
 
 async def test_a_full_disk_refuses_the_write_and_loses_nothing(store: Store) -> None:
@@ -250,13 +265,15 @@ def test_driver_can_be_forced_and_is_reported(tmp_path: Path) -> None:
     )
     for name in ("pysqlite3", "sqlean"):
         env = {**os.environ, "LEGION_SQLITE_DRIVER": name}
-        out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
-                             text=True, check=True).stdout.split()
+        out = subprocess.run(
+            [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+        ).stdout.split()
         assert out == [name, "True"]
     stdlib_can_load = hasattr(sqlite3.Connection, "enable_load_extension")
     env = {**os.environ, "LEGION_SQLITE_DRIVER": "stdlib"}
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
-                         text=True, check=True).stdout.split()
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+    ).stdout.split()
     # Where the interpreter cannot load extensions, forcing it must say so, not hide it.
     assert out[0] == "stdlib"
     if not stdlib_can_load:

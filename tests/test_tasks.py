@@ -15,9 +15,11 @@ def board(daemon: Daemon, agent: str) -> dict[str, str]:
     return {t["task"]: t["status"] for t in daemon.rpc("tasks.list", {"agent": agent})["result"]}
 
 
-def test_agents_plan_assign_and_finish_work_across_boards(make_daemon: Any,
-                                                          tmp_path: Path) -> None:
-    alice = scripted(tmp_path, "alice_model", """
+def test_agents_plan_assign_and_finish_work_across_boards(make_daemon: Any, tmp_path: Path) -> None:
+    alice = scripted(
+        tmp_path,
+        "alice_model",
+        """
 [[turn]]
 tool_calls = [
   { name = "task_create", arguments = { title = "design the API", owner = "bob" } },
@@ -35,20 +37,26 @@ tool_calls = [{ name = "task_update", arguments = { task = "1", status = "doing"
 tool_calls = [{ name = "task_complete", arguments = { task = "1", note = "client done" } }]
 [[turn]]
 text = "client written"
-""")
-    bob = scripted(tmp_path, "bob_model", """
+""",
+    )
+    bob = scripted(
+        tmp_path,
+        "bob_model",
+        """
 [[turn]]
 tool_calls = [{ name = "task_update", arguments = { task = "1", status = "doing" } }]
 [[turn]]
 tool_calls = [{ name = "task_complete", arguments = { task = "1" } }]
 [[turn]]
 text = "API designed"
-""")
+""",
+    )
     # Two scripted models: the provider blocks of both, one [models.aliases] table.
     providers = [c.split("[models.aliases]")[0] for c in (alice, bob)]
     aliases = [c.split("[models.aliases]\n")[1] for c in (alice, bob)]
-    daemon: Daemon = make_daemon(config="".join(providers) + "[models.aliases]\n"
-                                 + "".join(aliases))
+    daemon: Daemon = make_daemon(
+        config="".join(providers) + "[models.aliases]\n" + "".join(aliases)
+    )
     daemon.cli("spawn", "alice", "--model", "alice_model")
     daemon.cli("spawn", "bob", "--model", "bob_model")
     watch_alice = Watch(daemon, "alice")
@@ -71,8 +79,7 @@ text = "API designed"
     assert "task.unblocked" in kinds and "task.created" in kinds
     detail = daemon.rpc("tasks.get", {"agent": "alice", "task": "1"})["result"]
     assert [n["text"] for n in detail["notes"]] == ["client done"]
-    assert [h["status"] for h in detail["history"]] == ["open", "blocked", "open", "doing",
-                                                        "done"]
+    assert [h["status"] for h in detail["history"]] == ["open", "blocked", "open", "doing", "done"]
     assert detail["dependents"][0]["task"] == "2"
     ps = {a["id"]: a["tasks"] for a in daemon.cli_json("ps")}
     assert ps["alice"] == {"doing": 0, "open": 1, "blocked": 0}
@@ -110,7 +117,10 @@ def test_the_rules_refuse_and_leave_the_board_unchanged(daemon: Daemon) -> None:
 
 
 def test_the_session_close_nudge_fires_exactly_once(make_daemon: Any, tmp_path: Path) -> None:
-    cfg = scripted(tmp_path, "busy", """
+    cfg = scripted(
+        tmp_path,
+        "busy",
+        """
 [[turn]]
 tool_calls = [{ name = "task_create", arguments = { title = "long job" } }]
 [[turn]]
@@ -121,7 +131,8 @@ text = "bye for now"
 text = "still on it, will report later"
 [[turn]]
 text = "nothing in doing now"
-""")
+""",
+    )
     daemon: Daemon = make_daemon(config=cfg)
     daemon.cli("spawn", "nia", "--model", "busy")
     result = tell(daemon, "nia", "start the long job")
@@ -141,14 +152,14 @@ def test_presets_on_a_prepared_board_and_a_restart(daemon: Daemon) -> None:
     daemon.cli("spawn", "pam")
     daemon.cli("spawn", "rex")
     add = lambda agent, title, *extra: daemon.cli_json("tasks", "add", agent, title, *extra)  # noqa: E731
-    add("rex", "r-design")                                      # 1@rex
-    add("rex", "r-dropped")                                     # 2@rex
-    add("pam", "p-build", "--blocked-by", "1@rex")              # 1 (blocked)
-    add("pam", "p-ship", "--blocked-by", "1")                   # 2 (blocked)
-    add("pam", "p-late", "--due", "2001-01-01")                 # 3 overdue
-    add("pam", "p-soon", "--due", "2999-01-01")                 # 4 (not upcoming)
-    add("pam", "p-doing")                                       # 5
-    add("pam", "p-orphan", "--blocked-by", "2@rex")             # 6
+    add("rex", "r-design")  # 1@rex
+    add("rex", "r-dropped")  # 2@rex
+    add("pam", "p-build", "--blocked-by", "1@rex")  # 1 (blocked)
+    add("pam", "p-ship", "--blocked-by", "1")  # 2 (blocked)
+    add("pam", "p-late", "--due", "2001-01-01")  # 3 overdue
+    add("pam", "p-soon", "--due", "2999-01-01")  # 4 (not upcoming)
+    add("pam", "p-doing")  # 5
+    add("pam", "p-orphan", "--blocked-by", "2@rex")  # 6
     from datetime import UTC, datetime, timedelta
 
     soon = (datetime.now(UTC) + timedelta(days=2)).date().isoformat()
@@ -157,10 +168,23 @@ def test_presets_on_a_prepared_board_and_a_restart(daemon: Daemon) -> None:
     daemon.cli("tasks", "note", "pam", "3", "waiting on the vendor")
     daemon.cli("tasks", "move", "rex", "2", "cancelled")
 
-    doc = daemon.rpc("tasks.query", {
-        "agent": "pam", "stuck_hours": 1e-9,
-        "presets": ["blocked", "stuck_in_doing", "overdue", "upcoming", "with_notes_not_done",
-                    "orphans", "longest_chain", "all"]})["result"]
+    doc = daemon.rpc(
+        "tasks.query",
+        {
+            "agent": "pam",
+            "stuck_hours": 1e-9,
+            "presets": [
+                "blocked",
+                "stuck_in_doing",
+                "overdue",
+                "upcoming",
+                "with_notes_not_done",
+                "orphans",
+                "longest_chain",
+                "all",
+            ],
+        },
+    )["result"]
     pick = {k: [t["task"] for t in v] for k, v in doc.items()}
     assert pick["blocked"] == ["1", "2", "6"]
     assert pick["stuck_in_doing"] == ["5"]
@@ -181,12 +205,16 @@ def test_presets_on_a_prepared_board_and_a_restart(daemon: Daemon) -> None:
     assert daemon.cli_json("tasks", "burndown", "pam")["points"][-1]["open"] == 7
     assert "open" in daemon.cli("tasks", "burndown", "pam").out
 
-    before = (daemon.rpc("tasks.list", {"agent": "pam"})["result"],
-              daemon.rpc("tasks.get", {"agent": "pam", "task": "3"})["result"])
+    before = (
+        daemon.rpc("tasks.list", {"agent": "pam"})["result"],
+        daemon.rpc("tasks.get", {"agent": "pam", "task": "3"})["result"],
+    )
     assert daemon.stop() == 0
     daemon.start()
-    after = (daemon.rpc("tasks.list", {"agent": "pam"})["result"],
-             daemon.rpc("tasks.get", {"agent": "pam", "task": "3"})["result"])
+    after = (
+        daemon.rpc("tasks.list", {"agent": "pam"})["result"],
+        daemon.rpc("tasks.get", {"agent": "pam", "task": "3"})["result"],
+    )
     assert after == before
     assert json.dumps(after)  # plain JSON all the way down
 
@@ -194,7 +222,7 @@ def test_presets_on_a_prepared_board_and_a_restart(daemon: Daemon) -> None:
 def test_blockers_released_reopened_and_destroyed(daemon: Daemon) -> None:
     daemon.cli("spawn", "cat")
     daemon.cli("spawn", "dan")
-    daemon.cli_json("tasks", "add", "dan", "d-one")                          # 1@dan
+    daemon.cli_json("tasks", "add", "dan", "d-one")  # 1@dan
     daemon.cli_json("tasks", "add", "cat", "c-one", "--blocked-by", "1@dan")  # 1
     daemon.cli_json("tasks", "add", "cat", "c-two", "--blocked-by", "1@dan")  # 2
     # Removing the last blocker releases the task.

@@ -84,15 +84,21 @@ def turns(*calls: list[str] | str) -> str:
 
 
 def test_an_agent_finds_http_get_invokes_it_and_learns_from_its_mistakes(
-        make_daemon: Any, tmp_path: Path, web: str) -> None:
-    cfg = scripted(tmp_path, "finder", turns(
-        [call("tool_search", query="fetch a url over http")],
-        [call("tool_invoke", name="http_get", arguments={"url": f"{web}/hello"})],
-        [call("tool_invoke", name="http_gett", arguments={"url": f"{web}/hello"})],
-        [call("tool_invoke", name="http_get", arguments={"link": f"{web}/hello"})],
-        # Small models call what they found by its own name: that works too.
-        [call("http_get", url=f"{web}/hello")],
-        "done"))
+    make_daemon: Any, tmp_path: Path, web: str
+) -> None:
+    cfg = scripted(
+        tmp_path,
+        "finder",
+        turns(
+            [call("tool_search", query="fetch a url over http")],
+            [call("tool_invoke", name="http_get", arguments={"url": f"{web}/hello"})],
+            [call("tool_invoke", name="http_gett", arguments={"url": f"{web}/hello"})],
+            [call("tool_invoke", name="http_get", arguments={"link": f"{web}/hello"})],
+            # Small models call what they found by its own name: that works too.
+            [call("http_get", url=f"{web}/hello")],
+            "done",
+        ),
+    )
     daemon: Daemon = make_daemon(config=cfg)
     daemon.cli("spawn", "scout", "--model", "finder")
     assert tell(daemon, "scout", "get the page")["reply"] == "done"
@@ -193,24 +199,62 @@ V4 = "# written by an agent\n" + V3
 
 @pytest.mark.needs_isolation
 def test_an_agent_writes_builds_runs_and_edits_a_tool_in_all_three_modes(
-        make_daemon: Any, tmp_path: Path) -> None:
+    make_daemon: Any, tmp_path: Path
+) -> None:
     h2, h3 = content_hash(V2), content_hash(V3)
-    cfg = scripted(tmp_path, "author", turns(
-        [call("tool_write", name="triple", source=V1, keywords=["math", "multiply"])],
-        [call("tool_invoke", name="triple", arguments={"x": 4})],
-        [call("tool_edit", name="triple", old_string="Three times x.",
-              new_string="Three times x, exactly.")],
-        [call("tool_edit", name="triple", mode="range", start_line=3, end_line=3,
-              new_text="    y = x * 3\n    return y", expected_content_hash=h2)],
-        [call("tool_edit", name="triple", mode="insert", insert_at_line=1,
-              new_text="# written by an agent", expected_content_hash=h3)],
-        # Computed against an old read: refused, nothing changes.
-        [call("tool_edit", name="triple", mode="range", start_line=1, end_line=1,
-              new_text="", expected_content_hash=h2)],
-        [call("tool_edit", name="triple", old_string="x", new_string="z")],
-        [call("tool_read", name="triple", start_line=1, end_line=3)],
-        [call("triple", x=5)],
-        "done"))
+    cfg = scripted(
+        tmp_path,
+        "author",
+        turns(
+            [call("tool_write", name="triple", source=V1, keywords=["math", "multiply"])],
+            [call("tool_invoke", name="triple", arguments={"x": 4})],
+            [
+                call(
+                    "tool_edit",
+                    name="triple",
+                    old_string="Three times x.",
+                    new_string="Three times x, exactly.",
+                )
+            ],
+            [
+                call(
+                    "tool_edit",
+                    name="triple",
+                    mode="range",
+                    start_line=3,
+                    end_line=3,
+                    new_text="    y = x * 3\n    return y",
+                    expected_content_hash=h2,
+                )
+            ],
+            [
+                call(
+                    "tool_edit",
+                    name="triple",
+                    mode="insert",
+                    insert_at_line=1,
+                    new_text="# written by an agent",
+                    expected_content_hash=h3,
+                )
+            ],
+            # Computed against an old read: refused, nothing changes.
+            [
+                call(
+                    "tool_edit",
+                    name="triple",
+                    mode="range",
+                    start_line=1,
+                    end_line=1,
+                    new_text="",
+                    expected_content_hash=h2,
+                )
+            ],
+            [call("tool_edit", name="triple", old_string="x", new_string="z")],
+            [call("tool_read", name="triple", start_line=1, end_line=3)],
+            [call("triple", x=5)],
+            "done",
+        ),
+    )
     daemon: Daemon = make_daemon(config=cfg)
     daemon.cli("spawn", "smith", "--model", "author")
     watch = Watch(daemon, "smith")
@@ -222,7 +266,8 @@ def test_an_agent_writes_builds_runs_and_edits_a_tool_in_all_three_modes(
     finally:
         watch.close()
     (wrote, ran, e_string, e_range, e_insert, stale, ambiguous, read, direct) = tool_messages(
-        tmp_path, "author")
+        tmp_path, "author"
+    )
     assert wrote["built"] and wrote["status"] == "ok" and wrote["selftest"] == "passed"
     assert wrote["signature"] == "triple(x: int)"
     assert ran == 12
@@ -243,11 +288,29 @@ def test_an_agent_writes_builds_runs_and_edits_a_tool_in_all_three_modes(
     assert "-    return x * 3" in rng["diff"] and "+    y = x * 3" in rng["diff"]
 
     # `legion attach` shows each edit as a diff block.
-    proc = subprocess.Popen([sys.executable, "-m", "legion", "--home", str(daemon.home),
-                             "attach", "smith", "--kind", "tool.edited", "--kind", "tool.built",
-                             "--kind", "agent.destroyed"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            cwd=REPO, env=daemon.env(), stdin=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "legion",
+            "--home",
+            str(daemon.home),
+            "attach",
+            "smith",
+            "--kind",
+            "tool.edited",
+            "--kind",
+            "tool.built",
+            "--kind",
+            "agent.destroyed",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=REPO,
+        env=daemon.env(),
+        stdin=subprocess.DEVNULL,
+    )
     lines: list[str] = []
     try:
         assert proc.stdout is not None
@@ -273,16 +336,28 @@ def test_an_agent_writes_builds_runs_and_edits_a_tool_in_all_three_modes(
 
 @pytest.mark.needs_isolation
 def test_a_tool_that_does_not_build_is_saved_broken_and_fixed_by_an_edit(
-        make_daemon: Any, tmp_path: Path) -> None:
+    make_daemon: Any, tmp_path: Path
+) -> None:
     bad = "def half(x: int) -> float:\n    return x / 2\n\ndef test():\n    assert half(3) == 1\n"
-    cfg = scripted(tmp_path, "fixer", turns(
-        [call("tool_write", name="half", source="def half(x: int) -> float\n    return x / 2\n")],
-        [call("tool_invoke", name="half", arguments={"x": 3})],
-        [call("tool_write", name="half", source=bad)],
-        [call("tool_edit", name="half", old_string="== 1", new_string="== 1.5")],
-        [call("half", x=3)],
-        [call("half", x="three")],
-        "done"))
+    cfg = scripted(
+        tmp_path,
+        "fixer",
+        turns(
+            [
+                call(
+                    "tool_write",
+                    name="half",
+                    source="def half(x: int) -> float\n    return x / 2\n",
+                )
+            ],
+            [call("tool_invoke", name="half", arguments={"x": 3})],
+            [call("tool_write", name="half", source=bad)],
+            [call("tool_edit", name="half", old_string="== 1", new_string="== 1.5")],
+            [call("half", x=3)],
+            [call("half", x="three")],
+            "done",
+        ),
+    )
     daemon: Daemon = make_daemon(config=cfg)
     daemon.cli("spawn", "fix", "--model", "fixer")
     assert tell(daemon, "fix", "halve")["reply"] == "done"
@@ -300,19 +375,33 @@ def test_a_tool_that_does_not_build_is_saved_broken_and_fixed_by_an_edit(
 
 @pytest.mark.needs_isolation
 def test_only_the_maintainer_edits_a_tool_and_builtin_names_are_taken(
-        make_daemon: Any, tmp_path: Path) -> None:
-    (tmp_path / "a.toml").write_text(turns(
-        [call("tool_write", name="greet", source="def greet(name: str) -> str:\n"
-              "    return 'hi ' + name\n")],
-        [call("tool_write", name="now", source="def now() -> int:\n    return 0\n")],
-        [call("tool_write", name="Bad-Name", source="def f() -> int:\n    return 0\n")],
-        "done"))
-    (tmp_path / "b.toml").write_text(turns(
-        [call("tool_edit", name="greet", old_string="hi", new_string="bye")],
-        [call("greet", name="bob")],
-        "done"))
-    cfg = "".join(f'[providers.{n}]\nkind = "mock"\nscript = "{tmp_path / n}.toml"\n'
-                  for n in "ab") + '[models.aliases]\na = "a/script"\nb = "b/script"\n'
+    make_daemon: Any, tmp_path: Path
+) -> None:
+    (tmp_path / "a.toml").write_text(
+        turns(
+            [
+                call(
+                    "tool_write",
+                    name="greet",
+                    source="def greet(name: str) -> str:\n    return 'hi ' + name\n",
+                )
+            ],
+            [call("tool_write", name="now", source="def now() -> int:\n    return 0\n")],
+            [call("tool_write", name="Bad-Name", source="def f() -> int:\n    return 0\n")],
+            "done",
+        )
+    )
+    (tmp_path / "b.toml").write_text(
+        turns(
+            [call("tool_edit", name="greet", old_string="hi", new_string="bye")],
+            [call("greet", name="bob")],
+            "done",
+        )
+    )
+    cfg = (
+        "".join(f'[providers.{n}]\nkind = "mock"\nscript = "{tmp_path / n}.toml"\n' for n in "ab")
+        + '[models.aliases]\na = "a/script"\nb = "b/script"\n'
+    )
     daemon: Daemon = make_daemon(config=cfg)
     daemon.cli("spawn", "alice", "--model", "a")
     daemon.cli("spawn", "bob", "--model", "b")
@@ -329,8 +418,9 @@ def test_only_the_maintainer_edits_a_tool_and_builtin_names_are_taken(
     res = daemon.cli("tools", "rm", "now")
     assert res.code == 2 and "only tools written by agents" in res.err
     assert daemon.cli("tools", "rm", "greet").code == 0
-    assert daemon.rpc("tools.run", {"name": "greet", "args": {"name": "x"}})["error"][
-        "code"] == -32001
+    assert (
+        daemon.rpc("tools.run", {"name": "greet", "args": {"name": "x"}})["error"]["code"] == -32001
+    )
     assert daemon.cli("tools", "stats", "greet").code == 4
 
 
@@ -339,18 +429,27 @@ def test_only_the_maintainer_edits_a_tool_and_builtin_names_are_taken(
 
 @pytest.mark.needs_isolation
 def test_stats_give_percentiles_and_a_verdict_and_search_demotes_degraded_tools(
-        make_daemon: Any, tmp_path: Path) -> None:
-    flaky = ("def flaky_fetch(n: int) -> int:\n    '''Fetch a number from the web.'''\n"
-             "    if n > 0:\n        raise ValueError('upstream said no')\n    return n\n")
-    cfg = scripted(tmp_path, "w", turns(
-        [call("tool_write", name="flaky_fetch", source=flaky, keywords=["web", "fetch"])],
-        "done"))
+    make_daemon: Any, tmp_path: Path
+) -> None:
+    flaky = (
+        "def flaky_fetch(n: int) -> int:\n    '''Fetch a number from the web.'''\n"
+        "    if n > 0:\n        raise ValueError('upstream said no')\n    return n\n"
+    )
+    cfg = scripted(
+        tmp_path,
+        "w",
+        turns(
+            [call("tool_write", name="flaky_fetch", source=flaky, keywords=["web", "fetch"])],
+            "done",
+        ),
+    )
     daemon: Daemon = make_daemon(config=cfg)
     daemon.cli("spawn", "sam", "--model", "w")
     assert tell(daemon, "sam", "write")["reply"] == "done"
     for n in (1, 2, 3, 0):
-        res = daemon.rpc("tools.run", {"name": "flaky_fetch", "args": {"n": n},
-                                       "agent": "sam"})["result"]
+        res = daemon.rpc("tools.run", {"name": "flaky_fetch", "args": {"n": n}, "agent": "sam"})[
+            "result"
+        ]
         assert res["ok"] is (n == 0)
         if n:
             assert "ValueError: upstream said no" in res["error"] and "line 4" in res["error"]
@@ -362,8 +461,9 @@ def test_stats_give_percentiles_and_a_verdict_and_search_demotes_degraded_tools(
     now = daemon.cli_json("tools", "stats", "now")["tools"][0]
     assert now["calls"] == 0 and now["verdict"] == "healthy"
     # Search still finds it, but after the healthy tool that matches as well.
-    hits = [h["name"] for h in daemon.rpc("tools.search", {"query": "web fetch"})["result"][
-        "results"]]
+    hits = [
+        h["name"] for h in daemon.rpc("tools.search", {"query": "web fetch"})["result"]["results"]
+    ]
     assert hits.index("web_fetch") < hits.index("flaky_fetch")
     # Statistics survive a restart.
     daemon.stop()
@@ -374,20 +474,21 @@ def test_stats_give_percentiles_and_a_verdict_and_search_demotes_degraded_tools(
 
 @pytest.mark.needs_isolation
 def test_bad_tool_inputs_from_the_shell_and_agents_change_nothing(daemon: Daemon) -> None:
-    for args, expect in ((["--args", "{not json"], "--args is not valid JSON"),
-                         (["--args", "[1, 2]"], "--args must be a JSON object"),
-                         (["--agent", "ghost"], "no agent 'ghost'")):
+    for args, expect in (
+        (["--args", "{not json"], "--args is not valid JSON"),
+        (["--args", "[1, 2]"], "--args must be a JSON object"),
+        (["--agent", "ghost"], "no agent 'ghost'"),
+    ):
         res = daemon.cli("tools", "run", "now", *args)
         assert res.code in (2, 4) and expect in res.err and "hint:" in res.err, (args, res)
     daemon.cli("spawn", "ann")
     for name, args, expect in (
-            ("tool_read", ["name=nothing"], "no agent-written tool named 'nothing'"),
-            ("tool_edit", ["name=nothing", "old_string=a", "new_string=b"], "nothing"),
-            ("tool_delete", ["name=nothing"], "nothing"),
-            ("tool_write", ["name=x", "source=def x() -> int:\n    return 1\n"],
-             "invalid tool name"),
-            ("tool_invoke", ["name=tool_invoke"], "cannot invoke itself")):
-        res = json.loads(daemon.cli("tools", "run", name, *args, "--agent", "ann",
-                                    "--json").out)
+        ("tool_read", ["name=nothing"], "no agent-written tool named 'nothing'"),
+        ("tool_edit", ["name=nothing", "old_string=a", "new_string=b"], "nothing"),
+        ("tool_delete", ["name=nothing"], "nothing"),
+        ("tool_write", ["name=x", "source=def x() -> int:\n    return 1\n"], "invalid tool name"),
+        ("tool_invoke", ["name=tool_invoke"], "cannot invoke itself"),
+    ):
+        res = json.loads(daemon.cli("tools", "run", name, *args, "--agent", "ann", "--json").out)
         assert res["ok"] is False and expect in res["error"], (name, res)
     assert daemon.cli_json("tools", "ls", "--kind", "authored")["tools"] == []

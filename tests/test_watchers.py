@@ -52,8 +52,9 @@ class Site:
     def wait_hits(self, path: str, n: int, timeout: float = 30) -> None:
         """Until `path` has been requested n times (the server is told, no polling)."""
         with self.cond:
-            assert self.cond.wait_for(lambda: self.hits.get(path, 0) >= n, timeout), \
+            assert self.cond.wait_for(lambda: self.hits.get(path, 0) >= n, timeout), (
                 f"{path} was requested {self.hits.get(path, 0)} times, expected {n}"
+            )
 
 
 @pytest.fixture
@@ -63,25 +64,47 @@ def site() -> Iterator[Site]:
     s.httpd.shutdown()
 
 
-def add(daemon: Daemon, agent: str, kind: str, config: dict[str, Any], *extra: str
-        ) -> dict[str, Any]:
-    res = daemon.cli("watch", "add", agent, kind, json.dumps(config), "--interval", "1",
-                     "--min-interval", "0", *extra, "--json")
+def add(
+    daemon: Daemon, agent: str, kind: str, config: dict[str, Any], *extra: str
+) -> dict[str, Any]:
+    res = daemon.cli(
+        "watch",
+        "add",
+        agent,
+        kind,
+        json.dumps(config),
+        "--interval",
+        "1",
+        "--min-interval",
+        "0",
+        *extra,
+        "--json",
+    )
     assert res.code == 0, res.err
     doc: dict[str, Any] = json.loads(res.out)
     return doc
 
 
 def fired(daemon: Daemon, agent: str) -> list[dict[str, Any]]:
-    return [e["data"] for e in daemon.cli_json("events", agent, "--kind", "watch.fired",
-                                               "--limit", "500")]
+    return [
+        e["data"]
+        for e in daemon.cli_json("events", agent, "--kind", "watch.fired", "--limit", "500")
+    ]
 
 
 def test_http_poll_fires_on_a_change_and_not_otherwise(daemon: Daemon, site: Site) -> None:
     site.bodies["/price"] = (200, json.dumps({"price": 120}))
     daemon.cli("spawn", "shop")
-    w = add(daemon, "shop", "http_poll", {"url": site.url("/price")}, "--trigger",
-            "json.price < 100", "--action", "silent")
+    w = add(
+        daemon,
+        "shop",
+        "http_poll",
+        {"url": site.url("/price")},
+        "--trigger",
+        "json.price < 100",
+        "--action",
+        "silent",
+    )
     site.wait_hits("/price", 3)
     assert fired(daemon, "shop") == []  # unchanged, above the threshold: nothing
     watch = Watch(daemon, "shop")
@@ -91,8 +114,7 @@ def test_http_poll_fires_on_a_change_and_not_otherwise(daemon: Daemon, site: Sit
     watch.close()
 
 
-def test_wake_while_paused_accumulates_and_stop_stops_polling(daemon: Daemon,
-                                                              site: Site) -> None:
+def test_wake_while_paused_accumulates_and_stop_stops_polling(daemon: Daemon, site: Site) -> None:
     site.bodies["/a"] = (200, "one")
     site.bodies["/control"] = (200, "steady")
     daemon.cli("spawn", "paws")
@@ -125,10 +147,20 @@ def test_tool_action_runs_without_a_model(daemon: Daemon, site: Site) -> None:
     site.bodies["/health"] = (200, "ok")
     daemon.cli("spawn", "ops")
     watch = Watch(daemon, "ops")
-    cfg = {"url": site.url("/health"),
-           "action_args": {"path": "ops/health.md", "content": "health is {status}"}}
-    add(daemon, "ops", "http_poll", cfg, "--trigger", "status != 200",
-        "--action", "tool:memory_write")
+    cfg = {
+        "url": site.url("/health"),
+        "action_args": {"path": "ops/health.md", "content": "health is {status}"},
+    }
+    add(
+        daemon,
+        "ops",
+        "http_poll",
+        cfg,
+        "--trigger",
+        "status != 200",
+        "--action",
+        "tool:memory_write",
+    )
     site.wait_hits("/health", 2)
     site.bodies["/health"] = (503, "down")
     ran = watch.until("watch.tool")
@@ -148,20 +180,37 @@ def test_file_cmd_process_and_tcp_watchers(daemon: Daemon, tmp_path: Path) -> No
     fw = add(daemon, "eye", "file_watch", {"path": str(folder)}, "--action", "silent")
     data = tmp_path / "data.txt"
     data.write_text("alpha")
-    cw = add(daemon, "eye", "cmd_watch", {"command": ["cat", str(data)]},
-             "--trigger", "changed(stdout)", "--action", "silent")
+    cw = add(
+        daemon,
+        "eye",
+        "cmd_watch",
+        {"command": ["cat", str(data)]},
+        "--trigger",
+        "changed(stdout)",
+        "--action",
+        "silent",
+    )
     marker = "31.4159"
     # Added over RPC: a `legion watch add` command line would itself contain the name.
-    pw = daemon.rpc("watch.add", {"agent": "eye", "kind": "process_watch",
-                                  "config": {"name": f"sleep {marker}"}, "interval": 1,
-                                  "min_interval": 0, "trigger": "changed(running)",
-                                  "action": "silent"})["result"]
+    pw = daemon.rpc(
+        "watch.add",
+        {
+            "agent": "eye",
+            "kind": "process_watch",
+            "config": {"name": f"sleep {marker}"},
+            "interval": 1,
+            "min_interval": 0,
+            "trigger": "changed(running)",
+            "action": "silent",
+        },
+    )["result"]
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
     port = listener.getsockname()[1]
     listener.listen()
-    tw = add(daemon, "eye", "tcp_probe", {"port": port}, "--trigger", "went_down",
-             "--action", "silent")
+    tw = add(
+        daemon, "eye", "tcp_probe", {"port": port}, "--trigger", "went_down", "--action", "silent"
+    )
     running = daemon.cli_json("watch", "ls", "eye")
     assert all(w["running"] for w in running) and len(running) == 4
 
@@ -192,21 +241,36 @@ def test_file_cmd_process_and_tcp_watchers(daemon: Daemon, tmp_path: Path) -> No
 
 def test_trigger_errors_point_at_the_column_and_test_needs_no_install(daemon: Daemon) -> None:
     daemon.cli("spawn", "syn")
-    res = daemon.cli("watch", "add", "syn", "http_poll", '{"url": "http://127.0.0.1:9/"}',
-                     "--trigger", "status !== 200")
+    res = daemon.cli(
+        "watch",
+        "add",
+        "syn",
+        "http_poll",
+        '{"url": "http://127.0.0.1:9/"}',
+        "--trigger",
+        "status !== 200",
+    )
     assert res.code == 2 and "column 10" in res.err and "^" in res.err
-    res = daemon.cli("watch", "add", "syn", "http_poll", '{"url": "http://127.0.0.1:9/"}',
-                     "--trigger", "__import__('os')")
+    res = daemon.cli(
+        "watch",
+        "add",
+        "syn",
+        "http_poll",
+        '{"url": "http://127.0.0.1:9/"}',
+        "--trigger",
+        "__import__('os')",
+    )
     assert res.code == 2 and "unknown function; the functions are: changed" in res.err
     res = daemon.cli("watch", "add", "syn", "http_poll", '{"link": "x"}')
     assert res.code == 2 and "http_poll takes: url" in res.err
-    res = daemon.cli("watch", "add", "syn", "http_pol", '{}')
+    res = daemon.cli("watch", "add", "syn", "http_pol", "{}")
     assert res.code == 2
     res = daemon.cli("watch", "add", "syn", "tcp_probe", '{"port": 1}', "--action", "explode")
     assert res.code == 2 and "wake, silent, message:AGENT" in res.err
     assert daemon.cli_json("watch", "ls", "syn") == []
     ok = daemon.cli("watch", "test", "json.price < 100", '{"json": {"price": 90}}')
     assert ok.code == 0
-    no = daemon.cli("watch", "test", "changed(body)", '{"body": "a"}', "--previous",
-                    '{"body": "a"}')
+    no = daemon.cli(
+        "watch", "test", "changed(body)", '{"body": "a"}', "--previous", '{"body": "a"}'
+    )
     assert no.code == 1

@@ -29,8 +29,9 @@ WAIT = 30.0
 @pytest.fixture
 async def legion(tmp_path: Path) -> AsyncIterator[Legion]:
     paths = Paths(tmp_path / "home", tmp_path / "home" / "daemon.sock")
-    cfg = config.parse({"agents": {"default_model": "mock/echo"},
-                        "tools": {"sandbox": {"allow_weak": True}}})
+    cfg = config.parse(
+        {"agents": {"default_model": "mock/echo"}, "tools": {"sandbox": {"allow_weak": True}}}
+    )
     async with open_legion(paths, cfg) as running:
         await running.agents.spawn("alice", model="mock/echo")
         await running.agents.spawn("bob", model="mock/echo")
@@ -90,8 +91,9 @@ async def test_a_watcher_fire_wakes_its_agent(legion: Legion, tmp_path: Path) ->
     watched.mkdir()
     sub = legion.bus.subscribe(agent="bob", kinds=["message.received"])
     try:
-        await legion.watchers.add("bob", "file_watch", {"path": str(watched), "debounce_ms": 0},
-                                  min_interval=0)
+        await legion.watchers.add(
+            "bob", "file_watch", {"path": str(watched), "debounce_ms": 0}, min_interval=0
+        )
         # inotify is armed by the watcher's own task: write until a fire is delivered.
         ev = None
         with anyio.fail_after(WAIT):

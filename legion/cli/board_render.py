@@ -10,8 +10,7 @@ from rich.tree import Tree
 
 from legion.cli.render import ago, console
 
-STYLE = {"open": "cyan", "doing": "yellow", "blocked": "red", "done": "green",
-         "cancelled": "dim"}
+STYLE = {"open": "cyan", "doing": "yellow", "blocked": "red", "done": "green", "cancelled": "dim"}
 
 
 def _status(s: str) -> str:
@@ -30,10 +29,16 @@ def tasks_table(tasks: list[dict[str, Any]]) -> None:
     for col in ("TASK", "STATUS", "TITLE", "LANE", "PRI", "DUE", "BLOCKED BY", "CHANGED"):
         table.add_column(col)
     for t in tasks:
-        table.add_row(t["task"], _status(t["status"]), escape(t["title"]), t["lane"] or "-",
-                      str(t["priority"]), t["due"] or "-",
-                      ", ".join(b["task"] for b in t["blocked_by"]) or "-",
-                      ago(t["status_changed_at"]))
+        table.add_row(
+            t["task"],
+            _status(t["status"]),
+            escape(t["title"]),
+            t["lane"] or "-",
+            str(t["priority"]),
+            t["due"] or "-",
+            ", ".join(b["task"] for b in t["blocked_by"]) or "-",
+            ago(t["status_changed_at"]),
+        )
     console.print(table)
 
 
@@ -44,8 +49,10 @@ def task_line(t: dict[str, Any]) -> None:
 
 def task_detail(t: dict[str, Any]) -> None:
     task_line(t)
-    console.print(f"[dim]owner {t['owner']} · created by {t['creator']} · lane "
-                  f"{t['lane'] or '-'} · priority {t['priority']} · due {t['due'] or '-'}[/dim]")
+    console.print(
+        f"[dim]owner {t['owner']} · created by {t['creator']} · lane "
+        f"{t['lane'] or '-'} · priority {t['priority']} · due {t['due'] or '-'}[/dim]"
+    )
     if t.get("body"):
         console.print(escape(t["body"]))
     for key, title in (("blocked_by", "blocked by"), ("dependents", "blocks")):
@@ -54,8 +61,11 @@ def task_detail(t: dict[str, Any]) -> None:
     for n in t.get("notes", []):
         console.print(f"[dim]{n['at'][:16]} {n['author']}:[/dim] {escape(n['text'])}")
     if t.get("history"):
-        console.print("[dim]history: " + " → ".join(f"{h['status']} ({h['by']})"
-                                                    for h in t["history"]) + "[/dim]")
+        console.print(
+            "[dim]history: "
+            + " → ".join(f"{h['status']} ({h['by']})" for h in t["history"])
+            + "[/dim]"
+        )
 
 
 def task_query(doc: dict[str, Any]) -> None:
@@ -97,14 +107,18 @@ def burndown(doc: dict[str, Any]) -> None:
         return
     top = max(max(p["open"], p["done"]) for p in points) or 1
     width = 18
-    console.print(f"[bold]{doc['owner']}[/bold] · one row per {doc['bucket']} · "
-                  "[yellow]█ open[/yellow] [green]█ done[/green]")
+    console.print(
+        f"[bold]{doc['owner']}[/bold] · one row per {doc['bucket']} · "
+        "[yellow]█ open[/yellow] [green]█ done[/green]"
+    )
     for p in points:
         o = round(p["open"] / top * width)
         d = round(p["done"] / top * width)
-        console.print(f"[dim]{p['at'][5:16].replace('T', ' ')}[/dim] "
-                      f"[yellow]{'█' * o}[/yellow]{' ' * (width - o)} {p['open']:>3} open  "
-                      f"[green]{'█' * d}[/green]{' ' * (width - d)} {p['done']:>3} done")
+        console.print(
+            f"[dim]{p['at'][5:16].replace('T', ' ')}[/dim] "
+            f"[yellow]{'█' * o}[/yellow]{' ' * (width - o)} {p['open']:>3} open  "
+            f"[green]{'█' * d}[/green]{' ' * (width - d)} {p['done']:>3} done"
+        )
 
 
 def schedules_table(rows: list[dict[str, Any]]) -> None:
@@ -115,8 +129,15 @@ def schedules_table(rows: list[dict[str, Any]]) -> None:
     for col in ("ID", "KIND", "SPEC", "NEXT", "LAST", "MISSED", "PROMPT"):
         table.add_column(col)
     for r in rows:
-        table.add_row(str(r["schedule"]), r["kind"], r["spec"], r["next_fire"] or "-",
-                      r["last_fire"] or "-", r["missed"], escape(r["prompt"][:50]))
+        table.add_row(
+            str(r["schedule"]),
+            r["kind"],
+            r["spec"],
+            r["next_fire"] or "-",
+            r["last_fire"] or "-",
+            r["missed"],
+            escape(r["prompt"][:50]),
+        )
     console.print(table)
 
 
@@ -140,15 +161,22 @@ def watchers_table(rows: list[dict[str, Any]]) -> None:
     for col in ("ID", "KIND", "TRIGGER", "ACTION", "EVERY", "RUNNING", "LAST FIRED"):
         table.add_column(col)
     for r in rows:
-        table.add_row(str(r["watcher"]), r["kind"], escape(r["trigger"]), r["action"],
-                      f"{r['interval']:g}s", "yes" if r["running"] else "no",
-                      r["last_fired_at"] or "-")
+        table.add_row(
+            str(r["watcher"]),
+            r["kind"],
+            escape(r["trigger"]),
+            r["action"],
+            f"{r['interval']:g}s",
+            "yes" if r["running"] else "no",
+            r["last_fired_at"] or "-",
+        )
     console.print(table)
 
 
 def watcher_line(r: dict[str, Any]) -> None:
-    console.print(f"watcher {r['watcher']}: {r['kind']} · trigger {escape(r['trigger'])} · "
-                  f"{r['action']}")
+    console.print(
+        f"watcher {r['watcher']}: {r['kind']} · trigger {escape(r['trigger'])} · {r['action']}"
+    )
 
 
 def done_line(doc: dict[str, Any]) -> None:

@@ -26,8 +26,7 @@ _START = "start it with `legion daemon` (or `systemctl start legion`)"
 
 
 class Client:
-    def __init__(self, path: Path, timeout: float | None = 30.0,
-                 log: Path | None = None) -> None:
+    def __init__(self, path: Path, timeout: float | None = 30.0, log: Path | None = None) -> None:
         self.path = path
         self.timeout = timeout
         # The daemon's log file, if it has one: quoted when the daemon is gone.
@@ -55,13 +54,17 @@ class Client:
             raise unreachable(
                 f"no Legion daemon is listening on {self.path} (the socket does not exist)",
                 hint=f"{_START}; if it runs elsewhere, pass --home/--socket or set "
-                "LEGION_HOME/LEGION_SOCKET" + self._if_it_died(), log=self.log) from None
+                "LEGION_HOME/LEGION_SOCKET" + self._if_it_died(),
+                log=self.log,
+            ) from None
         except ConnectionRefusedError:
             sock.close()
             raise unreachable(
                 f"no Legion daemon is listening on {self.path} (the socket is there but "
                 "nothing accepts on it: the daemon stopped without removing it, or crashed)",
-                hint=f"{_START}; {where_to_look(self.log)}", log=self.log) from None
+                hint=f"{_START}; {where_to_look(self.log)}",
+                log=self.log,
+            ) from None
         except PermissionError:
             sock.close()
             raise PermissionDenied(
@@ -71,16 +74,21 @@ class Client:
             ) from None
         except OSError as exc:
             sock.close()
-            raise unreachable(f"cannot connect to the daemon on {self.path}: {exc.strerror}",
-                              hint=f"{_START} if it is not running; {where_to_look(self.log)}",
-                              log=self.log) from None
+            raise unreachable(
+                f"cannot connect to the daemon on {self.path}: {exc.strerror}",
+                hint=f"{_START} if it is not running; {where_to_look(self.log)}",
+                log=self.log,
+            ) from None
         self._sock = sock
 
     def _if_it_died(self) -> str:
         # A missing socket usually means "never started", unless there is a log
         # saying otherwise: then point at it.
-        return f"; if it was running, {where_to_look(self.log)}" \
-            if self.log is not None and self.log.exists() else ""
+        return (
+            f"; if it was running, {where_to_look(self.log)}"
+            if self.log is not None and self.log.exists()
+            else ""
+        )
 
     def _gone(self, what: str) -> DaemonUnreachable:
         """The daemon went away while this client was talking to it."""
@@ -88,7 +96,9 @@ class Client:
         return unreachable(
             f"the daemon {what}{during}: it stopped, crashed or was restarted",
             hint=f"{where_to_look(self.log)}; `legion info` shows whether it is back "
-            "(the request may or may not have taken effect)", log=self.log)
+            "(the request may or may not have taken effect)",
+            log=self.log,
+        )
 
     def close(self) -> None:
         if self._sock is not None:
@@ -122,8 +132,10 @@ class Client:
             try:
                 chunk = self._sock.recv(65536)
             except TimeoutError:
-                raise Timeout("the daemon did not answer in time",
-                              hint=f"it may be overloaded; {where_to_look(self.log)}") from None
+                raise Timeout(
+                    "the daemon did not answer in time",
+                    hint=f"it may be overloaded; {where_to_look(self.log)}",
+                ) from None
             except OSError as exc:
                 raise self._gone(f"reset the connection ({exc.strerror})") from None
             if not chunk:
@@ -133,13 +145,17 @@ class Client:
         try:
             msg = json.loads(line)
         except ValueError as exc:
-            raise LegionError(f"the daemon sent a line that is not JSON ({exc})",
-                              hint="the socket may belong to something else than a Legion "
-                              "daemon; check --socket / LEGION_SOCKET") from None
+            raise LegionError(
+                f"the daemon sent a line that is not JSON ({exc})",
+                hint="the socket may belong to something else than a Legion "
+                "daemon; check --socket / LEGION_SOCKET",
+            ) from None
         if not isinstance(msg, dict):  # batch replies are not used by this client
-            raise LegionError(f"unexpected reply from the daemon: {line[:200]!r}",
-                              hint="the socket may belong to something else than a Legion "
-                              "daemon; check --socket / LEGION_SOCKET")
+            raise LegionError(
+                f"unexpected reply from the daemon: {line[:200]!r}",
+                hint="the socket may belong to something else than a Legion "
+                "daemon; check --socket / LEGION_SOCKET",
+            )
         return msg
 
     def notifications_stream(self) -> Iterator[dict[str, Any]]:

@@ -26,11 +26,11 @@ class CommandContext:
         )
 
     def client(self, timeout: float | None = 30.0) -> Client:
-        return Client(self.paths.socket, timeout=timeout,
-                      log=self.paths.home / daemon_log.LOG_NAME)
+        return Client(self.paths.socket, timeout=timeout, log=self.paths.home / daemon_log.LOG_NAME)
 
-    def call(self, method: str, params: dict[str, Any] | None = None,
-             timeout: float | None = 30.0) -> Any:
+    def call(
+        self, method: str, params: dict[str, Any] | None = None, timeout: float | None = 30.0
+    ) -> Any:
         with self.client(timeout) as c:
             return c.call(method, params)
 

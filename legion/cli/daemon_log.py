@@ -61,8 +61,13 @@ def _error_line(line: str) -> str | None:
                 text += f" ({exc.strip().splitlines()[-1]})"
             return text.strip()
     lowered = line.lower()
-    if "[error" in lowered or "[critical" in lowered or line.startswith("Traceback") \
-            or ("error" in lowered and ":" in line) or "killed" in lowered:
+    if (
+        "[error" in lowered
+        or "[critical" in lowered
+        or line.startswith("Traceback")
+        or ("error" in lowered and ":" in line)
+        or "killed" in lowered
+    ):
         return line
     return None
 

@@ -28,21 +28,31 @@ from legion.cli.commands import (
 from legion.cli.context import CommandContext
 from legion.errors import EXIT_ERROR, EXIT_INTERRUPTED, LegionError
 
-GROUPS = (daemon_cmd, agents, messages, events, memory, tasks, schedules, tools, prompt,
-          config_cmd)
+GROUPS = (daemon_cmd, agents, messages, events, memory, tasks, schedules, tools, prompt, config_cmd)
 
 
 def build_parser() -> argparse.ArgumentParser:
     # Options accepted both before and after the command name: `legion --json ps`
     # and `legion ps --json` mean the same.
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--json", action="store_true", default=argparse.SUPPRESS,
-                        help="machine-readable output: one JSON document "
-                        "(streams: one JSON object per line)")
-    common.add_argument("--home", default=argparse.SUPPRESS, metavar="PATH",
-                        help="Legion home (default: $LEGION_HOME, then ~/.legion)")
-    common.add_argument("--socket", default=argparse.SUPPRESS, metavar="PATH",
-                        help="daemon socket (default: $LEGION_SOCKET, then HOME/daemon.sock)")
+    common.add_argument(
+        "--json",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="machine-readable output: one JSON document (streams: one JSON object per line)",
+    )
+    common.add_argument(
+        "--home",
+        default=argparse.SUPPRESS,
+        metavar="PATH",
+        help="Legion home (default: $LEGION_HOME, then ~/.legion)",
+    )
+    common.add_argument(
+        "--socket",
+        default=argparse.SUPPRESS,
+        metavar="PATH",
+        help="daemon socket (default: $LEGION_SOCKET, then HOME/daemon.sock)",
+    )
 
     parser = argparse.ArgumentParser(
         prog="legion",
@@ -85,8 +95,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     except Exception as exc:  # a bug in the CLI itself; say so plainly
         print(f"error: unexpected {type(exc).__name__}: {exc}", file=sys.stderr)
-        print("hint: this is a bug in Legion's CLI; please report it with the command you ran",
-              file=sys.stderr)
+        print(
+            "hint: this is a bug in Legion's CLI; please report it with the command you ran",
+            file=sys.stderr,
+        )
         return EXIT_ERROR
 
 

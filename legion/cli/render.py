@@ -37,8 +37,10 @@ PLAIN_ROWS = 200
 
 def _plain(headers: tuple[str, ...], rows: list[tuple[str, ...]]) -> None:
     widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
-    lines = [" ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip()
-             for row in [headers, *rows]]
+    lines = [
+        " ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip()
+        for row in [headers, *rows]
+    ]
     sys.stdout.write("\n".join(lines) + "\n")
 
 
@@ -60,17 +62,36 @@ def agents_table(agents: list[dict[str, Any]]) -> None:
     if not agents:
         console.print("no agents. Create one with [bold]legion spawn ID[/bold].")
         return
-    headers = ("ID", "STATE", "ACTIVITY", "MODEL", "QUEUED", "TASKS d/o/b", "PARENT", "UPDATED",
-               "REASON")
+    headers = (
+        "ID",
+        "STATE",
+        "ACTIVITY",
+        "MODEL",
+        "QUEUED",
+        "TASKS d/o/b",
+        "PARENT",
+        "UPDATED",
+        "REASON",
+    )
     rows: list[tuple[str, ...]] = []
     for a in agents:
         model = a["model"]
         resolved = a.get("resolved_model")
         if resolved and resolved != model:
             model = f"{model} -> {resolved}"
-        rows.append((a["id"], a["state"], a.get("activity", "idle"), model,
-                     str(a.get("queued", 0)), _counts(a.get("tasks")), a.get("parent") or "-",
-                     ago(a.get("updated_at")), a.get("state_reason") or ""))
+        rows.append(
+            (
+                a["id"],
+                a["state"],
+                a.get("activity", "idle"),
+                model,
+                str(a.get("queued", 0)),
+                _counts(a.get("tasks")),
+                a.get("parent") or "-",
+                ago(a.get("updated_at")),
+                a.get("state_reason") or "",
+            )
+        )
     _agent_rows(headers, rows)
 
 
@@ -92,15 +113,25 @@ def agents_tree(agents: list[dict[str, Any]]) -> None:
         settings = a.get("settings") or {}
         ends = settings.get("expires_at") or (
             "on " + ", ".join(f"{k}={v}" for k, v in settings["terminate_on"].items())
-            if settings.get("terminate_on") else "")
-        rows.append((prefix + a["id"], a["state"], a.get("activity", "idle"), a["model"],
-                     str(a.get("queued", 0)), ends or "-"))
+            if settings.get("terminate_on")
+            else ""
+        )
+        rows.append(
+            (
+                prefix + a["id"],
+                a["state"],
+                a.get("activity", "idle"),
+                a["model"],
+                str(a.get("queued", 0)),
+                ends or "-",
+            )
+        )
     _agent_rows(headers, rows)
 
 
 def _last_sibling(agents: list[dict[str, Any]], i: int) -> bool:
     depth = agents[i].get("depth", 0)
-    for b in agents[i + 1:]:
+    for b in agents[i + 1 :]:
         if b.get("depth", 0) <= depth:
             return bool(b.get("depth", 0) < depth)
     return True
@@ -114,19 +145,29 @@ def graveyard_list(rows: list[dict[str, Any]]) -> None:
     for col in ("ARCHIVE", "AGENT", "PARENT", "ENDED", "REASON"):
         table.add_column(col)
     for r in rows:
-        table.add_row(str(r["archive_id"]), r["agent"], r["record"].get("parent") or "-",
-                      ago(r["destroyed_at"]), escape(r["reason"] or ""))
+        table.add_row(
+            str(r["archive_id"]),
+            r["agent"],
+            r["record"].get("parent") or "-",
+            ago(r["destroyed_at"]),
+            escape(r["reason"] or ""),
+        )
     console.print(table)
 
 
 def graveyard_show(doc: dict[str, Any]) -> None:
     rec = doc["record"]
-    console.print(f"[bold]{doc['agent']}[/bold] (archive {doc['archive_id']}), ended "
-                  f"{ago(doc['destroyed_at'])}: {escape(doc['reason'] or 'no reason given')}",
-                  highlight=False)
-    console.print(f"[dim]model {rec.get('model')}, parent {rec.get('parent') or '-'}, "
-                  f"created {rec.get('created_at')}; {doc['events_total']} events archived, "
-                  f"the last {len(doc['events'])} below[/dim]", highlight=False)
+    console.print(
+        f"[bold]{doc['agent']}[/bold] (archive {doc['archive_id']}), ended "
+        f"{ago(doc['destroyed_at'])}: {escape(doc['reason'] or 'no reason given')}",
+        highlight=False,
+    )
+    console.print(
+        f"[dim]model {rec.get('model')}, parent {rec.get('parent') or '-'}, "
+        f"created {rec.get('created_at')}; {doc['events_total']} events archived, "
+        f"the last {len(doc['events'])} below[/dim]",
+        highlight=False,
+    )
     events(doc["events"])
 
 
@@ -165,8 +206,13 @@ def messages(msgs: list[dict[str, Any]]) -> None:
         table.add_column(col)
     for m in msgs:
         outcome = m.get("reply") or m.get("error") or ""
-        table.add_row(str(m["message_id"]), m["status"], m["sender"], ago(m["created_at"]),
-                      _short(outcome or "-"))
+        table.add_row(
+            str(m["message_id"]),
+            m["status"],
+            m["sender"],
+            ago(m["created_at"]),
+            _short(outcome or "-"),
+        )
     console.print(table)
 
 
@@ -178,21 +224,29 @@ def memory_list(entries: list[dict[str, Any]]) -> None:
     for col in ("PATH", "BYTES", "UPDATED", "READ", "READS", "EMBEDDED"):
         table.add_column(col)
     for e in entries:
-        table.add_row(e["path"], str(e["bytes"]), ago(e["updated_at"]), ago(e["accessed_at"]),
-                      str(e["access_count"]), "yes" if e["embedded"] else "no")
+        table.add_row(
+            e["path"],
+            str(e["bytes"]),
+            ago(e["updated_at"]),
+            ago(e["accessed_at"]),
+            str(e["access_count"]),
+            "yes" if e["embedded"] else "no",
+        )
     console.print(table)
 
 
 def memory_search(doc: dict[str, Any]) -> None:
-    console.print(f"[dim]mode: {doc['mode']}" + (f" — {doc['note']}" if doc["note"] else "")
-                  + "[/dim]")
+    console.print(
+        f"[dim]mode: {doc['mode']}" + (f" — {doc['note']}" if doc["note"] else "") + "[/dim]"
+    )
     if not doc["results"]:
         console.print("no matches.")
     for hit in doc["results"]:
         via = "+".join(hit.get("via", []))
         sim = f" sim={hit['similarity']}" if "similarity" in hit else ""
-        console.print(f"[bold]{escape(hit['path'])}[/bold] [dim]({via}{sim})[/dim]",
-                      highlight=False)
+        console.print(
+            f"[bold]{escape(hit['path'])}[/bold] [dim]({via}{sim})[/dim]", highlight=False
+        )
         console.print(f"  {escape(hit['snippet'])}", highlight=False)
 
 
@@ -200,16 +254,24 @@ def memory_stats(doc: dict[str, Any]) -> None:
     q = doc["quota"]
     rows = [
         ("entries", f"{doc['entries']} ({doc['shared_entries']} shared), {doc['bytes']} bytes"),
-        ("quota", f"{q['max_entries']} entries, {q['max_bytes']} bytes, "
-                  f"{q['max_entry_bytes']} bytes per entry (per agent)"),
+        (
+            "quota",
+            f"{q['max_entries']} entries, {q['max_bytes']} bytes, "
+            f"{q['max_entry_bytes']} bytes per entry (per agent)",
+        ),
         ("embedder", doc["embedder"]),
         ("vector search", "on" if doc["vector_search"] else "off"),
         ("pending embeddings", str(doc["pending_embeddings"])),
     ]
     if "backfill" in doc:
         b = doc["backfill"]
-        rows.append(("backfill", f"{b['state']}, {b['embedded']} embedded"
-                     + (f", last error: {b['last_error']}" if b["last_error"] else "")))
+        rows.append(
+            (
+                "backfill",
+                f"{b['state']}, {b['embedded']} embedded"
+                + (f", last error: {b['last_error']}" if b["last_error"] else ""),
+            )
+        )
     if doc["decay_half_life_days"]:
         rows.append(("decay", f"half-life {doc['decay_half_life_days']:g} days"))
     table = Table(box=None, show_header=False)
@@ -233,34 +295,54 @@ def info(doc: dict[str, Any]) -> None:
         ("daemon", f"pid {doc['pid']}, up {int(doc['uptime_s'])}s"),
         ("home", doc["home"]),
         ("socket", doc["socket"]),
-        ("config", f"{doc['config']['path']}" + ("" if doc["config"]["loaded"]
-                                                 else " (absent: embedded defaults)")),
-        ("database", f"{db['path']} ({db['size_bytes'] // 1024} KiB, "
-                     f"synchronous={db['synchronous']})"),
+        (
+            "config",
+            f"{doc['config']['path']}"
+            + ("" if doc["config"]["loaded"] else " (absent: embedded defaults)"),
+        ),
+        (
+            "database",
+            f"{db['path']} ({db['size_bytes'] // 1024} KiB, synchronous={db['synchronous']})",
+        ),
         ("sqlite", f"{db['driver']} ({db['module']}) sqlite {db['sqlite_version']}"),
         ("sqlite-vec", db["vec_version"] or "[red]unavailable[/red]: " + "; ".join(db["notes"])),
         ("agents", f"{doc['agents']['total']} ({by_state})"),
-        ("events", f"{ev['count']} kept, last id {ev['last_id']}, "
-                   f"retention {ev['retention_days']:g} days / {ev['max_rows']} rows"),
-        ("clients", f"{rpc.get('connections', 0)} connected, "
-                    f"{rpc.get('subscriptions', 0)} streaming"),
+        (
+            "events",
+            f"{ev['count']} kept, last id {ev['last_id']}, "
+            f"retention {ev['retention_days']:g} days / {ev['max_rows']} rows",
+        ),
+        (
+            "clients",
+            f"{rpc.get('connections', 0)} connected, {rpc.get('subscriptions', 0)} streaming",
+        ),
     ]
     mem = doc.get("memory")
     if mem:
         backfill = mem.get("backfill", {})
-        rows.append(("memory", f"{mem['entries']} entries, embedder {mem['embedder']}, "
-                     f"{mem['pending_embeddings']} waiting to be embedded"
-                     + (f", backfill {backfill['state']}" if backfill else "")))
+        rows.append(
+            (
+                "memory",
+                f"{mem['entries']} entries, embedder {mem['embedder']}, "
+                f"{mem['pending_embeddings']} waiting to be embedded"
+                + (f", backfill {backfill['state']}" if backfill else ""),
+            )
+        )
     sb = doc.get("sandbox")
     if sb:
         rows.extend(sandbox_rows(sb))
     tl = doc.get("tools")
     if tl:
         pl = doc.get("plugins", {})
-        rows.append(("tools", f"{tl['total']} ({tl['in_prompt']} in every prompt, "
-                     f"{tl['prompt_schema_bytes']} bytes of schemas; {tl['authored']} written by "
-                     f"agents); plugins {pl.get('loaded', 0)} loaded"
-                     + (f", [red]{pl['failed']} failed[/red]" if pl.get("failed") else "")))
+        rows.append(
+            (
+                "tools",
+                f"{tl['total']} ({tl['in_prompt']} in every prompt, "
+                f"{tl['prompt_schema_bytes']} bytes of schemas; {tl['authored']} written by "
+                f"agents); plugins {pl.get('loaded', 0)} loaded"
+                + (f", [red]{pl['failed']} failed[/red]" if pl.get("failed") else ""),
+            )
+        )
     models = doc.get("models", {}).get("providers", {})
     opened = [name for name, p in models.items() if p["circuit"]["state"] != "closed"]
     if opened:
@@ -290,11 +372,18 @@ def tools_list(doc: dict[str, Any]) -> None:
         kind = t["kind"] + (f":{t['plugin']}" if t.get("plugin") else "")
         if t.get("status") == "broken":
             kind += " [red](broken)[/red]"
-        table.add_row(t["name"], kind, "yes" if t["in_prompt"] else "", _verdict(t["verdict"]),
-                      str(t["calls"]), escape(_first_sentence(t["description"])))
+        table.add_row(
+            t["name"],
+            kind,
+            "yes" if t["in_prompt"] else "",
+            _verdict(t["verdict"]),
+            str(t["calls"]),
+            escape(_first_sentence(t["description"])),
+        )
     console.print(table)
-    console.print(f"[dim]{len(doc['tools'])} tools; in every prompt: "
-                  f"{', '.join(doc['prompt'])}[/dim]")
+    console.print(
+        f"[dim]{len(doc['tools'])} tools; in every prompt: {', '.join(doc['prompt'])}[/dim]"
+    )
 
 
 def tools_search(doc: dict[str, Any]) -> None:
@@ -302,8 +391,11 @@ def tools_search(doc: dict[str, Any]) -> None:
         console.print(f"no tool matches {doc['query']!r}.")
         return
     for hit in doc["results"]:
-        console.print(f"[bold]{hit['name']}[/bold] [dim]({hit['kind']}, score {hit['score']}, "
-                      f"{hit['verdict']})[/dim]", highlight=False)
+        console.print(
+            f"[bold]{hit['name']}[/bold] [dim]({hit['kind']}, score {hit['score']}, "
+            f"{hit['verdict']})[/dim]",
+            highlight=False,
+        )
         console.print(f"  {escape(hit['description'])}", highlight=False)
         if "signature" in hit:
             console.print(f"  [cyan]{escape(hit['signature'])}[/cyan]", highlight=False)
@@ -314,21 +406,31 @@ def tool_show(doc: dict[str, Any]) -> None:
     table.add_column(style="bold")
     table.add_column(overflow="fold")
     st = doc["stats"]
-    rows = [("name", doc["name"]), ("kind", doc["kind"] + (f" ({doc['plugin']})"
-                                                           if doc.get("plugin") else "")),
-            ("description", escape(doc["description"])),
-            ("signature", escape(doc.get("signature", ""))),
-            ("keywords", ", ".join(doc["keywords"]) or "-"),
-            ("verdict", _verdict(st["verdict"]) + (f" ({st['why']})" if st["why"] else "")),
-            ("calls", f"{st['calls']} ({st['failures']} failed, {st['misuses']} bad arguments)"),
-            ("latency", "-" if st["p50_ms"] is None else
-             f"p50 {st['p50_ms']} / p95 {st['p95_ms']} / p99 {st['p99_ms']} / "
-             f"max {st['max_ms']} ms")]
+    rows = [
+        ("name", doc["name"]),
+        ("kind", doc["kind"] + (f" ({doc['plugin']})" if doc.get("plugin") else "")),
+        ("description", escape(doc["description"])),
+        ("signature", escape(doc.get("signature", ""))),
+        ("keywords", ", ".join(doc["keywords"]) or "-"),
+        ("verdict", _verdict(st["verdict"]) + (f" ({st['why']})" if st["why"] else "")),
+        ("calls", f"{st['calls']} ({st['failures']} failed, {st['misuses']} bad arguments)"),
+        (
+            "latency",
+            "-"
+            if st["p50_ms"] is None
+            else f"p50 {st['p50_ms']} / p95 {st['p95_ms']} / p99 {st['p99_ms']} / "
+            f"max {st['max_ms']} ms",
+        ),
+    ]
     if "author" in doc:
-        rows += [("author", f"{doc['author']} (maintainer {doc['maintainer']})"),
-                 ("version", f"{doc['version']} {doc['content_hash']}"),
-                 ("status", doc["status"] + (f": {escape(doc['problem'])}"
-                                             if doc.get("problem") else ""))]
+        rows += [
+            ("author", f"{doc['author']} (maintainer {doc['maintainer']})"),
+            ("version", f"{doc['version']} {doc['content_hash']}"),
+            (
+                "status",
+                doc["status"] + (f": {escape(doc['problem'])}" if doc.get("problem") else ""),
+            ),
+        ]
     if doc.get("details"):
         rows.append(("details", escape(doc["details"])))
     for k, v in rows:
@@ -338,8 +440,10 @@ def tool_show(doc: dict[str, Any]) -> None:
         console.print(f"\n[bold]source[/bold] [dim]({doc['total_lines']} lines)[/dim]")
         console.print(escape(doc["source"]), highlight=False)
     for v in doc.get("versions", []):
-        console.print(f"[dim]v{v['version']} {v['mode']} by {v['agent']} "
-                      f"+{v['added']}/-{v['removed']} {ago(v['at'])}[/dim]")
+        console.print(
+            f"[dim]v{v['version']} {v['mode']} by {v['agent']} "
+            f"+{v['added']}/-{v['removed']} {ago(v['at'])}[/dim]"
+        )
 
 
 def tools_stats(doc: dict[str, Any]) -> None:
@@ -351,8 +455,13 @@ def tools_stats(doc: dict[str, Any]) -> None:
     for col in ("NAME", "VERDICT", "CALLS", "FAILED", "P50 ms", "P95 ms", "P99 ms", "MAX ms"):
         table.add_column(col)
     for t in rows:
-        table.add_row(t["name"], _verdict(t["verdict"]), str(t["calls"]), str(t["failures"]),
-                      *(str(t[k]) for k in ("p50_ms", "p95_ms", "p99_ms", "max_ms")))
+        table.add_row(
+            t["name"],
+            _verdict(t["verdict"]),
+            str(t["calls"]),
+            str(t["failures"]),
+            *(str(t[k]) for k in ("p50_ms", "p95_ms", "p99_ms", "max_ms")),
+        )
     console.print(table)
 
 
@@ -362,14 +471,23 @@ def plugins(doc: dict[str, Any]) -> None:
         table.add_column(col, overflow="fold" if col == "ADDS" else "ellipsis")
     for p in doc["plugins"]:
         adds = []
-        for key, label in (("tools", "tools"), ("watcher_kinds", "watcher kinds"),
-                           ("providers", "providers"), ("rpc_methods", "methods")):
+        for key, label in (
+            ("tools", "tools"),
+            ("watcher_kinds", "watcher kinds"),
+            ("providers", "providers"),
+            ("rpc_methods", "methods"),
+        ):
             if p[key]:
                 adds.append(f"{label}: {', '.join(p[key])}")
         status = {"loaded": "[green]loaded[/]", "failed": "[red]failed[/]"}.get(
-            p["status"], f"[dim]{p['status']}[/]")
-        table.add_row(p["name"], status, p["source"],
-                      escape(p["error"]) if p["error"] else "; ".join(adds) or "-")
+            p["status"], f"[dim]{p['status']}[/]"
+        )
+        table.add_row(
+            p["name"],
+            status,
+            p["source"],
+            escape(p["error"]) if p["error"] else "; ".join(adds) or "-",
+        )
     console.print(table)
     sb = doc["sandbox"]
     console.print(f"[dim]sandbox: {sb['level']} ({', '.join(sb['layers'])})[/dim]")
@@ -382,14 +500,27 @@ def sandbox_rows(sb: dict[str, Any]) -> list[tuple[str, str]]:
 
     level = sb["level"]
     head = f"[red]{level}[/red]" if level == "process" else f"[green]{level}[/green]"
-    rows = [("sandbox", head + (" [red bold]REFUSING agent-written tools and commands[/]"
-                                if sb.get("refusing") else ""))]
+    rows = [
+        (
+            "sandbox",
+            head
+            + (
+                " [red bold]REFUSING agent-written tools and commands[/]"
+                if sb.get("refusing")
+                else ""
+            ),
+        )
+    ]
     mechs = sb.get("mechanisms")
     if mechs:
-        on = [m["name"] + (f" ({m['detail']})" if m["detail"] else "") for m in mechs
-              if m["active"]]
-        off = [f"{m['name']}: {m['detail']}" if m["detail"] else m["name"] for m in mechs
-               if not m["active"]]
+        on = [
+            m["name"] + (f" ({m['detail']})" if m["detail"] else "") for m in mechs if m["active"]
+        ]
+        off = [
+            f"{m['name']}: {m['detail']}" if m["detail"] else m["name"]
+            for m in mechs
+            if not m["active"]
+        ]
         rows.append(("  in force", escape(", ".join(on))))
         if off:
             rows.append(("  missing", f"[yellow]{escape('; '.join(off))}[/yellow]"))
@@ -405,20 +536,32 @@ def prompt_show(doc: dict[str, Any]) -> None:
     from rich.panel import Panel
 
     agent = doc["agent"]
-    console.print(Panel(escape(doc["system_prompt"]) or "[dim](empty)[/dim]", title_align="left",
-                        title=f"{agent}: system prompt ({doc['chars']} characters)"))
+    console.print(
+        Panel(
+            escape(doc["system_prompt"]) or "[dim](empty)[/dim]",
+            title_align="left",
+            title=f"{agent}: system prompt ({doc['chars']} characters)",
+        )
+    )
     if doc.get("definition"):
         console.print(f"[dim]declared in {escape(doc['definition'])}[/dim]")
     pending = doc.get("pending")
     if pending:
-        console.print(f"\n[bold]pending proposal {pending['id']}[/bold] "
-                      f"({pending['chars']} characters, {ago(pending['created_at'])})"
-                      + (" [yellow]the prompt has changed since it was made[/yellow]"
-                         if pending["base_changed"] else ""))
+        console.print(
+            f"\n[bold]pending proposal {pending['id']}[/bold] "
+            f"({pending['chars']} characters, {ago(pending['created_at'])})"
+            + (
+                " [yellow]the prompt has changed since it was made[/yellow]"
+                if pending["base_changed"]
+                else ""
+            )
+        )
         if pending["rationale"]:
             console.print(f"why: {escape(pending['rationale'])}")
-        console.print(f"[dim]legion prompt {agent} diff | accept | reject [--note TEXT][/dim]",
-                      highlight=False)
+        console.print(
+            f"[dim]legion prompt {agent} diff | accept | reject [--note TEXT][/dim]",
+            highlight=False,
+        )
     else:
         console.print("\nno pending proposal.")
     decided = [p for p in doc["proposals"] if p["status"] != "pending"]
@@ -430,8 +573,14 @@ def prompt_show(doc: dict[str, Any]) -> None:
     for p in decided:
         style = "green" if p["status"] == "accepted" else "dim"
         why = " / ".join(escape(x) for x in (p["rationale"], p["decision_note"]) if x)
-        table.add_row(str(p["id"]), f"[{style}]{p['status']}[/{style}]", p["decided_by"] or "-",
-                      ago(p["decided_at"]), str(p["chars"]), why or "-")
+        table.add_row(
+            str(p["id"]),
+            f"[{style}]{p['status']}[/{style}]",
+            p["decided_by"] or "-",
+            ago(p["decided_at"]),
+            str(p["chars"]),
+            why or "-",
+        )
     console.print(table)
 
 
@@ -442,26 +591,31 @@ def prompt_diff(doc: dict[str, Any]) -> None:
         if not text:
             console.print("[dim](no difference)[/dim]")
             return
-        console.print(Syntax(text, "diff", theme="ansi_dark", background_color="default",
-                             word_wrap=True))
+        console.print(
+            Syntax(text, "diff", theme="ansi_dark", background_color="default", word_wrap=True)
+        )
 
-    console.print(f"[bold]proposal {doc['proposal']}[/bold] for {doc['agent']} "
-                  f"({doc['status']})")
+    console.print(f"[bold]proposal {doc['proposal']}[/bold] for {doc['agent']} ({doc['status']})")
     if doc["rationale"]:
         console.print(f"why: {escape(doc['rationale'])}")
     show(doc["diff"])
     if doc["base_changed"] and doc["status"] == "pending":
-        console.print("[yellow]the prompt has changed since this proposal was made; against "
-                      "the current prompt it reads:[/yellow]")
+        console.print(
+            "[yellow]the prompt has changed since this proposal was made; against "
+            "the current prompt it reads:[/yellow]"
+        )
         show(doc["current_diff"])
 
 
 def prompt_decision(doc: dict[str, Any]) -> None:
     if doc["status"] == "accepted":
-        console.print(f"accepted proposal {doc['proposal']}: {doc['agent']}'s system prompt is "
-                      f"now {doc['chars']} characters")
+        console.print(
+            f"accepted proposal {doc['proposal']}: {doc['agent']}'s system prompt is "
+            f"now {doc['chars']} characters"
+        )
     else:
-        console.print(f"rejected proposal {doc['proposal']}: {doc['agent']}'s system prompt is "
-                      "unchanged")
+        console.print(
+            f"rejected proposal {doc['proposal']}: {doc['agent']}'s system prompt is unchanged"
+        )
     for w in doc.get("warnings", []):
         console.print(f"[yellow]warning:[/yellow] {escape(w)}")

@@ -45,8 +45,9 @@ class Transcript:
 
     def _stream(self) -> None:
         if self.live is None:
-            self.live = Live(self._render(), console=self.console, refresh_per_second=12,
-                             transient=False)
+            self.live = Live(
+                self._render(), console=self.console, refresh_per_second=12, transient=False
+            )
             self.live.start()
         else:
             self.live.update(self._render())
@@ -82,55 +83,85 @@ class Transcript:
         self._settle()
         out = self.console.print
         if kind == "message.received":
-            out(f"[dim]{at}[/dim] [bold cyan]» {escape(str(data.get('sender')))}[/bold cyan] "
-                f"{escape(str(data.get('text', '')))}", highlight=False)
+            out(
+                f"[dim]{at}[/dim] [bold cyan]» {escape(str(data.get('sender')))}[/bold cyan] "
+                f"{escape(str(data.get('text', '')))}",
+                highlight=False,
+            )
         elif kind == "session.started":
             self.busy = True
-            out(f"[dim]{at} ── session {data.get('session')} on {data.get('resolved_model')} "
-                f"(attempt {data.get('attempt')})[/dim]")
+            out(
+                f"[dim]{at} ── session {data.get('session')} on {data.get('resolved_model')} "
+                f"(attempt {data.get('attempt')})[/dim]"
+            )
         elif kind == "tool.call":
             via = f" → {data['invokes']}" if data.get("invokes") else ""
-            out(f"[dim]{at}[/dim] [yellow]→ {data.get('name')}{escape(via)}[/yellow] "
-                f"{_short(data.get('arguments', ''))}", highlight=False)
+            out(
+                f"[dim]{at}[/dim] [yellow]→ {data.get('name')}{escape(via)}[/yellow] "
+                f"{_short(data.get('arguments', ''))}",
+                highlight=False,
+            )
         elif kind == "tool.result":
             mark = "[green]✓[/green]" if data.get("ok") else "[red]✗[/red]"
-            out(f"[dim]{at}[/dim] {mark} {data.get('name')} "
+            out(
+                f"[dim]{at}[/dim] {mark} {data.get('name')} "
                 f"[dim]{data.get('duration_ms', 0):.0f} ms[/dim] {_short(data.get('result', ''))}",
-                highlight=False)
+                highlight=False,
+            )
         elif kind == "session.ended":
             self.busy = False
             u = data.get("usage") or {}
             status = data.get("status")
             style = "dim" if status == "done" else "red"
             reason = f": {data.get('reason')}" if data.get("reason") else ""
-            out(f"[{style}]{at} ── {status}{reason} · {data.get('turns')} turns · "
+            out(
+                f"[{style}]{at} ── {status}{reason} · {data.get('turns')} turns · "
                 f"{u.get('total_tokens', 0)} tokens"
-                + (f" · ${u['cost']:.4f}" if u.get("cost") else "") + f"[/{style}]")
+                + (f" · ${u['cost']:.4f}" if u.get("cost") else "")
+                + f"[/{style}]"
+            )
         elif kind == "message.idle":
             out(f"[dim]{at} (answered IDLE: nothing sent)[/dim]")
         elif kind == "tool.edited":
-            out(f"[dim]{at}[/dim] [bold]✎ {escape(str(data.get('name')))}[/bold] "
+            out(
+                f"[dim]{at}[/dim] [bold]✎ {escape(str(data.get('name')))}[/bold] "
                 f"{data.get('mode')} edit, v{data.get('version')} "
                 f"[green]+{data.get('added')}[/green] [red]-{data.get('removed')}[/red] "
                 f"[dim]{data.get('before_hash')} → {data.get('after_hash')}[/dim]",
-                highlight=False)
+                highlight=False,
+            )
             # The diff as a block, coloured like `git diff`.
-            out(Syntax(data.get("diff") or "", "diff", theme="ansi_dark",
-                       background_color="default"))
+            out(
+                Syntax(
+                    data.get("diff") or "", "diff", theme="ansi_dark", background_color="default"
+                )
+            )
         elif kind == "tool.built":
             ok = data.get("ok")
             mark = "[green]built[/green]" if ok else "[red]does not build[/red]"
-            out(f"[dim]{at}[/dim] [bold]⚙ {escape(str(data.get('name')))}[/bold] {mark} "
+            out(
+                f"[dim]{at}[/dim] [bold]⚙ {escape(str(data.get('name')))}[/bold] {mark} "
                 f"v{data.get('version')} self-test {data.get('selftest')}"
                 + (f": {escape(str(data.get('problem')))}" if data.get("problem") else ""),
-                highlight=False)
+                highlight=False,
+            )
         elif kind in ("message.replied", "model.request"):
             pass  # the reply was streamed above; a request is implied by what follows
-        elif kind in ("model.retry", "model.fallback", "model.error", "model.skipped",
-                      "guard.loop", "guard.max_turns", "guard.budget", "message.failed",
-                      "model.repaired"):
-            out(f"[dim]{at}[/dim] [magenta]{kind}[/magenta] {_short(json.dumps(data))}",
-                highlight=False)
+        elif kind in (
+            "model.retry",
+            "model.fallback",
+            "model.error",
+            "model.skipped",
+            "guard.loop",
+            "guard.max_turns",
+            "guard.budget",
+            "message.failed",
+            "model.repaired",
+        ):
+            out(
+                f"[dim]{at}[/dim] [magenta]{kind}[/magenta] {_short(json.dumps(data))}",
+                highlight=False,
+            )
         else:
             out(event_line(ev), highlight=False)
 

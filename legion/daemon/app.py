@@ -36,8 +36,9 @@ log = structlog.get_logger("legion.daemon")
 
 
 class Daemon:
-    def __init__(self, paths: Paths, config: Config, agent_paths: list[Path],
-                 config_path: Path | None = None) -> None:
+    def __init__(
+        self, paths: Paths, config: Config, agent_paths: list[Path], config_path: Path | None = None
+    ) -> None:
         self.paths = paths
         self.config = config
         self.config_path = config_path
@@ -68,8 +69,9 @@ class Daemon:
                 with anyio.move_on_after(limit, shield=True) as scope:
                     await store.close()
                 if scope.cancelled_caught:
-                    log.error("the store did not close in time; queued writes may be lost",
-                              waited_s=limit)
+                    log.error(
+                        "the store did not close in time; queued writes may be lost", waited_s=limit
+                    )
         finally:
             lock.release()
 
@@ -83,15 +85,28 @@ class Daemon:
             interval = systemd.watchdog_interval()
             if interval:
                 tg.start_soon(self._watchdog, store, interval)
-            await bus.emit(None, "daemon.started",
-                           {"version": __version__, "pid": os.getpid(), "agents": sup.counts(),
-                            "sqlite": store.driver.describe()})
+            await bus.emit(
+                None,
+                "daemon.started",
+                {
+                    "version": __version__,
+                    "pid": os.getpid(),
+                    "agents": sup.counts(),
+                    "sqlite": store.driver.describe(),
+                },
+            )
             systemd.notify(
                 f"READY=1\nSTATUS=serving {len(sup.agents)} agents\nMAINPID={os.getpid()}"
             )
-            log.info("daemon ready", version=__version__, home=str(self.paths.home),
-                     socket=str(self.paths.socket), agents=sup.counts(),
-                     sqlite=store.driver.name, vec=store.driver.vec_version)
+            log.info(
+                "daemon ready",
+                version=__version__,
+                home=str(self.paths.home),
+                socket=str(self.paths.socket),
+                agents=sup.counts(),
+                sqlite=store.driver.name,
+                vec=store.driver.vec_version,
+            )
             # After READY, not before: start-up stays fast, and the first message
             # or cron run awaits this same import instead of paying for its own.
             tg.start_soon(legion.models.warm)
@@ -109,8 +124,10 @@ class Daemon:
                 await legion.runtime.wait_idle()
                 await server.wait_idle()
             if scope.cancelled_caught:
-                log.warning("in-flight requests outlived the grace period; cancelling them",
-                            in_flight=server.in_flight)
+                log.warning(
+                    "in-flight requests outlived the grace period; cancelling them",
+                    in_flight=server.in_flight,
+                )
             tg.cancel_scope.cancel()
         log.info("daemon stopped")
         return EXIT_INTERRUPTED if self.forced else EXIT_OK
@@ -120,8 +137,9 @@ class Daemon:
             async for signum in signals:
                 self._signals += 1
                 if self._signals == 1:
-                    log.info("signal received; stopping gracefully",
-                             signal=signal.Signals(signum).name)
+                    log.info(
+                        "signal received; stopping gracefully", signal=signal.Signals(signum).name
+                    )
                     self._stop.set()
                 elif signum == signal.SIGINT:
                     log.warning("second SIGINT: forcing shutdown")

@@ -63,15 +63,20 @@ def prepare_socket(path: Path) -> None:
     if not parent.exists():
         parent.mkdir(mode=0o700, parents=True)
     elif parent.stat().st_mode & 0o077:
-        log.warning("socket directory is readable by others; 0700 is recommended",
-                    directory=str(parent), mode=oct(parent.stat().st_mode & 0o777))
+        log.warning(
+            "socket directory is readable by others; 0700 is recommended",
+            directory=str(parent),
+            mode=oct(parent.stat().st_mode & 0o777),
+        )
     try:
         st = path.lstat()
     except FileNotFoundError:
         return
     if not stat.S_ISSOCK(st.st_mode):
-        raise Conflict(f"{path} exists and is not a socket",
-                       hint="remove it, or choose another path with --socket")
+        raise Conflict(
+            f"{path} exists and is not a socket",
+            hint="remove it, or choose another path with --socket",
+        )
     probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         probe.settimeout(1.0)
@@ -83,5 +88,8 @@ def prepare_socket(path: Path) -> None:
         return
     finally:
         probe.close()
-    raise Conflict(f"another daemon is listening on {path}",
-                   hint="stop it, or choose another path with --socket", kind="daemon_running")
+    raise Conflict(
+        f"another daemon is listening on {path}",
+        hint="stop it, or choose another path with --socket",
+        kind="daemon_running",
+    )

@@ -26,8 +26,9 @@ class RedactSecrets:
         # up per line, so logging can be set up before the config is read.
         self.redactor = redactor
 
-    def __call__(self, logger: Any, method: str,
-                 event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    def __call__(
+        self, logger: Any, method: str, event_dict: MutableMapping[str, Any]
+    ) -> MutableMapping[str, Any]:
         # Objects (exceptions, paths) are rendered by their str() later; render
         # them here instead, so that text is redacted too.
         plain = {k: v if isinstance(v, _PLAIN) else str(v) for k, v in event_dict.items()}
@@ -36,8 +37,7 @@ class RedactSecrets:
         return out
 
 
-def configure(level: str = "info", fmt: str = "auto",
-              redactor: Redactor | None = None) -> None:
+def configure(level: str = "info", fmt: str = "auto", redactor: Redactor | None = None) -> None:
     """Set up the daemon's logging; `redactor` knows the config's secrets.
 
     Without one, the redactor installed with `legion.redact.install` is used,

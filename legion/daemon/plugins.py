@@ -43,10 +43,18 @@ class PluginInfo:
     transports: int = 0
 
     def as_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "source": self.source, "module": self.module,
-                "status": self.status, "error": self.error, "tools": self.tools,
-                "watcher_kinds": self.watcher_kinds, "providers": self.providers,
-                "rpc_methods": self.rpc_methods, "transports": self.transports}
+        return {
+            "name": self.name,
+            "source": self.source,
+            "module": self.module,
+            "status": self.status,
+            "error": self.error,
+            "tools": self.tools,
+            "watcher_kinds": self.watcher_kinds,
+            "providers": self.providers,
+            "rpc_methods": self.rpc_methods,
+            "transports": self.transports,
+        }
 
 
 @dataclass
@@ -61,10 +69,14 @@ class Contributions:
 
 
 class Plugins:
-    def __init__(self, disabled: list[str] | None = None, *,
-                 reserved_tools: set[str] | None = None,
-                 reserved_kinds: set[str] | None = None,
-                 reserved_providers: set[str] | None = None) -> None:
+    def __init__(
+        self,
+        disabled: list[str] | None = None,
+        *,
+        reserved_tools: set[str] | None = None,
+        reserved_kinds: set[str] | None = None,
+        reserved_providers: set[str] | None = None,
+    ) -> None:
         self.disabled = set(disabled or [])
         # Names the daemon itself owns: a plugin may not take them over.
         self.reserved_tools = set(reserved_tools or ())
@@ -82,8 +94,12 @@ class Plugins:
             dist = f"{ep.dist.name} {ep.dist.version}" if ep.dist else "unknown"
             if ep.name in self.info:
                 self.info[f"{ep.name} ({dist})"] = PluginInfo(
-                    ep.name, dist, ep.value, "failed",
-                    f"another plugin is already named {ep.name!r}; rename one entry point")
+                    ep.name,
+                    dist,
+                    ep.value,
+                    "failed",
+                    f"another plugin is already named {ep.name!r}; rename one entry point",
+                )
                 continue
             self._load(ep.name, dist, ep.value, ep.load)
         return self.contributions
@@ -99,8 +115,9 @@ class Plugins:
             self.pm.register(obj, name=name)
         except Exception as exc:  # a plugin's bug is reported, never fatal
             info.status, info.error = "failed", f"{type(exc).__name__}: {exc}"
-            log.error("plugin failed to load; skipped", plugin=name, source=source,
-                      error=info.error)
+            log.error(
+                "plugin failed to load; skipped", plugin=name, source=source, error=info.error
+            )
             return
         try:
             # A misspelt hook would otherwise be silently ignored.
@@ -117,8 +134,9 @@ class Plugins:
         c = Contributions()
         for t in self._call(obj, "legion_tools") or []:
             if not isinstance(t, Tool):
-                raise TypeError(f"legion_tools returned {type(t).__name__}; "
-                                "decorate the function with @tool")
+                raise TypeError(
+                    f"legion_tools returned {type(t).__name__}; decorate the function with @tool"
+                )
             c.tools.append((name, t))
         for k in self._call(obj, "legion_watcher_kinds") or []:
             c.watcher_kinds[k.name] = k
@@ -130,14 +148,20 @@ class Plugins:
         c.transports.extend((name, t) for t in self._call(obj, "legion_transports") or [])
         c_ = self.contributions
         for what, mine, theirs in (
-                ("tool", {t.name for _, t in c.tools},
-                 {t.name for _, t in c_.tools} | self.reserved_tools),
-                ("watcher kind", set(c.watcher_kinds), set(c_.watcher_kinds) | self.reserved_kinds),
-                ("model provider", set(c.providers), set(c_.providers) | self.reserved_providers)):
+            (
+                "tool",
+                {t.name for _, t in c.tools},
+                {t.name for _, t in c_.tools} | self.reserved_tools,
+            ),
+            ("watcher kind", set(c.watcher_kinds), set(c_.watcher_kinds) | self.reserved_kinds),
+            ("model provider", set(c.providers), set(c_.providers) | self.reserved_providers),
+        ):
             taken = mine & theirs
             if taken:
-                raise ValueError(f"{what} names already taken (by Legion or another plugin): "
-                                 f"{', '.join(sorted(taken))}; rename them in the plugin")
+                raise ValueError(
+                    f"{what} names already taken (by Legion or another plugin): "
+                    f"{', '.join(sorted(taken))}; rename them in the plugin"
+                )
         self.contributions.tools += c.tools
         self.contributions.watcher_kinds.update(c.watcher_kinds)
         self.contributions.providers.update(c.providers)
@@ -151,7 +175,6 @@ class Plugins:
 
     def listing(self) -> list[dict[str, Any]]:
         return [i.as_dict() for i in self.info.values()]
-
 
     def _call(self, obj: Any, hook: str) -> Any:
         caller = getattr(self.pm.hook, hook)

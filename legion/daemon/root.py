@@ -119,35 +119,52 @@ class Legion:
             await tg.start(self.calls.run_actions)
             if self.backfill is not None:
                 await tg.start(self.backfill.run)
-            tg.start_soon(retention.keep, self.store, self.config.events,
-                          self.config.agents.history_keep)
+            tg.start_soon(
+                retention.keep, self.store, self.config.events, self.config.agents.history_keep
+            )
             task_status.started()
 
     def close(self) -> None:
         self.sandbox.close()
 
 
-async def assemble(paths: Paths, config: Config, store: Store,
-                   defs: Sequence[definitions.Definition] = (),
-                   config_path: Path | None = None) -> Legion:
+async def assemble(
+    paths: Paths,
+    config: Config,
+    store: Store,
+    defs: Sequence[definitions.Definition] = (),
+    config_path: Path | None = None,
+) -> Legion:
     """Build every service in dependency order; restore and declare the agents."""
     cfg = config
     if not store.driver.vec_available:
-        log.error("sqlite-vec could not be loaded; vector search is unavailable",
-                  notes=store.driver.notes)
+        log.error(
+            "sqlite-vec could not be loaded; vector search is unavailable", notes=store.driver.notes
+        )
     bus = EventBus(store.writer, queue_size=cfg.events.subscriber_queue)
     plugins = Plugins(
         cfg.plugins.disabled,
         reserved_tools={t.name for t in [*kernel.KERNEL, *meta.PROMPT, *meta.REGISTRY]},
         reserved_kinds={"cmd_watch", "file_watch"},
-        reserved_providers={"mock", *KNOWN_PROVIDERS, *cfg.providers})
+        reserved_providers={"mock", *KNOWN_PROVIDERS, *cfg.providers},
+    )
     added = plugins.load()
     models = ModelClient(cfg, added.providers)
     # A destroyed agent's rows in other tables are removed by their owners, in the
     # destroy's own transaction.
-    agents = Supervisor(store, bus, default_model=cfg.agents.default_model, departures=[
-        inbox_rows.forget_agent, ledger.forget_agent, forget_subscriptions,
-        proposal_rows.forget_agent, memory_records.forget_owner, cancel_owned])
+    agents = Supervisor(
+        store,
+        bus,
+        default_model=cfg.agents.default_model,
+        departures=[
+            inbox_rows.forget_agent,
+            ledger.forget_agent,
+            forget_subscriptions,
+            proposal_rows.forget_agent,
+            memory_records.forget_owner,
+            cancel_owned,
+        ],
+    )
     await agents.restore()
     await declare(agents, models, cfg, defs)
 
@@ -156,53 +173,114 @@ async def assemble(paths: Paths, config: Config, store: Store,
     stats = Stats(store, cfg.tools.stats_window)
     authored = AuthoredTools(store, bus, sandbox, cfg.tools)
     await authored.load()
-    registry = Registry([*kernel.PROMPT, *meta.PROMPT], [*kernel.REGISTRY, *meta.REGISTRY],
-                        added.tools, authored, stats, tool_timeout=cfg.guards.tool_timeout,
-                        sandbox_timeout=cfg.tools.sandbox.timeout,
-                        plugin_settings=cfg.plugins.settings)
+    registry = Registry(
+        [*kernel.PROMPT, *meta.PROMPT],
+        [*kernel.REGISTRY, *meta.REGISTRY],
+        added.tools,
+        authored,
+        stats,
+        tool_timeout=cfg.guards.tool_timeout,
+        sandbox_timeout=cfg.tools.sandbox.timeout,
+        plugin_settings=cfg.plugins.settings,
+    )
 
     activity = Activity()
     budgets = Budgets(store, agents, cfg.guards)
     inbox = Inbox(store, bus, agents, budgets)
 
     embedder = embedders.make(cfg, models)
-    backfill = (Backfill(store, bus, embedder, batch=cfg.memory.backfill_batch,
-                         backoff_max=cfg.memory.backfill_backoff_max)
-                if embedder is not None and store.driver.vec_available else None)
-    memory = Memory(store, bus, cfg.memory, embedder, embedders.describe(embedder, cfg),
-                    backfill=backfill)
+    backfill = (
+        Backfill(
+            store,
+            bus,
+            embedder,
+            batch=cfg.memory.backfill_batch,
+            backoff_max=cfg.memory.backfill_backoff_max,
+        )
+        if embedder is not None and store.driver.vec_available
+        else None
+    )
+    memory = Memory(
+        store, bus, cfg.memory, embedder, embedders.describe(embedder, cfg), backfill=backfill
+    )
     await memory.prepare()
 
     board = Board(store, bus, agents, budgets.automatic_cap)
-    fleet = Fleet(cfg.agents, paths.home, store, bus, agents, models, board, inbox, activity,
-                  budgets)
+    fleet = Fleet(
+        cfg.agents, paths.home, store, bus, agents, models, board, inbox, activity, budgets
+    )
     scheduler = Scheduler(store, bus, agents, models, inbox, board)
-    watchers = Watchers(store, bus, agents, inbox, board, registry, sandbox, cfg.tools.sandbox,
-                        added.watcher_kinds)
+    watchers = Watchers(
+        store, bus, agents, inbox, board, registry, sandbox, cfg.tools.sandbox, added.watcher_kinds
+    )
     proposals = Proposals(store, bus, agents)
-    reflection = Reflection(store, bus, agents, models, budgets, memory, board, registry,
-                            proposals)
-    calls = ToolCalls(registry, Kernel(
-        agents=agents, activity=activity, budgets=budgets, models=models, memory=memory,
-        board=board, fleet=fleet, scheduler=scheduler, watchers=watchers, tools=registry,
-        reflection=reflection), bus, cfg.guards.tool_timeout)
-    kit = Kit(store=store, bus=bus, agents=agents, models=models, budgets=budgets, tools=calls,
-              memory=memory, conversations=fleet, config=cfg.agents,
-              memory_tokens=cfg.memory.context_tokens,
-              # The session-close nudge: a session may not end quietly while its
-              # agent still has a task in doing.
-              work_checks=[board.doing])
+    reflection = Reflection(store, bus, agents, models, budgets, memory, board, registry, proposals)
+    calls = ToolCalls(
+        registry,
+        Kernel(
+            agents=agents,
+            activity=activity,
+            budgets=budgets,
+            models=models,
+            memory=memory,
+            board=board,
+            fleet=fleet,
+            scheduler=scheduler,
+            watchers=watchers,
+            tools=registry,
+            reflection=reflection,
+        ),
+        bus,
+        cfg.guards.tool_timeout,
+    )
+    kit = Kit(
+        store=store,
+        bus=bus,
+        agents=agents,
+        models=models,
+        budgets=budgets,
+        tools=calls,
+        memory=memory,
+        conversations=fleet,
+        config=cfg.agents,
+        memory_tokens=cfg.memory.context_tokens,
+        # The session-close nudge: a session may not end quietly while its
+        # agent still has a task in doing.
+        work_checks=[board.doing],
+    )
     runtime = Runtime(kit, activity)
 
     methods = dispatch.Registry()
     rpc = RpcServer(methods, bus, cfg.rpc, paths.socket)
     legion = Legion(
-        config=cfg, paths=paths, config_path=config_path, store=store, bus=bus,
-        plugins=plugins, agents=agents, models=models, sandbox=sandbox, stats=stats,
-        authored=authored, registry=registry, activity=activity, budgets=budgets, inbox=inbox,
-        memory=memory, backfill=backfill, board=board, fleet=fleet, scheduler=scheduler,
-        watchers=watchers, proposals=proposals, reflection=reflection, calls=calls,
-        runtime=runtime, methods=methods, rpc=rpc)
+        config=cfg,
+        paths=paths,
+        config_path=config_path,
+        store=store,
+        bus=bus,
+        plugins=plugins,
+        agents=agents,
+        models=models,
+        sandbox=sandbox,
+        stats=stats,
+        authored=authored,
+        registry=registry,
+        activity=activity,
+        budgets=budgets,
+        inbox=inbox,
+        memory=memory,
+        backfill=backfill,
+        board=board,
+        fleet=fleet,
+        scheduler=scheduler,
+        watchers=watchers,
+        proposals=proposals,
+        reflection=reflection,
+        calls=calls,
+        runtime=runtime,
+        methods=methods,
+        rpc=rpc,
+    )
     _register_methods(legion, added.rpc_methods)
     return legion
 
@@ -210,25 +288,60 @@ async def assemble(paths: Paths, config: Config, store: Store,
 def _register_methods(d: Legion, plugin_methods: list[tuple[str, Any]]) -> None:
     """The RPC adapters, each given what its group uses."""
     m = d.methods
-    daemon_methods.register(m, daemon_methods.Deps(
-        agents=d.agents, bus=d.bus, config=d.config, config_path=d.config_path,
-        memory=d.memory, models=d.models, paths=d.paths, plugins=d.plugins, rpc=d.rpc,
-        runtime=d.runtime, sandbox=d.sandbox, scheduler=d.scheduler, started_at=d.started_at,
-        store=d.store, tools=d.registry, watchers=d.watchers))
-    agent_methods.register(m, agent_methods.Deps(
-        activity=d.activity, agents=d.agents, board=d.board, fleet=d.fleet, models=d.models,
-        scheduler=d.scheduler))
-    event_methods.register(m, event_methods.Deps(
-        agents=d.agents, bus=d.bus, config=d.config, store=d.store))
-    message_methods.register(m, message_methods.Deps(
-        agents=d.agents, inbox=d.inbox, runtime=d.runtime, store=d.store))
+    daemon_methods.register(
+        m,
+        daemon_methods.Deps(
+            agents=d.agents,
+            bus=d.bus,
+            config=d.config,
+            config_path=d.config_path,
+            memory=d.memory,
+            models=d.models,
+            paths=d.paths,
+            plugins=d.plugins,
+            rpc=d.rpc,
+            runtime=d.runtime,
+            sandbox=d.sandbox,
+            scheduler=d.scheduler,
+            started_at=d.started_at,
+            store=d.store,
+            tools=d.registry,
+            watchers=d.watchers,
+        ),
+    )
+    agent_methods.register(
+        m,
+        agent_methods.Deps(
+            activity=d.activity,
+            agents=d.agents,
+            board=d.board,
+            fleet=d.fleet,
+            models=d.models,
+            scheduler=d.scheduler,
+        ),
+    )
+    event_methods.register(
+        m, event_methods.Deps(agents=d.agents, bus=d.bus, config=d.config, store=d.store)
+    )
+    message_methods.register(
+        m, message_methods.Deps(agents=d.agents, inbox=d.inbox, runtime=d.runtime, store=d.store)
+    )
     memory_methods.register(m, memory_methods.Deps(agents=d.agents, memory=d.memory))
     task_methods.register(m, task_methods.Deps(agents=d.agents, board=d.board))
-    schedule_methods.register(m, schedule_methods.Deps(
-        agents=d.agents, scheduler=d.scheduler, watchers=d.watchers))
-    tool_methods.register(m, tool_methods.Deps(
-        agents=d.agents, calls=d.calls, plugins=d.plugins, sandbox=d.sandbox,
-        tool_timeout=d.config.guards.tool_timeout, tools=d.registry))
+    schedule_methods.register(
+        m, schedule_methods.Deps(agents=d.agents, scheduler=d.scheduler, watchers=d.watchers)
+    )
+    tool_methods.register(
+        m,
+        tool_methods.Deps(
+            agents=d.agents,
+            calls=d.calls,
+            plugins=d.plugins,
+            sandbox=d.sandbox,
+            tool_timeout=d.config.guards.tool_timeout,
+            tools=d.registry,
+        ),
+    )
     prompt_methods.register(m, prompt_methods.Deps(reflection=d.reflection))
 
     def host(plugin: str) -> Host:
@@ -237,8 +350,9 @@ def _register_methods(d: Legion, plugin_methods: list[tuple[str, Any]]) -> None:
     add_plugin_methods(m, plugin_methods, host)
 
 
-async def declare(sup: Supervisor, models: ModelClient, config: Config,
-                  defs: Sequence[definitions.Definition]) -> None:
+async def declare(
+    sup: Supervisor, models: ModelClient, config: Config, defs: Sequence[definitions.Definition]
+) -> None:
     """The agents of the definition files: spawned, or updated to match the file."""
     for d in defs:
         source = f"definition:{d.path}"
@@ -252,21 +366,39 @@ async def declare(sup: Supervisor, models: ModelClient, config: Config,
         if d.id in sup.agents:
             # What the agent's lifecycle saved (ttl, terminate_on, a self-destruct
             # request) is not the file's to drop.
-            kept = {k: v for k, v in sup.agents[d.id].settings.items()
-                    if k in ("expires_at", "terminate_on", "ending")}
+            kept = {
+                k: v
+                for k, v in sup.agents[d.id].settings.items()
+                if k in ("expires_at", "terminate_on", "ending")
+            }
             settings = {**kept, **settings}
-            await sup.update(d.id, model=d.model, system_prompt=d.system,
-                             definition=d.path, settings=settings, source=source)
+            await sup.update(
+                d.id,
+                model=d.model,
+                system_prompt=d.system,
+                definition=d.path,
+                settings=settings,
+                source=source,
+            )
         else:
-            await sup.spawn(d.id, model=d.model, system_prompt=d.system or "",
-                            parent=d.parent, definition=d.path, settings=settings,
-                            source=source)
+            await sup.spawn(
+                d.id,
+                model=d.model,
+                system_prompt=d.system or "",
+                parent=d.parent,
+                definition=d.path,
+                settings=settings,
+                source=source,
+            )
 
 
 @asynccontextmanager
-async def open_legion(paths: Paths, config: Config,
-                      defs: Sequence[definitions.Definition] = (),
-                      config_path: Path | None = None) -> AsyncIterator[Legion]:
+async def open_legion(
+    paths: Paths,
+    config: Config,
+    defs: Sequence[definitions.Definition] = (),
+    config_path: Path | None = None,
+) -> AsyncIterator[Legion]:
     """An in-process daemon: the store opened, every service built and its background
     work running, for tests and the Python API. No home lock, socket or signals:
     call it on a home no daemon is using. On exit the work is cancelled and awaited,

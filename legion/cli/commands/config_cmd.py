@@ -10,14 +10,22 @@ from legion.cli.context import CommandContext
 
 
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
-    p = sub.add_parser("config", parents=[common], help="work with config.toml",
-                       description="Work with config.toml.")
+    p = sub.add_parser(
+        "config",
+        parents=[common],
+        help="work with config.toml",
+        description="Work with config.toml.",
+    )
     csub = p.add_subparsers(dest="config_command", metavar="SUBCOMMAND", required=True)
-    c = csub.add_parser("check", parents=[common], help="validate a config file",
-                        description="Validate a config file (default: HOME/config.toml) and "
-                        "print the effective configuration, secrets redacted (a secret "
-                        "read from the environment is shown as the ${VAR} it was written "
-                        "as). Exit 2 if it is invalid.")
+    c = csub.add_parser(
+        "check",
+        parents=[common],
+        help="validate a config file",
+        description="Validate a config file (default: HOME/config.toml) and "
+        "print the effective configuration, secrets redacted (a secret "
+        "read from the environment is shown as the ${VAR} it was written "
+        "as). Exit 2 if it is invalid.",
+    )
     c.add_argument("file", nargs="?", metavar="FILE")
     c.set_defaults(handler=check)
 

@@ -16,19 +16,35 @@ from legion.cli.context import CommandContext
 
 
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
-    p = sub.add_parser("daemon", parents=[common], help="run the daemon in the foreground",
-                       description="Run the daemon in the foreground (what systemd starts). "
-                       "SIGTERM or Ctrl-C stops it gracefully; a second Ctrl-C forces it.")
-    p.add_argument("--agents", action="append", default=[], metavar="PATH",
-                   help="agent definition file or directory to declare at start; repeatable "
-                   "(adds to daemon.agents in config.toml)")
-    p.add_argument("--config", metavar="FILE",
-                   help="config file (default: HOME/config.toml; absent: embedded defaults)")
+    p = sub.add_parser(
+        "daemon",
+        parents=[common],
+        help="run the daemon in the foreground",
+        description="Run the daemon in the foreground (what systemd starts). "
+        "SIGTERM or Ctrl-C stops it gracefully; a second Ctrl-C forces it.",
+    )
+    p.add_argument(
+        "--agents",
+        action="append",
+        default=[],
+        metavar="PATH",
+        help="agent definition file or directory to declare at start; repeatable "
+        "(adds to daemon.agents in config.toml)",
+    )
+    p.add_argument(
+        "--config",
+        metavar="FILE",
+        help="config file (default: HOME/config.toml; absent: embedded defaults)",
+    )
     p.set_defaults(handler=run_daemon)
 
-    p = sub.add_parser("info", parents=[common], help="show the daemon's state",
-                       description="Version, home, socket, sqlite build and sqlite-vec "
-                       "version, agents, events and connected clients.")
+    p = sub.add_parser(
+        "info",
+        parents=[common],
+        help="show the daemon's state",
+        description="Version, home, socket, sqlite build and sqlite-vec "
+        "version, agents, events and connected clients.",
+    )
     p.set_defaults(handler=info)
 
 

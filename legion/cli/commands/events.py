@@ -11,27 +11,51 @@ from legion.errors import EXIT_INTERRUPTED
 
 
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
-    p = sub.add_parser("events", parents=[common], help="show an agent's recorded events",
-                       description="Show recorded events, oldest first (the newest --limit). "
-                       "Without ID: every agent's and the daemon's.")
+    p = sub.add_parser(
+        "events",
+        parents=[common],
+        help="show an agent's recorded events",
+        description="Show recorded events, oldest first (the newest --limit). "
+        "Without ID: every agent's and the daemon's.",
+    )
     p.add_argument("id", metavar="ID", nargs="?", help="agent id")
-    p.add_argument("--kind", action="append", metavar="K",
-                   help="only this kind; globs allowed (agent.*); repeatable")
+    p.add_argument(
+        "--kind",
+        action="append",
+        metavar="K",
+        help="only this kind; globs allowed (agent.*); repeatable",
+    )
     p.add_argument("--limit", type=int, default=50, metavar="N", help="at most N (default 50)")
     page = p.add_mutually_exclusive_group()
-    page.add_argument("--after", type=int, metavar="EVENT_ID",
-                      help="the oldest --limit events after this id (paging forward)")
-    page.add_argument("--before", type=int, metavar="EVENT_ID",
-                      help="the newest --limit events before this id (paging back)")
+    page.add_argument(
+        "--after",
+        type=int,
+        metavar="EVENT_ID",
+        help="the oldest --limit events after this id (paging forward)",
+    )
+    page.add_argument(
+        "--before",
+        type=int,
+        metavar="EVENT_ID",
+        help="the newest --limit events before this id (paging back)",
+    )
     p.set_defaults(handler=events)
 
-    p = sub.add_parser("attach", parents=[common], help="stream an agent's events live",
-                       description="Replay an agent's recent events, then stream new ones "
-                       "until Ctrl-C (or until the agent is destroyed).")
+    p = sub.add_parser(
+        "attach",
+        parents=[common],
+        help="stream an agent's events live",
+        description="Replay an agent's recent events, then stream new ones "
+        "until Ctrl-C (or until the agent is destroyed).",
+    )
     p.add_argument("id", metavar="ID", help="agent id")
     p.add_argument("--kind", action="append", metavar="K", help="only this kind; repeatable")
-    p.add_argument("--replay", type=int, metavar="N",
-                   help="events replayed first (default: the daemon's events.replay)")
+    p.add_argument(
+        "--replay",
+        type=int,
+        metavar="N",
+        help="events replayed first (default: the daemon's events.replay)",
+    )
     p.set_defaults(handler=attach)
 
 
@@ -96,8 +120,10 @@ def _attach_human(ctx: CommandContext, agent: str, params: dict[str, Any]) -> in
                         if body["event"]["kind"] == "session.ended":
                             interrupted = False
                     elif method == protocol.NOTIFY_LAGGED:
-                        render.console.print(f"[yellow]… missed {body['missed']} events "
-                                             f"(after #{body['after_id']})[/yellow]")
+                        render.console.print(
+                            f"[yellow]… missed {body['missed']} events "
+                            f"(after #{body['after_id']})[/yellow]"
+                        )
                     elif method == protocol.NOTIFY_END:
                         view.close()
                         render.console.print(f"[dim]stream ended: {body.get('reason')}[/dim]")
@@ -108,5 +134,6 @@ def _attach_human(ctx: CommandContext, agent: str, params: dict[str, Any]) -> in
                     return EXIT_INTERRUPTED
                 interrupted = True
                 ctx.call("agents.interrupt", {"id": agent})
-                render.console.print("[yellow]interrupting the session "
-                                     "(Ctrl-C again to detach)[/yellow]")
+                render.console.print(
+                    "[yellow]interrupting the session (Ctrl-C again to detach)[/yellow]"
+                )

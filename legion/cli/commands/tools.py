@@ -14,58 +14,93 @@ KINDS = ("kernel", "builtin", "starter", "plugin", "authored")
 
 
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
-    p = sub.add_parser("tools", parents=[common], help="the tool registry",
-                       description="Every tool agents can use: kernel tools, the tool-writing "
-                       "tools, starter and plugin tools, and tools agents wrote themselves.")
+    p = sub.add_parser(
+        "tools",
+        parents=[common],
+        help="the tool registry",
+        description="Every tool agents can use: kernel tools, the tool-writing "
+        "tools, starter and plugin tools, and tools agents wrote themselves.",
+    )
     tsub = p.add_subparsers(dest="tools_command", metavar="SUBCOMMAND", required=True)
 
-    c = tsub.add_parser("ls", parents=[common], help="list tools",
-                        description="List every tool with its kind, verdict and calls.")
+    c = tsub.add_parser(
+        "ls",
+        parents=[common],
+        help="list tools",
+        description="List every tool with its kind, verdict and calls.",
+    )
     c.add_argument("--kind", choices=KINDS, help="only tools of this kind")
     c.set_defaults(handler=ls)
 
-    c = tsub.add_parser("search", parents=[common], help="search tools",
-                        description="Ranked search over names, descriptions and keywords: "
-                        "what an agent's tool_search sees.")
+    c = tsub.add_parser(
+        "search",
+        parents=[common],
+        help="search tools",
+        description="Ranked search over names, descriptions and keywords: "
+        "what an agent's tool_search sees.",
+    )
     c.add_argument("query", metavar="QUERY", nargs="+")
     c.add_argument("--limit", type=int, default=10, metavar="N", help="at most N (default 10)")
     c.add_argument("--kind", choices=KINDS, help="only tools of this kind")
     c.set_defaults(handler=search)
 
-    c = tsub.add_parser("show", parents=[common], help="show one tool",
-                        description="One tool: description, parameters, statistics; for an "
-                        "agent-written tool also its numbered source and recent edits.")
+    c = tsub.add_parser(
+        "show",
+        parents=[common],
+        help="show one tool",
+        description="One tool: description, parameters, statistics; for an "
+        "agent-written tool also its numbered source and recent edits.",
+    )
     c.add_argument("name", metavar="NAME")
     c.set_defaults(handler=show)
 
-    c = tsub.add_parser("stats", parents=[common], help="tool statistics",
-                        description="Calls, failures, latency p50/p95/p99/max and the verdict "
-                        "(healthy, watch, degraded) per tool.")
+    c = tsub.add_parser(
+        "stats",
+        parents=[common],
+        help="tool statistics",
+        description="Calls, failures, latency p50/p95/p99/max and the verdict "
+        "(healthy, watch, degraded) per tool.",
+    )
     c.add_argument("name", metavar="NAME", nargs="?", help="one tool (default: all used)")
     c.set_defaults(handler=stats)
 
     c = tsub.add_parser(
-        "run", parents=[common], help="run a tool from the shell",
+        "run",
+        parents=[common],
+        help="run a tool from the shell",
         description="Run any registry tool directly, no model involved. Arguments are "
         "KEY=VALUE pairs; a VALUE that parses as JSON (numbers, true, lists, objects, "
-        "\"quoted\") is taken as JSON, anything else as a string. Exit 1 if the tool fails.")
+        '"quoted") is taken as JSON, anything else as a string. Exit 1 if the tool fails.',
+    )
     c.add_argument("name", metavar="NAME")
     c.add_argument("pairs", metavar="KEY=VALUE", nargs="*")
     c.add_argument("--args", metavar="JSON", help="all arguments as one JSON object")
-    c.add_argument("--agent", metavar="ID", help="the agent the tool acts for (kernel tools "
-                   "need one; agent-written tools run in its working directory)")
+    c.add_argument(
+        "--agent",
+        metavar="ID",
+        help="the agent the tool acts for (kernel tools "
+        "need one; agent-written tools run in its working directory)",
+    )
     c.add_argument("--timeout", type=float, metavar="SECONDS", help="give up after SECONDS")
     c.set_defaults(handler=run)
 
-    c = tsub.add_parser("rm", parents=[common], help="delete an agent-written tool",
-                        description="Delete a tool an agent wrote, with its versions. Starter "
-                        "and plugin tools cannot be deleted (disable the plugin instead).")
+    c = tsub.add_parser(
+        "rm",
+        parents=[common],
+        help="delete an agent-written tool",
+        description="Delete a tool an agent wrote, with its versions. Starter "
+        "and plugin tools cannot be deleted (disable the plugin instead).",
+    )
     c.add_argument("name", metavar="NAME")
     c.set_defaults(handler=rm)
 
-    p = sub.add_parser("plugins", parents=[common], help="list plugins",
-                       description="Loaded, failed and disabled plugins: where each came from "
-                       "and what it adds; and the sandbox level in force.")
+    p = sub.add_parser(
+        "plugins",
+        parents=[common],
+        help="list plugins",
+        description="Loaded, failed and disabled plugins: where each came from "
+        "and what it adds; and the sandbox level in force.",
+    )
     p.set_defaults(handler=plugins)
 
 
@@ -100,10 +135,12 @@ def run(args: argparse.Namespace, ctx: CommandContext) -> int:
         try:
             values = json.loads(args.args)
         except json.JSONDecodeError as exc:
-            raise InvalidParams(f"--args is not valid JSON: {exc.msg}",
-                                hint='e.g. --args \'{"url": "http://localhost:8080"}\'') from None
+            raise InvalidParams(
+                f"--args is not valid JSON: {exc.msg}",
+                hint='e.g. --args \'{"url": "http://localhost:8080"}\'',
+            ) from None
         if not isinstance(values, dict):
-            raise InvalidParams("--args must be a JSON object", hint='e.g. --args \'{"x": 1}\'')
+            raise InvalidParams("--args must be a JSON object", hint="e.g. --args '{\"x\": 1}'")
     values.update(parse_pairs(args.pairs))
     params: dict[str, Any] = {"name": args.name, "args": values}
     if args.agent:
@@ -115,8 +152,7 @@ def run(args: argparse.Namespace, ctx: CommandContext) -> int:
         ctx.emit_json(result)
     elif result["ok"]:
         value = result["result"]
-        text = value if isinstance(value, str) else json.dumps(value, indent=2,
-                                                               ensure_ascii=False)
+        text = value if isinstance(value, str) else json.dumps(value, indent=2, ensure_ascii=False)
         sys.stdout.write(text + ("" if text.endswith("\n") else "\n"))
     else:
         print(f"error: {result['error']}", file=sys.stderr)
@@ -139,8 +175,10 @@ def parse_pairs(pairs: list[str]) -> dict[str, Any]:
     for pair in pairs:
         key, sep, raw = pair.partition("=")
         if not sep or not key:
-            raise InvalidParams(f"{pair!r} is not KEY=VALUE",
-                                hint="e.g. legion tools run http_get url=http://localhost:8080")
+            raise InvalidParams(
+                f"{pair!r} is not KEY=VALUE",
+                hint="e.g. legion tools run http_get url=http://localhost:8080",
+            )
         try:
             out[key] = json.loads(raw)
         except json.JSONDecodeError:

@@ -33,8 +33,10 @@ class Activity:
 
     def describe(self, agent_id: str) -> dict[str, Any]:
         state = self.states.get(agent_id)
-        return {"activity": state.activity if state else "idle",
-                "queued": state.queued if state else 0}
+        return {
+            "activity": state.activity if state else "idle",
+            "queued": state.queued if state else 0,
+        }
 
     def busy(self, agent_id: str) -> bool:
         state = self.states.get(agent_id)

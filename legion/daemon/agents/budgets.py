@@ -73,8 +73,7 @@ class Budgets:
     def guards(self, rec: AgentRecord) -> Guards:
         base = msgspec.structs.asdict(self.defaults)
         overrides = msgspec.convert(rec.settings.get("guards", {}), GuardOverrides)
-        base.update({k: v for k, v in msgspec.structs.asdict(overrides).items()
-                     if v is not None})
+        base.update({k: v for k, v in msgspec.structs.asdict(overrides).items() if v is not None})
         return Guards(**base)
 
     def automatic_cap(self, agent_id: str) -> int:
@@ -88,8 +87,10 @@ class Budgets:
         which are recorded only in their events)."""
         day = _today()
         self.usage = {}
-        for agent, tokens, cost in [*await ledger.usage_since(self.store, day),
-                                    *await event_log.reflection_usage_since(self.store, day)]:
+        for agent, tokens, cost in [
+            *await ledger.usage_since(self.store, day),
+            *await event_log.reflection_usage_since(self.store, day),
+        ]:
             u = self.usage.setdefault(agent, DailyUsage(day))
             u.tokens += tokens
             u.cost += cost
@@ -109,8 +110,10 @@ class Budgets:
     def over_budget(self, agent_id: str, g: Guards) -> str | None:
         u = self._today_usage(agent_id)
         if g.daily_tokens and u.tokens >= g.daily_tokens:
-            return (f"daily token budget reached: {u.tokens} of {g.daily_tokens} tokens used "
-                    f"today (UTC)")
+            return (
+                f"daily token budget reached: {u.tokens} of {g.daily_tokens} tokens used "
+                f"today (UTC)"
+            )
         if g.daily_cost and u.cost >= g.daily_cost:
             return f"daily cost budget reached: ${u.cost:.4f} of ${g.daily_cost:.4f} today (UTC)"
         return None
@@ -119,11 +122,17 @@ class Budgets:
         rec = self.agents.get(agent_id)
         g = self.guards(rec)
         u = self._today_usage(agent_id)
-        return {"day": u.day, "tokens_used": u.tokens, "tokens_limit": g.daily_tokens or None,
-                "cost_used": round(u.cost, 6), "cost_limit": g.daily_cost or None}
+        return {
+            "day": u.day,
+            "tokens_used": u.tokens,
+            "tokens_limit": g.daily_tokens or None,
+            "cost_used": round(u.cost, 6),
+            "cost_limit": g.daily_cost or None,
+        }
 
     async def pause_for(self, agent_id: str, reason: str, caused_by: int | None = None) -> None:
         # Already paused or stopped by someone else: the guard event still says why.
         with contextlib.suppress(Conflict):
-            await self.agents.transition(agent_id, "pause", reason=reason,
-                                         source="guard", caused_by=caused_by)
+            await self.agents.transition(
+                agent_id, "pause", reason=reason, source="guard", caused_by=caused_by
+            )

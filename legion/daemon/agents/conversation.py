@@ -50,7 +50,7 @@ def agent_sender(agent: str) -> str:
 
 
 def sender_agent(sender: str) -> str | None:
-    return sender[len(AGENT):] if sender.startswith(AGENT) else None
+    return sender[len(AGENT) :] if sender.startswith(AGENT) else None
 
 
 def pair_of(a: str, b: str) -> tuple[str, str]:
@@ -60,7 +60,7 @@ def pair_of(a: str, b: str) -> tuple[str, str]:
 def peer_of(sender: str) -> str | None:
     """The agent behind a message's sender: `agent:X`, or `topic:T/X` (X published)."""
     if sender.startswith("agent:"):
-        return sender[len("agent:"):]
+        return sender[len("agent:") :]
     if sender.startswith("topic:") and "/" in sender:
         return sender.rsplit("/", 1)[1]
     return None
@@ -97,20 +97,31 @@ class Refusal:
     tripped: bool
 
     def data(self, cfg: AgentsConfig) -> dict[str, Any]:
-        return {"pair": list(self.pair), "bound": self.bound, "messages": self.messages,
-                "model_calls": self.model_calls,
-                "limits": {"messages": cfg.conversation_messages,
-                           "model_calls": cfg.conversation_model_calls,
-                           "window_s": cfg.conversation_window},
-                "reopens_at": _iso(self.reopens_at)}
+        return {
+            "pair": list(self.pair),
+            "bound": self.bound,
+            "messages": self.messages,
+            "model_calls": self.model_calls,
+            "limits": {
+                "messages": cfg.conversation_messages,
+                "model_calls": cfg.conversation_model_calls,
+                "window_s": cfg.conversation_window,
+            },
+            "reopens_at": _iso(self.reopens_at),
+        }
 
     def sentence(self) -> str:
         a, b = self.pair
-        what = (f"{self.messages} messages" if self.bound == "messages"
-                else f"{self.model_calls} model calls")
-        return (f"the conversation between {a} and {b} reached its bound ({what} within "
-                f"agents.conversation_window); nothing more is delivered between them until "
-                f"{_iso(self.reopens_at)}")
+        what = (
+            f"{self.messages} messages"
+            if self.bound == "messages"
+            else f"{self.model_calls} model calls"
+        )
+        return (
+            f"the conversation between {a} and {b} reached its bound ({what} within "
+            f"agents.conversation_window); nothing more is delivered between them until "
+            f"{_iso(self.reopens_at)}"
+        )
 
 
 class Conversations:
@@ -138,8 +149,9 @@ class Conversations:
         p = self._pair(a, b, now)
         key = pair_of(a, b)
         if p.closed_until > now:
-            return Refusal(key, p.closed_by, len(p.messages), len(p.calls), p.closed_until,
-                           tripped=False)
+            return Refusal(
+                key, p.closed_by, len(p.messages), len(p.calls), p.closed_until, tripped=False
+            )
         # Each kind trips on its own bound (the session of the last message allowed
         # may still think); once closed, both kinds are refused.
         c = self.cfg
@@ -149,8 +161,7 @@ class Conversations:
         if full is not None:
             p.closed_until = now + c.conversation_window
             p.closed_by = full
-            return Refusal(key, full, len(p.messages), len(p.calls), p.closed_until,
-                           tripped=True)
+            return Refusal(key, full, len(p.messages), len(p.calls), p.closed_until, tripped=True)
         (p.messages if kind == "messages" else p.calls).append(now)
         return None
 
@@ -173,8 +184,11 @@ class Conversations:
     def counts(self, a: str, b: str) -> dict[str, Any]:
         now = self.clock()
         p = self._pair(a, b, now)
-        return {"messages": len(p.messages), "model_calls": len(p.calls),
-                "closed_until": _iso(p.closed_until) if p.closed_until > now else None}
+        return {
+            "messages": len(p.messages),
+            "model_calls": len(p.calls),
+            "closed_until": _iso(p.closed_until) if p.closed_until > now else None,
+        }
 
     # -- persistence ------------------------------------------------------------------
 
@@ -206,23 +220,32 @@ class Conversations:
                 q.extend(ordered)
 
 
-def trip_job(db: Any, refusal: Refusal, cfg: AgentsConfig, by: str, caps: dict[str, int],
-             cause: int | None, source: str) -> list[Event]:
+def trip_job(
+    db: Any,
+    refusal: Refusal,
+    cfg: AgentsConfig,
+    by: str,
+    caps: dict[str, int],
+    cause: int | None,
+    source: str,
+) -> list[Event]:
     """Inside a write job: the `guard.conversation` event (in the log of `by`, whose
     message or model call tripped the bound) and a note to both agents."""
-    guard = insert(db, by, "guard.conversation", refusal.data(cfg), caused_by=cause,
-                   source=source)
+    guard = insert(db, by, "guard.conversation", refusal.data(cfg), caused_by=cause, source=source)
     events = [guard]
     for agent in refusal.pair:
         other = refusal.pair[1] if agent == refusal.pair[0] else refusal.pair[0]
         if not supervisor.exists(db, agent):
             continue
-        text = (f"[legion] Your conversation with {other} has reached its bound "
-                f"({refusal.messages} messages and {refusal.model_calls} model calls "
-                f"recently); nothing more is delivered between you until "
-                f"{_iso(refusal.reopens_at)}. Do not message {other} again now: finish with "
-                "what you have. This note needs no answer (answer IDLE).")
-        _msg, ev = inbox.enqueue_automatic_job(agent, NOTE_SENDER, text, source,
-                                               caps.get(agent, 1), guard.id)(db)
+        text = (
+            f"[legion] Your conversation with {other} has reached its bound "
+            f"({refusal.messages} messages and {refusal.model_calls} model calls "
+            f"recently); nothing more is delivered between you until "
+            f"{_iso(refusal.reopens_at)}. Do not message {other} again now: finish with "
+            "what you have. This note needs no answer (answer IDLE)."
+        )
+        _msg, ev = inbox.enqueue_automatic_job(
+            agent, NOTE_SENDER, text, source, caps.get(agent, 1), guard.id
+        )(db)
         events.append(ev)
     return events

@@ -40,35 +40,41 @@ class Definition(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     path: str = ""
 
 
-
 def load_file(path: Path) -> Definition:
     try:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-        raise ConfigError(f"{path}: cannot read agent definition: {exc}",
-                          hint="fix the file, or remove it from daemon.agents / --agents") from None
+        raise ConfigError(
+            f"{path}: cannot read agent definition: {exc}",
+            hint="fix the file, or remove it from daemon.agents / --agents",
+        ) from None
     try:
         check_keys(raw, Definition)
         d = msgspec.convert(raw, Definition)
         validate_id(d.id)
         msgspec.convert(d.guards, GuardOverrides)
     except ConfigError as exc:
-        raise ConfigError(f"{path}: {exc.message}", hint=exc.hint,
-                          candidates=exc.candidates) from None
+        raise ConfigError(
+            f"{path}: {exc.message}", hint=exc.hint, candidates=exc.candidates
+        ) from None
     except (msgspec.ValidationError, InvalidParams) as exc:
-        raise ConfigError(f"{path}: {exc}", hint="see docs/configuration.md, agent definitions") \
-            from None
+        raise ConfigError(
+            f"{path}: {exc}", hint="see docs/configuration.md, agent definitions"
+        ) from None
     if d.system is not None and d.system_file is not None:
-        raise ConfigError(f"{path}: give either system or system_file, not both",
-                          hint="keep the prompt in one place")
+        raise ConfigError(
+            f"{path}: give either system or system_file, not both",
+            hint="keep the prompt in one place",
+        )
     if d.system_file is not None:
         prompt_path = (path.parent / d.system_file).resolve()
         try:
             d.system = prompt_path.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as exc:
-            raise ConfigError(f"{path}: system_file {prompt_path}: {exc}",
-                              hint="check the path; it is relative to the definition file") \
-                from None
+            raise ConfigError(
+                f"{path}: system_file {prompt_path}: {exc}",
+                hint="check the path; it is relative to the definition file",
+            ) from None
     d.path = str(path.resolve())
     return d
 
@@ -82,25 +88,34 @@ def load(paths: list[Path]) -> list[Definition]:
         elif p.is_file():
             files.append(p)
         else:
-            raise ConfigError(f"agent definitions: {p} does not exist",
-                              hint="pass a .toml file or a directory of them")
+            raise ConfigError(
+                f"agent definitions: {p} does not exist",
+                hint="pass a .toml file or a directory of them",
+            )
     defs = [load_file(f) for f in files]
     seen: dict[str, str] = {}
     for d in defs:
         if d.id in seen:
-            raise ConfigError(f"agent '{d.id}' is defined twice: {seen[d.id]} and {d.path}",
-                              hint="give each definition its own id")
+            raise ConfigError(
+                f"agent '{d.id}' is defined twice: {seen[d.id]} and {d.path}",
+                hint="give each definition its own id",
+            )
         seen[d.id] = d.path
     # Parents first, so a child's parent exists when the child is spawned.
     ordered: list[Definition] = []
     pending = list(defs)
     while pending:
-        ready = [d for d in pending if d.parent is None or d.parent not in seen
-                 or any(o.id == d.parent for o in ordered)]
+        ready = [
+            d
+            for d in pending
+            if d.parent is None or d.parent not in seen or any(o.id == d.parent for o in ordered)
+        ]
         if not ready:
-            raise ConfigError("agent definitions name each other as parents in a cycle: "
-                              + ", ".join(d.id for d in pending),
-                              hint="break the cycle: one of them must have no parent")
+            raise ConfigError(
+                "agent definitions name each other as parents in a cycle: "
+                + ", ".join(d.id for d in pending),
+                hint="break the cycle: one of them must have no parent",
+            )
         ordered.extend(ready)
         pending = [d for d in pending if d not in ready]
     return ordered

@@ -86,8 +86,9 @@ class Reservation:
     """A place held for one spawn between the cap check and its commit. Until it is
     released, the caps count it as if the agent existed."""
 
-    def __init__(self, fleet: Fleet, agent_id: str, parent: str | None,
-                 stamp: float | None) -> None:
+    def __init__(
+        self, fleet: Fleet, agent_id: str, parent: str | None, stamp: float | None
+    ) -> None:
         self.fleet = fleet
         self.agent_id = agent_id
         self.parent = parent
@@ -118,9 +119,19 @@ class Fleet:
     `Activity` (not the runtime, which runs the fleet's conversation guard in
     its sessions: the runtime is built after the fleet and depends on it)."""
 
-    def __init__(self, cfg: AgentsConfig, home: Path, store: Store, bus: EventBus,
-                 agents: Supervisor, models: ModelClient, tasks: TaskLookup, inbox: Inbox,
-                 activity: Activity, budgets: Budgets) -> None:
+    def __init__(
+        self,
+        cfg: AgentsConfig,
+        home: Path,
+        store: Store,
+        bus: EventBus,
+        agents: Supervisor,
+        models: ModelClient,
+        tasks: TaskLookup,
+        inbox: Inbox,
+        activity: Activity,
+        budgets: Budgets,
+    ) -> None:
         self.cfg = cfg
         self.home = home
         self.store = store
@@ -194,7 +205,9 @@ class Fleet:
             raise Conflict(
                 f"agent '{agent_id}' is being spawned by another request",
                 hint=f"pick another id, or wait and `legion ps` to see {agent_id}",
-                kind="agent_exists", data={"agent": agent_id})
+                kind="agent_exists",
+                data={"agent": agent_id},
+            )
         self.check_spawn(parent)
         stamp = None
         if parent is not None:
@@ -215,8 +228,10 @@ class Fleet:
                 f"spawn refused: the daemon already hosts {total} agents "
                 f"(agents.max_agents = {c.max_agents})",
                 hint="destroy agents that finished their work, or ask a person to raise "
-                     "agents.max_agents", kind="cap_total",
-                data={"cap": "agents.max_agents", "value": c.max_agents})
+                "agents.max_agents",
+                kind="cap_total",
+                data={"cap": "agents.max_agents", "value": c.max_agents},
+            )
         if parent is None:
             return
         depth = self.depth(parent) + 1
@@ -225,16 +240,21 @@ class Fleet:
                 f"spawn refused: a child of {parent} would be at depth {depth}; "
                 f"agents.max_depth is {c.max_depth}",
                 hint="do the work yourself, or ask your parent to spawn the helper",
-                kind="cap_depth", data={"cap": "agents.max_depth", "value": c.max_depth})
+                kind="cap_depth",
+                data={"cap": "agents.max_depth", "value": c.max_depth},
+            )
         kids = len(self.children(parent)) + sum(
-            1 for r in self._pending.values() if r.parent == parent and r.agent_id not in agents)
+            1 for r in self._pending.values() if r.parent == parent and r.agent_id not in agents
+        )
         if kids >= c.max_children:
             raise Conflict(
                 f"spawn refused: {parent} already has {kids} children "
                 f"(agents.max_children = {c.max_children})",
                 hint="give more work to an existing child (agent_message), or destroy one "
-                     "that is done (agent_destroy)", kind="cap_children",
-                data={"cap": "agents.max_children", "value": c.max_children})
+                "that is done (agent_destroy)",
+                kind="cap_children",
+                data={"cap": "agents.max_children", "value": c.max_children},
+            )
         recent = self._spawns.setdefault(parent, deque())
         now = time.monotonic()
         while recent and now - recent[0] > RATE_WINDOW:
@@ -244,22 +264,41 @@ class Fleet:
             raise Conflict(
                 f"spawn refused: {parent} spawned {len(recent)} agents in the last minute "
                 f"(agents.spawn_rate = {c.spawn_rate} per minute)",
-                hint=f"wait {wait:.0f}s, or reuse the children you have", kind="cap_rate",
-                data={"cap": "agents.spawn_rate", "value": c.spawn_rate})
+                hint=f"wait {wait:.0f}s, or reuse the children you have",
+                kind="cap_rate",
+                data={"cap": "agents.spawn_rate", "value": c.spawn_rate},
+            )
 
-    async def spawn(self, agent_id: str, *, parent: str | None, system: str = "",
-                    model: str | None = None, ttl: str | float | None = None,
-                    terminate_on: TerminateOn | None = None, message: str | None = None,
-                    settings: dict[str, Any] | None = None, source: str,
-                    caused_by: int | None = None, sender: str = "user"
-                    ) -> tuple[AgentRecord, Event]:
+    async def spawn(
+        self,
+        agent_id: str,
+        *,
+        parent: str | None,
+        system: str = "",
+        model: str | None = None,
+        ttl: str | float | None = None,
+        terminate_on: TerminateOn | None = None,
+        message: str | None = None,
+        settings: dict[str, Any] | None = None,
+        source: str,
+        caused_by: int | None = None,
+        sender: str = "user",
+    ) -> tuple[AgentRecord, Event]:
         if parent is not None:
             self.agents.get(parent)
         reservation = self.reserve(agent_id, parent)
         try:
-            rec, ev = await self._spawn(agent_id, parent=parent, system=system, model=model,
-                                        ttl=ttl, terminate_on=terminate_on, message=message,
-                                        settings=settings, source=source)
+            rec, ev = await self._spawn(
+                agent_id,
+                parent=parent,
+                system=system,
+                model=model,
+                ttl=ttl,
+                terminate_on=terminate_on,
+                message=message,
+                settings=settings,
+                source=source,
+            )
             reservation.keep()
         finally:
             reservation.release()
@@ -269,16 +308,29 @@ class Fleet:
             from_agent = sender_agent(sender)
             if from_agent is not None:
                 self.conversations.count_message(from_agent, agent_id)
-            await self.inbox.deliver(agent_id, sender, message,
-                               hops=1 if from_agent is not None else 0, source=source,
-                               caused_by=ev.id)
+            await self.inbox.deliver(
+                agent_id,
+                sender,
+                message,
+                hops=1 if from_agent is not None else 0,
+                source=source,
+                caused_by=ev.id,
+            )
         return rec, ev
 
-    async def _spawn(self, agent_id: str, *, parent: str | None, system: str,
-                     model: str | None, ttl: str | float | None,
-                     terminate_on: TerminateOn | None, message: str | None,
-                     settings: dict[str, Any] | None, source: str
-                     ) -> tuple[AgentRecord, Event]:
+    async def _spawn(
+        self,
+        agent_id: str,
+        *,
+        parent: str | None,
+        system: str,
+        model: str | None,
+        ttl: str | float | None,
+        terminate_on: TerminateOn | None,
+        message: str | None,
+        settings: dict[str, Any] | None,
+        source: str,
+    ) -> tuple[AgentRecord, Event]:
         """The spawn itself, under a reservation: validate, then write the agent."""
         from legion.daemon.schedule.scheduler import parse_duration
 
@@ -286,8 +338,9 @@ class Fleet:
         settings = dict(settings or {})
         if ttl is not None:
             seconds = parse_duration(ttl, "ttl")
-            settings["expires_at"] = (datetime.now(UTC) + timedelta(seconds=seconds)
-                                      ).isoformat(timespec="seconds")
+            settings["expires_at"] = (datetime.now(UTC) + timedelta(seconds=seconds)).isoformat(
+                timespec="seconds"
+            )
         if terminate_on is not None:
             cond: dict[str, Any] = {}
             if terminate_on.task_done is not None:
@@ -295,27 +348,42 @@ class Fleet:
                 owner, num = self.tasks.parse_ref(viewer, terminate_on.task_done)
                 status = await self.tasks.status_of(owner, num)
                 if status is None:
-                    raise InvalidParams(f"terminate_on: there is no task {num}@{owner}",
-                                        hint="create the task first (task_create), then spawn "
-                                             "the agent that works on it")
+                    raise InvalidParams(
+                        f"terminate_on: there is no task {num}@{owner}",
+                        hint="create the task first (task_create), then spawn "
+                        "the agent that works on it",
+                    )
                 if status == "done":
-                    raise InvalidParams(f"terminate_on: task {num}@{owner} is already done",
-                                        hint="name a task that is still open")
+                    raise InvalidParams(
+                        f"terminate_on: task {num}@{owner} is already done",
+                        hint="name a task that is still open",
+                    )
                 cond["task_done"] = f"{num}@{owner}"
             if terminate_on.sessions is not None:
                 if terminate_on.sessions < 1:
-                    raise InvalidParams("terminate_on.sessions must be at least 1",
-                                        hint='e.g. {"sessions": 3}')
+                    raise InvalidParams(
+                        "terminate_on.sessions must be at least 1", hint='e.g. {"sessions": 3}'
+                    )
                 cond["sessions"] = terminate_on.sessions
             if not cond:
-                raise InvalidParams("terminate_on names no condition",
-                                    hint='e.g. {"task_done": "3"} or {"sessions": 5}')
+                raise InvalidParams(
+                    "terminate_on names no condition",
+                    hint='e.g. {"task_done": "3"} or {"sessions": 5}',
+                )
             settings["terminate_on"] = cond
         if message is not None and len(message) > MAX_TEXT:
-            raise InvalidParams(f"the first message is {len(message)} characters; the limit "
-                                f"is {MAX_TEXT}", hint="put long material in shared memory")
-        return await self.agents.spawn(agent_id, model=model, system_prompt=system,
-                                         parent=parent, settings=settings, source=source)
+            raise InvalidParams(
+                f"the first message is {len(message)} characters; the limit is {MAX_TEXT}",
+                hint="put long material in shared memory",
+            )
+        return await self.agents.spawn(
+            agent_id,
+            model=model,
+            system_prompt=system,
+            parent=parent,
+            settings=settings,
+            source=source,
+        )
 
     # -- stopping and ending ------------------------------------------------------------
 
@@ -323,30 +391,41 @@ class Fleet:
         rec = self.agents.get(child)
         if rec.parent != agent:
             raise PermissionDenied(
-                f"{child} is not your child" + (f" (its parent is {rec.parent})"
-                                                 if rec.parent else ""),
+                f"{child} is not your child"
+                + (f" (its parent is {rec.parent})" if rec.parent else ""),
                 hint="agent_list shows your children; you may stop or destroy only them",
-                kind="not_your_child")
+                kind="not_your_child",
+            )
         return rec
 
-    async def stop(self, agent: str, *, reason: str = "", source: str,
-                   caused_by: int | None = None) -> list[Event]:
+    async def stop(
+        self, agent: str, *, reason: str = "", source: str, caused_by: int | None = None
+    ) -> list[Event]:
         """Stop an agent and, first, every agent below it: their `agent.stopped` events."""
         stopped = []
         for a in [*self.descendants(agent), agent]:
             rec = self.agents.agents.get(a)
             if rec is None or rec.state not in (State.RUNNING, State.PAUSED):
                 continue
-            why = reason if a == agent else f"{agent} was stopped" + (
-                f": {reason}" if reason else "")
-            _rec, ev = await self.agents.transition(a, "stop", reason=why, source=source,
-                                                      caused_by=caused_by)
+            why = (
+                reason if a == agent else f"{agent} was stopped" + (f": {reason}" if reason else "")
+            )
+            _rec, ev = await self.agents.transition(
+                a, "stop", reason=why, source=source, caused_by=caused_by
+            )
             stopped.append(ev)
         return stopped
 
-    async def destroy(self, agent: str, *, purge: bool = False, reason: str = "",
-                      source: str, caused_by: int | None = None,
-                      notify_parent: bool = True) -> list[Event]:
+    async def destroy(
+        self,
+        agent: str,
+        *,
+        purge: bool = False,
+        reason: str = "",
+        source: str,
+        caused_by: int | None = None,
+        notify_parent: bool = True,
+    ) -> list[Event]:
         """Destroy an agent and its descendants (deepest first); tell the parent."""
         self.agents.get(agent)
         ending = [*self.descendants(agent), agent]
@@ -355,23 +434,22 @@ class Fleet:
             rec = self.agents.agents.get(a)
             if rec is None:
                 continue
-            why = reason if a == agent else f"{agent} was ended" + (
-                f": {reason}" if reason else "")
+            why = reason if a == agent else f"{agent} was ended" + (f": {reason}" if reason else "")
             ev = await self.agents.destroy(a, purge=purge, reason=why, source=source)
             events.append(ev)
             if purge:
                 # Nothing of a purged agent stays: its sandbox working directory goes too.
                 workdir = self.home / "work" / a
-                await anyio.to_thread.run_sync(partial(shutil.rmtree, workdir,
-                                                       ignore_errors=True))
+                await anyio.to_thread.run_sync(partial(shutil.rmtree, workdir, ignore_errors=True))
             self._ending.pop(a, None)
             if a == agent and notify_parent and rec.parent and rec.parent not in ending:
                 await self._tell_parent(rec.parent, a, why, ev, caused_by)
         self._changed.set()
         return events
 
-    async def terminate(self, agent: str, reason: str, caused_by: int | None = None, *,
-                        now: bool = False) -> None:
+    async def terminate(
+        self, agent: str, reason: str, caused_by: int | None = None, *, now: bool = False
+    ) -> None:
         """End an agent by its own lifecycle (ttl, terminate_on, self-destruct). Unless
         `now` (a ttl), a running session is let finish first: its answer is kept."""
         if agent not in self.agents.agents:
@@ -380,27 +458,46 @@ class Fleet:
             self._ending[agent] = (reason, caused_by)
             return
         log.info("agent ends", agent=agent, reason=reason)
-        await self.destroy(agent, purge=self.cfg.on_terminate == "purge", reason=reason,
-                           source="legion:lifecycle", caused_by=caused_by)
+        await self.destroy(
+            agent,
+            purge=self.cfg.on_terminate == "purge",
+            reason=reason,
+            source="legion:lifecycle",
+            caused_by=caused_by,
+        )
 
-    async def _tell_parent(self, parent: str, child: str, reason: str, destroyed: Event,
-                           caused_by: int | None) -> None:
+    async def _tell_parent(
+        self, parent: str, child: str, reason: str, destroyed: Event, caused_by: int | None
+    ) -> None:
         if parent not in self.agents.agents:
             return
-        data = {"child": child, "reason": reason, "archive_id": destroyed.data.get("archive_id"),
-                "purged": destroyed.data.get("purged")}
-        text = (f"[legion] Your child agent {child} has ended ({reason}). "
-                + ("Its record and events are in the graveyard (legion graveyard show "
-                   f"{child})." if not data["purged"] else "It was purged."))
+        data = {
+            "child": child,
+            "reason": reason,
+            "archive_id": destroyed.data.get("archive_id"),
+            "purged": destroyed.data.get("purged"),
+        }
+        text = f"[legion] Your child agent {child} has ended ({reason}). " + (
+            f"Its record and events are in the graveyard (legion graveyard show {child})."
+            if not data["purged"]
+            else "It was purged."
+        )
         cap = self.budgets.automatic_cap(parent)
 
         def job(db: Any) -> tuple[inbox.Message | None, list[Event]]:
             # The event and the wake-up message are one write: one is never seen
             # without the other.
-            ev = insert(db, parent, "agent.child_terminated", data,
-                        caused_by=caused_by or destroyed.id, source="legion:lifecycle")
+            ev = insert(
+                db,
+                parent,
+                "agent.child_terminated",
+                data,
+                caused_by=caused_by or destroyed.id,
+                source="legion:lifecycle",
+            )
             msg, received = inbox.enqueue_automatic_job(
-                parent, "legion:lifecycle", text, "legion:lifecycle", cap, ev.id)(db)
+                parent, "legion:lifecycle", text, "legion:lifecycle", cap, ev.id
+            )(db)
             return msg, [ev, received]
 
         await self.store.writer.run(job, on_commit=lambda r: self.bus.deliver(r[1]))
@@ -409,8 +506,9 @@ class Fleet:
         """agent_self_destruct: end the agent once its current session is over. The
         request is saved with the agent, so a restart in between does not lose it."""
         rec = self.agents.get(agent)
-        await self.agents.update(agent, settings={**rec.settings, "ending": reason},
-                                   source=f"agent:{agent}")
+        await self.agents.update(
+            agent, settings={**rec.settings, "ending": reason}, source=f"agent:{agent}"
+        )
         self._ending[agent] = (f"self-destructed: {reason}", caused_by)
         self._changed.set()
 
@@ -421,24 +519,33 @@ class Fleet:
             raise Conflict(
                 f"conversation loop guard: this exchange has already taken {hops - 1} agent "
                 f"hops (agents.max_hops = {self.cfg.max_hops}); the message to {to} was not "
-                "sent", hint="stop messaging; finish with what you have and answer your "
-                             "sender (or IDLE)", kind="loop_guard",
-                data={"cap": "agents.max_hops", "value": self.cfg.max_hops})
+                "sent",
+                hint="stop messaging; finish with what you have and answer your sender (or IDLE)",
+                kind="loop_guard",
+                data={"cap": "agents.max_hops", "value": self.cfg.max_hops},
+            )
 
-    async def message(self, sender: str, to: str, text: str, *, hops: int,
-                      caused_by: int | None = None) -> dict[str, Any]:
+    async def message(
+        self, sender: str, to: str, text: str, *, hops: int, caused_by: int | None = None
+    ) -> dict[str, Any]:
         """agent_message: into the other agent's durable inbox, with the sender
         recorded; its reply comes back the same way."""
         if to == sender:
-            raise InvalidParams("you cannot message yourself",
-                                hint="write a note to memory, or create a task for yourself")
+            raise InvalidParams(
+                "you cannot message yourself",
+                hint="write a note to memory, or create a task for yourself",
+            )
         self.agents.get(to)
         _check_text(text)
         hops += 1
         if hops > self.cfg.max_hops:
-            await self.bus.emit(sender, "guard.conversation", {
-                "to": to, "hops": hops, "max_hops": self.cfg.max_hops},
-                caused_by=caused_by, source=f"agent:{sender}")
+            await self.bus.emit(
+                sender,
+                "guard.conversation",
+                {"to": to, "hops": hops, "max_hops": self.cfg.max_hops},
+                caused_by=caused_by,
+                source=f"agent:{sender}",
+            )
         self.check_hops(sender, to, hops)
         refusal = self.conversations.admit_message(sender, to)
         if refusal is not None:
@@ -447,13 +554,19 @@ class Fleet:
             raise Conflict(
                 f"conversation bound: {refusal.sentence()}; the message to {to} was not sent",
                 hint=f"stop messaging {to}; finish with what you have and answer your sender "
-                     "(or IDLE)", kind="conversation_bound",
-                data={"cap": f"agents.conversation_{refusal.bound}",
-                      **refusal.data(self.cfg)})
-        msg = await self.inbox.deliver(to, agent_sender(sender), text, hops=hops,
-                                 source=f"agent:{sender}", caused_by=caused_by)
-        return {"message_id": msg.id, "to": to, "hops": hops,
-                "note": f"delivered to {to}'s inbox; its reply will come to yours"}
+                "(or IDLE)",
+                kind="conversation_bound",
+                data={"cap": f"agents.conversation_{refusal.bound}", **refusal.data(self.cfg)},
+            )
+        msg = await self.inbox.deliver(
+            to, agent_sender(sender), text, hops=hops, source=f"agent:{sender}", caused_by=caused_by
+        )
+        return {
+            "message_id": msg.id,
+            "to": to,
+            "hops": hops,
+            "note": f"delivered to {to}'s inbox; its reply will come to yours",
+        }
 
     # The conversation guard, as a session meets it (session.ConversationGuard).
 
@@ -469,8 +582,13 @@ class Fleet:
     async def trip(self, refusal: Refusal, by: str, caused_by: int | None) -> None:
         """Record that a pair's conversation bound tripped, and tell both agents."""
         caps = self.caps_of(refusal)
-        log.warning("conversation bound reached", pair=refusal.pair, bound=refusal.bound,
-                    messages=refusal.messages, model_calls=refusal.model_calls)
+        log.warning(
+            "conversation bound reached",
+            pair=refusal.pair,
+            bound=refusal.bound,
+            messages=refusal.messages,
+            model_calls=refusal.model_calls,
+        )
 
         def job(db: Any) -> list[Event]:
             return trip_job(db, refusal, self.cfg, by, caps, caused_by, "legion:fleet")
@@ -479,22 +597,33 @@ class Fleet:
 
     # -- topics ---------------------------------------------------------------------------
 
-    async def subscribe(self, agent: str, topic: str, on: bool = True,
-                        source: str = "rpc") -> dict[str, Any]:
+    async def subscribe(
+        self, agent: str, topic: str, on: bool = True, source: str = "rpc"
+    ) -> dict[str, Any]:
         self.agents.get(agent)
         _check_topic(topic)
 
         def job(db: Any) -> Event:
             if on:
-                db.execute("INSERT OR IGNORE INTO subscriptions (agent_id, topic, created_at) "
-                           "VALUES (?, ?, ?)", (agent, topic, now_iso()))
+                db.execute(
+                    "INSERT OR IGNORE INTO subscriptions (agent_id, topic, created_at) "
+                    "VALUES (?, ?, ?)",
+                    (agent, topic, now_iso()),
+                )
             else:
-                db.execute("DELETE FROM subscriptions WHERE agent_id = ? AND topic = ?",
-                           (agent, topic))
-            count = db.execute("SELECT count(*) FROM subscriptions WHERE topic = ?",
-                               (topic,)).fetchone()[0]
-            return insert(db, agent, "topic.subscribed" if on else "topic.unsubscribed",
-                          {"topic": topic, "subscribers": count}, source=source)
+                db.execute(
+                    "DELETE FROM subscriptions WHERE agent_id = ? AND topic = ?", (agent, topic)
+                )
+            count = db.execute(
+                "SELECT count(*) FROM subscriptions WHERE topic = ?", (topic,)
+            ).fetchone()[0]
+            return insert(
+                db,
+                agent,
+                "topic.subscribed" if on else "topic.unsubscribed",
+                {"topic": topic, "subscribers": count},
+                source=source,
+            )
 
         ev = await self.store.writer.run(job, on_commit=self.bus.deliver)
         return {"topic": topic, "subscribed": on, "subscribers": ev.data["subscribers"]}
@@ -502,13 +631,26 @@ class Fleet:
     async def topics(self, agent: str | None = None) -> list[dict[str, Any]]:
         rows = await self.store.fetchall(
             "SELECT topic, group_concat(agent_id, ',') AS agents FROM subscriptions"
-            + (" WHERE topic IN (SELECT topic FROM subscriptions WHERE agent_id = ?)"
-               if agent else "") + " GROUP BY topic ORDER BY topic", (agent,) if agent else ())
-        return [{"topic": r["topic"], "subscribers": sorted(r["agents"].split(","))}
-                for r in rows]
+            + (
+                " WHERE topic IN (SELECT topic FROM subscriptions WHERE agent_id = ?)"
+                if agent
+                else ""
+            )
+            + " GROUP BY topic ORDER BY topic",
+            (agent,) if agent else (),
+        )
+        return [{"topic": r["topic"], "subscribers": sorted(r["agents"].split(","))} for r in rows]
 
-    async def publish(self, agent: str, topic: str, text: str, *, hops: int = 0,
-                      source: str, caused_by: int | None = None) -> dict[str, Any]:
+    async def publish(
+        self,
+        agent: str,
+        topic: str,
+        text: str,
+        *,
+        hops: int = 0,
+        source: str,
+        caused_by: int | None = None,
+    ) -> dict[str, Any]:
         """One message into every subscriber's inbox (the publisher's excepted), all in
         the publishing transaction: each is delivered exactly once, restart or not."""
         self.agents.get(agent)
@@ -521,43 +663,61 @@ class Fleet:
         # it is at its bound are skipped (decided here, on the loop, where the counts
         # live; the subscriber list is read the same way the job reads it).
         rows = await self.store.fetchall(
-            "SELECT agent_id FROM subscriptions WHERE topic = ? AND agent_id != ?",
-            (topic, agent))
+            "SELECT agent_id FROM subscriptions WHERE topic = ? AND agent_id != ?", (topic, agent)
+        )
         refused: dict[str, Refusal] = {}
         for r in rows:
             refusal = self.conversations.admit_message(agent, r["agent_id"])
             if refusal is not None:
                 refused[r["agent_id"]] = refusal
-        caps = {a: self.budgets.automatic_cap(a) for ref in refused.values()
-                for a in ref.pair}
+        caps = {a: self.budgets.automatic_cap(a) for ref in refused.values() for a in ref.pair}
 
         def job(db: Any) -> tuple[list[str], list[Event]]:
-            subs = [r[0] for r in db.execute(
-                "SELECT agent_id FROM subscriptions WHERE topic = ? AND agent_id != ? "
-                "ORDER BY agent_id", (topic, agent)) if supervisor.exists(db, r[0])]
+            subs = [
+                r[0]
+                for r in db.execute(
+                    "SELECT agent_id FROM subscriptions WHERE topic = ? AND agent_id != ? "
+                    "ORDER BY agent_id",
+                    (topic, agent),
+                )
+                if supervisor.exists(db, r[0])
+            ]
             held = [sub for sub in subs if sub in refused]
             subs = [sub for sub in subs if sub not in refused]
-            published = insert(db, agent, "topic.published", {
-                "topic": topic, "subscribers": subs, "text": text[:300],
-                **({"held_back": held} if held else {})},
-                caused_by=caused_by, source=source)
+            published = insert(
+                db,
+                agent,
+                "topic.published",
+                {
+                    "topic": topic,
+                    "subscribers": subs,
+                    "text": text[:300],
+                    **({"held_back": held} if held else {}),
+                },
+                caused_by=caused_by,
+                source=source,
+            )
             events = [published]
             for sub in subs:
-                _msg, ev = inbox.enqueue_job(sub, sender, text, source, published.id,
-                                             hops=hops)(db)
+                _msg, ev = inbox.enqueue_job(sub, sender, text, source, published.id, hops=hops)(db)
                 events.append(ev)
             for sub in held:
                 if refused[sub].tripped:
-                    events += trip_job(db, refused[sub], self.cfg, agent, caps, published.id,
-                                       "legion:fleet")
+                    events += trip_job(
+                        db, refused[sub], self.cfg, agent, caps, published.id, "legion:fleet"
+                    )
             return subs, events
 
         subs, _ = await self.store.writer.run(job, on_commit=lambda r: self.bus.deliver(r[1]))
         out: dict[str, Any] = {"topic": topic, "delivered_to": subs}
         if refused:
             out["held_back"] = sorted(refused)
-            out["note"] = ("not delivered to " + ", ".join(sorted(refused)) + ": "
-                           + next(iter(refused.values())).sentence())
+            out["note"] = (
+                "not delivered to "
+                + ", ".join(sorted(refused))
+                + ": "
+                + next(iter(refused.values())).sentence()
+            )
         elif not subs:
             out["note"] = "nobody subscribes to this topic yet"
         return out
@@ -596,10 +756,10 @@ class Fleet:
         rec = self.agents.agents.get(agent)
         cond = (rec.settings.get("terminate_on") or {}) if rec else {}
         # A session just ended: this is the boundary.
-        if cond.get("sessions") and await ledger.ended_count(self.store,
-                                                             agent) >= cond["sessions"]:
-            await self.terminate(agent, f"terminate_on: after {cond['sessions']} sessions",
-                                 caused_by, now=True)
+        if cond.get("sessions") and await ledger.ended_count(self.store, agent) >= cond["sessions"]:
+            await self.terminate(
+                agent, f"terminate_on: after {cond['sessions']} sessions", caused_by, now=True
+            )
 
     async def task_done(self, task: str, caused_by: int) -> None:
         for rec in list(self.agents.agents.values()):
@@ -647,8 +807,7 @@ class Fleet:
                 try:
                     await self.terminate(agent, "ttl expired", now=True)
                 except LegionError as exc:
-                    log.warning("could not end an expired agent", agent=agent,
-                                error=exc.message)
+                    log.warning("could not end an expired agent", agent=agent, error=exc.message)
             if due:
                 continue
             with anyio.move_on_after(nearest if nearest is not None else 3600):
@@ -657,17 +816,20 @@ class Fleet:
 
 def _check_topic(topic: str) -> None:
     if not TOPIC.match(topic):
-        raise InvalidParams(f"invalid topic {topic!r}",
-                            hint="use lowercase letters, digits and . _ / -, e.g. news/ai")
+        raise InvalidParams(
+            f"invalid topic {topic!r}",
+            hint="use lowercase letters, digits and . _ / -, e.g. news/ai",
+        )
 
 
 def _check_text(text: str) -> None:
     if not text.strip():
         raise InvalidParams("the message is empty", hint="say what you need")
     if len(text) > MAX_TEXT:
-        raise InvalidParams(f"the message is {len(text)} characters; the limit is {MAX_TEXT}",
-                            hint="put long material in shared memory (shared/...) and send "
-                                 "its path")
+        raise InvalidParams(
+            f"the message is {len(text)} characters; the limit is {MAX_TEXT}",
+            hint="put long material in shared memory (shared/...) and send its path",
+        )
 
 
 def forget_subscriptions(db: Any, agent: str, now: str) -> dict[str, Any]:

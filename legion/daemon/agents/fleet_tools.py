@@ -19,38 +19,76 @@ def _src(ctx: KernelContext) -> str:
     return f"agent:{ctx.agent_id}"
 
 
-@tool(keywords=["spawn", "create", "helper", "child", "sub-agent", "subagent", "worker",
-                "delegate", "agent"])
-async def agent_spawn(ctx: KernelContext, id: str, system: str = "", model: str | None = None,
-                      ttl: str | None = None, terminate_on: TerminateOn | None = None,
-                      message: str | None = None) -> dict[str, Any]:
+@tool(
+    keywords=[
+        "spawn",
+        "create",
+        "helper",
+        "child",
+        "sub-agent",
+        "subagent",
+        "worker",
+        "delegate",
+        "agent",
+    ]
+)
+async def agent_spawn(
+    ctx: KernelContext,
+    id: str,
+    system: str = "",
+    model: str | None = None,
+    ttl: str | None = None,
+    terminate_on: TerminateOn | None = None,
+    message: str | None = None,
+) -> dict[str, Any]:
     """Create a child agent to delegate work to. system: its instructions; model: an alias
     (default: yours); ttl: it ends after e.g. 30m or 2h; terminate_on: it ends when
     {"task_done": "3"} (your task 3) is done or after {"sessions": N}; message: its first
     message (its reply comes to you). You are told when it ends."""
     s = ctx
     model = model or s.agents.get(ctx.agent_id).model
-    rec, _ev = await s.fleet.spawn(id, parent=ctx.agent_id, system=system, model=model, ttl=ttl,
-                                  terminate_on=terminate_on, message=message, source=_src(ctx),
-                                  caused_by=ctx.call_event, sender=_src(ctx))
-    return {"spawned": rec.id, "model": rec.model, "parent": rec.parent,
-            "expires_at": rec.settings.get("expires_at"),
-            "terminate_on": rec.settings.get("terminate_on"),
-            "children_now": len(s.fleet.children(ctx.agent_id)),
-            "caps": {"max_children": s.fleet.cfg.max_children,
-                     "max_depth": s.fleet.cfg.max_depth}}
+    rec, _ev = await s.fleet.spawn(
+        id,
+        parent=ctx.agent_id,
+        system=system,
+        model=model,
+        ttl=ttl,
+        terminate_on=terminate_on,
+        message=message,
+        source=_src(ctx),
+        caused_by=ctx.call_event,
+        sender=_src(ctx),
+    )
+    return {
+        "spawned": rec.id,
+        "model": rec.model,
+        "parent": rec.parent,
+        "expires_at": rec.settings.get("expires_at"),
+        "terminate_on": rec.settings.get("terminate_on"),
+        "children_now": len(s.fleet.children(ctx.agent_id)),
+        "caps": {"max_children": s.fleet.cfg.max_children, "max_depth": s.fleet.cfg.max_depth},
+    }
 
 
 @tool(keywords=["list", "agents", "children", "fleet", "who", "team", "workers"])
-async def agent_list(ctx: KernelContext, scope: Literal["children", "all"] = "children"
-                     ) -> dict[str, Any]:
+async def agent_list(
+    ctx: KernelContext, scope: Literal["children", "all"] = "children"
+) -> dict[str, Any]:
     """Your children (default), or every agent in the daemon, with state and activity."""
     s = ctx
-    recs = (s.fleet.children(ctx.agent_id) if scope == "children"
-            else list(s.agents.agents.values()))
-    return {"agents": [{"id": r.id, "state": r.state.value, "parent": r.parent,
-                        "activity": s.activity.describe(r.id).get("activity"),
-                        "expires_at": r.settings.get("expires_at")} for r in recs]}
+    recs = s.fleet.children(ctx.agent_id) if scope == "children" else list(s.agents.agents.values())
+    return {
+        "agents": [
+            {
+                "id": r.id,
+                "state": r.state.value,
+                "parent": r.parent,
+                "activity": s.activity.describe(r.id).get("activity"),
+                "expires_at": r.settings.get("expires_at"),
+            }
+            for r in recs
+        ]
+    }
 
 
 @tool(keywords=["stop", "halt", "child", "agent", "pause"])
@@ -67,9 +105,13 @@ async def agent_destroy(ctx: KernelContext, id: str, reason: str = "") -> dict[s
     """Destroy one of your children (and its children): archived to the graveyard."""
     s = ctx
     s.fleet.check_child(ctx.agent_id, id)
-    events = await s.fleet.destroy(id, reason=reason or f"destroyed by {ctx.agent_id}",
-                                   source=_src(ctx), caused_by=ctx.call_event,
-                                   notify_parent=False)
+    events = await s.fleet.destroy(
+        id,
+        reason=reason or f"destroyed by {ctx.agent_id}",
+        source=_src(ctx),
+        caused_by=ctx.call_event,
+        notify_parent=False,
+    )
     return {"destroyed": [e.agent for e in events]}
 
 
@@ -77,32 +119,33 @@ async def agent_destroy(ctx: KernelContext, id: str, reason: str = "") -> dict[s
 async def agent_message(ctx: KernelContext, to: str, text: str) -> dict[str, Any]:
     """Send a message to another agent's inbox; its reply comes back to your inbox."""
     out: dict[str, Any] = await ctx.fleet.message(
-        ctx.agent_id, to, text, hops=ctx.hops, caused_by=ctx.call_event)
+        ctx.agent_id, to, text, hops=ctx.hops, caused_by=ctx.call_event
+    )
     return out
 
 
 @tool(keywords=["subscribe", "topic", "listen", "follow", "pubsub", "channel"])
 async def agent_subscribe(ctx: KernelContext, topic: str) -> dict[str, Any]:
     """Receive every message published to a topic (e.g. news/ai) in your inbox."""
-    out: dict[str, Any] = await ctx.fleet.subscribe(ctx.agent_id, topic,
-                                                             source=_src(ctx))
+    out: dict[str, Any] = await ctx.fleet.subscribe(ctx.agent_id, topic, source=_src(ctx))
     return out
 
 
 @tool(keywords=["unsubscribe", "topic", "stop", "leave", "pubsub", "channel"])
 async def agent_unsubscribe(ctx: KernelContext, topic: str) -> dict[str, Any]:
     """Stop receiving a topic's messages."""
-    out: dict[str, Any] = await ctx.fleet.subscribe(ctx.agent_id, topic, on=False,
-                                                             source=_src(ctx))
+    out: dict[str, Any] = await ctx.fleet.subscribe(ctx.agent_id, topic, on=False, source=_src(ctx))
     return out
 
 
 @tool(keywords=["publish", "broadcast", "topic", "announce", "pubsub", "channel", "fan"])
-async def agent_publish(ctx: KernelContext, topic: str,
-                        text: Annotated[str, Meta(min_length=1)]) -> dict[str, Any]:
+async def agent_publish(
+    ctx: KernelContext, topic: str, text: Annotated[str, Meta(min_length=1)]
+) -> dict[str, Any]:
     """Send one message to every agent subscribed to a topic (not to yourself)."""
     out: dict[str, Any] = await ctx.fleet.publish(
-        ctx.agent_id, topic, text, hops=ctx.hops, source=_src(ctx), caused_by=ctx.call_event)
+        ctx.agent_id, topic, text, hops=ctx.hops, source=_src(ctx), caused_by=ctx.call_event
+    )
     return out
 
 
@@ -111,9 +154,21 @@ async def agent_self_destruct(ctx: KernelContext, reason: str) -> dict[str, Any]
     """End yourself when your work is done: after this session you are archived and your
     parent is told why. Your children end with you."""
     await ctx.fleet.request_end(ctx.agent_id, reason, ctx.call_event)
-    return {"ending": ctx.agent_id, "reason": reason,
-            "note": "you end when this session does; give your final answer now"}
+    return {
+        "ending": ctx.agent_id,
+        "reason": reason,
+        "note": "you end when this session does; give your final answer now",
+    }
 
 
-TOOLS = [agent_spawn, agent_list, agent_stop, agent_destroy, agent_message, agent_subscribe,
-         agent_unsubscribe, agent_publish, agent_self_destruct]
+TOOLS = [
+    agent_spawn,
+    agent_list,
+    agent_stop,
+    agent_destroy,
+    agent_message,
+    agent_subscribe,
+    agent_unsubscribe,
+    agent_publish,
+    agent_self_destruct,
+]

@@ -71,19 +71,42 @@ class Message(msgspec.Struct):
 
     @classmethod
     def from_row(cls, r: Any) -> Message:
-        return cls(r["id"], r["agent_id"], r["sender"], r["body"], r["status"], r["attempts"],
-                   r["event_id"], r["session_id"], r["reply"], r["error"], r["created_at"],
-                   r["started_at"], r["done_at"], r["model"], r["hops"], r["reply_to"],
-                   r["deliveries"])
+        return cls(
+            r["id"],
+            r["agent_id"],
+            r["sender"],
+            r["body"],
+            r["status"],
+            r["attempts"],
+            r["event_id"],
+            r["session_id"],
+            r["reply"],
+            r["error"],
+            r["created_at"],
+            r["started_at"],
+            r["done_at"],
+            r["model"],
+            r["hops"],
+            r["reply_to"],
+            r["deliveries"],
+        )
 
     @property
     def final(self) -> bool:
         return self.status in FINAL
 
 
-def enqueue_job(agent: str, sender: str, body: str, source: str,
-                caused_by: int | None = None, model: str | None = None, *, hops: int = 0,
-                reply_to: int | None = None) -> Any:
+def enqueue_job(
+    agent: str,
+    sender: str,
+    body: str,
+    source: str,
+    caused_by: int | None = None,
+    model: str | None = None,
+    *,
+    hops: int = 0,
+    reply_to: int | None = None,
+) -> Any:
     """A write job: store the message and its `message.received` event together."""
 
     def job(db: Any) -> tuple[Message, Event]:
@@ -91,7 +114,8 @@ def enqueue_job(agent: str, sender: str, body: str, source: str,
         mid = db.execute(
             "INSERT INTO messages (agent_id, sender, body, status, created_at, model, hops, "
             "reply_to) VALUES (?, ?, ?, 'queued', ?, ?, ?, ?)",
-            (agent, sender, body, now, model, hops, reply_to)).lastrowid
+            (agent, sender, body, now, model, hops, reply_to),
+        ).lastrowid
         data: dict[str, Any] = {"message_id": mid, "sender": sender, "text": body}
         if hops:
             data["hops"] = hops
@@ -106,12 +130,21 @@ def enqueue_job(agent: str, sender: str, body: str, source: str,
 
 
 # Senders whose messages are automatic triggers (not a person, not another agent).
-AUTOMATIC_SQL = ("(sender LIKE 'cron:%' OR sender = 'heartbeat' OR sender LIKE 'watcher:%' "
-                 "OR sender LIKE 'legion:%')")
+AUTOMATIC_SQL = (
+    "(sender LIKE 'cron:%' OR sender = 'heartbeat' OR sender LIKE 'watcher:%' "
+    "OR sender LIKE 'legion:%')"
+)
 
 
-def enqueue_automatic_job(agent: str, sender: str, body: str, source: str, cap: int,
-                          caused_by: int | None = None, model: str | None = None) -> Any:
+def enqueue_automatic_job(
+    agent: str,
+    sender: str,
+    body: str,
+    source: str,
+    cap: int,
+    caused_by: int | None = None,
+    model: str | None = None,
+) -> Any:
     """Like enqueue_job, for automatic triggers: past `cap` automatic messages
     waiting or running for this agent, the trigger is dropped and a
     `trigger.dropped` warning event is recorded instead (in the same
@@ -120,13 +153,25 @@ def enqueue_automatic_job(agent: str, sender: str, body: str, source: str, cap: 
     def job(db: Any) -> tuple[Message | None, Event]:
         waiting = db.execute(
             "SELECT count(*) FROM messages WHERE agent_id = ? AND status IN "
-            f"('queued', 'processing') AND {AUTOMATIC_SQL}", (agent,)).fetchone()[0]
+            f"('queued', 'processing') AND {AUTOMATIC_SQL}",
+            (agent,),
+        ).fetchone()[0]
         if waiting >= cap:
-            return None, insert(db, agent, "trigger.dropped", {
-                "sender": sender, "in_flight": waiting, "cap": cap, "text": body[:300],
-                "hint": "the agent is behind on automatic work; raise "
-                "guards.max_concurrent_sessions or make its schedules less frequent"},
-                caused_by=caused_by, source=source)
+            return None, insert(
+                db,
+                agent,
+                "trigger.dropped",
+                {
+                    "sender": sender,
+                    "in_flight": waiting,
+                    "cap": cap,
+                    "text": body[:300],
+                    "hint": "the agent is behind on automatic work; raise "
+                    "guards.max_concurrent_sessions or make its schedules less frequent",
+                },
+                caused_by=caused_by,
+                source=source,
+            )
         msg, ev = enqueue_job(agent, sender, body, source, caused_by, model)(db)
         return msg, ev
 
@@ -141,28 +186,45 @@ def claim_job(agent: str) -> Any:
         while True:
             row = db.execute(
                 "SELECT * FROM messages WHERE agent_id = ? AND status = 'queued' "
-                "ORDER BY id LIMIT 1", (agent,)).fetchone()
+                "ORDER BY id LIMIT 1",
+                (agent,),
+            ).fetchone()
             if row is None:
                 return None, events
             msg = Message.from_row(row)
             error = None
             if msg.attempts >= MAX_ATTEMPTS:
-                error = (f"gave up after {msg.attempts} attempts: the daemon stopped during "
-                         "each of them, after the model was asked")
+                error = (
+                    f"gave up after {msg.attempts} attempts: the daemon stopped during "
+                    "each of them, after the model was asked"
+                )
             elif msg.deliveries >= MAX_DELIVERIES:
-                error = (f"gave up after {msg.deliveries} deliveries: the daemon stopped each "
-                         "time before the model was asked (look in the daemon's log for why)")
+                error = (
+                    f"gave up after {msg.deliveries} deliveries: the daemon stopped each "
+                    "time before the model was asked (look in the daemon's log for why)"
+                )
             if error is not None:
-                db.execute("UPDATE messages SET status = 'failed', error = ?, done_at = ? "
-                           "WHERE id = ?", (error, now_iso(), msg.id))
-                events.append(insert(db, agent, "message.failed",
-                                     {"message_id": msg.id, "error": error},
-                                     caused_by=msg.event_id, source="daemon"))
+                db.execute(
+                    "UPDATE messages SET status = 'failed', error = ?, done_at = ? WHERE id = ?",
+                    (error, now_iso(), msg.id),
+                )
+                events.append(
+                    insert(
+                        db,
+                        agent,
+                        "message.failed",
+                        {"message_id": msg.id, "error": error},
+                        caused_by=msg.event_id,
+                        source="daemon",
+                    )
+                )
                 continue
             # Neither an attempt nor a delivery yet: the session counts a delivery
             # once litellm is ready and an attempt when it asks the model.
-            db.execute("UPDATE messages SET status = 'processing', started_at = ? WHERE id = ?",
-                       (now_iso(), msg.id))
+            db.execute(
+                "UPDATE messages SET status = 'processing', started_at = ? WHERE id = ?",
+                (now_iso(), msg.id),
+            )
             msg.status = "processing"
             return msg, events
 
@@ -173,16 +235,28 @@ def requeue_interrupted_job() -> Any:
     """At start-up: whatever a crash left `processing` is delivered again."""
 
     def job(db: Any) -> list[Event]:
-        rows = db.execute("SELECT id, agent_id, event_id, attempts, deliveries FROM messages "
-                          "WHERE status = 'processing'").fetchall()
+        rows = db.execute(
+            "SELECT id, agent_id, event_id, attempts, deliveries FROM messages "
+            "WHERE status = 'processing'"
+        ).fetchall()
         events = []
         for r in rows:
             db.execute("UPDATE messages SET status = 'queued' WHERE id = ?", (r["id"],))
             ledger.mark_crashed(db, r["id"])
-            events.append(insert(db, r["agent_id"], "message.redelivered",
-                                 {"message_id": r["id"], "attempts": r["attempts"],
-                                  "deliveries": r["deliveries"]},
-                                 caused_by=r["event_id"], source="daemon"))
+            events.append(
+                insert(
+                    db,
+                    r["agent_id"],
+                    "message.redelivered",
+                    {
+                        "message_id": r["id"],
+                        "attempts": r["attempts"],
+                        "deliveries": r["deliveries"],
+                    },
+                    caused_by=r["event_id"],
+                    source="daemon",
+                )
+            )
         return events
 
     return job
@@ -204,8 +278,10 @@ async def listing(store: Any, agent: str, status: str | None, limit: int) -> lis
 
 
 async def queued_counts(store: Any) -> dict[str, int]:
-    rows = await store.fetchall("SELECT agent_id, count(*) AS n FROM messages "
-                                "WHERE status IN ('queued', 'processing') GROUP BY agent_id")
+    rows = await store.fetchall(
+        "SELECT agent_id, count(*) AS n FROM messages "
+        "WHERE status IN ('queued', 'processing') GROUP BY agent_id"
+    )
     return {r["agent_id"]: r["n"] for r in rows}
 
 
@@ -214,17 +290,22 @@ async def agent_messages_since(store: Store, since: str) -> list[Any]:
     bound's message counts): agent_id, sender, created_at."""
     return await store.fetchall(
         "SELECT agent_id, sender, created_at FROM messages WHERE created_at >= ? AND "
-        "(sender LIKE 'agent:%' OR sender LIKE 'topic:%') ORDER BY id", (since,))
+        "(sender LIKE 'agent:%' OR sender LIKE 'topic:%') ORDER BY id",
+        (since,),
+    )
 
 
 def attach_session(db: Any, message_id: int, session_id: int) -> None:
     db.execute("UPDATE messages SET session_id = ? WHERE id = ?", (session_id, message_id))
 
 
-def finish(db: Any, message_id: int, *, status: str, reply: str | None, error: str | None,
-           done_at: str) -> None:
-    db.execute("UPDATE messages SET status = ?, reply = ?, error = ?, done_at = ? WHERE id = ?",
-               (status, reply, error, done_at, message_id))
+def finish(
+    db: Any, message_id: int, *, status: str, reply: str | None, error: str | None, done_at: str
+) -> None:
+    db.execute(
+        "UPDATE messages SET status = ?, reply = ?, error = ?, done_at = ? WHERE id = ?",
+        (status, reply, error, done_at, message_id),
+    )
 
 
 def count_delivery(db: Any, message_id: int) -> None:
@@ -233,16 +314,21 @@ def count_delivery(db: Any, message_id: int) -> None:
 
 def count_attempt(db: Any, message_id: int) -> int:
     db.execute("UPDATE messages SET attempts = attempts + 1 WHERE id = ?", (message_id,))
-    return int(db.execute("SELECT attempts FROM messages WHERE id = ?",
-                          (message_id,)).fetchone()[0])
+    return int(
+        db.execute("SELECT attempts FROM messages WHERE id = ?", (message_id,)).fetchone()[0]
+    )
 
 
 def prune(db: Any, cutoff: str, chunk: int) -> int:
     """One chunk of retention: finished messages done before the cutoff (queued and
     processing ones are never removed, however old)."""
-    return int(db.execute(
-        "DELETE FROM messages WHERE id IN (SELECT id FROM messages WHERE done_at < ? "
-        "AND status NOT IN ('queued', 'processing') LIMIT ?)", (cutoff, chunk)).rowcount)
+    return int(
+        db.execute(
+            "DELETE FROM messages WHERE id IN (SELECT id FROM messages WHERE done_at < ? "
+            "AND status NOT IN ('queued', 'processing') LIMIT ?)",
+            (cutoff, chunk),
+        ).rowcount
+    )
 
 
 # The events that end a message: whoever waits for its reply is woken by them.
@@ -252,8 +338,7 @@ ENDED = ("message.replied", "message.idle", "message.failed", "message.interrupt
 class Inbox:
     """Every delivery into an agent's durable inbox, and waiting for its answer."""
 
-    def __init__(self, store: Store, bus: EventBus, agents: Supervisor,
-                 budgets: Budgets) -> None:
+    def __init__(self, store: Store, bus: EventBus, agents: Supervisor, budgets: Budgets) -> None:
         self.store = store
         self.bus = bus
         self.agents = agents
@@ -261,43 +346,75 @@ class Inbox:
         self._done: dict[int, anyio.Event] = {}
         bus.listen(ENDED, self._ended)
 
-    async def tell(self, agent_id: str, text: str, *, sender: str = "user",
-                   source: str = "rpc") -> tuple[Message, Event]:
+    async def tell(
+        self, agent_id: str, text: str, *, sender: str = "user", source: str = "rpc"
+    ) -> tuple[Message, Event]:
         """A person's (or a client's) message: the id is the receipt, given once durable."""
         self.agents.get(agent_id)
         result: tuple[Message, Event] = await self.store.writer.run(
-            enqueue_job(agent_id, sender, text, source), on_commit=self._published)
+            enqueue_job(agent_id, sender, text, source), on_commit=self._published
+        )
         return result
 
-    async def deliver(self, to: str, sender: str, text: str, *, hops: int, source: str,
-                      caused_by: int | None = None, reply_to: int | None = None) -> Message:
+    async def deliver(
+        self,
+        to: str,
+        sender: str,
+        text: str,
+        *,
+        hops: int,
+        source: str,
+        caused_by: int | None = None,
+        reply_to: int | None = None,
+    ) -> Message:
         """An agent's message (or a spawn's first one), with the hops that led to it."""
         job = enqueue_job(to, sender, text, source, caused_by, hops=hops, reply_to=reply_to)
         msg: Message
         msg, _ = await self.store.writer.run(job, on_commit=self._published)
         return msg
 
-    async def deliver_automatic(self, agent_id: str, sender: str, text: str, *,
-                                source: str, caused_by: int | None = None,
-                                model: str | None = None) -> Message | None:
+    async def deliver_automatic(
+        self,
+        agent_id: str,
+        sender: str,
+        text: str,
+        *,
+        source: str,
+        caused_by: int | None = None,
+        model: str | None = None,
+    ) -> Message | None:
         """An automatic trigger (heartbeat, cron, watcher), within the agent's in-flight
         cap; None when it was dropped (recorded as a `trigger.dropped` event)."""
-        job = enqueue_automatic_job(agent_id, sender, text, source,
-                                    self.budgets.automatic_cap(agent_id), caused_by, model)
+        job = enqueue_automatic_job(
+            agent_id, sender, text, source, self.budgets.automatic_cap(agent_id), caused_by, model
+        )
         msg: Message | None
         msg, ev = await self.store.writer.run(job, on_commit=self._published)
         if msg is None:
-            log.warning("automatic trigger dropped: too many in flight", agent=agent_id,
-                        sender=sender, cap=ev.data["cap"])
+            log.warning(
+                "automatic trigger dropped: too many in flight",
+                agent=agent_id,
+                sender=sender,
+                cap=ev.data["cap"],
+            )
         return msg
 
-    def automatic_job(self, agent_id: str, sender: str, text: str, *, source: str,
-                      caused_by: int | None = None, model: str | None = None) -> Any:
+    def automatic_job(
+        self,
+        agent_id: str,
+        sender: str,
+        text: str,
+        *,
+        source: str,
+        caused_by: int | None = None,
+        model: str | None = None,
+    ) -> Any:
         """The same delivery as a job, for a service that writes it in its own
         transaction (a fire and its record, a task and its nudge); its events go
         to the bus through the caller's commit like any other."""
-        return enqueue_automatic_job(agent_id, sender, text, source,
-                                     self.budgets.automatic_cap(agent_id), caused_by, model)
+        return enqueue_automatic_job(
+            agent_id, sender, text, source, self.budgets.automatic_cap(agent_id), caused_by, model
+        )
 
     def _published(self, result: tuple[Any, Event]) -> None:
         self.bus.deliver(result[1])
@@ -317,9 +434,10 @@ class Inbox:
             if not done.is_set():
                 self._done.pop(message_id, None)
             if msg is None:
-                raise NotFound(f"no message {message_id}",
-                               hint="message ids come from `legion tell`; old ones are pruned "
-                               "with the events")
+                raise NotFound(
+                    f"no message {message_id}",
+                    hint="message ids come from `legion tell`; old ones are pruned with the events",
+                )
             return msg
         with anyio.move_on_after(within):
             await done.wait()

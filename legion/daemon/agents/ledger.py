@@ -20,54 +20,90 @@ from legion.daemon.store.database import Store
 
 
 def open_session(db: Any, agent: str, message_id: int, model: str) -> int:
-    return int(db.execute(
-        "INSERT INTO sessions (agent_id, message_id, trigger, model, status, started_at)"
-        " VALUES (?, ?, 'message', ?, 'running', ?)",
-        (agent, message_id, model, now_iso())).lastrowid)
+    return int(
+        db.execute(
+            "INSERT INTO sessions (agent_id, message_id, trigger, model, status, started_at)"
+            " VALUES (?, ?, 'message', ?, 'running', ?)",
+            (agent, message_id, model, now_iso()),
+        ).lastrowid
+    )
 
 
 def mark_crashed(db: Any, message_id: int) -> None:
     """At start-up: a session a crash left open on this message is recorded crashed."""
-    db.execute("UPDATE sessions SET status = 'crashed', ended_at = ? "
-               "WHERE message_id = ? AND ended_at IS NULL", (now_iso(), message_id))
+    db.execute(
+        "UPDATE sessions SET status = 'crashed', ended_at = ? "
+        "WHERE message_id = ? AND ended_at IS NULL",
+        (now_iso(), message_id),
+    )
 
 
-def close_session(db: Any, session_id: int, *, status: str, reason: str, turns: int,
-                  usage: Usage, model: str, ended_at: str) -> None:
+def close_session(
+    db: Any,
+    session_id: int,
+    *,
+    status: str,
+    reason: str,
+    turns: int,
+    usage: Usage,
+    model: str,
+    ended_at: str,
+) -> None:
     db.execute(
         "UPDATE sessions SET status = ?, reason = ?, turns = ?, prompt_tokens = ?, "
         "completion_tokens = ?, reasoning_tokens = ?, cost = ?, model = ?, ended_at = ? "
         "WHERE id = ?",
-        (status, reason, turns, usage.prompt_tokens, usage.completion_tokens,
-         usage.reasoning_tokens, usage.cost, model, ended_at, session_id))
+        (
+            status,
+            reason,
+            turns,
+            usage.prompt_tokens,
+            usage.completion_tokens,
+            usage.reasoning_tokens,
+            usage.cost,
+            model,
+            ended_at,
+            session_id,
+        ),
+    )
 
 
-def add_history(db: Any, agent: str, session_id: int, messages: list[dict[str, Any]],
-                created_at: str) -> None:
+def add_history(
+    db: Any, agent: str, session_id: int, messages: list[dict[str, Any]], created_at: str
+) -> None:
     rows = []
     for m in messages:
         text = json.dumps(m, separators=(",", ":"))
         rows.append((agent, session_id, text, len(text), created_at))
-    db.executemany("INSERT INTO history (agent_id, session_id, message, chars, created_at) "
-                   "VALUES (?, ?, ?, ?, ?)", rows)
+    db.executemany(
+        "INSERT INTO history (agent_id, session_id, message, chars, created_at) "
+        "VALUES (?, ?, ?, ?, ?)",
+        rows,
+    )
 
 
 def prune(db: Any, history_keep: int, cutoff: str | None, chunk: int) -> int:
     """One chunk of retention: each agent's history to its newest `history_keep`
     rows, and (with a cutoff) sessions that ended before it."""
     removed = 0
-    over = db.execute("SELECT agent_id FROM history GROUP BY agent_id HAVING count(*) > ?",
-                      (history_keep,)).fetchall()
+    over = db.execute(
+        "SELECT agent_id FROM history GROUP BY agent_id HAVING count(*) > ?", (history_keep,)
+    ).fetchall()
     for (agent,) in over:
-        edge = db.execute("SELECT id FROM history WHERE agent_id = ? ORDER BY id DESC "
-                          "LIMIT 1 OFFSET ?", (agent, history_keep)).fetchone()
+        edge = db.execute(
+            "SELECT id FROM history WHERE agent_id = ? ORDER BY id DESC LIMIT 1 OFFSET ?",
+            (agent, history_keep),
+        ).fetchone()
         removed += db.execute(
             "DELETE FROM history WHERE id IN (SELECT id FROM history WHERE agent_id = ? "
-            "AND id <= ? ORDER BY id LIMIT ?)", (agent, edge[0], chunk)).rowcount
+            "AND id <= ? ORDER BY id LIMIT ?)",
+            (agent, edge[0], chunk),
+        ).rowcount
     if cutoff is not None:
         removed += db.execute(
-            "DELETE FROM sessions WHERE id IN (SELECT id FROM sessions WHERE ended_at < ? "
-            "LIMIT ?)", (cutoff, chunk)).rowcount
+            "DELETE FROM sessions WHERE id IN (SELECT id FROM sessions WHERE ended_at < ? LIMIT ?)",
+            (cutoff, chunk),
+        ).rowcount
     return int(removed)
 
 
@@ -81,8 +117,8 @@ async def history(store: Store, agent: str, budget_tokens: int) -> list[dict[str
         return []
     budget = budget_tokens * CHARS_PER_TOKEN
     rows = await store.fetchall(
-        "SELECT message, chars FROM history WHERE agent_id = ? ORDER BY id DESC LIMIT 500",
-        (agent,))
+        "SELECT message, chars FROM history WHERE agent_id = ? ORDER BY id DESC LIMIT 500", (agent,)
+    )
     picked: list[dict[str, Any]] = []
     used = 0
     for r in rows:
@@ -99,7 +135,8 @@ async def history(store: Store, agent: str, budget_tokens: int) -> list[dict[str
 async def session_history(store: Store, agent: str, session_id: int) -> list[str]:
     rows = await store.fetchall(
         "SELECT message FROM history WHERE agent_id = ? AND session_id = ? ORDER BY id",
-        (agent, session_id))
+        (agent, session_id),
+    )
     return [r["message"] for r in rows]
 
 
@@ -107,26 +144,35 @@ async def usage_since(store: Store, day: str) -> list[tuple[str, int, float]]:
     """(agent, tokens, cost) of the sessions started since `day`."""
     rows = await store.fetchall(
         "SELECT agent_id, sum(prompt_tokens + completion_tokens) AS tokens, "
-        "sum(cost) AS cost FROM sessions WHERE started_at >= ? GROUP BY agent_id", (day,))
+        "sum(cost) AS cost FROM sessions WHERE started_at >= ? GROUP BY agent_id",
+        (day,),
+    )
     return [(r["agent_id"], int(r["tokens"] or 0), float(r["cost"] or 0)) for r in rows]
 
 
 async def usage_of(store: Store, session_id: int) -> dict[str, Any] | None:
     row = await store.fetchone(
         "SELECT prompt_tokens, completion_tokens, reasoning_tokens, cost, turns, model "
-        "FROM sessions WHERE id = ?", (session_id,))
+        "FROM sessions WHERE id = ?",
+        (session_id,),
+    )
     if row is None:
         return None
-    return {"prompt_tokens": row["prompt_tokens"], "completion_tokens":
-            row["completion_tokens"], "reasoning_tokens": row["reasoning_tokens"],
-            "total_tokens": row["prompt_tokens"] + row["completion_tokens"],
-            "cost": row["cost"], "turns": row["turns"], "model": row["model"]}
+    return {
+        "prompt_tokens": row["prompt_tokens"],
+        "completion_tokens": row["completion_tokens"],
+        "reasoning_tokens": row["reasoning_tokens"],
+        "total_tokens": row["prompt_tokens"] + row["completion_tokens"],
+        "cost": row["cost"],
+        "turns": row["turns"],
+        "model": row["model"],
+    }
 
 
 async def ended_count(store: Store, agent: str) -> int:
     row = await store.fetchone(
-        "SELECT count(*) AS n FROM sessions WHERE agent_id = ? AND status != 'running'",
-        (agent,))
+        "SELECT count(*) AS n FROM sessions WHERE agent_id = ? AND status != 'running'", (agent,)
+    )
     return int(row["n"]) if row is not None else 0
 
 
@@ -136,7 +182,9 @@ async def last_finished(store: Store, agent: str, other_than: int) -> Any:
     return await store.fetchone(
         "SELECT s.*, m.sender, m.body FROM sessions s LEFT JOIN messages m "
         "ON m.id = s.message_id WHERE s.agent_id = ? AND s.id != ? "
-        "AND s.ended_at IS NOT NULL ORDER BY s.id DESC LIMIT 1", (agent, other_than))
+        "AND s.ended_at IS NOT NULL ORDER BY s.id DESC LIMIT 1",
+        (agent, other_than),
+    )
 
 
 async def started_since(store: Store, agent: str, since: str, limit: int) -> list[Any]:
@@ -144,7 +192,9 @@ async def started_since(store: Store, agent: str, since: str, limit: int) -> lis
         "SELECT s.id, s.status, s.reason, s.turns, s.prompt_tokens + s.completion_tokens "
         "AS tokens, s.started_at, m.sender, m.body FROM sessions s LEFT JOIN messages m "
         "ON m.id = s.message_id WHERE s.agent_id = ? AND s.started_at >= ? "
-        "ORDER BY s.id DESC LIMIT ?", (agent, since, limit))
+        "ORDER BY s.id DESC LIMIT ?",
+        (agent, since, limit),
+    )
 
 
 async def agent_sessions_since(store: Store, since: str) -> list[Any]:
@@ -153,7 +203,9 @@ async def agent_sessions_since(store: Store, since: str) -> list[Any]:
     return await store.fetchall(
         "SELECT m.agent_id, m.sender, s.started_at, s.turns FROM sessions s "
         "JOIN messages m ON m.id = s.message_id WHERE s.started_at >= ? AND "
-        "(m.sender LIKE 'agent:%' OR m.sender LIKE 'topic:%') ORDER BY s.id", (since,))
+        "(m.sender LIKE 'agent:%' OR m.sender LIKE 'topic:%') ORDER BY s.id",
+        (since,),
+    )
 
 
 def forget_agent(db: Any, agent: str, now: str) -> dict[str, Any]:

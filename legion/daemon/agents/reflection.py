@@ -105,8 +105,7 @@ SCOPE_HELP = {
     "tasks": "your task board: what is open, doing, blocked, stuck or overdue",
 }
 
-NOTE = ("you cannot change it yourself; reflect(...) can propose a change that a person "
-        "reviews")
+NOTE = "you cannot change it yourself; reflect(...) can propose a change that a person reviews"
 
 
 # -- what the model answers ---------------------------------------------------------
@@ -179,11 +178,16 @@ def extract(text: str) -> dict[str, Any] | None:
 def parse(text: str) -> Critique:
     data = extract(text)
     if data is None:
-        said = (f"the model answered: {clip(text, 200)!r}" if text.strip()
-                else "the model's answer was empty")
-        raise ToolError(f"the reflection was not a JSON object ({said})",
-                        hint=f"call reflect again; the answer must be one JSON object shaped "
-                        f"like {SHAPE}", kind="bad_reflection")
+        said = (
+            f"the model answered: {clip(text, 200)!r}"
+            if text.strip()
+            else "the model's answer was empty"
+        )
+        raise ToolError(
+            f"the reflection was not a JSON object ({said})",
+            hint=f"call reflect again; the answer must be one JSON object shaped like {SHAPE}",
+            kind="bad_reflection",
+        )
     try:
         return msgspec.convert(data, Critique, strict=False)
     except msgspec.ValidationError as exc:
@@ -192,9 +196,11 @@ def parse(text: str) -> Critique:
         detail = detail.replace(" | null", "")
         if where.endswith(".verdict"):
             detail += " (use healthy, watch or degraded)"
-        raise ToolError(f"the reflection's {where or 'object'!s} is wrong: {detail}",
-                        hint=f"call reflect again; the answer must be shaped like {SHAPE}",
-                        kind="bad_reflection") from None
+        raise ToolError(
+            f"the reflection's {where or 'object'!s} is wrong: {detail}",
+            hint=f"call reflect again; the answer must be shaped like {SHAPE}",
+            kind="bad_reflection",
+        ) from None
 
 
 def clip(text: Any, size: int = ITEM_CHARS) -> str:
@@ -205,8 +211,6 @@ def clip(text: Any, size: int = ITEM_CHARS) -> str:
 def slug(text: str) -> str:
     s = re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:48].strip("-")
     return s or "lesson"
-
-
 
 
 class _Lines:
@@ -255,9 +259,12 @@ def _turn(m: dict[str, Any]) -> str:
     role = m.get("role", "?")
     content = m.get("content") or ""
     if role == "assistant":
-        calls = [f"{(c.get('function') or {}).get('name')}"
-                 f"({clip((c.get('function') or {}).get('arguments', ''), 150)})"
-                 for c in m.get("tool_calls") or [] if isinstance(c, dict)]
+        calls = [
+            f"{(c.get('function') or {}).get('name')}"
+            f"({clip((c.get('function') or {}).get('arguments', ''), 150)})"
+            for c in m.get("tool_calls") or []
+            if isinstance(c, dict)
+        ]
         said = clip(content) if content else ""
         return "assistant: " + said + (" -> calls " + ", ".join(calls) if calls else "")
     if role == "tool":
@@ -268,9 +275,18 @@ def _turn(m: dict[str, Any]) -> str:
 class Reflection:
     """Reflections and the prompt proposals they make."""
 
-    def __init__(self, store: Store, bus: EventBus, agents: Supervisor, models: ModelClient,
-                 budgets: Budgets, memory: Memory, board: Board, tools: Registry,
-                 proposals: Proposals) -> None:
+    def __init__(
+        self,
+        store: Store,
+        bus: EventBus,
+        agents: Supervisor,
+        models: ModelClient,
+        budgets: Budgets,
+        memory: Memory,
+        board: Board,
+        tools: Registry,
+        proposals: Proposals,
+    ) -> None:
         self.store = store
         self.bus = bus
         self.agents = agents
@@ -283,24 +299,32 @@ class Reflection:
 
     # -- reflect ------------------------------------------------------------------
 
-    async def reflect(self, agent: str, scope: str, focus: str | None, *, session_id: int,
-                      caused_by: int | None) -> dict[str, Any]:
+    async def reflect(
+        self, agent: str, scope: str, focus: str | None, *, session_id: int, caused_by: int | None
+    ) -> dict[str, Any]:
         s = self
         if scope not in SCOPES:
-            raise ToolError(f"unknown scope {scope!r}",
-                            hint=f"use one of: {', '.join(SCOPES)}", kind="bad_arguments")
+            raise ToolError(
+                f"unknown scope {scope!r}",
+                hint=f"use one of: {', '.join(SCOPES)}",
+                kind="bad_arguments",
+            )
         rec = s.agents.get(agent)
         over = s.budgets.over_budget(agent, s.budgets.guards(rec))
         if over is not None:
-            raise ToolError(f"cannot reflect now: {over}",
-                            hint="a reflection spends the same daily budget as your sessions; "
-                            "it resets at midnight UTC, or a person can raise the agent's "
-                            "daily_tokens / daily_cost guard", kind="budget")
+            raise ToolError(
+                f"cannot reflect now: {over}",
+                hint="a reflection spends the same daily budget as your sessions; "
+                "it resets at midnight UTC, or a person can raise the agent's "
+                "daily_tokens / daily_cost guard",
+                kind="budget",
+            )
         source = f"reflection:{agent}"
         material, cut = await self._material(rec, scope, session_id)
         whole = len(rec.system_prompt) <= PROMPT_CHARS
-        messages = [{"role": "user", "content": self._prompt(rec, scope, focus, material, cut,
-                                                              whole)}]
+        messages = [
+            {"role": "user", "content": self._prompt(rec, scope, focus, material, cut, whole)}
+        ]
 
         async def relay(kind: str, data: dict[str, Any]) -> None:
             await s.bus.emit(agent, kind, data, caused_by=caused_by, source=source)
@@ -308,43 +332,67 @@ class Reflection:
         async def ignore(kind: str, text: str) -> None:
             return None
 
-        completion = await s.models.complete(rec.model, messages, [], on_delta=ignore,
-                                             emit=relay)
+        completion = await s.models.complete(rec.model, messages, [], on_delta=ignore, emit=relay)
         s.budgets.charge(agent, completion.usage)
         usage = completion.usage.as_dict()
         try:
             critique = parse(completion.text)
         except ToolError as exc:
-            await s.bus.emit(agent, "reflection.failed", {
-                "scope": scope, "error": str(exc), "answer": clip(completion.text, 1000),
-                "usage": usage}, caused_by=caused_by, source=source)
+            await s.bus.emit(
+                agent,
+                "reflection.failed",
+                {
+                    "scope": scope,
+                    "error": str(exc),
+                    "answer": clip(completion.text, 1000),
+                    "usage": usage,
+                },
+                caused_by=caused_by,
+                source=source,
+            )
             raise
-        summary = await self._apply(rec, critique, whole, session_id=session_id,
-                                    caused_by=caused_by, source=source)
+        summary = await self._apply(
+            rec, critique, whole, session_id=session_id, caused_by=caused_by, source=source
+        )
         summary = {"scope": scope, "focus": focus, **summary, "usage": usage}
-        ev = await s.bus.emit(agent, "reflection.completed", summary, caused_by=caused_by,
-                              source=source)
+        ev = await s.bus.emit(
+            agent, "reflection.completed", summary, caused_by=caused_by, source=source
+        )
         return {**summary, "event": ev.id}
 
-    def _prompt(self, rec: AgentRecord, scope: str, focus: str | None, material: str,
-                cut: bool, whole: bool) -> str:
+    def _prompt(
+        self, rec: AgentRecord, scope: str, focus: str | None, material: str, cut: bool, whole: bool
+    ) -> str:
         shown = rec.system_prompt if whole else rec.system_prompt[:PROMPT_CHARS]
-        prompt_note = "" if whole else (
-            "\n  Your prompt is too long to show whole here: do not propose a change.")
-        body = (f"## Your system prompt ({len(rec.system_prompt)} characters"
-                + ("" if whole else ", cut") + ")\n" + (shown or "(empty)") + "\n\n" + material)
+        prompt_note = (
+            ""
+            if whole
+            else ("\n  Your prompt is too long to show whole here: do not propose a change.")
+        )
+        body = (
+            f"## Your system prompt ({len(rec.system_prompt)} characters"
+            + ("" if whole else ", cut")
+            + ")\n"
+            + (shown or "(empty)")
+            + "\n\n"
+            + material
+        )
         return TEMPLATE.format(
-            agent=rec.id, scope_help=SCOPE_HELP[scope],
+            agent=rec.id,
+            scope_help=SCOPE_HELP[scope],
             focus=f"\nFocus on: {clip(focus, 500)}" if focus and focus.strip() else "",
-            shape=SHAPE, max_lessons=MAX_LESSONS, max_verdicts=MAX_VERDICTS,
-            max_tasks=MAX_TASKS, prompt_note=prompt_note,
+            shape=SHAPE,
+            max_lessons=MAX_LESSONS,
+            max_verdicts=MAX_VERDICTS,
+            max_tasks=MAX_TASKS,
+            prompt_note=prompt_note,
             cut=("(Some material was cut to fit; judge what is shown.)\n" if cut else ""),
-            material=body)
+            material=body,
+        )
 
     # -- material -----------------------------------------------------------------
 
-    async def _material(self, rec: AgentRecord, scope: str, session_id: int
-                        ) -> tuple[str, bool]:
+    async def _material(self, rec: AgentRecord, scope: str, session_id: int) -> tuple[str, bool]:
         lines = _Lines(MATERIAL_CHARS)
         if scope == "last_session":
             await self._last_session(rec.id, session_id, lines)
@@ -363,14 +411,19 @@ class Reflection:
         store = self.store
         row = await ledger.last_finished(store, agent, current)
         if row is None:
-            raise ToolError("you have no finished session to reflect on yet",
-                            hint="reflect on scope 'day', 'tools' or 'tasks' instead, or "
-                            "after this session has ended", kind="bad_arguments")
+            raise ToolError(
+                "you have no finished session to reflect on yet",
+                hint="reflect on scope 'day', 'tools' or 'tasks' instead, or "
+                "after this session has ended",
+                kind="bad_arguments",
+            )
         sid = row["id"]
-        out.add(f"Session {sid} ({row['started_at']} to {row['ended_at']}): {row['status']}"
-                + (f" ({row['reason']})" if row["reason"] else "")
-                + f"; {row['turns']} turns; "
-                f"{row['prompt_tokens'] + row['completion_tokens']} tokens; model {row['model']}")
+        out.add(
+            f"Session {sid} ({row['started_at']} to {row['ended_at']}): {row['status']}"
+            + (f" ({row['reason']})" if row["reason"] else "")
+            + f"; {row['turns']} turns; "
+            f"{row['prompt_tokens'] + row['completion_tokens']} tokens; model {row['model']}"
+        )
         if row["body"] is not None:
             out.add(f"It answered a message from {row['sender']}: {clip(row['body'])}")
         history = await ledger.session_history(store, agent, sid)
@@ -388,33 +441,45 @@ class Reflection:
             ok = "ok" if res.get("ok") else f"FAILED ({res.get('error_kind') or 'error'})"
             # The conversation above already quotes the results.
             said = "" if history else f": {clip(res.get('result', ''), 200)}"
-            out.add(f"  {_tool_name(res, call)}({_tool_args(call, 150)}) -> {ok} in "
-                    f"{res.get('duration_ms')} ms{said}")
+            out.add(
+                f"  {_tool_name(res, call)}({_tool_args(call, 150)}) -> {ok} in "
+                f"{res.get('duration_ms')} ms{said}"
+            )
 
     async def _day(self, agent: str, current: int, out: _Lines) -> None:
         store = self.store
-        since = (datetime.now(UTC) - timedelta(days=1)).isoformat(
-            timespec="milliseconds").replace("+00:00", "Z")
+        since = (
+            (datetime.now(UTC) - timedelta(days=1))
+            .isoformat(timespec="milliseconds")
+            .replace("+00:00", "Z")
+        )
         rows = await ledger.started_since(store, agent, since, 60)
         counts: dict[str, int] = {}
         for r in rows:
             counts[r["status"]] = counts.get(r["status"], 0) + 1
-        out.add(f"{len(rows)} sessions since {since}"
-                + (": " + ", ".join(f"{n} {k}" for k, n in sorted(counts.items()))
-                   if rows else "") + f"; {sum(r['tokens'] for r in rows)} tokens")
+        out.add(
+            f"{len(rows)} sessions since {since}"
+            + (": " + ", ".join(f"{n} {k}" for k, n in sorted(counts.items())) if rows else "")
+            + f"; {sum(r['tokens'] for r in rows)} tokens"
+        )
         for r in rows:
             now = " (this one)" if r["id"] == current else ""
-            out.add(f"  session {r['id']}{now} at {r['started_at'][11:16]}: {r['status']}"
-                    + (f" ({clip(r['reason'], 150)})" if r["reason"] else "")
-                    + f", {r['turns']} turns, {r['tokens']} tokens"
-                    + (f"; from {r['sender']}: {clip(r['body'], 120)}" if r["body"] else ""))
+            out.add(
+                f"  session {r['id']}{now} at {r['started_at'][11:16]}: {r['status']}"
+                + (f" ({clip(r['reason'], 150)})" if r["reason"] else "")
+                + f", {r['turns']} turns, {r['tokens']} tokens"
+                + (f"; from {r['sender']}: {clip(r['body'], 120)}" if r["body"] else "")
+            )
         failed = await event_log.failed_tool_results(store, agent, since, 30)
-        out.add(f"Failed tool calls: {len(failed)}" + (" (the newest 30)" if len(failed) == 30
-                                                       else ""))
+        out.add(
+            f"Failed tool calls: {len(failed)}" + (" (the newest 30)" if len(failed) == 30 else "")
+        )
         for r in failed:
             res, call = _json(r["result"]), _json(r["call"])
-            out.add(f"  {r['ts'][11:16]} {_tool_name(res, call)}({_tool_args(call, 120)}): "
-                    f"{clip(res.get('result', ''), 200)}")
+            out.add(
+                f"  {r['ts'][11:16]} {_tool_name(res, call)}({_tool_args(call, 120)}): "
+                f"{clip(res.get('result', ''), 200)}"
+            )
 
     async def _tools(self, agent: str, out: _Lines) -> None:
         reg = self.tools
@@ -435,11 +500,13 @@ class Reflection:
                 line += f" (latest error: {m['error']})"
             if name in reg.entries:
                 st = reg.summary(name)
-                line += (f". Everyone: {st['calls']} calls, {st['failures']} failed, "
-                         f"{st['misuses']} with bad arguments, p50 {st['p50_ms']} ms, "
-                         f"p95 {st['p95_ms']} ms, verdict {st['verdict']}"
-                         + (f" ({st['why']})" if st["why"] else "")
-                         + (f"; note: {clip(st['note'], 150)}" if st["note"] else ""))
+                line += (
+                    f". Everyone: {st['calls']} calls, {st['failures']} failed, "
+                    f"{st['misuses']} with bad arguments, p50 {st['p50_ms']} ms, "
+                    f"p95 {st['p95_ms']} ms, verdict {st['verdict']}"
+                    + (f" ({st['why']})" if st["why"] else "")
+                    + (f"; note: {clip(st['note'], 150)}" if st["note"] else "")
+                )
             else:
                 line += ". It is not in the registry (any more)."
             out.add(line)
@@ -452,12 +519,14 @@ class Reflection:
         out.add(f"Tasks on your board: {len(tasks)}")
         for t in tasks[:80]:
             blockers = ", ".join(b["task"] for b in t["blocked_by"])
-            out.add(f"  {t['task']} [{t['status']}] {clip(t['title'], 150)}"
-                    + (f"; lane {t['lane']}" if t["lane"] else "")
-                    + (f"; priority {t['priority']}" if t["priority"] else "")
-                    + (f"; due {t['due']}" if t["due"] else "")
-                    + (f"; blocked by {blockers}" if blockers else "")
-                    + f"; {t['status']} since {t['status_changed_at']}")
+            out.add(
+                f"  {t['task']} [{t['status']}] {clip(t['title'], 150)}"
+                + (f"; lane {t['lane']}" if t["lane"] else "")
+                + (f"; priority {t['priority']}" if t["priority"] else "")
+                + (f"; due {t['due']}" if t["due"] else "")
+                + (f"; blocked by {blockers}" if blockers else "")
+                + f"; {t['status']} since {t['status_changed_at']}"
+            )
         found = await queries.query(board, agent, ["stuck_in_doing", "overdue", "orphans"])
         for preset, hits in found.items():
             if hits:
@@ -470,18 +539,30 @@ class Reflection:
         heads = await self.memory.heads(agent, 120, 200)
         own = [e for e in entries if not e["shared"]]
         shared = len(entries) - len(own)
-        out.add(f"Your entries: {len(own)}" + (f" (shared/ entries: {shared}, not yours to "
-                                                "merge or mark)" if shared else ""))
+        out.add(
+            f"Your entries: {len(own)}"
+            + (f" (shared/ entries: {shared}, not yours to merge or mark)" if shared else "")
+        )
         for e in own:
-            out.add(f"  {e['path']} ({e['bytes']} bytes, read {e['access_count']} times, last "
-                    f"read {(e['accessed_at'] or 'never')[:10]}, updated {e['updated_at'][:10]}"
-                    + (f", tags {', '.join(e['tags'])}" if e["tags"] else "")
-                    + f"): {clip(heads.get(e['path'], ''), 120)}")
+            out.add(
+                f"  {e['path']} ({e['bytes']} bytes, read {e['access_count']} times, last "
+                f"read {(e['accessed_at'] or 'never')[:10]}, updated {e['updated_at'][:10]}"
+                + (f", tags {', '.join(e['tags'])}" if e["tags"] else "")
+                + f"): {clip(heads.get(e['path'], ''), 120)}"
+            )
 
     # -- applying -----------------------------------------------------------------
 
-    async def _apply(self, rec: AgentRecord, c: Critique, whole: bool, *, session_id: int,
-                     caused_by: int | None, source: str) -> dict[str, Any]:
+    async def _apply(
+        self,
+        rec: AgentRecord,
+        c: Critique,
+        whole: bool,
+        *,
+        session_id: int,
+        caused_by: int | None,
+        source: str,
+    ) -> dict[str, Any]:
         s = self
         agent = rec.id
         skipped: list[str] = []
@@ -507,16 +588,22 @@ class Reflection:
             if v.tool not in s.tools.entries:
                 skipped.append(f"verdict on {v.tool!r}: there is no tool by that name")
                 continue
-            s.tools.stats.annotate(v.tool, f"{v.verdict}: {clip(v.note, 300)} "
-                                           f"(reflection by {agent})")
+            s.tools.stats.annotate(
+                v.tool, f"{v.verdict}: {clip(v.note, 300)} (reflection by {agent})"
+            )
             verdicts.append({"tool": v.tool, "verdict": v.verdict})
 
         tasks: list[str] = []
         for t in bounded(c.tasks, MAX_TASKS, "tasks"):
             try:
-                view = await s.board.create(agent, clip(t.title, 200), body=t.body[:4000],
-                                            lane="reflection", source=source,
-                                            caused_by=caused_by)
+                view = await s.board.create(
+                    agent,
+                    clip(t.title, 200),
+                    body=t.body[:4000],
+                    lane="reflection",
+                    source=source,
+                    caused_by=caused_by,
+                )
                 tasks.append(str(view["task"]))
             except LegionError as exc:
                 skipped.append(f"task {clip(t.title, 60)!r}: {exc.message}")
@@ -525,17 +612,23 @@ class Reflection:
         p = c.prompt_proposal
         if p is not None:
             text = p.text.strip()
-            why = ("it was empty" if not text
-                   else "your prompt was too long to be shown whole" if not whole
-                   else "it is the same as your current prompt"
-                   if text == rec.system_prompt.strip()
-                   else f"it is longer than {MAX_SYSTEM_PROMPT} characters"
-                   if len(text) > MAX_SYSTEM_PROMPT else None)
+            why = (
+                "it was empty"
+                if not text
+                else "your prompt was too long to be shown whole"
+                if not whole
+                else "it is the same as your current prompt"
+                if text == rec.system_prompt.strip()
+                else f"it is longer than {MAX_SYSTEM_PROMPT} characters"
+                if len(text) > MAX_SYSTEM_PROMPT
+                else None
+            )
             if why:
                 skipped.append(f"prompt proposal: {why}")
             else:
-                proposal = await self.proposals.propose(rec, text, p.rationale.strip()[:2000],
-                                               session_id or None, caused_by, source)
+                proposal = await self.proposals.propose(
+                    rec, text, p.rationale.strip()[:2000], session_id or None, caused_by, source
+                )
 
         memory = c.memory or Consolidation()
         merged: list[dict[str, Any]] = []
@@ -552,34 +645,49 @@ class Reflection:
             except LegionError as exc:
                 skipped.append(f"stale {path!r}: {exc.message}")
 
-        return {"lessons": lessons, "verdicts": verdicts, "tasks": tasks, "proposal": proposal,
-                "merged": merged, "staled": staled, "skipped": skipped}
+        return {
+            "lessons": lessons,
+            "verdicts": verdicts,
+            "tasks": tasks,
+            "proposal": proposal,
+            "merged": merged,
+            "staled": staled,
+            "skipped": skipped,
+        }
 
-    async def _lesson(self, agent: str, day: str, text: str, source: str,
-                      caused_by: int | None) -> str:
+    async def _lesson(
+        self, agent: str, day: str, text: str, source: str, caused_by: int | None
+    ) -> str:
         known = await self.memory.find_own(agent, "lessons/", text)
         if known is not None:
-            raise Conflict(f"already learned: {known}", hint="nothing to do",
-                           kind="lesson_known")
+            raise Conflict(f"already learned: {known}", hint="nothing to do", kind="lesson_known")
         base = f"lessons/{day}-{slug(text)}"
         for n in range(1, 10):
             path = f"{base}.md" if n == 1 else f"{base}-{n}.md"
             try:
                 entry, _ = await self.memory.write(
-                    agent, path, text, mode="create", tags=["lesson"], source=source,
-                    caused_by=caused_by)
+                    agent,
+                    path,
+                    text,
+                    mode="create",
+                    tags=["lesson"],
+                    source=source,
+                    caused_by=caused_by,
+                )
             except Conflict:
                 continue
             return str(entry.path)
-        raise Conflict("too many lessons with the same words today",
-                       hint="word the lesson differently")
+        raise Conflict(
+            "too many lessons with the same words today", hint="word the lesson differently"
+        )
 
     async def _own(self, agent: str, paths: list[str]) -> dict[str, Any]:
         """The agent's own entries among `paths` (read without counting an access)."""
         return await self.memory.peek(agent, paths)
 
-    async def _merge(self, agent: str, m: Merge, source: str,
-                     caused_by: int | None) -> dict[str, Any]:
+    async def _merge(
+        self, agent: str, m: Merge, source: str, caused_by: int | None
+    ) -> dict[str, Any]:
         from legion.daemon.memory.service import SHARED_PREFIX, check_path
 
         into = check_path(m.into)
@@ -587,20 +695,27 @@ class Reflection:
         if not m.content.strip():
             raise InvalidParams("the merged content is empty", hint="give the merged text")
         if into.startswith(SHARED_PREFIX) or any(p.startswith(SHARED_PREFIX) for p in paths):
-            raise Conflict("shared/ entries belong to everyone; reflection merges only your "
-                           "own entries", hint="leave shared/ entries out of merges")
+            raise Conflict(
+                "shared/ entries belong to everyone; reflection merges only your own entries",
+                hint="leave shared/ entries out of merges",
+            )
         found = await self._own(agent, [*paths, into])
         missing = [p for p in paths if p not in found]
         if missing:
-            raise NotFound(f"no entry at {', '.join(missing)}",
-                           hint="merge only paths listed under 'Your memory'")
+            raise NotFound(
+                f"no entry at {', '.join(missing)}",
+                hint="merge only paths listed under 'Your memory'",
+            )
         if into in found and into not in paths:
             # Writing over an entry that is not part of the merge would lose it.
-            raise Conflict(f"{into} exists and is not among the merged paths",
-                           hint="list it in paths to merge it too, or merge into a new path")
+            raise Conflict(
+                f"{into} exists and is not among the merged paths",
+                hint="list it in paths to merge it too, or merge into a new path",
+            )
         tags = sorted({t for p in paths for t in json.loads(found[p]["tags"])} - {"stale"})
-        await self.memory.write(agent, into, m.content, mode="replace", tags=tags,
-                                         source=source, caused_by=caused_by)
+        await self.memory.write(
+            agent, into, m.content, mode="replace", tags=tags, source=source, caused_by=caused_by
+        )
         removed = []
         for p in paths:
             if p != into:
@@ -613,16 +728,23 @@ class Reflection:
 
         path = check_path(path)
         if path.startswith(SHARED_PREFIX):
-            raise Conflict("shared/ entries belong to everyone; reflection marks only your own",
-                           hint="leave shared/ entries out")
+            raise Conflict(
+                "shared/ entries belong to everyone; reflection marks only your own",
+                hint="leave shared/ entries out",
+            )
         row = (await self._own(agent, [path])).get(path)
         if row is None:
-            raise NotFound(f"no entry at {path}", hint="mark only paths listed under "
-                           "'Your memory'")
+            raise NotFound(f"no entry at {path}", hint="mark only paths listed under 'Your memory'")
         tags = json.loads(row["tags"])
         if "stale" in tags:
             return False
-        await self.memory.write(agent, path, row["content"], mode="replace",
-                                         tags=[*tags, "stale"], source=source,
-                                         caused_by=caused_by)
+        await self.memory.write(
+            agent,
+            path,
+            row["content"],
+            mode="replace",
+            tags=[*tags, "stale"],
+            source=source,
+            caused_by=caused_by,
+        )
         return True

@@ -9,9 +9,24 @@ from legion.daemon.tools.context import KernelContext
 from legion.tool import tool
 
 
-@tool(timeout=REFLECT_TIMEOUT, keywords=[
-    "reflect", "reflection", "review", "retrospective", "lessons", "learn", "improve",
-    "critique", "mistakes", "consolidate", "memory", "prompt", "verdict"])
+@tool(
+    timeout=REFLECT_TIMEOUT,
+    keywords=[
+        "reflect",
+        "reflection",
+        "review",
+        "retrospective",
+        "lessons",
+        "learn",
+        "improve",
+        "critique",
+        "mistakes",
+        "consolidate",
+        "memory",
+        "prompt",
+        "verdict",
+    ],
+)
 async def reflect(ctx: KernelContext, scope: Scope, focus: str | None = None) -> dict[str, Any]:
     """Look back at your own work and learn from it: lessons go to your memory, tool
     verdicts to the tool statistics, follow-ups to your board, and a change to your
@@ -21,7 +36,8 @@ async def reflect(ctx: KernelContext, scope: Scope, focus: str | None = None) ->
     It also tidies your memory: duplicate entries merged, stale ones tagged "stale". It
     spends one model call from your budget."""
     result: dict[str, Any] = await ctx.reflection.reflect(
-        ctx.agent_id, scope, focus, session_id=ctx.session_id, caused_by=ctx.call_event)
+        ctx.agent_id, scope, focus, session_id=ctx.session_id, caused_by=ctx.call_event
+    )
     return result
 
 
@@ -31,12 +47,19 @@ async def prompt_read(ctx: KernelContext) -> dict[str, Any]:
     s = ctx
     rec = s.agents.get(ctx.agent_id)
     pending = await s.reflection.proposals.pending(ctx.agent_id)
-    return {"system_prompt": rec.system_prompt, "chars": len(rec.system_prompt),
-            "definition": rec.definition,
-            "pending_proposal": None if pending is None else {
-                "id": pending["id"], "proposed": pending["proposed"],
-                "rationale": pending["rationale"]},
-            "note": NOTE}
+    return {
+        "system_prompt": rec.system_prompt,
+        "chars": len(rec.system_prompt),
+        "definition": rec.definition,
+        "pending_proposal": None
+        if pending is None
+        else {
+            "id": pending["id"],
+            "proposed": pending["proposed"],
+            "rationale": pending["rationale"],
+        },
+        "note": NOTE,
+    }
 
 
 TOOLS = [reflect, prompt_read]

@@ -35,8 +35,9 @@ def working_state_job(retention_days: float, history_keep: int) -> Any:
     return job
 
 
-async def prune(store: Store, retention_days: float, max_rows: int,
-                history_keep: int = 2000) -> int:
+async def prune(
+    store: Store, retention_days: float, max_rows: int, history_keep: int = 2000
+) -> int:
     """Apply every retention rule until nothing is left to remove; returns rows removed."""
     total = await event_log.prune(store, retention_days, max_rows)
     while True:

@@ -124,7 +124,8 @@ class Runtime:
                     await Session(self.kit, state, rec, msg).run()
                 except Exception:
                     structlog.get_logger("legion.runtime").exception(
-                        "session crashed", agent=agent_id, message=msg.id)
+                        "session crashed", agent=agent_id, message=msg.id
+                    )
                 finally:
                     self._running -= 1
                     self.sessions_run += 1
@@ -137,7 +138,8 @@ class Runtime:
             msg, events = await self.store.writer.run(inbox.claim_job(agent_id))
         except LegionError as exc:
             structlog.get_logger("legion.runtime").error(
-                "cannot claim a message", agent=agent_id, error=exc.message)
+                "cannot claim a message", agent=agent_id, error=exc.message
+            )
             await anyio.sleep(1)
             return None
         self.bus.deliver(events)

@@ -213,8 +213,9 @@ class Session:
         self.new_rows: list[dict[str, Any]] = []
 
     async def emit(self, kind: str, data: dict[str, Any], caused_by: int | None) -> Event:
-        return await self.kit.bus.emit(self.rec.id, kind, data, caused_by=caused_by,
-                                       source=self.source)
+        return await self.kit.bus.emit(
+            self.rec.id, kind, data, caused_by=caused_by, source=self.source
+        )
 
     async def run(self) -> None:
         await self._open()
@@ -240,11 +241,22 @@ class Session:
         def job(db: Any) -> Event:
             self.id = ledger.open_session(db, rec.id, msg.id, self.ref)
             inbox.attach_session(db, msg.id, self.id)
-            return insert(db, rec.id, "session.started",
-                          {"session": self.id, "message_id": msg.id, "trigger": "message",
-                           "model": self.ref, "resolved_model": resolved,
-                           "attempt": msg.attempts + 1, "delivery": msg.deliveries + 1},
-                          caused_by=msg.event_id, source=self.source)
+            return insert(
+                db,
+                rec.id,
+                "session.started",
+                {
+                    "session": self.id,
+                    "message_id": msg.id,
+                    "trigger": "message",
+                    "model": self.ref,
+                    "resolved_model": resolved,
+                    "attempt": msg.attempts + 1,
+                    "delivery": msg.deliveries + 1,
+                },
+                caused_by=msg.event_id,
+                source=self.source,
+            )
 
         ev = await self.kit.store.writer.run(job, on_commit=self.kit.bus.deliver)
         self.start_event = ev.id
@@ -281,8 +293,7 @@ class Session:
             repeated = [e for e, n in seen.errors.items() if n >= g.loop_repeats]
             if repeated:
                 reason = f"loop detected: the same tool error {g.loop_repeats} times"
-                await self.emit("guard.loop", {"reason": reason, "error": repeated[0][:500]},
-                                resp)
+                await self.emit("guard.loop", {"reason": reason, "error": repeated[0][:500]}, resp)
                 return "failed", reason, None
             cause = resp
         reason = f"max_turns reached ({g.max_turns} model turns without a final answer)"
@@ -325,15 +336,19 @@ class Session:
                 return refusal.sentence()
         return None
 
-    async def _ask(self, turn: int, messages: list[dict[str, Any]],
-                   schemas: list[dict[str, Any]], cause: int) -> tuple[Any, int]:
+    async def _ask(
+        self, turn: int, messages: list[dict[str, Any]], schemas: list[dict[str, Any]], cause: int
+    ) -> tuple[Any, int]:
         """One model turn, streamed: the completion and its `model.response` event id.
         The assistant's message is appended to the conversation."""
         self.state.activity = "thinking"
         request: dict[str, Any] = {
-            "turn": turn, "model": self.ref, "messages": len(messages),
+            "turn": turn,
+            "model": self.ref,
+            "messages": len(messages),
             "prompt_tokens_estimate": prompt.estimate(messages, schemas),
-            "tools": len(schemas)}
+            "tools": len(schemas),
+        }
         if not self.counted:
             request["attempt"] = await self._count_attempt()
         req = await self.emit("model.request", request, cause)
@@ -345,36 +360,54 @@ class Session:
 
         models = self.kit.models
         async with _Deltas(self, req.id) as deltas:
-            completion = await models.complete(self.ref, messages, schemas,
-                                               on_delta=deltas.add, emit=relay)
+            completion = await models.complete(
+                self.ref, messages, schemas, on_delta=deltas.add, emit=relay
+            )
         completion = models.repair(completion, self.tools.names())
         self.usage.add(completion.usage)
         self.model = completion.model
         self.kit.budgets.charge(self.rec.id, completion.usage)
-        calls = [{"id": c.id, "name": c.name, "arguments": c.arguments}
-                 for c in completion.tool_calls]
-        resp = await self.emit("model.response", {
-            "turn": turn, "model": completion.model, "text": completion.text,
-            "reasoning": completion.reasoning, "tool_calls": calls,
-            "finish_reason": completion.finish_reason, "usage": completion.usage.as_dict(),
-            "repaired": completion.repaired,
-        }, req.id)
+        calls = [
+            {"id": c.id, "name": c.name, "arguments": c.arguments} for c in completion.tool_calls
+        ]
+        resp = await self.emit(
+            "model.response",
+            {
+                "turn": turn,
+                "model": completion.model,
+                "text": completion.text,
+                "reasoning": completion.reasoning,
+                "tool_calls": calls,
+                "finish_reason": completion.finish_reason,
+                "usage": completion.usage.as_dict(),
+                "repaired": completion.repaired,
+            },
+            req.id,
+        )
         if completion.repaired:
-            await self.emit("model.repaired", {
-                "turn": turn, "tool_calls": calls,
-                "note": "the model wrote its tool calls as JSON text; they were run as calls",
-            }, resp.id)
+            await self.emit(
+                "model.repaired",
+                {
+                    "turn": turn,
+                    "tool_calls": calls,
+                    "note": "the model wrote its tool calls as JSON text; they were run as calls",
+                },
+                resp.id,
+            )
         assistant: dict[str, Any] = {"role": "assistant", "content": completion.text}
         if calls:
             assistant["tool_calls"] = [
-                {"id": c["id"], "type": "function",
-                 "function": {"name": c["name"], "arguments": c["arguments"]}}
-                for c in calls]
+                {
+                    "id": c["id"],
+                    "type": "function",
+                    "function": {"name": c["name"], "arguments": c["arguments"]},
+                }
+                for c in calls
+            ]
         self._append(messages, assistant)
         return completion, resp.id
 
-    async def _before_ending(self, turn: int, seen: _Turns, resp: int
-                             ) -> dict[str, Any] | None:
+    async def _before_ending(self, turn: int, seen: _Turns, resp: int) -> dict[str, Any] | None:
         """The model answered without a tool call. If the agent still owns work (a
         task in doing), one synthetic turn asks it to finish or hand it back: that
         note is returned; None lets the session end with the answer."""
@@ -387,8 +420,11 @@ class Session:
             return None
         seen.nudged = True
         await self.emit("session.nudged", {"turn": turn, "work": nudge}, resp)
-        return {"role": "user", "content": f"[legion] Before you end: {nudge} "
-                "Finish it now, or hand it back, then give your final answer."}
+        return {
+            "role": "user",
+            "content": f"[legion] Before you end: {nudge} "
+            "Finish it now, or hand it back, then give your final answer.",
+        }
 
     async def _loop_guard(self, seen: _Turns, calls: list[ToolCall], resp: int) -> str | None:
         """The same call `loop_repeats` times ends the session: the reason, or None."""
@@ -398,8 +434,10 @@ class Session:
         looped = [k for k, n in seen.calls.items() if n >= g.loop_repeats]
         if not looped:
             return None
-        reason = (f"loop detected: the same tool call ({looped[0].split(':', 1)[0]}) "
-                  f"{g.loop_repeats} times")
+        reason = (
+            f"loop detected: the same tool call ({looped[0].split(':', 1)[0]}) "
+            f"{g.loop_repeats} times"
+        )
         await self.emit("guard.loop", {"reason": reason, "call": looped[0]}, resp)
         return reason
 
@@ -418,8 +456,7 @@ class Session:
         daemon killed during the import has not spent one."""
         await self.kit.models.load()
         mid = self.msg.id
-        self.msg.attempts = await self.kit.store.writer.run(
-            lambda db: inbox.count_attempt(db, mid))
+        self.msg.attempts = await self.kit.store.writer.run(lambda db: inbox.count_attempt(db, mid))
         self.counted = True
         return self.msg.attempts
 
@@ -429,31 +466,48 @@ class Session:
         if refusal.tripped:
             await self.kit.conversations.trip(refusal, self.rec.id, self.start_event)
         else:
-            await self.emit("guard.conversation", {
-                **refusal.data(self.kit.config), "tripped": False,
-                "note": "the session stopped before its next model call"}, self.start_event)
+            await self.emit(
+                "guard.conversation",
+                {
+                    **refusal.data(self.kit.config),
+                    "tripped": False,
+                    "note": "the session stopped before its next model call",
+                },
+                self.start_event,
+            )
 
     async def _run_tools(self, calls: list[ToolCall], caused_by: int) -> list[ToolResult]:
         results: list[ToolResult | None] = [None] * len(calls)
         self.state.activity = "-> " + ", ".join(c.name for c in calls)
 
         async def one(i: int, call: ToolCall) -> None:
-            data: dict[str, Any] = {"call_id": call.id, "name": call.name,
-                                    "arguments": call.arguments}
+            data: dict[str, Any] = {
+                "call_id": call.id,
+                "name": call.name,
+                "arguments": call.arguments,
+            }
             if call.name == "tool_invoke":
                 # Say which registry tool runs, so attach and events name it.
                 data["invokes"] = _invoked(call.arguments)
             ev = await self.emit("tool.call", data, caused_by)
-            ctx = ToolContext(agent_id=self.rec.id, session_id=self.id, call_event=ev.id,
-                              hops=self.msg.hops)
+            ctx = ToolContext(
+                agent_id=self.rec.id, session_id=self.id, call_event=ev.id, hops=self.msg.hops
+            )
             result = await self.tools.run(call, ctx, self.guards.tool_timeout)
             results[i] = result
-            await self.emit("tool.result", {
-                "call_id": call.id, "name": call.name, "ok": result.ok,
-                "result": result.content[:RESULT_PREVIEW],
-                "truncated": len(result.content) > RESULT_PREVIEW,
-                "duration_ms": result.duration_ms, "error_kind": result.error_kind,
-            }, ev.id)
+            await self.emit(
+                "tool.result",
+                {
+                    "call_id": call.id,
+                    "name": call.name,
+                    "ok": result.ok,
+                    "result": result.content[:RESULT_PREVIEW],
+                    "truncated": len(result.content) > RESULT_PREVIEW,
+                    "duration_ms": result.duration_ms,
+                    "error_kind": result.error_kind,
+                },
+                ev.id,
+            )
 
         async with anyio.create_task_group() as tg:
             for i, call in enumerate(calls):
@@ -462,41 +516,84 @@ class Session:
 
     # -- the end ------------------------------------------------------------------------
 
-    def _route_reply(self, db: Any, to: str, reply: str, cause: int, max_hops: int,
-                     refusal: Refusal | None, caps: dict[str, int]) -> list[Event]:
+    def _route_reply(
+        self,
+        db: Any,
+        to: str,
+        reply: str,
+        cause: int,
+        max_hops: int,
+        refusal: Refusal | None,
+        caps: dict[str, int],
+    ) -> list[Event]:
         """In the session's closing transaction: the reply into the asking agent's
         inbox (it is sent exactly when the session is recorded as done)."""
         hops = self.msg.hops + 1
         if hops > max_hops:
-            return [insert(db, self.rec.id, "guard.conversation", {
-                "to": to, "hops": hops, "max_hops": max_hops,
-                "note": "the reply was not delivered: the conversation reached "
-                        "agents.max_hops"}, caused_by=cause, source=self.source)]
+            return [
+                insert(
+                    db,
+                    self.rec.id,
+                    "guard.conversation",
+                    {
+                        "to": to,
+                        "hops": hops,
+                        "max_hops": max_hops,
+                        "note": "the reply was not delivered: the conversation reached "
+                        "agents.max_hops",
+                    },
+                    caused_by=cause,
+                    source=self.source,
+                )
+            ]
         if not supervisor.exists(db, to):
-            return [insert(db, self.rec.id, "message.undeliverable", {
-                "to": to, "reason": f"{to} no longer exists"}, caused_by=cause,
-                source=self.source)]
+            return [
+                insert(
+                    db,
+                    self.rec.id,
+                    "message.undeliverable",
+                    {"to": to, "reason": f"{to} no longer exists"},
+                    caused_by=cause,
+                    source=self.source,
+                )
+            ]
         if refusal is not None:
             cfg = self.kit.config
             if refusal.tripped:
                 return trip_job(db, refusal, cfg, self.rec.id, caps, cause, "legion:fleet")
-            return [insert(db, self.rec.id, "message.undeliverable", {
-                "to": to, "reason": refusal.sentence(), "pair": list(refusal.pair)},
-                caused_by=cause, source=self.source)]
-        _msg, ev = inbox.enqueue_job(to, agent_sender(self.rec.id), reply, self.source, cause,
-                                     hops=hops, reply_to=self.msg.id)(db)
+            return [
+                insert(
+                    db,
+                    self.rec.id,
+                    "message.undeliverable",
+                    {"to": to, "reason": refusal.sentence(), "pair": list(refusal.pair)},
+                    caused_by=cause,
+                    source=self.source,
+                )
+            ]
+        _msg, ev = inbox.enqueue_job(
+            to,
+            agent_sender(self.rec.id),
+            reply,
+            self.source,
+            cause,
+            hops=hops,
+            reply_to=self.msg.id,
+        )(db)
         return [ev]
 
-    def _tell_failure(self, db: Any, to: str, reason: str, cause: int, cap: int
-                      ) -> list[Event]:
+    def _tell_failure(self, db: Any, to: str, reason: str, cause: int, cap: int) -> list[Event]:
         """The asking agent learns that no answer is coming (as a notice from Legion,
         which is not answered back)."""
         if not supervisor.exists(db, to):
             return []
-        text = (f"[legion] {self.rec.id} could not answer your message ({reason}); "
-                "no reply is coming. Try again later, or do without it.")
-        _msg, ev = inbox.enqueue_automatic_job(to, "legion:fleet", text, self.source, cap,
-                                               cause)(db)
+        text = (
+            f"[legion] {self.rec.id} could not answer your message ({reason}); "
+            "no reply is coming. Try again later, or do without it."
+        )
+        _msg, ev = inbox.enqueue_automatic_job(to, "legion:fleet", text, self.source, cap, cause)(
+            db
+        )
         return [ev]
 
     async def _close(self, status: str, reason: str, reply: str | None) -> None:
@@ -505,8 +602,13 @@ class Session:
         # Replies to another agent go back to its inbox; a courtesy-only one
         # ("Thanks!") would only start a round of politeness, so it counts as IDLE.
         to_agent = sender_agent(msg.sender)
-        courtesy = (to_agent is not None and status == "done" and reply is not None
-                    and not idle and _is_courtesy(reply))
+        courtesy = (
+            to_agent is not None
+            and status == "done"
+            and reply is not None
+            and not idle
+            and _is_courtesy(reply)
+        )
         idle = idle or courtesy
         max_hops = self.kit.config.max_hops
         msg_status = "idle" if idle else status
@@ -515,8 +617,13 @@ class Session:
         # guard or a gone agent stops is not counted.
         refusal: Refusal | None = None
         caps: dict[str, int] = {}
-        if (msg_status == "done" and to_agent is not None and reply
-                and msg.hops + 1 <= max_hops and to_agent in self.kit.agents.agents):
+        if (
+            msg_status == "done"
+            and to_agent is not None
+            and reply
+            and msg.hops + 1 <= max_hops
+            and to_agent in self.kit.agents.agents
+        ):
             refusal = self.kit.conversations.admit_message(rec.id, to_agent)
             if refusal is not None and refusal.tripped:
                 caps = self.kit.conversations.caps_of(refusal)
@@ -526,29 +633,61 @@ class Session:
 
         def job(db: Any) -> list[Event]:
             now = now_iso()
-            ledger.close_session(db, self.id, status=status, reason=reason, turns=self.turns,
-                                 usage=usage, model=self.model, ended_at=now)
-            inbox.finish(db, msg.id, status=msg_status, reply=None if idle else reply,
-                         error=reason or None, done_at=now)
+            ledger.close_session(
+                db,
+                self.id,
+                status=status,
+                reason=reason,
+                turns=self.turns,
+                usage=usage,
+                model=self.model,
+                ended_at=now,
+            )
+            inbox.finish(
+                db,
+                msg.id,
+                status=msg_status,
+                reply=None if idle else reply,
+                error=reason or None,
+                done_at=now,
+            )
             ledger.add_history(db, rec.id, self.id, kept, now)
-            ended = insert(db, rec.id, "session.ended", {
-                "session": self.id, "status": status, "reason": reason, "turns": self.turns,
-                "model": self.model, "usage": usage.as_dict(), "message_id": msg.id,
-            }, caused_by=self.start_event, source=self.source)
+            ended = insert(
+                db,
+                rec.id,
+                "session.ended",
+                {
+                    "session": self.id,
+                    "status": status,
+                    "reason": reason,
+                    "turns": self.turns,
+                    "model": self.model,
+                    "usage": usage.as_dict(),
+                    "message_id": msg.id,
+                },
+                caused_by=self.start_event,
+                source=self.source,
+            )
             if msg_status == "done":
                 kind, data = "message.replied", {"message_id": msg.id, "reply": reply}
             elif msg_status == "idle":
-                kind, data = "message.idle", {
-                    "message_id": msg.id, "note": "a courtesy-only reply to an agent counts as "
-                    "IDLE; nothing was sent" if courtesy
-                    else "the agent answered IDLE; nothing was sent"}
+                kind, data = (
+                    "message.idle",
+                    {
+                        "message_id": msg.id,
+                        "note": "a courtesy-only reply to an agent counts as IDLE; nothing was sent"
+                        if courtesy
+                        else "the agent answered IDLE; nothing was sent",
+                    },
+                )
             else:
                 kind, data = f"message.{msg_status}", {"message_id": msg.id, "error": reason}
             closing = insert(db, rec.id, kind, data, caused_by=ended.id, source=self.source)
             events = [ended, closing]
             if msg_status == "done" and to_agent is not None and reply:
-                events += self._route_reply(db, to_agent, reply, closing.id, max_hops,
-                                            refusal, caps)
+                events += self._route_reply(
+                    db, to_agent, reply, closing.id, max_hops, refusal, caps
+                )
             elif msg_status == "failed" and to_agent is not None and not self.bounded:
                 events += self._tell_failure(db, to_agent, reason, closing.id, cap)
             return events
@@ -558,20 +697,43 @@ class Session:
         except LegionError as exc:
             # Nothing was recorded (e.g. disk full): the message stays
             # `processing` and is delivered again after the next restart.
-            log.error("could not record the end of a session", session=self.id,
-                      error=exc.message)
+            log.error("could not record the end of a session", session=self.id, error=exc.message)
         self.state.activity = "idle"
         if rec.state is State.RUNNING and status == "failed":
             log.info("session failed", agent=rec.id, session=self.id, reason=reason)
 
 
 def _courtesy_words() -> re.Pattern[str]:
-    phrases = ("thanks?( a lot| so much)?", "thank you( so much| very much)?", "thx", "ty",
-               "you'?re( very)? welcome", "no problem", "no worries", "got it", "ok(ay)?",
-               "great", "perfect", "sounds good", "will do", "noted", "acknowledged",
-               "cheers", "(i'?m )?(glad|happy) to help", "any ?time", "my pleasure",
-               "understood", "roger", "appreciated?", "much appreciated", "awesome",
-               "have a (great|nice|good) (day|one)", "take care", "you too", "likewise")
+    phrases = (
+        "thanks?( a lot| so much)?",
+        "thank you( so much| very much)?",
+        "thx",
+        "ty",
+        "you'?re( very)? welcome",
+        "no problem",
+        "no worries",
+        "got it",
+        "ok(ay)?",
+        "great",
+        "perfect",
+        "sounds good",
+        "will do",
+        "noted",
+        "acknowledged",
+        "cheers",
+        "(i'?m )?(glad|happy) to help",
+        "any ?time",
+        "my pleasure",
+        "understood",
+        "roger",
+        "appreciated?",
+        "much appreciated",
+        "awesome",
+        "have a (great|nice|good) (day|one)",
+        "take care",
+        "you too",
+        "likewise",
+    )
     return re.compile(r"^(" + "|".join(phrases) + r")$")
 
 

@@ -38,8 +38,14 @@ Departure = Callable[[Any, str, str], dict[str, Any]]
 
 
 class Supervisor:
-    def __init__(self, store: Store, bus: EventBus, *, default_model: str,
-                 departures: Sequence[Departure] = ()) -> None:
+    def __init__(
+        self,
+        store: Store,
+        bus: EventBus,
+        *,
+        default_model: str,
+        departures: Sequence[Departure] = (),
+    ) -> None:
         self._store = store
         self._bus = bus
         self.default_model = default_model
@@ -123,15 +129,22 @@ class Supervisor:
                     kind="agent_exists",
                     data={"agent": agent_id},
                 )
-            if parent is not None and not db.execute(
-                "SELECT 1 FROM agents WHERE id = ?", (parent,)
-            ).fetchone():
+            if (
+                parent is not None
+                and not db.execute("SELECT 1 FROM agents WHERE id = ?", (parent,)).fetchone()
+            ):
                 raise self.not_found(parent)
             _write(db, rec)
             ev = insert(
-                db, agent_id, "agent.spawned",
-                {"model": rec.model, "parent": parent, "definition": definition,
-                 "system_prompt_chars": len(system_prompt)},
+                db,
+                agent_id,
+                "agent.spawned",
+                {
+                    "model": rec.model,
+                    "parent": parent,
+                    "definition": definition,
+                    "system_prompt_chars": len(system_prompt),
+                },
                 source=source,
             )
             return rec, ev
@@ -139,7 +152,12 @@ class Supervisor:
         return await self._store.writer.run(job, on_commit=self._committed("spawn"))
 
     async def transition(
-        self, agent_id: str, action: str, *, reason: str = "", source: str = "rpc",
+        self,
+        agent_id: str,
+        action: str,
+        *,
+        reason: str = "",
+        source: str = "rpc",
         caused_by: int | None = None,
     ) -> tuple[AgentRecord, Event]:
         current = self.get(agent_id)
@@ -156,9 +174,12 @@ class Supervisor:
             rec.updated_at = now_iso()
             _write(db, rec)
             ev = insert(
-                db, agent_id, f"agent.{_past(action)}",
+                db,
+                agent_id,
+                f"agent.{_past(action)}",
                 {"from": before.value, "to": rec.state.value, "reason": reason},
-                caused_by=caused_by, source=source,
+                caused_by=caused_by,
+                source=source,
             )
             return rec, ev
 
@@ -239,10 +260,18 @@ class Supervisor:
             # The destroy itself stays in the live log: the audit trail of what
             # happened to this id, and the end-of-stream mark for `attach`.
             return insert(
-                db, agent_id, "agent.destroyed",
-                {"purged": purge, "archive_id": archive_id, "events_archived": moved,
-                 "events_removed": removed, "reason": reason, "last_state": row["state"],
-                 "tasks_cancelled": counts.get("tasks_cancelled", 0)},
+                db,
+                agent_id,
+                "agent.destroyed",
+                {
+                    "purged": purge,
+                    "archive_id": archive_id,
+                    "events_archived": moved,
+                    "events_removed": removed,
+                    "reason": reason,
+                    "last_state": row["state"],
+                    "tasks_cancelled": counts.get("tasks_cancelled", 0),
+                },
                 source=source,
             )
 
@@ -276,44 +305,70 @@ class Supervisor:
             (agent_id,) if agent_id else (),
         )
         return [
-            {"archive_id": r["archive_id"], "agent": r["agent_id"], "reason": r["reason"],
-             "destroyed_at": r["destroyed_at"], "record": json.loads(r["record"])}
+            {
+                "archive_id": r["archive_id"],
+                "agent": r["agent_id"],
+                "reason": r["reason"],
+                "destroyed_at": r["destroyed_at"],
+                "record": json.loads(r["record"]),
+            }
             for r in rows
         ]
 
-
-    async def graveyard_show(self, agent_id: str | None, archive_id: int | None,
-                             events: int = 50) -> dict[str, Any]:
+    async def graveyard_show(
+        self, agent_id: str | None, archive_id: int | None, events: int = 50
+    ) -> dict[str, Any]:
         if (agent_id is None) == (archive_id is None):
-            raise InvalidParams("give an agent id or an archive id (not both)",
-                                hint="`legion graveyard ls` lists both")
+            raise InvalidParams(
+                "give an agent id or an archive id (not both)",
+                hint="`legion graveyard ls` lists both",
+            )
         if archive_id is None:
             row = await self._store.fetchone(
                 "SELECT * FROM graveyard WHERE agent_id = ? ORDER BY archive_id DESC LIMIT 1",
-                (agent_id,))
+                (agent_id,),
+            )
         else:
-            row = await self._store.fetchone("SELECT * FROM graveyard WHERE archive_id = ?",
-                                             (archive_id,))
+            row = await self._store.fetchone(
+                "SELECT * FROM graveyard WHERE archive_id = ?", (archive_id,)
+            )
         if row is None:
-            ids = [r["agent_id"] for r in await self._store.fetchall(
-                "SELECT DISTINCT agent_id FROM graveyard")]
+            ids = [
+                r["agent_id"]
+                for r in await self._store.fetchall("SELECT DISTINCT agent_id FROM graveyard")
+            ]
             near = close_matches(agent_id or "", ids) if agent_id else []
-            raise NotFound(f"nothing in the graveyard for {agent_id or archive_id}",
-                           hint=(f"did you mean '{near[0]}'? " if near else "")
-                           + "`legion graveyard ls` lists the archived agents",
-                           candidates=near, kind="not_archived")
+            raise NotFound(
+                f"nothing in the graveyard for {agent_id or archive_id}",
+                hint=(f"did you mean '{near[0]}'? " if near else "")
+                + "`legion graveyard ls` lists the archived agents",
+                candidates=near,
+                kind="not_archived",
+            )
         rows = await self._store.fetchall(
             "SELECT id, ts, agent_id, kind, data, caused_by, source FROM graveyard_events "
-            "WHERE archive_id = ? ORDER BY id DESC LIMIT ?", (row["archive_id"], events))
+            "WHERE archive_id = ? ORDER BY id DESC LIMIT ?",
+            (row["archive_id"], events),
+        )
         total = await self._store.fetchone(
-            "SELECT count(*) AS n FROM graveyard_events WHERE archive_id = ?",
-            (row["archive_id"],))
-        return {"archive_id": row["archive_id"], "agent": row["agent_id"],
-                "reason": row["reason"], "destroyed_at": row["destroyed_at"],
-                "record": json.loads(row["record"]), "events_total": total["n"],
-                "events": [{**{k: r[k] for k in ("id", "ts", "kind", "caused_by", "source")},
-                            "agent": r["agent_id"], "data": json.loads(r["data"])}
-                           for r in reversed(rows)]}
+            "SELECT count(*) AS n FROM graveyard_events WHERE archive_id = ?", (row["archive_id"],)
+        )
+        return {
+            "archive_id": row["archive_id"],
+            "agent": row["agent_id"],
+            "reason": row["reason"],
+            "destroyed_at": row["destroyed_at"],
+            "record": json.loads(row["record"]),
+            "events_total": total["n"],
+            "events": [
+                {
+                    **{k: r[k] for k in ("id", "ts", "kind", "caused_by", "source")},
+                    "agent": r["agent_id"],
+                    "data": json.loads(r["data"]),
+                }
+                for r in reversed(rows)
+            ],
+        }
 
 
 def exists(db: Any, agent_id: str) -> bool:
@@ -331,8 +386,18 @@ def _write(db: Any, rec: AgentRecord) -> None:
         "state = excluded.state, state_reason = excluded.state_reason, "
         "definition = excluded.definition, settings = excluded.settings, "
         "updated_at = excluded.updated_at",
-        (rec.id, rec.model, rec.system_prompt, rec.parent, rec.state.value, rec.state_reason,
-         rec.definition, json.dumps(rec.settings), rec.created_at, rec.updated_at),
+        (
+            rec.id,
+            rec.model,
+            rec.system_prompt,
+            rec.parent,
+            rec.state.value,
+            rec.state_reason,
+            rec.definition,
+            json.dumps(rec.settings),
+            rec.created_at,
+            rec.updated_at,
+        ),
     )
 
 

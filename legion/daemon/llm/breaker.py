@@ -39,8 +39,15 @@ class Permit:
 
 
 class Breaker:
-    def __init__(self, name: str, *, failures: int, cooldown: float, cooldown_max: float,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        name: str,
+        *,
+        failures: int,
+        cooldown: float,
+        cooldown_max: float,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.name = name
         self.threshold = failures
         self.base = cooldown
@@ -116,6 +123,10 @@ class Breaker:
             self._trial = False
 
     def describe(self) -> dict[str, Any]:
-        return {"state": self.state.value, "consecutive_failures": self.consecutive,
-                "retry_in_s": round(self.retry_in(), 3), "last_error": self.last_error,
-                "trial_running": self._trial}
+        return {
+            "state": self.state.value,
+            "consecutive_failures": self.consecutive,
+            "retry_in_s": round(self.retry_in(), 3),
+            "last_error": self.last_error,
+            "trial_running": self._trial,
+        }

@@ -49,11 +49,29 @@ from legion.redact import Redactor, secrets_of
 log = structlog.get_logger("legion.llm")
 
 # litellm provider prefixes usable without a [providers] block.
-KNOWN_PROVIDERS = frozenset({
-    "openai", "anthropic", "ollama", "ollama_chat", "lm_studio", "hosted_vllm", "gemini",
-    "mistral", "groq", "deepseek", "openrouter", "together_ai", "bedrock", "vertex_ai",
-    "azure", "xai", "cohere", "fireworks_ai", "mock",
-})
+KNOWN_PROVIDERS = frozenset(
+    {
+        "openai",
+        "anthropic",
+        "ollama",
+        "ollama_chat",
+        "lm_studio",
+        "hosted_vllm",
+        "gemini",
+        "mistral",
+        "groq",
+        "deepseek",
+        "openrouter",
+        "together_ai",
+        "bedrock",
+        "vertex_ai",
+        "azure",
+        "xai",
+        "cohere",
+        "fireworks_ai",
+        "mock",
+    }
+)
 RETRYABLE_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
 MAX_ALIAS_DEPTH = 8
 
@@ -111,16 +129,24 @@ async def import_litellm() -> Any:
     return await asyncio.wrap_future(fut)
 
 
-WARM_UP_TOOLS = [{"type": "function", "function": {
-    "name": "noop", "description": "does nothing",
-    "parameters": {"type": "object", "properties": {}}}}]
+WARM_UP_TOOLS = [
+    {
+        "type": "function",
+        "function": {
+            "name": "noop",
+            "description": "does nothing",
+            "parameters": {"type": "object", "properties": {}},
+        },
+    }
+]
 
 
 class Target:
     """One concrete model to call: a provider and a model name on it."""
 
-    def __init__(self, ref: str, provider: str, cfg: ProviderConfig, model: str,
-                 base_dir: str = "") -> None:
+    def __init__(
+        self, ref: str, provider: str, cfg: ProviderConfig, model: str, base_dir: str = ""
+    ) -> None:
         self.ref = ref
         self.provider = provider
         self.cfg = cfg
@@ -163,12 +189,14 @@ class ModelClient:
         self.plugin_providers = dict(plugin_providers or {})
         # The built-in offline provider answers in-process: no server to protect.
         self.providers: dict[str, ProviderConfig] = {
-            "mock": ProviderConfig(kind="mock", concurrency=256)}
+            "mock": ProviderConfig(kind="mock", concurrency=256)
+        }
         self.providers.update(cfg.providers)
         b = cfg.models.breaker
         self.breakers = {
-            name: Breaker(name, failures=b.failures, cooldown=b.cooldown,
-                          cooldown_max=b.cooldown_max)
+            name: Breaker(
+                name, failures=b.failures, cooldown=b.cooldown, cooldown_max=b.cooldown_max
+            )
             for name in self.providers
         }
         self.limits = {name: anyio.Semaphore(p.concurrency) for name, p in self.providers.items()}
@@ -185,8 +213,10 @@ class ModelClient:
     def resolve(self, ref: str, _depth: int = 0) -> list[Target]:
         """An alias or reference -> the ordered chain of concrete targets."""
         if _depth > MAX_ALIAS_DEPTH:
-            raise InvalidParams(f"model alias {ref!r} refers to itself in a loop",
-                                hint="check [models.aliases] in config.toml")
+            raise InvalidParams(
+                f"model alias {ref!r} refers to itself in a loop",
+                hint="check [models.aliases] in config.toml",
+            )
         aliases = self.cfg.models.aliases
         if ref in aliases:
             entry = aliases[ref]
@@ -202,9 +232,12 @@ class ModelClient:
         if provider in KNOWN_PROVIDERS or provider in self.plugin_providers:
             cfg = ProviderConfig(kind=provider)
             self.providers[provider] = cfg
-            self.breakers[provider] = Breaker(provider, failures=self.cfg.models.breaker.failures,
-                                              cooldown=self.cfg.models.breaker.cooldown,
-                                              cooldown_max=self.cfg.models.breaker.cooldown_max)
+            self.breakers[provider] = Breaker(
+                provider,
+                failures=self.cfg.models.breaker.failures,
+                cooldown=self.cfg.models.breaker.cooldown,
+                cooldown_max=self.cfg.models.breaker.cooldown_max,
+            )
             self.limits[provider] = anyio.Semaphore(cfg.concurrency)
             return [Target(ref, provider, cfg, model)]
         raise self._unknown(ref)
@@ -262,8 +295,12 @@ class ModelClient:
         try:
             # With a tool: litellm imports its tool handling (MCP included,
             # ~0.5 s) on the first call that has tools.
-            await self._stream(self.resolve("mock/echo")[0],
-                               [{"role": "user", "content": "warm-up"}], WARM_UP_TOOLS, ignore)
+            await self._stream(
+                self.resolve("mock/echo")[0],
+                [{"role": "user", "content": "warm-up"}],
+                WARM_UP_TOOLS,
+                ignore,
+            )
         except Exception as exc:  # only the first real call is slower for it
             log.info("litellm warm-up call failed", error=self.describe_error(exc))
 
@@ -273,8 +310,10 @@ class ModelClient:
         try:
             await self.load()
         except Exception as exc:  # the first real call reports it properly
-            log.warning("litellm warm-up failed; the first model call will retry the import",
-                        error=self.redactor.text(str(exc)))
+            log.warning(
+                "litellm warm-up failed; the first model call will retry the import",
+                error=self.redactor.text(str(exc)),
+            )
             return
         log.info("litellm ready", took_s=round(time.monotonic() - started, 2))
 
@@ -299,48 +338,86 @@ class ModelClient:
             for attempt in range(1, retry.attempts + 1):
                 permit = breaker.admit()
                 if permit is None:
-                    failures.append(f"{target.ref}: circuit open "
-                                    f"(retry in {breaker.retry_in():.1f}s)")
-                    await emit("model.skipped", {"target": target.ref, "reason": "circuit open",
-                                                 "breaker": breaker.describe()})
+                    failures.append(
+                        f"{target.ref}: circuit open (retry in {breaker.retry_in():.1f}s)"
+                    )
+                    await emit(
+                        "model.skipped",
+                        {
+                            "target": target.ref,
+                            "reason": "circuit open",
+                            "breaker": breaker.describe(),
+                        },
+                    )
                     break
                 try:
-                    result = await self._attempt(target, breaker, permit, messages, tools,
-                                                 on_delta)
+                    result = await self._attempt(target, breaker, permit, messages, tools, on_delta)
                 except Exception as exc:
                     status, retry_after = _classify(exc)
                     message = self.describe_error(exc)
                     retryable = status in RETRYABLE_STATUS or status is None
                     failures.append(f"{target.ref}: {message}")
                     if not retryable or attempt == retry.attempts:
-                        await emit("model.error", {"target": target.ref, "status": status,
-                                                   "error": message, "attempt": attempt,
-                                                   "retryable": retryable})
+                        await emit(
+                            "model.error",
+                            {
+                                "target": target.ref,
+                                "status": status,
+                                "error": message,
+                                "attempt": attempt,
+                                "retryable": retryable,
+                            },
+                        )
                         break
                     wait = _backoff(attempt, retry.backoff, retry.backoff_max, retry_after)
                     if wait is None:  # told to wait longer than we are willing to
                         asked = _asked(retry_after)
-                        failures[-1] += (f" (the provider asked to wait {asked}, longer than "
-                                         f"models.retry.backoff_max = {retry.backoff_max:g}s)")
-                        await emit("model.error", {
-                            "target": target.ref, "status": status, "error": message,
-                            "attempt": attempt, "retryable": True,
-                            # JSON has no Infinity: finite seconds, or null for "forever".
-                            "retry_after": (retry_after if retry_after is not None
-                                            and math.isfinite(retry_after) else None),
-                            "note": f"the provider asked to wait {asked}, longer than "
-                                    "models.retry.backoff_max; this target is given up"})
+                        failures[-1] += (
+                            f" (the provider asked to wait {asked}, longer than "
+                            f"models.retry.backoff_max = {retry.backoff_max:g}s)"
+                        )
+                        await emit(
+                            "model.error",
+                            {
+                                "target": target.ref,
+                                "status": status,
+                                "error": message,
+                                "attempt": attempt,
+                                "retryable": True,
+                                # JSON has no Infinity: finite seconds, or null for "forever".
+                                "retry_after": (
+                                    retry_after
+                                    if retry_after is not None and math.isfinite(retry_after)
+                                    else None
+                                ),
+                                "note": f"the provider asked to wait {asked}, longer than "
+                                "models.retry.backoff_max; this target is given up",
+                            },
+                        )
                         break
-                    await emit("model.retry", {"target": target.ref, "status": status,
-                                               "error": message, "attempt": attempt,
-                                               "wait_s": round(wait, 3)})
+                    await emit(
+                        "model.retry",
+                        {
+                            "target": target.ref,
+                            "status": status,
+                            "error": message,
+                            "attempt": attempt,
+                            "wait_s": round(wait, 3),
+                        },
+                    )
                     await anyio.sleep(wait)
                     continue
                 self.calls += 1
                 return result
             if n + 1 < len(chain):
-                await emit("model.fallback", {"from": target.ref, "to": chain[n + 1].ref,
-                                              "reason": failures[-1] if failures else ""})
+                await emit(
+                    "model.fallback",
+                    {
+                        "from": target.ref,
+                        "to": chain[n + 1].ref,
+                        "reason": failures[-1] if failures else "",
+                    },
+                )
         raise ModelUnavailable(
             f"no model could answer for {ref!r}: " + "; ".join(failures[-3:]),
             hint="check the provider (is the server up? is the key set?), or add a fallback "
@@ -348,9 +425,15 @@ class ModelClient:
             "circuit",
         )
 
-    async def _attempt(self, target: Target, breaker: Breaker, permit: Permit,
-                       messages: list[dict[str, Any]], tools: list[dict[str, Any]],
-                       on_delta: Delta) -> Completion:
+    async def _attempt(
+        self,
+        target: Target,
+        breaker: Breaker,
+        permit: Permit,
+        messages: list[dict[str, Any]],
+        tools: list[dict[str, Any]],
+        on_delta: Delta,
+    ) -> Completion:
         """One call under its breaker permit, which ends whatever happens."""
         try:
             async with self.limits[target.provider]:
@@ -370,8 +453,13 @@ class ModelClient:
         """An error's text as events, logs and the failed message may show it."""
         return self.redactor.text(_describe(exc))
 
-    async def _stream(self, target: Target, messages: list[dict[str, Any]],
-                      tools: list[dict[str, Any]], on_delta: Delta) -> Completion:
+    async def _stream(
+        self,
+        target: Target,
+        messages: list[dict[str, Any]],
+        tools: list[dict[str, Any]],
+        on_delta: Delta,
+    ) -> Completion:
         litellm = self._litellm
         kwargs = target.call_kwargs()
         if tools:
@@ -379,11 +467,21 @@ class ModelClient:
         with anyio.fail_after(target.cfg.timeout):
             return await self._consume(litellm, target, kwargs, messages, on_delta)
 
-    async def _consume(self, litellm: Any, target: Target, kwargs: dict[str, Any],
-                       messages: list[dict[str, Any]], on_delta: Delta) -> Completion:
+    async def _consume(
+        self,
+        litellm: Any,
+        target: Target,
+        kwargs: dict[str, Any],
+        messages: list[dict[str, Any]],
+        on_delta: Delta,
+    ) -> Completion:
         stream = await litellm.acompletion(
-            messages=messages, stream=True, stream_options={"include_usage": True},
-            max_retries=0, num_retries=0, **kwargs,
+            messages=messages,
+            stream=True,
+            stream_options={"include_usage": True},
+            max_retries=0,
+            num_retries=0,
+            **kwargs,
         )
         text: list[str] = []
         reasoning: list[str] = []
@@ -407,8 +505,9 @@ class ModelClient:
             if size > bounds.max_reply_chars:
                 # A stream that never ends would grow memory and the event log
                 # until the call's timeout.
-                raise ReplyTooLarge(f"more than {bounds.max_reply_chars:,} characters "
-                                    "(models.max_reply_chars)")
+                raise ReplyTooLarge(
+                    f"more than {bounds.max_reply_chars:,} characters (models.max_reply_chars)"
+                )
             if getattr(chunk, "usage", None):
                 usage = _usage(chunk.usage)
             think = getattr(chunk, "reasoning_content", None)
@@ -428,8 +527,10 @@ class ModelClient:
                 await on_delta("text", delta.content)
             for tc in getattr(delta, "tool_calls", None) or []:
                 if (tc.index or 0) not in calls and len(calls) >= bounds.max_tool_calls:
-                    raise ReplyTooLarge(f"more than {bounds.max_tool_calls} tool calls in one "
-                                        "turn (models.max_tool_calls)")
+                    raise ReplyTooLarge(
+                        f"more than {bounds.max_tool_calls} tool calls in one "
+                        "turn (models.max_tool_calls)"
+                    )
                 slot = calls.setdefault(tc.index or 0, {"id": "", "name": "", "arguments": ""})
                 if tc.id:
                     slot["id"] = tc.id
@@ -443,10 +544,18 @@ class ModelClient:
         if not said:
             raise InvalidReply(sum(len(t) for t in text), len(calls), chunks)
         usage.cost = _cost(litellm, kwargs["model"], usage)
-        tool_calls = [ToolCall(id=c["id"] or f"call_{i}", name=c["name"], arguments=c["arguments"])
-                      for i, c in sorted(calls.items())]
-        return Completion(text="".join(text), reasoning="".join(reasoning), tool_calls=tool_calls,
-                          finish_reason=finish, usage=usage, model=target.ref)
+        tool_calls = [
+            ToolCall(id=c["id"] or f"call_{i}", name=c["name"], arguments=c["arguments"])
+            for i, c in sorted(calls.items())
+        ]
+        return Completion(
+            text="".join(text),
+            reasoning="".join(reasoning),
+            tool_calls=tool_calls,
+            finish_reason=finish,
+            usage=usage,
+            model=target.ref,
+        )
 
     def repair(self, completion: Completion, tool_names: set[str]) -> Completion:
         """Turn a tool call written as JSON text into a real one (see repair.py)."""
@@ -455,9 +564,15 @@ class ModelClient:
         fixed = repair(completion.text, tool_names)
         if fixed is None:
             return completion
-        return Completion(text="", reasoning=completion.reasoning, tool_calls=fixed,
-                          finish_reason="tool_calls", usage=completion.usage,
-                          model=completion.model, repaired=True)
+        return Completion(
+            text="",
+            reasoning=completion.reasoning,
+            tool_calls=fixed,
+            finish_reason="tool_calls",
+            usage=completion.usage,
+            model=completion.model,
+            repaired=True,
+        )
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -465,10 +580,15 @@ class ModelClient:
             "litellm_loading": "litellm" in _import and not _import["litellm"].done(),
             "calls": self.calls,
             "aliases": dict(self.cfg.models.aliases),
-            "providers": {name: {"kind": p.kind, "api_base": p.api_base,
-                                 "concurrency": p.concurrency,
-                                 "circuit": self.breakers[name].describe()}
-                          for name, p in self.providers.items()},
+            "providers": {
+                name: {
+                    "kind": p.kind,
+                    "api_base": p.api_base,
+                    "concurrency": p.concurrency,
+                    "circuit": self.breakers[name].describe(),
+                }
+                for name, p in self.providers.items()
+            },
         }
 
 
@@ -479,8 +599,7 @@ class StreamStalled(Exception):
 
 class ReplyTooLarge(Exception):
     def __init__(self, what: str) -> None:
-        super().__init__(f"the reply was cut off by Legion: {what} (a runaway or broken "
-                         "provider?)")
+        super().__init__(f"the reply was cut off by Legion: {what} (a runaway or broken provider?)")
 
 
 class InvalidReply(Exception):
@@ -489,12 +608,16 @@ class InvalidReply(Exception):
     def __init__(self, chars: int, calls: int, chunks: int) -> None:
         if chars or calls:
             what = f"{chars} characters" + (f" and {calls} tool calls" if calls else "")
-            text = (f"the reply ended before the model finished: no finish reason after "
-                    f"{what} (the connection closed early?)")
+            text = (
+                f"the reply ended before the model finished: no finish reason after "
+                f"{what} (the connection closed early?)"
+            )
         else:
-            text = ("the provider's reply was not a completion: the stream ended without "
-                    "a finish reason or any content (an error page, broken JSON or an "
-                    "empty stream?)")
+            text = (
+                "the provider's reply was not a completion: the stream ended without "
+                "a finish reason or any content (an error page, broken JSON or an "
+                "empty stream?)"
+            )
         super().__init__(text)
         self.chunks = chunks
 
@@ -519,8 +642,9 @@ def _provider_finish(stream: Any, seen: str) -> str | None:
     Providers reached another way (no such attribute) are judged by the chunks.
     """
     if hasattr(stream, "received_finish_reason"):
-        own = (getattr(stream, "received_finish_reason", None)
-               or getattr(stream, "intermittent_finish_reason", None))
+        own = getattr(stream, "received_finish_reason", None) or getattr(
+            stream, "intermittent_finish_reason", None
+        )
         return str(own) if own else ""
     return seen
 
@@ -599,16 +723,20 @@ def _describe(exc: BaseException) -> str:
 def _usage(raw: Any) -> Usage:
     details = getattr(raw, "completion_tokens_details", None)
     reasoning = getattr(details, "reasoning_tokens", 0) if details else 0
-    return Usage(prompt_tokens=int(getattr(raw, "prompt_tokens", 0) or 0),
-                 completion_tokens=int(getattr(raw, "completion_tokens", 0) or 0),
-                 reasoning_tokens=int(reasoning or 0))
+    return Usage(
+        prompt_tokens=int(getattr(raw, "prompt_tokens", 0) or 0),
+        completion_tokens=int(getattr(raw, "completion_tokens", 0) or 0),
+        reasoning_tokens=int(reasoning or 0),
+    )
 
 
 def _cost(litellm: Any, model: str, usage: Usage) -> float:
     try:
         prompt, completion = litellm.cost_per_token(
-            model=model, prompt_tokens=usage.prompt_tokens,
-            completion_tokens=usage.completion_tokens)
+            model=model,
+            prompt_tokens=usage.prompt_tokens,
+            completion_tokens=usage.completion_tokens,
+        )
         return float(prompt + completion)
     except Exception:
         return 0.0  # litellm has no price for this model (local, mock)

@@ -53,10 +53,22 @@ from litellm.llms.custom_llm import CustomLLM, CustomLLMError
 CHUNK = 12  # characters per streamed text chunk
 
 
-def _chunk(text: str = "", *, finish: str = "", usage: dict[str, int] | None = None,
-           tool: dict[str, Any] | None = None, reasoning: str | None = None) -> Any:
-    out: dict[str, Any] = {"text": text, "is_finished": bool(finish), "finish_reason": finish,
-                           "usage": usage, "index": 0, "tool_use": tool}
+def _chunk(
+    text: str = "",
+    *,
+    finish: str = "",
+    usage: dict[str, int] | None = None,
+    tool: dict[str, Any] | None = None,
+    reasoning: str | None = None,
+) -> Any:
+    out: dict[str, Any] = {
+        "text": text,
+        "is_finished": bool(finish),
+        "finish_reason": finish,
+        "usage": usage,
+        "index": 0,
+        "tool_use": tool,
+    }
     if reasoning is not None:
         out["provider_specific_fields"] = {"reasoning_content": reasoning}
     return out
@@ -75,33 +87,44 @@ def _last_user(messages: list[Any]) -> str:
 
 
 class EchoModel(CustomLLM):
-    async def astreaming(self, model: str, messages: list[Any], *args: Any,
-                         **kwargs: Any) -> AsyncIterator[Any]:
+    async def astreaming(
+        self, model: str, messages: list[Any], *args: Any, **kwargs: Any
+    ) -> AsyncIterator[Any]:
         optional = kwargs.get("optional_params") or {}
         tools = optional.get("tools") or []
         said = _last_user(messages)
-        reply = (f'I received: "{said}" '
-                 f"({len(messages)} messages in context, {len(tools)} tools available)")
+        reply = (
+            f'I received: "{said}" '
+            f"({len(messages)} messages in context, {len(tools)} tools available)"
+        )
         for i in range(0, len(reply), CHUNK):
-            yield _chunk(reply[i:i + CHUNK])
+            yield _chunk(reply[i : i + CHUNK])
         usage = {"prompt_tokens": _estimate(messages), "completion_tokens": len(reply) // 4 + 1}
         usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
         yield _chunk(finish="stop", usage=usage)
 
 
 class ScriptModel(CustomLLM):
-    async def astreaming(self, model: str, messages: list[Any], api_base: str, *args: Any,
-                         **kwargs: Any) -> AsyncIterator[Any]:
+    async def astreaming(
+        self, model: str, messages: list[Any], api_base: str, *args: Any, **kwargs: Any
+    ) -> AsyncIterator[Any]:
         if not api_base:
-            raise CustomLLMError(400, "mock/script needs a script: set `script` in its "
-                                 "[providers.NAME] block")
+            raise CustomLLMError(
+                400, "mock/script needs a script: set `script` in its [providers.NAME] block"
+            )
         path = Path(api_base)
         turn = _next_turn(path, messages)
         if turn is None:
             text = "(the script has no more turns)"
             yield _chunk(text)
-            yield _chunk(finish="stop", usage={"prompt_tokens": _estimate(messages),
-                                               "completion_tokens": 8, "total_tokens": 8})
+            yield _chunk(
+                finish="stop",
+                usage={
+                    "prompt_tokens": _estimate(messages),
+                    "completion_tokens": 8,
+                    "total_tokens": 8,
+                },
+            )
             return
         if turn.get("delay"):
             await asyncio.sleep(float(turn["delay"]))
@@ -113,10 +136,10 @@ class ScriptModel(CustomLLM):
             raise err
         reasoning = turn.get("reasoning", "")
         for i in range(0, len(reasoning), CHUNK):
-            yield _chunk(reasoning=reasoning[i:i + CHUNK])
+            yield _chunk(reasoning=reasoning[i : i + CHUNK])
         text = turn.get("text", "")
         for i in range(0, len(text), CHUNK):
-            yield _chunk(text[i:i + CHUNK])
+            yield _chunk(text[i : i + CHUNK])
             if turn.get("stall") and i >= CHUNK:
                 await asyncio.Event().wait()  # silence: the caller's stall timeout must act
         if turn.get("stall"):
@@ -125,8 +148,12 @@ class ScriptModel(CustomLLM):
             args = call.get("raw_arguments")
             if args is None:
                 args = json.dumps(call.get("arguments", {}))
-            tool = {"id": call.get("id", f"call_{n}"), "type": "function",
-                    "function": {"name": call["name"], "arguments": args}, "index": n}
+            tool = {
+                "id": call.get("id", f"call_{n}"),
+                "type": "function",
+                "function": {"name": call["name"], "arguments": args},
+                "index": n,
+            }
             yield _chunk(tool=tool)
         usage = dict(turn.get("usage") or {})
         usage.setdefault("prompt_tokens", _estimate(messages))
@@ -170,8 +197,9 @@ def register() -> None:
             name = model.split("/", 1)[-1]
             handler = handlers.get(name)
             if handler is None:
-                raise CustomLLMError(404, f"unknown offline model mock/{name}: use mock/echo "
-                                     "or mock/script")
+                raise CustomLLMError(
+                    404, f"unknown offline model mock/{name}: use mock/echo or mock/script"
+                )
             async for chunk in handler.astreaming(model, *args, **kwargs):
                 yield chunk
 

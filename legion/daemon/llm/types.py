@@ -29,9 +29,13 @@ class Usage(msgspec.Struct):
         self.cost += other.cost
 
     def as_dict(self) -> dict[str, Any]:
-        return {"prompt_tokens": self.prompt_tokens, "completion_tokens": self.completion_tokens,
-                "reasoning_tokens": self.reasoning_tokens, "total_tokens": self.total,
-                "cost": round(self.cost, 6)}
+        return {
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "reasoning_tokens": self.reasoning_tokens,
+            "total_tokens": self.total,
+            "cost": round(self.cost, 6),
+        }
 
 
 class Completion(msgspec.Struct):

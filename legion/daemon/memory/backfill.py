@@ -37,8 +37,9 @@ log = structlog.get_logger("legion.memory")
 
 
 class Backfill:
-    def __init__(self, store: Store, bus: EventBus, embedder: Embedder, *, batch: int,
-                 backoff_max: float) -> None:
+    def __init__(
+        self, store: Store, bus: EventBus, embedder: Embedder, *, batch: int, backoff_max: float
+    ) -> None:
         self.store = store
         self.bus = bus
         self.embedder = embedder
@@ -55,9 +56,12 @@ class Backfill:
         self._wake.set()
 
     def describe(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"state": self.state, "embedded": self.embedded,
-                               "consecutive_failures": self.failures,
-                               "last_error": self.last_error}
+        out: dict[str, Any] = {
+            "state": self.state,
+            "embedded": self.embedded,
+            "consecutive_failures": self.failures,
+            "last_error": self.last_error,
+        }
         if self.retry_at is not None:
             out["retry_in_s"] = round(max(0.0, self.retry_at - time.monotonic()), 1)
         return out
@@ -69,7 +73,9 @@ class Backfill:
             self._wake = anyio.Event()
             rows = await self.store.fetchall(
                 "SELECT id, owner, content, hash FROM memories WHERE embedded = 0 "
-                "ORDER BY id LIMIT ?", (self.batch,))
+                "ORDER BY id LIMIT ?",
+                (self.batch,),
+            )
             if not rows:
                 self.state = "idle"
                 await self._wake.wait()
@@ -80,7 +86,7 @@ class Backfill:
             except Exception as exc:
                 self.failures += 1
                 self.last_error = str(exc).splitlines()[0][:300] if str(exc) else repr(exc)
-                wait = min(self.backoff_max, 2.0 ** self.failures)
+                wait = min(self.backoff_max, 2.0**self.failures)
                 self.state = "backing off"
                 self.retry_at = time.monotonic() + wait
                 log.warning("embedding failed; backing off", error=self.last_error, wait_s=wait)
@@ -92,13 +98,22 @@ class Backfill:
             self.failures = 0
             self.last_error = ""
             table = await self._ensure_table(model, len(vectors[0]))
-            batch = [(r["id"], r["owner"], r["hash"], pack(v)) for r, v in zip(rows, vectors,
-                                                                                 strict=True)]
+            batch = [
+                (r["id"], r["owner"], r["hash"], pack(v))
+                for r, v in zip(rows, vectors, strict=True)
+            ]
             stored = await self.store.writer.run(self._store_job(model, table, batch))
             self.embedded += stored
-            await self.bus.emit(None, "memory.embedded", {
-                "model": model, "count": stored, "pending": await pending_count(self.store),
-            }, source="backfill")
+            await self.bus.emit(
+                None,
+                "memory.embedded",
+                {
+                    "model": model,
+                    "count": stored,
+                    "pending": await pending_count(self.store),
+                },
+                source="backfill",
+            )
 
     def _store_job(self, model: str, table: str, batch: list[tuple[int, str, str, bytes]]) -> Any:
         def job(db: Any) -> int:
@@ -110,10 +125,15 @@ class Backfill:
                     continue  # deleted or rewritten meanwhile: the next round embeds it anew
                 for t in tables:
                     db.execute(f"DELETE FROM {t} WHERE rowid = ?", (mid,))
-                db.execute(f"INSERT INTO {table} (rowid, owner, embedding) VALUES (?, ?, ?)",
-                           (mid, owner, blob))
-                db.execute("UPDATE memories SET embedded = 1, embedded_model = ?, "
-                           "embedded_hash = ? WHERE id = ?", (model, hsh, mid))
+                db.execute(
+                    f"INSERT INTO {table} (rowid, owner, embedding) VALUES (?, ?, ?)",
+                    (mid, owner, blob),
+                )
+                db.execute(
+                    "UPDATE memories SET embedded = 1, embedded_model = ?, "
+                    "embedded_hash = ? WHERE id = ?",
+                    (model, hsh, mid),
+                )
                 stored += 1
             return stored
 
@@ -123,20 +143,26 @@ class Backfill:
         name = "memory_vec_" + re.sub(r"[^a-z0-9]+", "_", model.lower()).strip("_")[:40]
 
         def job(db: Any) -> str:
-            row = db.execute("SELECT table_name, dim FROM memory_vector_tables WHERE model = ?",
-                             (model,)).fetchone()
+            row = db.execute(
+                "SELECT table_name, dim FROM memory_vector_tables WHERE model = ?", (model,)
+            ).fetchone()
             if row is not None:
                 return str(row[0])
             table = name
             n = 1
-            while db.execute("SELECT 1 FROM memory_vector_tables WHERE table_name = ?",
-                             (table,)).fetchone():
+            while db.execute(
+                "SELECT 1 FROM memory_vector_tables WHERE table_name = ?", (table,)
+            ).fetchone():
                 n += 1
                 table = f"{name}_{n}"
-            db.execute(f"CREATE VIRTUAL TABLE {table} USING vec0(owner text partition key, "
-                       f"embedding float[{dim}] distance_metric=cosine)")
-            db.execute("INSERT INTO memory_vector_tables (model, dim, table_name) "
-                       "VALUES (?, ?, ?)", (model, dim, table))
+            db.execute(
+                f"CREATE VIRTUAL TABLE {table} USING vec0(owner text partition key, "
+                f"embedding float[{dim}] distance_metric=cosine)"
+            )
+            db.execute(
+                "INSERT INTO memory_vector_tables (model, dim, table_name) VALUES (?, ?, ?)",
+                (model, dim, table),
+            )
             return table
 
         return str(await self.store.writer.run(job))

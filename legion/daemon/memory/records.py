@@ -39,7 +39,9 @@ def forget_owner(db: Any, agent: str, now: str) -> dict[str, Any]:
     """Inside a destroy: the agent's private memory and its vectors go (shared/
     entries stay)."""
     for (vec_table,) in db.execute("SELECT table_name FROM memory_vector_tables"):
-        db.execute(f"DELETE FROM {vec_table} WHERE rowid IN "
-                   "(SELECT id FROM memories WHERE owner = ?)", (agent,))
+        db.execute(
+            f"DELETE FROM {vec_table} WHERE rowid IN (SELECT id FROM memories WHERE owner = ?)",
+            (agent,),
+        )
     db.execute("DELETE FROM memories WHERE owner = ?", (agent,))
     return {}

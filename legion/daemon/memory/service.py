@@ -487,13 +487,17 @@ class Memory:
         model = self.model
 
         def job(db: Any) -> int:
-            return int(db.execute("UPDATE memories SET embedded = 0 WHERE embedded = 1 AND "
-                                  "embedded_model IS NOT ?", (model,)).rowcount)
+            return int(
+                db.execute(
+                    "UPDATE memories SET embedded = 0 WHERE embedded = 1 AND "
+                    "embedded_model IS NOT ?",
+                    (model,),
+                ).rowcount
+            )
 
         queued = await self.store.writer.run(job)
         if queued:
-            log.info("embedder changed; entries queued to embed again", entries=queued,
-                     model=model)
+            log.info("embedder changed; entries queued to embed again", entries=queued, model=model)
 
     # Reads that do not count as an access (reflection looks at the agent's memory
     # without making every entry look recently used).
@@ -502,7 +506,9 @@ class Memory:
         """The first `chars` characters of each of the agent's own entries, by path."""
         rows = await self.store.fetchall(
             "SELECT path, substr(content, 1, ?) AS head FROM memories WHERE owner = ? "
-            "ORDER BY path LIMIT ?", (chars, agent, limit))
+            "ORDER BY path LIMIT ?",
+            (chars, agent, limit),
+        )
         return {r["path"]: r["head"] for r in rows}
 
     async def peek(self, agent: str, paths: list[str]) -> dict[str, Any]:
@@ -512,14 +518,16 @@ class Memory:
         marks = ", ".join("?" for _ in paths)
         rows = await self.store.fetchall(
             f"SELECT path, content, tags FROM memories WHERE owner = ? AND path IN ({marks})",
-            (agent, *paths))
+            (agent, *paths),
+        )
         return {r["path"]: r for r in rows}
 
     async def find_own(self, agent: str, prefix: str, content: str) -> str | None:
         """The path of the agent's own entry under `prefix` with exactly this content."""
         row = await self.store.fetchone(
-            "SELECT path FROM memories WHERE owner = ? AND substr(path, 1, ?) = ? "
-            "AND content = ?", (agent, len(prefix), prefix, content))
+            "SELECT path FROM memories WHERE owner = ? AND substr(path, 1, ?) = ? AND content = ?",
+            (agent, len(prefix), prefix, content),
+        )
         return None if row is None else str(row["path"])
 
     async def pending_count(self, agent: str | None = None) -> int:

@@ -19,8 +19,9 @@ from legion.plugin import RpcMethod
 class Host:
     """The daemon as a plugin's RPC method sees it (legion.plugin.PluginHost)."""
 
-    def __init__(self, plugin: str, agents: Supervisor, inbox: Inbox, bus: EventBus,
-                 settings: dict[str, Any]) -> None:
+    def __init__(
+        self, plugin: str, agents: Supervisor, inbox: Inbox, bus: EventBus, settings: dict[str, Any]
+    ) -> None:
         self.plugin = plugin
         self._agents = agents
         self._inbox = inbox
@@ -28,12 +29,13 @@ class Host:
         self._settings = settings
 
     def agents(self) -> list[dict[str, Any]]:
-        return [{"id": a.id, "state": a.state.value, "model": a.model, "parent": a.parent}
-                for a in self._agents.agents.values()]
+        return [
+            {"id": a.id, "state": a.state.value, "model": a.model, "parent": a.parent}
+            for a in self._agents.agents.values()
+        ]
 
     async def tell(self, agent: str, text: str, *, sender: str) -> int:
-        msg, _ = await self._inbox.tell(agent, text, sender=sender,
-                                        source=f"plugin:{self.plugin}")
+        msg, _ = await self._inbox.tell(agent, text, sender=sender, source=f"plugin:{self.plugin}")
         return msg.id
 
     async def emit(self, kind: str, data: dict[str, Any], *, agent: str | None = None) -> int:
@@ -44,8 +46,7 @@ class Host:
         return self._settings
 
 
-def add_plugin_methods(registry: Registry, methods: list[tuple[str, RpcMethod]],
-                       host: Any) -> None:
+def add_plugin_methods(registry: Registry, methods: list[tuple[str, RpcMethod]], host: Any) -> None:
     """Plugin methods, each called with its plugin's host; a built-in name is never
     shadowed. `host(plugin)` makes the PluginHost of one plugin."""
     for plugin, m in methods:

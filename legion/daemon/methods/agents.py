@@ -89,11 +89,13 @@ class Deps:
 def register(registry: Registry, s: Deps) -> None:
     sup = s.agents
 
-    def _view(rec: AgentRecord, tasks: dict[str, dict[str, int]] | None = None
-              ) -> dict[str, Any]:
+    def _view(rec: AgentRecord, tasks: dict[str, dict[str, int]] | None = None) -> dict[str, Any]:
         """The record plus what the agent is doing now and the model it resolves to."""
-        view = {**rec.summary(), "resolved_model": s.models.resolved(rec.model),
-                **s.activity.describe(rec.id)}
+        view = {
+            **rec.summary(),
+            "resolved_model": s.models.resolved(rec.model),
+            **s.activity.describe(rec.id),
+        }
         if tasks is not None:
             view["tasks"] = tasks.get(rec.id, {"doing": 0, "open": 0, "blocked": 0})
         view["next_heartbeat"] = s.scheduler.next_heartbeat(rec.id)
@@ -115,10 +117,17 @@ def register(registry: Registry, s: Deps) -> None:
         settings: dict[str, Any] = {"guards": msgspec.to_builtins(p.guards)} if p.guards else {}
         if p.memory_context_tokens is not None:
             settings["memory_context_tokens"] = p.memory_context_tokens
-        rec, ev = await s.fleet.spawn(p.id, parent=p.parent, system=p.system, model=p.model,
-                                      ttl=p.ttl, terminate_on=p.terminate_on,
-                                      message=p.message, settings=settings,
-                                      source=f"rpc:uid={ctx.peer.uid}")
+        rec, ev = await s.fleet.spawn(
+            p.id,
+            parent=p.parent,
+            system=p.system,
+            model=p.model,
+            ttl=p.ttl,
+            terminate_on=p.terminate_on,
+            message=p.message,
+            settings=settings,
+            source=f"rpc:uid={ctx.peer.uid}",
+        )
         return {"agent": _view(rec), "event": ev}
 
     def transition(action: str) -> Any:
@@ -128,24 +137,27 @@ def register(registry: Registry, s: Deps) -> None:
                 # Its descendants stop first (they could not go on without it).
                 check_transition(p.id, sup.get(p.id).state, "stop")
                 events = await s.fleet.stop(p.id, reason=p.reason, source=source)
-                return {"agent": _view(sup.get(p.id)), "event": events[-1],
-                        "stopped": [e.agent for e in events]}
+                return {
+                    "agent": _view(sup.get(p.id)),
+                    "event": events[-1],
+                    "stopped": [e.agent for e in events],
+                }
             rec, ev = await sup.transition(p.id, action, reason=p.reason, source=source)
             return {"agent": _view(rec), "event": ev}
 
         handler.__doc__ = {
             "pause": "Pause an agent: no sessions run; its inbox keeps filling.",
             "resume": "Resume a paused or stopped agent (its children stay as they are).",
-            "stop": "Stop an agent and its descendants: sessions, schedules and watchers "
-                    "halt.",
+            "stop": "Stop an agent and its descendants: sessions, schedules and watchers halt.",
         }[action]
         return handler
 
     async def destroy(ctx: Context, p: DestroyParams) -> dict[str, Any]:
         """Archive an agent, its descendants and their events to the graveyard, or purge
         them; the parent (if any) is told."""
-        events = await s.fleet.destroy(p.id, purge=p.purge, reason=p.reason,
-                                       source=f"rpc:uid={ctx.peer.uid}")
+        events = await s.fleet.destroy(
+            p.id, purge=p.purge, reason=p.reason, source=f"rpc:uid={ctx.peer.uid}"
+        )
         return {"event": events[-1], "destroyed": [e.agent for e in events]}
 
     async def graveyard(ctx: Context, p: GraveyardParams) -> list[dict[str, Any]]:
@@ -159,8 +171,7 @@ def register(registry: Registry, s: Deps) -> None:
     async def tree(ctx: Context, p: NoParams) -> list[dict[str, Any]]:
         """Every agent in tree order (parents first) with its depth, state and activity."""
         counts = await s.board.counts()
-        return [{**_view(sup.agents[t["id"]], counts), "depth": t["depth"]}
-                for t in s.fleet.tree()]
+        return [{**_view(sup.agents[t["id"]], counts), "depth": t["depth"]} for t in s.fleet.tree()]
 
     async def topics(ctx: Context, p: TopicsParams) -> list[dict[str, Any]]:
         """Topics with their subscribers (optionally only one agent's topics)."""

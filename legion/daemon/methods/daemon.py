@@ -99,15 +99,24 @@ def register(registry: Registry, s: Deps) -> None:
             "memory": await s.memory.stats(),
             "sessions": {"run": s.runtime.sessions_run, "draining": s.runtime.draining},
             "schedules": s.scheduler.statistics(),
-            "watchers": {"running": len(s.watchers._scopes), "observations":
-                         s.watchers.observations, "fires": s.watchers.fires},
+            "watchers": {
+                "running": len(s.watchers._scopes),
+                "observations": s.watchers.observations,
+                "fires": s.watchers.fires,
+            },
             "sandbox": s.sandbox.describe(),
-            "tools": {"total": len(s.tools.entries), "in_prompt": len(s.tools.prompt),
-                      "authored": len(s.tools.authored.tools),
-                      "prompt_schema_bytes": len(json.dumps(s.tools.prompt_schemas(),
-                                                            separators=(",", ":")))},
-            "plugins": {st: sum(1 for p in s.plugins.info.values() if p.status == st)
-                        for st in ("loaded", "failed", "disabled")},
+            "tools": {
+                "total": len(s.tools.entries),
+                "in_prompt": len(s.tools.prompt),
+                "authored": len(s.tools.authored.tools),
+                "prompt_schema_bytes": len(
+                    json.dumps(s.tools.prompt_schemas(), separators=(",", ":"))
+                ),
+            },
+            "plugins": {
+                st: sum(1 for p in s.plugins.info.values() if p.status == st)
+                for st in ("loaded", "failed", "disabled")
+            },
         }
 
     async def methods(ctx: Context, p: NoParams) -> list[dict[str, Any]]:

@@ -61,8 +61,14 @@ def register(registry: Registry, s: Deps) -> None:
     async def list_(ctx: Context, p: ListParams) -> list[Event]:
         """Persisted events, newest `limit` (or paged by id), oldest first."""
         await known_agent(p.agent)
-        return await event_log.query(s.store, agent=p.agent, kinds=p.kinds, limit=p.limit,
-                                     before_id=p.before_id, after_id=p.after_id)
+        return await event_log.query(
+            s.store,
+            agent=p.agent,
+            kinds=p.kinds,
+            limit=p.limit,
+            before_id=p.before_id,
+            after_id=p.after_id,
+        )
 
     async def subscribe(ctx: Context, p: SubscribeParams) -> dict[str, Any]:
         """Stream events as `events.event` notifications, recent history first."""
@@ -73,8 +79,11 @@ def register(registry: Registry, s: Deps) -> None:
         sub = s.bus.subscribe(p.agent, p.kinds)
         conn.add_subscription(sub)
         replay = s.config.events.replay if p.replay is None else p.replay
-        history = (await event_log.query(s.store, agent=p.agent, kinds=p.kinds, limit=replay)
-                   if replay else [])
+        history = (
+            await event_log.query(s.store, agent=p.agent, kinds=p.kinds, limit=replay)
+            if replay
+            else []
+        )
 
         # A destroyed agent's log ends with its destroy: replay it, then end.
         gone = p.agent is not None and p.agent not in s.agents.agents
@@ -83,14 +92,19 @@ def register(registry: Registry, s: Deps) -> None:
             await _stream(conn, sub, history, ended=gone)
 
         ctx.after_response.append(stream)
-        return {"subscription": sub.id, "replayed": len(history),
-                "last_id": history[-1].id if history else None}
+        return {
+            "subscription": sub.id,
+            "replayed": len(history),
+            "last_id": history[-1].id if history else None,
+        }
 
     async def unsubscribe(ctx: Context, p: UnsubscribeParams) -> dict[str, Any]:
         """End a subscription made on this connection."""
         if not ctx.connection.drop_subscription(p.subscription):
-            raise NotFound(f"no subscription {p.subscription} on this connection",
-                           hint="subscriptions belong to the connection that made them")
+            raise NotFound(
+                f"no subscription {p.subscription} on this connection",
+                hint="subscriptions belong to the connection that made them",
+            )
         return {"unsubscribed": p.subscription}
 
     registry.add("events.list", list_, ListParams)
@@ -111,11 +125,19 @@ async def _stream(conn: Any, sub: Subscription, history: list[Event], *, ended: 
         if item is None:
             return
         if isinstance(item, Lagged):
-            await conn.send({"jsonrpc": "2.0", "method": protocol.NOTIFY_LAGGED,
-                             "params": {"subscription": sub.id, "missed": item.missed,
-                                        "after_id": item.after_id,
-                                        "hint": "missed events can be listed with events.list "
-                                        "after_id; read faster or subscribe with fewer kinds"}})
+            await conn.send(
+                {
+                    "jsonrpc": "2.0",
+                    "method": protocol.NOTIFY_LAGGED,
+                    "params": {
+                        "subscription": sub.id,
+                        "missed": item.missed,
+                        "after_id": item.after_id,
+                        "hint": "missed events can be listed with events.list "
+                        "after_id; read faster or subscribe with fewer kinds",
+                    },
+                }
+            )
             continue
         if item.id <= last:
             continue
@@ -126,8 +148,13 @@ async def _stream(conn: Any, sub: Subscription, history: list[Event], *, ended: 
 
 
 async def _end(conn: Any, sub: Subscription) -> None:
-    await conn.send({"jsonrpc": "2.0", "method": protocol.NOTIFY_END,
-                     "params": {"subscription": sub.id, "reason": "agent destroyed"}})
+    await conn.send(
+        {
+            "jsonrpc": "2.0",
+            "method": protocol.NOTIFY_END,
+            "params": {"subscription": sub.id, "reason": "agent destroyed"},
+        }
+    )
     conn.drop_subscription(sub.id)
 
 

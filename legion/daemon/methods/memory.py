@@ -63,8 +63,9 @@ def register(registry: Registry, s: Deps) -> None:
     async def write(ctx: Context, p: WriteParams) -> dict[str, Any]:
         """Write (replace, create or append) an entry in an agent's memory."""
         check(p.agent)
-        entry, ev = await s.memory.write(p.agent, p.path, p.content, mode=p.mode, tags=p.tags,
-                                         source=f"rpc:uid={ctx.peer.uid}")
+        entry, ev = await s.memory.write(
+            p.agent, p.path, p.content, mode=p.mode, tags=p.tags, source=f"rpc:uid={ctx.peer.uid}"
+        )
         return {"path": entry.path, "bytes": entry.bytes, "shared": entry.shared, "event": ev}
 
     async def delete(ctx: Context, p: PathParams) -> dict[str, Any]:
@@ -81,8 +82,9 @@ def register(registry: Registry, s: Deps) -> None:
     async def search(ctx: Context, p: SearchParams) -> dict[str, Any]:
         """Literal (FTS5) or hybrid semantic search; says which mode answered and why."""
         check(p.agent)
-        return await s.memory.search(p.agent, p.query, semantic=p.semantic, limit=p.limit,
-                                     prefix=p.prefix)
+        return await s.memory.search(
+            p.agent, p.query, semantic=p.semantic, limit=p.limit, prefix=p.prefix
+        )
 
     async def stats(ctx: Context, p: StatsParams) -> dict[str, Any]:
         """Entries, bytes, quotas, the embedder and the backfill's progress."""

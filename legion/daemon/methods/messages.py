@@ -46,11 +46,23 @@ class InterruptParams(Params):
 
 
 def _view(msg: Message) -> dict[str, Any]:
-    return {"message_id": msg.id, "agent": msg.agent, "status": msg.status, "reply": msg.reply,
-            "error": msg.error, "sender": msg.sender, "created_at": msg.created_at,
-            "done_at": msg.done_at, "session": msg.session_id, "attempts": msg.attempts,
-            "deliveries": msg.deliveries,
-            "usage": None, "text": msg.body, "hops": msg.hops, "reply_to": msg.reply_to}
+    return {
+        "message_id": msg.id,
+        "agent": msg.agent,
+        "status": msg.status,
+        "reply": msg.reply,
+        "error": msg.error,
+        "sender": msg.sender,
+        "created_at": msg.created_at,
+        "done_at": msg.done_at,
+        "session": msg.session_id,
+        "attempts": msg.attempts,
+        "deliveries": msg.deliveries,
+        "usage": None,
+        "text": msg.body,
+        "hops": msg.hops,
+        "reply_to": msg.reply_to,
+    }
 
 
 @dataclass(frozen=True)
@@ -80,8 +92,10 @@ def register(registry: Registry, s: Deps) -> None:
         rec = s.agents.get(p.id)
         note = None
         if rec.state.value != "running":
-            note = (f"{p.id} is {rec.state.value}: the message waits in its inbox and is "
-                    f"handled after `legion resume {p.id}`")
+            note = (
+                f"{p.id} is {rec.state.value}: the message waits in its inbox and is "
+                f"handled after `legion resume {p.id}`"
+            )
         return {"message_id": msg.id, "status": msg.status, "event": ev, "note": note}
 
     async def wait(ctx: Context, p: WaitParams) -> dict[str, Any]:
@@ -92,8 +106,9 @@ def register(registry: Registry, s: Deps) -> None:
         """One message: status, reply or error, usage of its session."""
         msg = await s.inbox.get(p.message_id)
         if msg is None:
-            raise NotFound(f"no message {p.message_id}",
-                           hint="`legion messages ID` lists an agent's messages")
+            raise NotFound(
+                f"no message {p.message_id}", hint="`legion messages ID` lists an agent's messages"
+            )
         return await full(msg)
 
     async def list_(ctx: Context, p: ListParams) -> list[dict[str, Any]]:
@@ -107,8 +122,7 @@ def register(registry: Registry, s: Deps) -> None:
         """Cancel the agent's running session (its message ends `interrupted`)."""
         s.agents.get(p.id)
         done = s.runtime.interrupt(p.id, f"interrupted by uid {ctx.peer.uid}")
-        return {"interrupted": done,
-                "note": None if done else f"{p.id} has no running session"}
+        return {"interrupted": done, "note": None if done else f"{p.id} has no running session"}
 
     registry.add("agents.tell", tell, TellParams)
     registry.add("agents.interrupt", interrupt, InterruptParams)

@@ -75,14 +75,22 @@ def register(registry: Registry, s: Deps) -> None:
         """Add a schedule: cron expression, interval (every) or one time (at)."""
         from legion.errors import InvalidParams
 
-        given = [(k, v) for k, v in (("cron", p.cron), ("interval", p.every), ("once", p.at))
-                 if v]
+        given = [(k, v) for k, v in (("cron", p.cron), ("interval", p.every), ("once", p.at)) if v]
         if len(given) != 1:
-            raise InvalidParams("give exactly one of cron, every or at",
-                                hint="e.g. cron='0 9 * * *', every='15m', at='2026-12-01T09:00Z'")
-        return await s.scheduler.add(p.agent, given[0][0], given[0][1], prompt=p.prompt,
-                                     model=p.model, missed=p.missed, missed_cap=p.missed_cap,
-                                     source=f"{src}:uid={ctx.peer.uid}")
+            raise InvalidParams(
+                "give exactly one of cron, every or at",
+                hint="e.g. cron='0 9 * * *', every='15m', at='2026-12-01T09:00Z'",
+            )
+        return await s.scheduler.add(
+            p.agent,
+            given[0][0],
+            given[0][1],
+            prompt=p.prompt,
+            model=p.model,
+            missed=p.missed,
+            missed_cap=p.missed_cap,
+            source=f"{src}:uid={ctx.peer.uid}",
+        )
 
     async def cron_list(ctx: Context, p: AgentParams) -> list[dict[str, Any]]:
         """An agent's schedules (heartbeat excluded) with next and last fire times."""
@@ -107,10 +115,16 @@ def register(registry: Registry, s: Deps) -> None:
 
     async def watch_add(ctx: Context, p: WatchAddParams) -> dict[str, Any]:
         """Add a watcher: kind, config, trigger, action, interval, min_interval."""
-        return await s.watchers.add(p.agent, p.kind, p.config, trigger=p.trigger,
-                                    action=p.action, interval=p.interval,
-                                    min_interval=p.min_interval,
-                                    source=f"{src}:uid={ctx.peer.uid}")
+        return await s.watchers.add(
+            p.agent,
+            p.kind,
+            p.config,
+            trigger=p.trigger,
+            action=p.action,
+            interval=p.interval,
+            min_interval=p.min_interval,
+            source=f"{src}:uid={ctx.peer.uid}",
+        )
 
     async def watch_list(ctx: Context, p: AgentParams) -> list[dict[str, Any]]:
         """An agent's watchers."""
@@ -125,12 +139,14 @@ def register(registry: Registry, s: Deps) -> None:
         return test_trigger(p.trigger, p.observation, p.previous)
 
     for name, fn, params in (
-        ("cron.add", cron_add, CronAddParams), ("cron.list", cron_list, AgentParams),
+        ("cron.add", cron_add, CronAddParams),
+        ("cron.list", cron_list, AgentParams),
         ("cron.remove", cron_remove, ScheduleParams),
         ("cron.run_now", cron_run_now, ScheduleParams),
         ("heartbeat.set", heartbeat_set, HeartbeatParams),
         ("heartbeat.get", heartbeat_get, AgentParams),
-        ("watch.add", watch_add, WatchAddParams), ("watch.list", watch_list, AgentParams),
+        ("watch.add", watch_add, WatchAddParams),
+        ("watch.list", watch_list, AgentParams),
         ("watch.remove", watch_remove, WatcherParams),
         ("watch.test", watch_test, WatchTestParams),
     ):

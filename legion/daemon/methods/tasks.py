@@ -93,31 +93,57 @@ def register(registry: Registry, s: Deps) -> None:
 
     async def create(ctx: Context, p: CreateParams) -> dict[str, Any]:
         """Add a task to an agent's board (as the user: no inbox message is sent)."""
-        return await s.board.create(board(p.agent), p.title, body=p.body, lane=p.lane,
-                                    priority=p.priority, due=p.due, blocked_by=p.blocked_by,
-                                    source=f"{src}:uid={ctx.peer.uid}", actor=USER)
+        return await s.board.create(
+            board(p.agent),
+            p.title,
+            body=p.body,
+            lane=p.lane,
+            priority=p.priority,
+            due=p.due,
+            blocked_by=p.blocked_by,
+            source=f"{src}:uid={ctx.peer.uid}",
+            actor=USER,
+        )
 
     async def update(ctx: Context, p: UpdateParams) -> dict[str, Any]:
         """Change a task's status, fields, blockers, or add a note."""
         return await s.board.update(
-            board(p.agent), p.task, status=p.status, title=p.title, body=p.body, lane=p.lane,
-            priority=p.priority, due=p.due, note=p.note, add_blockers=p.add_blockers,
-            remove_blockers=p.remove_blockers, source=f"{src}:uid={ctx.peer.uid}", actor=USER)
+            board(p.agent),
+            p.task,
+            status=p.status,
+            title=p.title,
+            body=p.body,
+            lane=p.lane,
+            priority=p.priority,
+            due=p.due,
+            note=p.note,
+            add_blockers=p.add_blockers,
+            remove_blockers=p.remove_blockers,
+            source=f"{src}:uid={ctx.peer.uid}",
+            actor=USER,
+        )
 
     async def complete(ctx: Context, p: TaskParams) -> dict[str, Any]:
         """Mark a task done; the tasks it blocked are unblocked and their owners woken."""
-        return await s.board.complete(board(p.agent), p.task,
-                                      source=f"{src}:uid={ctx.peer.uid}", actor=USER)
+        return await s.board.complete(
+            board(p.agent), p.task, source=f"{src}:uid={ctx.peer.uid}", actor=USER
+        )
 
     async def note(ctx: Context, p: NoteParams) -> dict[str, Any]:
         """Add a note to a task's timeline."""
-        return await s.board.note(board(p.agent), p.task, p.text,
-                                  source=f"{src}:uid={ctx.peer.uid}", actor=USER)
+        return await s.board.note(
+            board(p.agent), p.task, p.text, source=f"{src}:uid={ctx.peer.uid}", actor=USER
+        )
 
     async def query(ctx: Context, p: QueryParams) -> dict[str, Any]:
         """Presets over a board, several at once (blocked, stuck_in_doing, overdue, ...)."""
-        return await queries.query(s.board, board(p.agent), p.presets,
-                                   stuck_hours=p.stuck_hours, upcoming_days=p.upcoming_days)
+        return await queries.query(
+            s.board,
+            board(p.agent),
+            p.presets,
+            stuck_hours=p.stuck_hours,
+            upcoming_days=p.upcoming_days,
+        )
 
     async def graph(ctx: Context, p: BoardParams) -> dict[str, Any]:
         """The board's tasks and every task linked to them by dependencies, across boards."""
@@ -128,10 +154,14 @@ def register(registry: Registry, s: Deps) -> None:
         return await queries.burndown(s.board, board(p.agent))
 
     for name, fn, params in (
-        ("tasks.list", list_, ListParams), ("tasks.get", get, TaskParams),
-        ("tasks.create", create, CreateParams), ("tasks.update", update, UpdateParams),
-        ("tasks.complete", complete, TaskParams), ("tasks.note", note, NoteParams),
-        ("tasks.query", query, QueryParams), ("tasks.graph", graph, BoardParams),
+        ("tasks.list", list_, ListParams),
+        ("tasks.get", get, TaskParams),
+        ("tasks.create", create, CreateParams),
+        ("tasks.update", update, UpdateParams),
+        ("tasks.complete", complete, TaskParams),
+        ("tasks.note", note, NoteParams),
+        ("tasks.query", query, QueryParams),
+        ("tasks.graph", graph, BoardParams),
         ("tasks.burndown", burndown, BoardParams),
     ):
         registry.add(name, fn, params)

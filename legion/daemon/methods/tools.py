@@ -101,8 +101,14 @@ def register(registry: Registry, s: Deps) -> None:
             value: Any = json.loads(result.content)
         except ValueError:
             value = result.content
-        out: dict[str, Any] = {"name": p.name, "ok": result.ok, "duration_ms": result.duration_ms,
-                               "error_kind": result.error_kind, "error": None, "hint": None}
+        out: dict[str, Any] = {
+            "name": p.name,
+            "ok": result.ok,
+            "duration_ms": result.duration_ms,
+            "error_kind": result.error_kind,
+            "error": None,
+            "hint": None,
+        }
         if result.ok:
             out["result"] = value
         else:

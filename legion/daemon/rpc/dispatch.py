@@ -58,8 +58,9 @@ class Method:
         parts = []
         for f in msgspec.structs.fields(self.params):
             req = f.required
-            default = "" if req else f" = {f.default!r}" if f.default is not msgspec.NODEFAULT \
-                else ""
+            default = (
+                "" if req else f" = {f.default!r}" if f.default is not msgspec.NODEFAULT else ""
+            )
             parts.append(f"{f.encode_name}: {type_name(f.type)}{default}")
         return f"{self.name}({', '.join(parts)})"
 
@@ -114,15 +115,18 @@ def decode_params(method: Method, raw: Any) -> Any:
             hint=f"pass an object with named fields: {method.signature()}",
         )
     if not isinstance(raw, dict):
-        raise InvalidParams(f"{method.name}: params must be an object",
-                            hint=f"pass an object with named fields: {method.signature()}")
+        raise InvalidParams(
+            f"{method.name}: params must be an object",
+            hint=f"pass an object with named fields: {method.signature()}",
+        )
     where = _huge_int(raw, "")
     if where is not None:
         raise InvalidParams(
             f"{method.name}: {where + ': ' if where else ''}number out of range "
             "(integers must fit in 64 bits)",
             hint=f"the method takes {method.signature()}",
-            data={"field": where} if where else None)
+            data={"field": where} if where else None,
+        )
     try:
         return msgspec.convert(raw, method.params, strict=True)
     except msgspec.ValidationError as exc:
@@ -173,5 +177,3 @@ def _params_error(method: Method, msg: str) -> InvalidParams:
         candidates=candidates,
         data={"field": where} if where else None,
     )
-
-

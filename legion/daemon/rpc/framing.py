@@ -68,7 +68,7 @@ def utf8_problem(line: bytes) -> tuple[int, str] | None:
     try:
         line.decode("utf-8")
     except UnicodeDecodeError as exc:
-        bad = line[exc.start:exc.end]
+        bad = line[exc.start : exc.end]
         return exc.start, f"invalid UTF-8 at byte {exc.start} ({bad.hex(' ')}): {exc.reason}"
     return None
 
@@ -82,13 +82,19 @@ def decode(line: bytes, *, max_depth: int, max_batch: int) -> Any:
     """
     bad = utf8_problem(line)
     if bad is not None:
-        raise ParseError(bad[1], hint="send UTF-8 text; binary data belongs in a file "
-                         "referenced by path, or base64 in a string",
-                         kind="invalid_utf8", data={"offset": bad[0]})
+        raise ParseError(
+            bad[1],
+            hint="send UTF-8 text; binary data belongs in a file "
+            "referenced by path, or base64 in a string",
+            kind="invalid_utf8",
+            data={"offset": bad[0]},
+        )
     if too_deep(line, max_depth):
         raise InvalidRequest(
             f"request nests arrays or objects more than {max_depth} levels deep",
-            hint="flatten the parameters (the limit is rpc.max_depth)", kind="too_deep")
+            hint="flatten the parameters (the limit is rpc.max_depth)",
+            kind="too_deep",
+        )
     try:
         if line.lstrip()[:1] == b"[":
             # A batch's size is known before its requests are built: a huge
@@ -98,17 +104,22 @@ def decode(line: bytes, *, max_depth: int, max_batch: int) -> Any:
                 raise InvalidRequest(
                     f"batch too large: {len(raw)} requests, at most {max_batch}; nothing ran",
                     hint="split it into batches of at most rpc.max_batch requests",
-                    kind="batch_too_large", data={"size": len(raw), "max": max_batch})
+                    kind="batch_too_large",
+                    data={"size": len(raw), "max": max_batch},
+                )
             msg = [_decoder.decode(item) for item in raw]
         else:
             msg = _decoder.decode(line)
     except msgspec.DecodeError as exc:
-        raise ParseError(f"invalid JSON: {_decoder_message(exc)}",
-                         hint=f"send one JSON-RPC 2.0 object per line, e.g. {_EXAMPLE}") from None
+        raise ParseError(
+            f"invalid JSON: {_decoder_message(exc)}",
+            hint=f"send one JSON-RPC 2.0 object per line, e.g. {_EXAMPLE}",
+        ) from None
     except (RecursionError, UnicodeDecodeError, ValueError, OverflowError) as exc:
         # Belt and braces: the checks above should make these unreachable.
-        raise ParseError(f"invalid JSON: {exc}",
-                         hint=f"send one JSON-RPC 2.0 object per line, e.g. {_EXAMPLE}") from None
+        raise ParseError(
+            f"invalid JSON: {exc}", hint=f"send one JSON-RPC 2.0 object per line, e.g. {_EXAMPLE}"
+        ) from None
     if isinstance(msg, list) and not msg:
         raise InvalidRequest("empty batch", hint="a batch is a non-empty array of requests")
     return msg

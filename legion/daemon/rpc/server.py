@@ -93,7 +93,8 @@ def _internal(ref: str, what: str) -> InternalError:
     return InternalError(
         f"internal error in {what} (incident {ref})",
         hint="this is a bug in Legion; the daemon log has the traceback under "
-        f"incident={ref}. The daemon is still serving.")
+        f"incident={ref}. The daemon is still serving.",
+    )
 
 
 def peer_credentials(sock: socket.socket) -> Peer:
@@ -163,8 +164,12 @@ class Connection:
                 with anyio.fail_after(self.server.cfg.send_timeout):
                     await self.stream.send(data)
             except TimeoutError:
-                self.server.note("warning", "client stopped reading; dropping it",
-                                 conn=self.id, pid=self.peer.pid)
+                self.server.note(
+                    "warning",
+                    "client stopped reading; dropping it",
+                    conn=self.id,
+                    pid=self.peer.pid,
+                )
                 self.close()
             except (anyio.BrokenResourceError, anyio.ClosedResourceError):
                 self.close()
@@ -216,8 +221,7 @@ class Connection:
                 self._read_scope = scope
                 try:
                     chunk = await self.stream.receive(65536)
-                except (anyio.EndOfStream, anyio.BrokenResourceError,
-                        anyio.ClosedResourceError):
+                except (anyio.EndOfStream, anyio.BrokenResourceError, anyio.ClosedResourceError):
                     chunk = b""
             self._read_scope = None
             if scope.cancelled_caught:
@@ -271,30 +275,52 @@ class Connection:
         cfg = self.server.cfg
         self.server.timed_out += 1
         if self._line_started is not None:
-            self.server.note("info", "closing connection: request line not completed in time",
-                             conn=self.id, pid=self.peer.pid, bound_s=cfg.first_request_timeout)
+            self.server.note(
+                "info",
+                "closing connection: request line not completed in time",
+                conn=self.id,
+                pid=self.peer.pid,
+                bound_s=cfg.first_request_timeout,
+            )
             with anyio.move_on_after(1):
-                await self.send(_error(None, InvalidRequest(
-                    f"request not completed within {cfg.first_request_timeout:g} s of its "
-                    "first byte; closing the connection",
-                    hint="send each request whole, as one line ending in a newline "
-                    "(the bound is rpc.first_request_timeout)",
-                    kind="request_timeout")))
+                await self.send(
+                    _error(
+                        None,
+                        InvalidRequest(
+                            f"request not completed within {cfg.first_request_timeout:g} s of its "
+                            "first byte; closing the connection",
+                            hint="send each request whole, as one line ending in a newline "
+                            "(the bound is rpc.first_request_timeout)",
+                            kind="request_timeout",
+                        ),
+                    )
+                )
         elif not self.requests:
-            self.server.note("info", "closing connection that sent no request", conn=self.id,
-                             pid=self.peer.pid, waited_s=cfg.first_request_timeout)
+            self.server.note(
+                "info",
+                "closing connection that sent no request",
+                conn=self.id,
+                pid=self.peer.pid,
+                waited_s=cfg.first_request_timeout,
+            )
         else:
-            self.server.note("info", "closing idle connection", conn=self.id,
-                             idle_s=cfg.idle_timeout)
+            self.server.note(
+                "info", "closing idle connection", conn=self.id, idle_s=cfg.idle_timeout
+            )
 
     async def _too_large(self, size: int) -> None:
         limit = self.server.cfg.max_request_bytes
-        await self.send(_error(None, InvalidRequest(
-            f"request too large: more than {limit} bytes (got at least {size})",
-            hint="send smaller requests; large payloads belong in files referenced by path "
-            "(the limit is rpc.max_request_bytes)",
-            kind="request_too_large",
-        )))
+        await self.send(
+            _error(
+                None,
+                InvalidRequest(
+                    f"request too large: more than {limit} bytes (got at least {size})",
+                    hint="send smaller requests; large payloads belong in files referenced by path "
+                    "(the limit is rpc.max_request_bytes)",
+                    kind="request_too_large",
+                ),
+            )
+        )
 
     async def _process(self, line: bytes) -> None:
         cfg = self.server.cfg
@@ -322,8 +348,12 @@ class Connection:
             id_ = msg.get("id") if isinstance(msg, dict) else None
             if not isinstance(msg, dict) or "id" in msg:
                 with contextlib.suppress(Exception):
-                    await self.send(_error(id_ if isinstance(id_, str | int) else None,
-                                           _internal(ref, "this request")))
+                    await self.send(
+                        _error(
+                            id_ if isinstance(id_, str | int) else None,
+                            _internal(ref, "this request"),
+                        )
+                    )
         finally:
             self.in_flight -= 1
             self.last_active = anyio.current_time()
@@ -355,11 +385,17 @@ class Connection:
                 log.exception("reply could not be encoded", conn=self.id, incident=ref)
                 data = _encoder.encode(_error(reply.get("id"), _internal(ref, "this request")))
             if used + len(data) > BATCH_REPLY_BYTES:
-                data = _encoder.encode(_error(reply.get("id"), InvalidRequest(
-                    f"reply dropped: this batch's replies passed {BATCH_REPLY_BYTES} bytes "
-                    "(the call itself ran)",
-                    hint="split large reads into separate requests or smaller batches",
-                    kind="batch_reply_too_large")))
+                data = _encoder.encode(
+                    _error(
+                        reply.get("id"),
+                        InvalidRequest(
+                            f"reply dropped: this batch's replies passed {BATCH_REPLY_BYTES} bytes "
+                            "(the call itself ran)",
+                            hint="split large reads into separate requests or smaller batches",
+                            kind="batch_reply_too_large",
+                        ),
+                    )
+                )
             used += len(data)
             parts[i] = data
 
@@ -382,17 +418,29 @@ class Connection:
     async def _handle(self, msg: Any, ctx: Context) -> dict[str, Any] | None:
         """One request object -> its response, or None for a notification."""
         if not isinstance(msg, dict):
-            return _error(None, InvalidRequest(
-                f"a request must be a JSON object, got {_json_type(msg)}",
-                hint='send {"jsonrpc": "2.0", "id": 1, "method": "...", "params": {...}}'))
+            return _error(
+                None,
+                InvalidRequest(
+                    f"a request must be a JSON object, got {_json_type(msg)}",
+                    hint='send {"jsonrpc": "2.0", "id": 1, "method": "...", "params": {...}}',
+                ),
+            )
         has_id = "id" in msg
         id_ = msg.get("id")
         if (has_id and not (id_ is None or isinstance(id_, str | int))) or isinstance(id_, bool):
-            kind = {float: "a fractional number", dict: "an object", list: "an array",
-                    bool: "a boolean"}.get(type(id_), type(id_).__name__)
-            return _error(None, InvalidRequest(
-                f"id must be a string, an integer or null, not {kind}",
-                hint="use an integer id such as 1"))
+            kind = {
+                float: "a fractional number",
+                dict: "an object",
+                list: "an array",
+                bool: "a boolean",
+            }.get(type(id_), type(id_).__name__)
+            return _error(
+                None,
+                InvalidRequest(
+                    f"id must be a string, an integer or null, not {kind}",
+                    hint="use an integer id such as 1",
+                ),
+            )
         method = msg.get("method")
         problem = None
         if msg.get("jsonrpc") != "2.0":
@@ -402,9 +450,13 @@ class Connection:
         elif "params" in msg and not isinstance(msg["params"], dict | list):
             problem = '"params" must be an object'
         if problem is not None:
-            return _error(id_, InvalidRequest(
-                f"invalid request: {problem}",
-                hint='send {"jsonrpc": "2.0", "id": 1, "method": "daemon.info", "params": {}}'))
+            return _error(
+                id_,
+                InvalidRequest(
+                    f"invalid request: {problem}",
+                    hint='send {"jsonrpc": "2.0", "id": 1, "method": "daemon.info", "params": {}}',
+                ),
+            )
         assert isinstance(method, str)
         try:
             result = await self.server.registry.call(ctx, method, msg.get("params"))
@@ -423,8 +475,14 @@ class Connection:
 
 
 def _json_type(value: Any) -> str:
-    names = {str: "a string", int: "a number", float: "a number", bool: "a boolean",
-             type(None): "null", list: "an array"}
+    names = {
+        str: "a string",
+        int: "a number",
+        float: "a number",
+        bool: "a boolean",
+        type(None): "null",
+        list: "an array",
+    }
     return names.get(type(value), type(value).__name__)
 
 
@@ -509,17 +567,21 @@ class RpcServer:
                     # Once per episode: the loop below retries quietly.
                     self.accept_pauses += 1
                     paused_at = anyio.current_time()
-                    log.error("cannot accept clients: out of file descriptors; retrying with "
-                              "backoff, existing clients are still served",
-                              error=os.strerror(code or 0), connections=len(self.connections),
-                              hint="raise the limit (LimitNOFILE= in legion.service, "
-                              "`ulimit -n`) or lower rpc.max_connections")
+                    log.error(
+                        "cannot accept clients: out of file descriptors; retrying with "
+                        "backoff, existing clients are still served",
+                        error=os.strerror(code or 0),
+                        connections=len(self.connections),
+                        hint="raise the limit (LimitNOFILE= in legion.service, "
+                        "`ulimit -n`) or lower rpc.max_connections",
+                    )
                 delay = min(BACKOFF_MAX, delay * 2 if delay else BACKOFF_FIRST)
                 await anyio.sleep(delay)
                 continue
             if delay:
-                log.info("accepting clients again",
-                            paused_s=round(anyio.current_time() - paused_at, 2))
+                log.info(
+                    "accepting clients again", paused_s=round(anyio.current_time() - paused_at, 2)
+                )
                 delay = 0.0
             tg.start_soon(self._accept, stream)
 
@@ -538,10 +600,14 @@ class RpcServer:
         if peer.uid not in self.allowed_uids:
             self.refused += 1
             self.note("warning", "refused client from another uid", uid=peer.uid, pid=peer.pid)
-            await self._refuse(stream, PermissionDenied(
-                f"uid {peer.uid} may not use this daemon (it runs as uid {os.getuid()})",
-                hint="run the command as the daemon's user (e.g. `sudo -u legion legion "
-                "...`); to share the daemon, see rpc.allowed_uids in docs/configuration.md"))
+            await self._refuse(
+                stream,
+                PermissionDenied(
+                    f"uid {peer.uid} may not use this daemon (it runs as uid {os.getuid()})",
+                    hint="run the command as the daemon's user (e.g. `sudo -u legion legion "
+                    "...`); to share the daemon, see rpc.allowed_uids in docs/configuration.md",
+                ),
+            )
             return
         refusal = self._admit(peer)
         if refusal is not None:
@@ -564,13 +630,19 @@ class RpcServer:
         else why not. No await: the check and the insertion are one step."""
         cfg = self.cfg
         if self._per_peer.get(peer.pid, 0) >= cfg.max_connections_per_peer:
-            self.note("warning", "refused client: too many connections from one process",
-                      pid=peer.pid, max=cfg.max_connections_per_peer)
+            self.note(
+                "warning",
+                "refused client: too many connections from one process",
+                pid=peer.pid,
+                max=cfg.max_connections_per_peer,
+            )
             return Unavailable(
                 f"too many connections from process {peer.pid} "
                 f"(max {cfg.max_connections_per_peer} per process)",
                 hint="reuse one connection for many requests, or raise "
-                "rpc.max_connections_per_peer", kind="too_many_connections")
+                "rpc.max_connections_per_peer",
+                kind="too_many_connections",
+            )
         if len(self.connections) < cfg.max_connections:
             return None
         idle = [c for c in self.connections.values() if c.sheddable]
@@ -578,17 +650,28 @@ class RpcServer:
             return Unavailable(
                 f"too many connections (max {cfg.max_connections}, all busy)",
                 hint="close idle clients (e.g. old `legion attach` sessions) or raise "
-                "rpc.max_connections", kind="too_many_connections")
+                "rpc.max_connections",
+                kind="too_many_connections",
+            )
         victim = min(idle, key=lambda c: c.last_active)
         self.shed += 1
-        self.note("info", "shedding the longest-idle connection to make room", conn=victim.id,
-                  pid=victim.peer.pid, idle_s=round(anyio.current_time() - victim.last_active, 2))
+        self.note(
+            "info",
+            "shedding the longest-idle connection to make room",
+            conn=victim.id,
+            pid=victim.peer.pid,
+            idle_s=round(anyio.current_time() - victim.last_active, 2),
+        )
         self._forget(victim)
-        victim.shed(Unavailable(
-            f"connection closed: the daemon is at rpc.max_connections "
-            f"({cfg.max_connections}) and this one was the longest idle",
-            hint="reconnect when you have a request to send; hold connections open only "
-            "while you use them", kind="connection_shed"))
+        victim.shed(
+            Unavailable(
+                f"connection closed: the daemon is at rpc.max_connections "
+                f"({cfg.max_connections}) and this one was the longest idle",
+                hint="reconnect when you have a request to send; hold connections open only "
+                "while you use them",
+                kind="connection_shed",
+            )
+        )
         return None
 
     def _forget(self, conn: Connection) -> None:

@@ -54,12 +54,21 @@ MISSED_EVENTS = 20
 PLAN_LIMIT = 10_000
 DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|sec|m|min|h|d)?\s*$")
 UNITS = {None: 1, "s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600, "d": 86400}
-CRON_HINT = ("a cron expression has 5 fields (minute hour day month weekday; weekday 0 or 7 "
-             "is Sunday, or use mon-fri) or 6 (second first): '*/5 * * * *' is every 5 "
-             "minutes, '0 9 * * 1-5' is 9:00 on weekdays, '*/10 * * * * *' is every 10 seconds")
+CRON_HINT = (
+    "a cron expression has 5 fields (minute hour day month weekday; weekday 0 or 7 "
+    "is Sunday, or use mon-fri) or 6 (second first): '*/5 * * * *' is every 5 "
+    "minutes, '0 9 * * 1-5' is 9:00 on weekdays, '*/10 * * * * *' is every 10 seconds"
+)
 QUIET_SENDERS = ("heartbeat",)
-INTERESTING = ("message.received", "task.created", "task.assigned", "task.unblocked",
-               "task.noted", "task.status", "watch.fired")
+INTERESTING = (
+    "message.received",
+    "task.created",
+    "task.assigned",
+    "task.unblocked",
+    "task.noted",
+    "task.status",
+    "watch.fired",
+)
 
 
 def parse_duration(text: str | float, what: str = "interval") -> float:
@@ -68,8 +77,10 @@ def parse_duration(text: str | float, what: str = "interval") -> float:
     else:
         m = DURATION.match(str(text))
         if not m:
-            raise InvalidParams(f"{what} {text!r} is not a duration",
-                                hint="write 30s, 5m, 2h, 1d (or a number of seconds)")
+            raise InvalidParams(
+                f"{what} {text!r} is not a duration",
+                hint="write 30s, 5m, 2h, 1d (or a number of seconds)",
+            )
         seconds = float(m.group(1)) * UNITS[m.group(2)]
     if seconds < 1:
         raise InvalidParams(f"{what} must be at least 1 second", hint="e.g. 30s or 5m")
@@ -93,27 +104,36 @@ def make_trigger(kind: str, spec: str, created: datetime) -> BaseTrigger:
     if kind == "cron":
         fields = spec.split()
         names = (["second"] if len(fields) == 6 else []) + [
-            "minute", "hour", "day", "month", "day_of_week"]
+            "minute",
+            "hour",
+            "day",
+            "month",
+            "day_of_week",
+        ]
         if len(fields) not in (5, 6):
-            raise InvalidParams(f"invalid cron expression {spec!r}: {len(fields)} fields",
-                                hint=CRON_HINT, kind="invalid_cron")
+            raise InvalidParams(
+                f"invalid cron expression {spec!r}: {len(fields)} fields",
+                hint=CRON_HINT,
+                kind="invalid_cron",
+            )
         fields[-1] = cron_weekdays(fields[-1])
         try:
             return CronTrigger(timezone=UTC, **dict(zip(names, fields, strict=True)))
         except ValueError as exc:
-            raise InvalidParams(f"invalid cron expression {spec!r}: {exc}", hint=CRON_HINT,
-                                kind="invalid_cron") from None
+            raise InvalidParams(
+                f"invalid cron expression {spec!r}: {exc}", hint=CRON_HINT, kind="invalid_cron"
+            ) from None
     if kind in ("interval", "heartbeat"):
         return IntervalTrigger(seconds=parse_duration(spec), start_date=created, timezone=UTC)
     if kind == "once":
         try:
             at = datetime.fromisoformat(spec.replace("Z", "+00:00"))
         except ValueError:
-            raise InvalidParams(f"invalid time {spec!r}",
-                                hint="use ISO 8601, e.g. 2026-12-01T09:00:00Z") from None
+            raise InvalidParams(
+                f"invalid time {spec!r}", hint="use ISO 8601, e.g. 2026-12-01T09:00:00Z"
+            ) from None
         return DateTrigger(run_date=at if at.tzinfo else at.replace(tzinfo=UTC), timezone=UTC)
-    raise InvalidParams(f"unknown schedule kind {kind!r}",
-                        hint="use cron, interval or once")
+    raise InvalidParams(f"unknown schedule kind {kind!r}", hint="use cron, interval or once")
 
 
 def _dt(text: str) -> datetime:
@@ -131,8 +151,15 @@ class DueTasks(Protocol):
 
 
 class Scheduler:
-    def __init__(self, store: Store, bus: EventBus, agents: Supervisor, models: ModelClient,
-                 inbox: Inbox, tasks: DueTasks) -> None:
+    def __init__(
+        self,
+        store: Store,
+        bus: EventBus,
+        agents: Supervisor,
+        models: ModelClient,
+        inbox: Inbox,
+        tasks: DueTasks,
+    ) -> None:
         self.store = store
         self.bus = bus
         self.agents = agents
@@ -157,7 +184,8 @@ class Scheduler:
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         start_mark = await event_log.last_id(self.store)
         send, receive = anyio.create_memory_object_stream[tuple[str, str]](
-            max_buffer_size=1_000_000)
+            max_buffer_size=1_000_000
+        )
         self._changes = send
         async with anyio.create_task_group() as tg, receive:
             self._tg = tg
@@ -177,14 +205,16 @@ class Scheduler:
 
     async def _apply(self, action: str, agent_id: str) -> None:
         rows = await self.store.fetchall(
-            "SELECT * FROM schedules WHERE agent_id = ? ORDER BY id", (agent_id,))
+            "SELECT * FROM schedules WHERE agent_id = ? ORDER BY id", (agent_id,)
+        )
         for row in rows:
             self._disarm(row["id"])
             if action == "resume":
                 await self._arm(row)
         if action == "destroy":
             await self.store.writer.run(
-                lambda db: db.execute("DELETE FROM schedules WHERE agent_id = ?", (agent_id,)))
+                lambda db: db.execute("DELETE FROM schedules WHERE agent_id = ?", (agent_id,))
+            )
 
     def _disarm(self, sid: int) -> None:
         scope = self._timers.pop(sid, None)
@@ -228,8 +258,9 @@ class Scheduler:
         assert self._tg is not None
         self._tg.start_soon(self._timer, sid, trigger, first, scope)
 
-    async def _timer(self, sid: int, trigger: BaseTrigger, planned: datetime | None,
-                     scope: anyio.CancelScope) -> None:
+    async def _timer(
+        self, sid: int, trigger: BaseTrigger, planned: datetime | None, scope: anyio.CancelScope
+    ) -> None:
         """Sleep until each planned time and fire it, until the trigger has no more
         (a one-shot) or the entry is disarmed. The next time comes from the last
         planned one: a late fire delays the next, never drops it."""
@@ -264,29 +295,71 @@ class Scheduler:
         def job(db: Any) -> list[Event]:
             events = []
             for t in skipped[:MISSED_EVENTS]:
-                events.append(insert(db, row["agent_id"], "schedule.missed", {
-                    "schedule": row["id"], "kind": row["kind"], "planned": _iso(t),
-                    "action": "skipped", "policy": policy, "reason": reason},
-                    source="scheduler"))
+                events.append(
+                    insert(
+                        db,
+                        row["agent_id"],
+                        "schedule.missed",
+                        {
+                            "schedule": row["id"],
+                            "kind": row["kind"],
+                            "planned": _iso(t),
+                            "action": "skipped",
+                            "policy": policy,
+                            "reason": reason,
+                        },
+                        source="scheduler",
+                    )
+                )
             if len(skipped) > MISSED_EVENTS:
-                events.append(insert(db, row["agent_id"], "schedule.missed", {
-                    "schedule": row["id"], "kind": row["kind"], "action": "skipped",
-                    "count": len(skipped) - MISSED_EVENTS, "first": _iso(skipped[MISSED_EVENTS]),
-                    "last": _iso(skipped[-1]), "policy": policy, "reason": reason},
-                    source="scheduler"))
+                events.append(
+                    insert(
+                        db,
+                        row["agent_id"],
+                        "schedule.missed",
+                        {
+                            "schedule": row["id"],
+                            "kind": row["kind"],
+                            "action": "skipped",
+                            "count": len(skipped) - MISSED_EVENTS,
+                            "first": _iso(skipped[MISSED_EVENTS]),
+                            "last": _iso(skipped[-1]),
+                            "policy": policy,
+                            "reason": reason,
+                        },
+                        source="scheduler",
+                    )
+                )
             for t in run:
-                events.append(insert(db, row["agent_id"], "schedule.missed", {
-                    "schedule": row["id"], "kind": row["kind"], "planned": _iso(t),
-                    "action": "run late", "policy": policy, "missed_total": len(missed),
-                    "reason": reason}, source="scheduler"))
-            db.execute("UPDATE schedules SET last_fire = ? WHERE id = ?",
-                       (_iso(missed[-1]), row["id"]))
+                events.append(
+                    insert(
+                        db,
+                        row["agent_id"],
+                        "schedule.missed",
+                        {
+                            "schedule": row["id"],
+                            "kind": row["kind"],
+                            "planned": _iso(t),
+                            "action": "run late",
+                            "policy": policy,
+                            "missed_total": len(missed),
+                            "reason": reason,
+                        },
+                        source="scheduler",
+                    )
+                )
+            db.execute(
+                "UPDATE schedules SET last_fire = ? WHERE id = ?", (_iso(missed[-1]), row["id"])
+            )
             return events
 
         await self.store.writer.run(job, on_commit=self.bus.deliver)
         for t in run:
-            note = (f" ({len(missed)} planned runs were missed; this one stands for all of "
-                    "them)" if policy == "run_once" and len(missed) > 1 else " (run late)")
+            note = (
+                f" ({len(missed)} planned runs were missed; this one stands for all of them)"
+                if policy == "run_once" and len(missed) > 1
+                else " (run late)"
+            )
             await self._deliver(row, t, note, update_last=False)
 
     async def _fire(self, sid: int, planned: datetime) -> None:
@@ -303,25 +376,47 @@ class Scheduler:
         else:
             await self._deliver(row, planned, "", lateness=lateness)
 
-    async def _deliver(self, row: Any, planned: datetime, note: str, *,
-                       lateness: float | None = None, update_last: bool = True,
-                       text: str | None = None, sender: str | None = None) -> None:
+    async def _deliver(
+        self,
+        row: Any,
+        planned: datetime,
+        note: str,
+        *,
+        lateness: float | None = None,
+        update_last: bool = True,
+        text: str | None = None,
+        sender: str | None = None,
+    ) -> None:
         agent = row["agent_id"]
-        body = text or (f"[cron {row['id']}] {row['prompt'] or 'scheduled run'}"
-                        f" (planned {_iso(planned)}{note})")
+        body = text or (
+            f"[cron {row['id']}] {row['prompt'] or 'scheduled run'} (planned {_iso(planned)}{note})"
+        )
         who = sender or f"cron:{row['id']}"
-        enqueue = self.inbox.automatic_job(agent, who, body, source="scheduler",
-                                           model=row["model"])
+        enqueue = self.inbox.automatic_job(agent, who, body, source="scheduler", model=row["model"])
 
         def job(db: Any) -> tuple[Any, list[Event]]:
             msg, ev = enqueue(db)
-            events = [ev, insert(db, agent, "schedule.fired", {
-                "schedule": row["id"], "kind": row["kind"], "planned": _iso(planned),
-                "lateness_ms": round(lateness, 2) if lateness is not None else None,
-                "delivered": msg is not None}, caused_by=ev.id, source="scheduler")]
+            events = [
+                ev,
+                insert(
+                    db,
+                    agent,
+                    "schedule.fired",
+                    {
+                        "schedule": row["id"],
+                        "kind": row["kind"],
+                        "planned": _iso(planned),
+                        "lateness_ms": round(lateness, 2) if lateness is not None else None,
+                        "delivered": msg is not None,
+                    },
+                    caused_by=ev.id,
+                    source="scheduler",
+                ),
+            ]
             if update_last:
-                db.execute("UPDATE schedules SET last_fire = ? WHERE id = ?",
-                           (_iso(planned), row["id"]))
+                db.execute(
+                    "UPDATE schedules SET last_fire = ? WHERE id = ?", (_iso(planned), row["id"])
+                )
             return msg, events
 
         await self.store.writer.run(job, on_commit=lambda r: self.bus.deliver(r[1]))
@@ -333,18 +428,31 @@ class Scheduler:
             return
         news = await self._news(agent)
         if not news:
+
             def skip(db: Any) -> Event:
-                db.execute("UPDATE schedules SET last_fire = ? WHERE id = ?",
-                           (_iso(planned), row["id"]))
-                return insert(db, agent, "heartbeat.skipped", {
-                    "reason": "nothing new since the last heartbeat", "planned": _iso(planned),
-                    "lateness_ms": round(lateness, 2)}, source="scheduler")
+                db.execute(
+                    "UPDATE schedules SET last_fire = ? WHERE id = ?", (_iso(planned), row["id"])
+                )
+                return insert(
+                    db,
+                    agent,
+                    "heartbeat.skipped",
+                    {
+                        "reason": "nothing new since the last heartbeat",
+                        "planned": _iso(planned),
+                        "lateness_ms": round(lateness, 2),
+                    },
+                    source="scheduler",
+                )
 
             await self.store.writer.run(skip, on_commit=self.bus.deliver)
             return
-        body = ("[heartbeat] Since your last heartbeat: " + "; ".join(news[:5])
-                + (f"; and {len(news) - 5} more" if len(news) > 5 else "")
-                + ". Check whether anything needs doing; answer IDLE if nothing does.")
+        body = (
+            "[heartbeat] Since your last heartbeat: "
+            + "; ".join(news[:5])
+            + (f"; and {len(news) - 5} more" if len(news) > 5 else "")
+            + ". Check whether anything needs doing; answer IDLE if nothing does."
+        )
         await self._deliver(row, planned, "", lateness=lateness, text=body, sender="heartbeat")
 
     async def _news(self, agent: str) -> list[str]:
@@ -365,24 +473,35 @@ class Scheduler:
                 news.append(f"watcher {data.get('watcher')} fired")
             elif r["source"] != f"agent:{agent}":  # its own task changes are not news
                 news.append(f"{r['kind'].replace('task.', 'task ')} {data.get('task', '')}")
-        due = await self.tasks.due_between(agent, self._last_look.get(agent, now_iso()),
-                                           now_iso())
+        due = await self.tasks.due_between(agent, self._last_look.get(agent, now_iso()), now_iso())
         self._last_look[agent] = now_iso()
         news += [f"task {d['num']} ({d['title']}) is now due" for d in due]
         return news
 
     # -- the API --------------------------------------------------------------------------
 
-    async def add(self, agent: str, kind: str, spec: str, *, prompt: str = "",
-                  model: str | None = None, missed: str = "run_once", missed_cap: int = 10,
-                  source: str = "rpc") -> dict[str, Any]:
+    async def add(
+        self,
+        agent: str,
+        kind: str,
+        spec: str,
+        *,
+        prompt: str = "",
+        model: str | None = None,
+        missed: str = "run_once",
+        missed_cap: int = 10,
+        source: str = "rpc",
+    ) -> dict[str, Any]:
         rec = self.agents.get(agent)
         if not 1 <= missed_cap <= 1000:
-            raise InvalidParams(f"missed_cap {missed_cap} is out of range",
-                                hint="give 1 to 1000 (late runs to deliver with run_all)")
+            raise InvalidParams(
+                f"missed_cap {missed_cap} is out of range",
+                hint="give 1 to 1000 (late runs to deliver with run_all)",
+            )
         if missed not in ("skip", "run_once", "run_all"):
-            raise InvalidParams(f"invalid missed-run policy {missed!r}",
-                                hint="use skip, run_once or run_all")
+            raise InvalidParams(
+                f"invalid missed-run policy {missed!r}", hint="use skip, run_once or run_all"
+            )
         if model is not None:
             self.models.resolve(model)
         created = datetime.now(UTC)
@@ -394,13 +513,17 @@ class Scheduler:
             sid = db.execute(
                 "INSERT INTO schedules (agent_id, kind, spec, prompt, model, missed, missed_cap, "
                 "created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (agent, kind, spec, prompt, model, missed, missed_cap, _iso(created))).lastrowid
-            return sid, insert(db, agent, "schedule.added", {
-                "schedule": sid, "kind": kind, "spec": spec, "missed": missed},
-                source=source)
+                (agent, kind, spec, prompt, model, missed, missed_cap, _iso(created)),
+            ).lastrowid
+            return sid, insert(
+                db,
+                agent,
+                "schedule.added",
+                {"schedule": sid, "kind": kind, "spec": spec, "missed": missed},
+                source=source,
+            )
 
-        sid, _ev = await self.store.writer.run(
-            job, on_commit=lambda r: self.bus.deliver(r[1]))
+        sid, _ev = await self.store.writer.run(job, on_commit=lambda r: self.bus.deliver(r[1]))
         row = await self.store.fetchone("SELECT * FROM schedules WHERE id = ?", (sid,))
         if rec.state is not State.STOPPED:
             await self._arm(row, fresh=True)
@@ -412,8 +535,9 @@ class Scheduler:
 
         def job(db: Any) -> Event:
             db.execute("DELETE FROM schedules WHERE id = ?", (sid,))
-            return insert(db, agent, "schedule.removed", {"schedule": sid, "kind": row["kind"]},
-                          source=source)
+            return insert(
+                db, agent, "schedule.removed", {"schedule": sid, "kind": row["kind"]}, source=source
+            )
 
         await self.store.writer.run(job, on_commit=self.bus.deliver)
         return {"removed": sid}
@@ -423,7 +547,8 @@ class Scheduler:
         op = "=" if heartbeat else "!="
         rows = await self.store.fetchall(
             f"SELECT * FROM schedules WHERE agent_id = ? AND kind {op} 'heartbeat' ORDER BY id",
-            (agent,))
+            (agent,),
+        )
         return [self.describe(r) for r in rows]
 
     async def run_now(self, agent: str, sid: int) -> dict[str, Any]:
@@ -431,8 +556,9 @@ class Scheduler:
         await self._deliver(row, datetime.now(UTC), " (run now by hand)", update_last=False)
         return {"ran": sid}
 
-    async def set_heartbeat(self, agent: str, every: str | None, source: str = "rpc"
-                            ) -> dict[str, Any]:
+    async def set_heartbeat(
+        self, agent: str, every: str | None, source: str = "rpc"
+    ) -> dict[str, Any]:
         self.agents.get(agent)
         seconds = None if every is None else parse_duration(every, "heartbeat")  # before any change
         for row in await self.listing(agent, heartbeat=True):
@@ -443,16 +569,13 @@ class Scheduler:
 
             await self.store.writer.run(drop)
         if every is None:
-            await self.bus.emit(agent, "heartbeat.set", {"every": None},
-                                         source=source)
+            await self.bus.emit(agent, "heartbeat.set", {"every": None}, source=source)
             return {"agent": agent, "heartbeat": None}
         assert seconds is not None
         # News is counted from now: a first heartbeat does not replay old history.
         self._marks[agent] = await event_log.last_id(self.store)
-        result = await self.add(agent, "heartbeat", f"{seconds:g}", missed="skip",
-                                source=source)
-        await self.bus.emit(agent, "heartbeat.set", {"every_s": seconds},
-                                     source=source)
+        result = await self.add(agent, "heartbeat", f"{seconds:g}", missed="skip", source=source)
+        await self.bus.emit(agent, "heartbeat.set", {"every_s": seconds}, source=source)
         return {"agent": agent, "heartbeat": result}
 
     async def heartbeat(self, agent: str) -> dict[str, Any] | None:
@@ -470,29 +593,47 @@ class Scheduler:
         # The heartbeat is managed with `heartbeat`, not as a cron entry.
         row = await self.store.fetchone(
             "SELECT * FROM schedules WHERE id = ? AND agent_id = ? AND kind != 'heartbeat'",
-            (sid, agent))
+            (sid, agent),
+        )
         if row is None:
             ids = [r["schedule"] for r in await self.listing(agent)]
-            raise NotFound(f"{agent} has no schedule {sid}",
-                           hint=f"its schedules: {', '.join(map(str, ids)) or 'none'}",
-                           candidates=[str(i) for i in ids], kind="unknown_schedule")
+            raise NotFound(
+                f"{agent} has no schedule {sid}",
+                hint=f"its schedules: {', '.join(map(str, ids)) or 'none'}",
+                candidates=[str(i) for i in ids],
+                kind="unknown_schedule",
+            )
         return row
 
     def describe(self, row: Any) -> dict[str, Any]:
         planned = self._next.get(row["id"])
-        return {"schedule": row["id"], "agent": row["agent_id"], "kind": row["kind"],
-                "spec": row["spec"], "prompt": row["prompt"], "model": row["model"],
-                "missed": row["missed"], "missed_cap": row["missed_cap"],
-                "last_fire": row["last_fire"],
-                "next_fire": _iso(planned) if planned is not None else None}
+        return {
+            "schedule": row["id"],
+            "agent": row["agent_id"],
+            "kind": row["kind"],
+            "spec": row["spec"],
+            "prompt": row["prompt"],
+            "model": row["model"],
+            "missed": row["missed"],
+            "missed_cap": row["missed_cap"],
+            "last_fire": row["last_fire"],
+            "next_fire": _iso(planned) if planned is not None else None,
+        }
 
     def statistics(self) -> dict[str, Any]:
         ordered = sorted(self.lateness_ms)
 
         def pct(q: float) -> float | None:
-            return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))], 2) \
-                if ordered else None
+            return (
+                round(ordered[min(len(ordered) - 1, int(q * len(ordered)))], 2) if ordered else None
+            )
 
-        return {"jobs": len(self._timers), "fired": self.fired,
-                "lateness_ms": {"p50": pct(0.5), "p99": pct(0.99), "max": ordered[-1]
-                                if ordered else None}}
+        return {
+            "jobs": len(self._timers),
+            "fired": self.fired,
+            "lateness_ms": {
+                "p50": pct(0.5),
+                "p99": pct(0.99),
+                "max": ordered[-1] if ordered else None,
+            },
+        }

@@ -13,8 +13,21 @@ def _src(ctx: KernelContext) -> str:
     return f"agent:{ctx.agent_id}"
 
 
-@tool(keywords=["schedule", "cron", "daily", "weekly", "every", "recurring", "repeat", "timer",
-                "job", "later", "remind"])
+@tool(
+    keywords=[
+        "schedule",
+        "cron",
+        "daily",
+        "weekly",
+        "every",
+        "recurring",
+        "repeat",
+        "timer",
+        "job",
+        "later",
+        "remind",
+    ]
+)
 async def cron_add(
     ctx: KernelContext,
     prompt: str,
@@ -75,8 +88,21 @@ async def heartbeat_get(ctx: KernelContext) -> dict[str, Any]:
     return {"heartbeat": await ctx.scheduler.heartbeat(ctx.agent_id)}
 
 
-@tool(keywords=["watch", "monitor", "observe", "alert", "notify", "file", "url", "port",
-                "process", "command", "change"])
+@tool(
+    keywords=[
+        "watch",
+        "monitor",
+        "observe",
+        "alert",
+        "notify",
+        "file",
+        "url",
+        "port",
+        "process",
+        "command",
+        "change",
+    ]
+)
 async def watch_add(
     ctx: KernelContext,
     kind: str,

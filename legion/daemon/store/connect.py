@@ -78,9 +78,11 @@ def driver() -> Driver:
     """The sqlite3 module the daemon uses, chosen once per process."""
     forced = os.environ.get("LEGION_SQLITE_DRIVER", "").strip()
     if forced and forced not in DRIVERS:
-        raise ConfigError(f"LEGION_SQLITE_DRIVER={forced!r} is not a sqlite driver",
-                          hint=f"use one of {', '.join(DRIVERS)}, or unset it to let Legion "
-                          "pick the first that loads sqlite-vec")
+        raise ConfigError(
+            f"LEGION_SQLITE_DRIVER={forced!r} is not a sqlite driver",
+            hint=f"use one of {', '.join(DRIVERS)}, or unset it to let Legion "
+            "pick the first that loads sqlite-vec",
+        )
     order = [forced] if forced else list(DRIVERS)
     notes: list[str] = []
     fallback: tuple[str, ModuleType, str] | None = None
@@ -95,9 +97,10 @@ def driver() -> Driver:
         notes.append(why)
         fallback = fallback or (name, mod, version)
     if fallback is None:
-        raise ConfigError("no usable sqlite3 module: " + "; ".join(notes),
-                          hint="install one (pip install sqlean.py), or unset "
-                          "LEGION_SQLITE_DRIVER")
+        raise ConfigError(
+            "no usable sqlite3 module: " + "; ".join(notes),
+            hint="install one (pip install sqlean.py), or unset LEGION_SQLITE_DRIVER",
+        )
     notes.append(
         "vector search unavailable: install pysqlite3-binary or sqlean.py "
         "(pip install sqlean.py) so sqlite-vec can load"

@@ -63,8 +63,12 @@ async def counts(store: Store) -> dict[str, Any]:
     row = await store.fetchone(
         "SELECT count(*) AS n, min(id) AS first, max(id) AS last, min(ts) AS oldest FROM events"
     )
-    return {"count": row["n"], "first_id": row["first"], "last_id": row["last"],
-            "oldest": row["oldest"]}
+    return {
+        "count": row["n"],
+        "first_id": row["first"],
+        "last_id": row["last"],
+        "oldest": row["oldest"],
+    }
 
 
 def prune_job(retention_days: float, max_rows: int) -> Any:
@@ -73,9 +77,11 @@ def prune_job(retention_days: float, max_rows: int) -> Any:
     def job(db: Any) -> int:
         removed = 0
         if retention_days > 0:
-            cutoff = (datetime.now(UTC) - timedelta(days=retention_days)).isoformat(
-                timespec="milliseconds"
-            ).replace("+00:00", "Z")
+            cutoff = (
+                (datetime.now(UTC) - timedelta(days=retention_days))
+                .isoformat(timespec="milliseconds")
+                .replace("+00:00", "Z")
+            )
             removed += db.execute(
                 "DELETE FROM events WHERE id IN "
                 "(SELECT id FROM events WHERE ts < ? ORDER BY id LIMIT ?)",
@@ -105,8 +111,11 @@ def cutoff_of(retention_days: float) -> str | None:
     """The oldest timestamp retention keeps, or None when retention is off."""
     if retention_days <= 0:
         return None
-    return (datetime.now(UTC) - timedelta(days=retention_days)).isoformat(
-        timespec="milliseconds").replace("+00:00", "Z")
+    return (
+        (datetime.now(UTC) - timedelta(days=retention_days))
+        .isoformat(timespec="milliseconds")
+        .replace("+00:00", "Z")
+    )
 
 
 async def prune(store: Store, retention_days: float, max_rows: int) -> int:
@@ -128,7 +137,9 @@ async def reflection_usage_since(store: Store, day: str) -> list[tuple[str, int,
         "SELECT agent_id, sum(json_extract(data, '$.usage.total_tokens')) AS tokens, "
         "sum(json_extract(data, '$.usage.cost')) AS cost FROM events WHERE ts >= ? "
         "AND kind IN ('reflection.completed', 'reflection.failed') AND agent_id IS NOT NULL "
-        "GROUP BY agent_id", (day,))
+        "GROUP BY agent_id",
+        (day,),
+    )
     return [(r["agent_id"], int(r["tokens"] or 0), float(r["cost"] or 0)) for r in rows]
 
 
@@ -137,20 +148,27 @@ async def last_id(store: Store) -> int:
     return int(row["m"] or 0) if row is not None else 0
 
 
-async def of_agent_since(store: Store, agent: str, after: int, kinds: tuple[str, ...],
-                         limit: int) -> list[Any]:
+async def of_agent_since(
+    store: Store, agent: str, after: int, kinds: tuple[str, ...], limit: int
+) -> list[Any]:
     """Rows (id, kind, data, source) of an agent's events of these kinds after an id."""
     return await store.fetchall(
         f"SELECT id, kind, data, source FROM events WHERE agent_id = ? AND id > ? AND kind "
-        f"IN ({', '.join('?' for _ in kinds)}) ORDER BY id LIMIT ?", (agent, after, *kinds, limit))
+        f"IN ({', '.join('?' for _ in kinds)}) ORDER BY id LIMIT ?",
+        (agent, after, *kinds, limit),
+    )
 
 
 def archive_agent(db: Any, archive_id: int, agent: str) -> int:
     """Inside a destroy: copy the agent's events to the graveyard; returns how many."""
-    return int(db.execute(
-        "INSERT INTO graveyard_events (archive_id, id, ts, agent_id, kind, data, caused_by, "
-        "source) SELECT ?, id, ts, agent_id, kind, data, caused_by, source FROM events "
-        "WHERE agent_id = ?", (archive_id, agent)).rowcount)
+    return int(
+        db.execute(
+            "INSERT INTO graveyard_events (archive_id, id, ts, agent_id, kind, data, caused_by, "
+            "source) SELECT ?, id, ts, agent_id, kind, data, caused_by, source FROM events "
+            "WHERE agent_id = ?",
+            (archive_id, agent),
+        ).rowcount
+    )
 
 
 def remove_agent(db: Any, agent: str) -> int:
@@ -158,26 +176,31 @@ def remove_agent(db: Any, agent: str) -> int:
 
 
 # Tool results with the call that asked for them (reflection's material).
-_RESULTS = ("SELECT r.ts, r.data AS result, c.data AS call FROM events r LEFT JOIN events c "
-            "ON c.id = r.caused_by WHERE r.agent_id = ? AND r.kind = 'tool.result' ")
+_RESULTS = (
+    "SELECT r.ts, r.data AS result, c.data AS call FROM events r LEFT JOIN events c "
+    "ON c.id = r.caused_by WHERE r.agent_id = ? AND r.kind = 'tool.result' "
+)
 
 
-async def tool_results_of_session(store: Store, agent: str, session: int,
-                                  limit: int) -> list[Any]:
+async def tool_results_of_session(store: Store, agent: str, session: int, limit: int) -> list[Any]:
     span = await store.fetchone(
         "SELECT min(id) AS a, max(id) AS b FROM events WHERE agent_id = ? AND kind IN "
         "('session.started', 'session.ended') AND json_extract(data, '$.session') = ?",
-        (agent, session))
+        (agent, session),
+    )
     if span is None or span["a"] is None:
         return []
-    return await store.fetchall(_RESULTS + "AND r.id BETWEEN ? AND ? ORDER BY r.id LIMIT ?",
-                                (agent, span["a"], span["b"], limit))
+    return await store.fetchall(
+        _RESULTS + "AND r.id BETWEEN ? AND ? ORDER BY r.id LIMIT ?",
+        (agent, span["a"], span["b"], limit),
+    )
 
 
 async def failed_tool_results(store: Store, agent: str, since: str, limit: int) -> list[Any]:
     return await store.fetchall(
-        _RESULTS + "AND r.ts >= ? AND json_extract(r.data, '$.ok') = 0 ORDER BY r.id DESC "
-        "LIMIT ?", (agent, since, limit))
+        _RESULTS + "AND r.ts >= ? AND json_extract(r.data, '$.ok') = 0 ORDER BY r.id DESC LIMIT ?",
+        (agent, since, limit),
+    )
 
 
 async def tool_results(store: Store, agent: str, limit: int) -> list[Any]:
@@ -190,5 +213,7 @@ async def closed_conversations_since(store: Store, since: str) -> list[dict[str,
     a time (`reopens_at`): the conversation bound rebuilds its closed pairs from them."""
     rows = await store.fetchall(
         "SELECT data FROM events WHERE ts >= ? AND kind = 'guard.conversation' AND "
-        "json_extract(data, '$.reopens_at') IS NOT NULL", (since,))
+        "json_extract(data, '$.reopens_at') IS NOT NULL",
+        (since,),
+    )
     return [json.loads(r["data"]) for r in rows]

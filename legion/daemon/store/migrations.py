@@ -93,7 +93,7 @@ def m001_initial(db: Any) -> None:
             PRIMARY KEY (archive_id, id)
         ) STRICT;
         CREATE INDEX graveyard_events_ts ON graveyard_events (ts);
-        """
+        """,
     )
 
 

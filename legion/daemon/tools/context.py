@@ -64,8 +64,9 @@ class KernelContext(Kernel, ToolContext):
 class ToolCalls:
     """Every tool call, run with the context its tool may see."""
 
-    def __init__(self, registry: Registry, kernel: Kernel, bus: EventBus,
-                 tool_timeout: float) -> None:
+    def __init__(
+        self, registry: Registry, kernel: Kernel, bus: EventBus, tool_timeout: float
+    ) -> None:
         self.registry = registry
         self.kernel = kernel
         self.bus = bus
@@ -85,8 +86,13 @@ class ToolCalls:
         return self.registry.names()
 
     async def run(self, call: ToolCall, ctx: ToolContext, time_limit: float) -> ToolResult:
-        full = KernelContext(agent_id=ctx.agent_id, session_id=ctx.session_id,
-                             call_event=ctx.call_event, hops=ctx.hops, **self._kernel)
+        full = KernelContext(
+            agent_id=ctx.agent_id,
+            session_id=ctx.session_id,
+            call_event=ctx.call_event,
+            hops=ctx.hops,
+            **self._kernel,
+        )
         return await self.registry.run(call, full, time_limit)
 
     # A watcher's tool action.
@@ -95,8 +101,9 @@ class ToolCalls:
         if "tool" in ev.data:
             self._fired.send_nowait(ev)
 
-    async def run_actions(self, *,
-                          task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+    async def run_actions(
+        self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+    ) -> None:
         """Run watchers' tool actions as their fires are committed, each in its own
         task of this group (a slow tool does not hold up the next fire)."""
         async with anyio.create_task_group() as tg, self._receive:
@@ -116,6 +123,16 @@ class ToolCalls:
             ok, content = False, f"{name} failed: {exc}"
         else:
             ok, content = result.ok, result.content
-        await self.bus.emit(agent, "watch.tool", {
-            "watcher": wid, "tool": name, "arguments": args, "ok": ok,
-            "result": content[:PREVIEW]}, caused_by=fired.id, source=f"watcher:{wid}")
+        await self.bus.emit(
+            agent,
+            "watch.tool",
+            {
+                "watcher": wid,
+                "tool": name,
+                "arguments": args,
+                "ok": ok,
+                "result": content[:PREVIEW],
+            },
+            caused_by=fired.id,
+            source=f"watcher:{wid}",
+        )

@@ -21,14 +21,28 @@ async def agent_info(ctx: KernelContext) -> dict[str, Any]:
     s = ctx
     rec = s.agents.get(ctx.agent_id)
     budget = s.budgets.budget(ctx.agent_id)
-    return {"id": rec.id, "state": rec.state.value, "model": rec.model,
-            "resolved_model": s.models.resolved(rec.model), "parent": rec.parent,
-            "session": ctx.session_id, "budget_today": budget}
+    return {
+        "id": rec.id,
+        "state": rec.state.value,
+        "model": rec.model,
+        "resolved_model": s.models.resolved(rec.model),
+        "parent": rec.parent,
+        "session": ctx.session_id,
+        "budget_today": budget,
+    }
 
 
 # In every prompt; everything else of the kernel is in the registry.
-IN_PROMPT = ("agent_info", "memory_write", "memory_read", "memory_search", "task_create",
-             "task_update", "task_complete", "task_list")
+IN_PROMPT = (
+    "agent_info",
+    "memory_write",
+    "memory_read",
+    "memory_search",
+    "task_create",
+    "task_update",
+    "task_complete",
+    "task_list",
+)
 
 
 def _kernel() -> list[Tool]:

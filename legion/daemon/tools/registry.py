@@ -30,10 +30,43 @@ from legion.tool import Tool, ToolContext, ToolError, ToolResult, error_text, ex
 
 log = structlog.get_logger("legion.tools")
 WORD = re.compile(r"[a-z0-9]+")
-STOP = frozenset({
-    "a", "an", "and", "the", "to", "of", "for", "in", "on", "at", "by", "with", "from", "or",
-    "is", "are", "be", "it", "me", "my", "i", "you", "your", "that", "this", "what", "which",
-    "how", "do", "does", "can", "use", "using"})
+STOP = frozenset(
+    {
+        "a",
+        "an",
+        "and",
+        "the",
+        "to",
+        "of",
+        "for",
+        "in",
+        "on",
+        "at",
+        "by",
+        "with",
+        "from",
+        "or",
+        "is",
+        "are",
+        "be",
+        "it",
+        "me",
+        "my",
+        "i",
+        "you",
+        "your",
+        "that",
+        "this",
+        "what",
+        "which",
+        "how",
+        "do",
+        "does",
+        "can",
+        "use",
+        "using",
+    }
+)
 SCHEMA_HITS = 3
 
 
@@ -74,10 +107,18 @@ class Entry:
 
 
 class Registry:
-    def __init__(self, prompt: list[Tool], builtin: list[Tool],
-                 plugin_tools: list[tuple[str, Tool]], authored: AuthoredTools, stats: Stats,
-                 *, tool_timeout: float, sandbox_timeout: float,
-                 plugin_settings: dict[str, dict[str, Any]]) -> None:
+    def __init__(
+        self,
+        prompt: list[Tool],
+        builtin: list[Tool],
+        plugin_tools: list[tuple[str, Tool]],
+        authored: AuthoredTools,
+        stats: Stats,
+        *,
+        tool_timeout: float,
+        sandbox_timeout: float,
+        plugin_settings: dict[str, dict[str, Any]],
+    ) -> None:
         self.tool_timeout = tool_timeout
         self.sandbox_timeout = sandbox_timeout
         self.plugin_settings = plugin_settings
@@ -98,16 +139,18 @@ class Registry:
             if a.name in self.entries:
                 # A plugin installed later took the name: the plugin's tool wins,
                 # and the agent's is kept (not callable) until renamed or deleted.
-                log.warning("an agent-written tool is hidden by a tool of the same name",
-                            tool=a.name, maintainer=a.maintainer,
-                            by=self.entries[a.name].plugin or self.entries[a.name].kind)
+                log.warning(
+                    "an agent-written tool is hidden by a tool of the same name",
+                    tool=a.name,
+                    maintainer=a.maintainer,
+                    by=self.entries[a.name].plugin or self.entries[a.name].kind,
+                )
                 continue
             self.refresh(a.name)
         self._schemas = [t.schema() for t in prompt]
 
     def _add(self, t: Tool, kind: str, plugin: str | None) -> None:
-        self.entries[t.name] = Entry(t.name, kind, t.description, t.keywords, plugin, t,
-                                     t.details)
+        self.entries[t.name] = Entry(t.name, kind, t.description, t.keywords, plugin, t, t.details)
 
     def refresh(self, name: str) -> None:
         """Re-index an agent-written tool after a write or an edit."""
@@ -117,13 +160,16 @@ class Registry:
             return
         self.entries[name] = Entry(name, "authored", a.description, a.keywords)
 
-    async def delete(self, agent: str | None, name: str, *, source: str,
-                     caused_by: int | None = None) -> dict[str, Any]:
+    async def delete(
+        self, agent: str | None, name: str, *, source: str, caused_by: int | None = None
+    ) -> dict[str, Any]:
         if name not in self.authored.tools and name in self.entries:
-            raise InvalidParams(f"{name} is a {self.entries[name].kind} tool; only tools "
-                                "written by agents can be deleted",
-                                hint="a plugin's tools go when the plugin is uninstalled or "
-                                     "listed in plugins.disabled")
+            raise InvalidParams(
+                f"{name} is a {self.entries[name].kind} tool; only tools "
+                "written by agents can be deleted",
+                hint="a plugin's tools go when the plugin is uninstalled or "
+                "listed in plugins.disabled",
+            )
         out = await self.authored.delete(agent, name, source=source, caused_by=caused_by)
         self.refresh(name)
         self.stats.forget(name)
@@ -154,9 +200,15 @@ class Registry:
                 if w in e.index:
                     score += e.index[w]
                 else:
-                    score += 0.5 * max((v for k, v in e.index.items()
-                                        if len(w) >= 3 and (k.startswith(w) or (w.startswith(k)
-                                                            and len(k) >= 3))), default=0)
+                    score += 0.5 * max(
+                        (
+                            v
+                            for k, v in e.index.items()
+                            if len(w) >= 3
+                            and (k.startswith(w) or (w.startswith(k) and len(k) >= 3))
+                        ),
+                        default=0,
+                    )
             if score <= 0:
                 continue
             if self.summary(e.name)["verdict"] == "degraded":
@@ -166,15 +218,21 @@ class Registry:
                 score *= 0.5
             scored.append((score, e.name))
         scored.sort(key=lambda s: (-s[0], s[1]))
-        return [self.card(name, schema=i < SCHEMA_HITS, score=score)
-                for i, (score, name) in enumerate(scored[:limit])]
+        return [
+            self.card(name, schema=i < SCHEMA_HITS, score=score)
+            for i, (score, name) in enumerate(scored[:limit])
+        ]
 
-    def card(self, name: str, *, schema: bool = True, score: float | None = None
-             ) -> dict[str, Any]:
+    def card(self, name: str, *, schema: bool = True, score: float | None = None) -> dict[str, Any]:
         e = self.get(name)
         stat = self.summary(name)
-        out: dict[str, Any] = {"name": e.name, "kind": e.kind, "description": e.description,
-                               "keywords": e.keywords, "in_prompt": name in self.prompt}
+        out: dict[str, Any] = {
+            "name": e.name,
+            "kind": e.kind,
+            "description": e.description,
+            "keywords": e.keywords,
+            "in_prompt": name in self.prompt,
+        }
         if e.plugin:
             out["plugin"] = e.plugin
         if score is not None:
@@ -183,8 +241,15 @@ class Registry:
         out["calls"] = stat["calls"]
         a = self.authored.tools.get(name)
         if a is not None:
-            out.update({"author": a.author, "maintainer": a.maintainer, "status": a.status,
-                        "version": a.version, "content_hash": a.content_hash})
+            out.update(
+                {
+                    "author": a.author,
+                    "maintainer": a.maintainer,
+                    "status": a.status,
+                    "version": a.version,
+                    "content_hash": a.content_hash,
+                }
+            )
             if a.problem:
                 out["problem"] = a.problem
         if schema:
@@ -213,24 +278,27 @@ class Registry:
         e = self.entries.get(name)
         if e is None:
             near = close_matches(name, list(self.entries))
-            raise NotFound(f"there is no tool named {name!r}",
-                           hint=("did you mean " + ", ".join(near) + "? " if near else "")
-                           + "find tools with tool_search(query=...) (from a shell: "
-                             "legion tools search WORDS)",
-                           candidates=near, kind="unknown_tool")
+            raise NotFound(
+                f"there is no tool named {name!r}",
+                hint=("did you mean " + ", ".join(near) + "? " if near else "")
+                + "find tools with tool_search(query=...) (from a shell: "
+                "legion tools search WORDS)",
+                candidates=near,
+                kind="unknown_tool",
+            )
         return e
 
     def summary(self, name: str) -> dict[str, Any]:
         """A tool's statistics and verdict, judged against its own timeout."""
-        return self.stats.summary(name, self._timeout(self.entries[name])
-                                  if name in self.entries else None)
+        return self.stats.summary(
+            name, self._timeout(self.entries[name]) if name in self.entries else None
+        )
 
     def _timeout(self, e: Entry) -> float:
         if e.kind == "authored":
             a = self.authored.tools[e.name]
             return min(a.timeout or 1e9, self.sandbox_timeout)
-        return (e.tool.timeout if e.tool and e.tool.timeout
-                else self.tool_timeout)
+        return e.tool.timeout if e.tool and e.tool.timeout else self.tool_timeout
 
     # -- calls ------------------------------------------------------------------------
 
@@ -242,24 +310,41 @@ class Registry:
         e = self.entries.get(call.name)
         if e is None:
             near = close_matches(call.name, list(self.entries))
-            return ToolResult(call, False, error_text(
-                f"there is no tool named {call.name!r}",
-                ("did you mean " + ", ".join(near) + "? " if near else "")
-                + "search the registry with tool_search(query=...), then call what it finds "
-                  "with tool_invoke(name=..., arguments={...})"), 0.0, "unknown_tool", misuse=True)
+            return ToolResult(
+                call,
+                False,
+                error_text(
+                    f"there is no tool named {call.name!r}",
+                    ("did you mean " + ", ".join(near) + "? " if near else "")
+                    + "search the registry with tool_search(query=...), then call what it finds "
+                    "with tool_invoke(name=..., arguments={...})",
+                ),
+                0.0,
+                "unknown_tool",
+                misuse=True,
+            )
         if e.tool is not None:
             if e.plugin:
                 # A plugin's tool gets the public context alone (never the kernel's
                 # services), with its own `[plugins.settings.NAME]` table.
-                ctx = ToolContext(agent_id=ctx.agent_id, session_id=ctx.session_id,
-                                  call_event=ctx.call_event, hops=ctx.hops,
-                                  settings=self.plugin_settings.get(e.plugin, {}))
+                ctx = ToolContext(
+                    agent_id=ctx.agent_id,
+                    session_id=ctx.session_id,
+                    call_event=ctx.call_event,
+                    hops=ctx.hops,
+                    settings=self.plugin_settings.get(e.plugin, {}),
+                )
             result = await e.tool.invoke(call, ctx, time_limit)
         else:
             result = await self._call_authored(call, ctx, time_limit)
         result.duration_ms = round((time.perf_counter() - start) * 1000, 3)
-        self.stats.record(call.name, result.duration_ms, result.ok, result.misuse,
-                          None if result.ok else result.content)
+        self.stats.record(
+            call.name,
+            result.duration_ms,
+            result.ok,
+            result.misuse,
+            None if result.ok else result.content,
+        )
         return result
 
     async def _invoke(self, call: ToolCall, ctx: ToolContext, time_limit: float) -> ToolResult:
@@ -267,45 +352,80 @@ class Registry:
         try:
             args = meta.parse(call.arguments)
         except ToolError as exc:
-            return ToolResult(call, False, error_text(str(exc), exc.hint), 0.0, "bad_arguments",
-                              misuse=True)
+            return ToolResult(
+                call, False, error_text(str(exc), exc.hint), 0.0, "bad_arguments", misuse=True
+            )
         arguments = args.arguments
         if isinstance(arguments, str):
             try:
                 arguments = json.loads(arguments) if arguments.strip() else {}
             except json.JSONDecodeError:
-                return ToolResult(call, False, error_text(
-                    "arguments is a string that is not JSON",
-                    'pass arguments as an object, e.g. {"name": "http_get", '
-                    '"arguments": {"url": "http://..."}}'), 0.0, "bad_arguments")
+                return ToolResult(
+                    call,
+                    False,
+                    error_text(
+                        "arguments is a string that is not JSON",
+                        'pass arguments as an object, e.g. {"name": "http_get", '
+                        '"arguments": {"url": "http://..."}}',
+                    ),
+                    0.0,
+                    "bad_arguments",
+                )
         if args.name == "tool_invoke":
-            return ToolResult(call, False, error_text(
-                "tool_invoke cannot invoke itself", "name the tool you want to run"), 0.0,
-                "bad_arguments")
+            return ToolResult(
+                call,
+                False,
+                error_text("tool_invoke cannot invoke itself", "name the tool you want to run"),
+                0.0,
+                "bad_arguments",
+            )
         inner = ToolCall(id=call.id, name=args.name, arguments=json.dumps(arguments))
         result = await self.run(inner, ctx, time_limit)
-        return ToolResult(call, result.ok, result.content, result.duration_ms, result.error_kind,
-                          result.misuse)
+        return ToolResult(
+            call, result.ok, result.content, result.duration_ms, result.error_kind, result.misuse
+        )
 
-    async def _call_authored(self, call: ToolCall, ctx: ToolContext, time_limit: float
-                             ) -> ToolResult:
+    async def _call_authored(
+        self, call: ToolCall, ctx: ToolContext, time_limit: float
+    ) -> ToolResult:
         a: Authored = self.authored.tools[call.name]
         if a.status != "ok":
             mine = ctx.agent_id in (a.author, a.maintainer)
-            return ToolResult(call, False, error_text(
-                f"{a.name} does not build: {a.problem}",
-                "fix it with tool_read and tool_edit" if mine
-                else f"ask its maintainer {a.maintainer} to fix it"), 0.0, "broken")
+            return ToolResult(
+                call,
+                False,
+                error_text(
+                    f"{a.name} does not build: {a.problem}",
+                    "fix it with tool_read and tool_edit"
+                    if mine
+                    else f"ask its maintainer {a.maintainer} to fix it",
+                ),
+                0.0,
+                "broken",
+            )
         try:
             raw = json.loads(call.arguments) if call.arguments.strip() else {}
         except json.JSONDecodeError as exc:
-            return ToolResult(call, False, error_text(
-                f"the arguments are not valid JSON ({exc.msg} at position {exc.pos})",
-                f"signature: {a.signature()}"), 0.0, "bad_arguments", misuse=True)
+            return ToolResult(
+                call,
+                False,
+                error_text(
+                    f"the arguments are not valid JSON ({exc.msg} at position {exc.pos})",
+                    f"signature: {a.signature()}",
+                ),
+                0.0,
+                "bad_arguments",
+                misuse=True,
+            )
         if not isinstance(raw, dict):
-            return ToolResult(call, False, error_text(
-                "the arguments must be a JSON object", f"signature: {a.signature()}"), 0.0,
-                "bad_arguments", misuse=True)
+            return ToolResult(
+                call,
+                False,
+                error_text("the arguments must be a JSON object", f"signature: {a.signature()}"),
+                0.0,
+                "bad_arguments",
+                misuse=True,
+            )
         # The sandbox has its own, shorter clock; this one only guards against a
         # runner that never reports.
         with anyio.move_on_after(time_limit + 10):
@@ -318,9 +438,14 @@ class Registry:
                 return ToolResult(call, True, content, 0.0)
             kind = res.get("kind", "crash")
             if kind == "bad_arguments":
-                return ToolResult(call, False, error_text(
-                    explain(res.get("error", "")), f"signature: {a.signature()}"), 0.0, kind,
-                    misuse=True)
+                return ToolResult(
+                    call,
+                    False,
+                    error_text(explain(res.get("error", "")), f"signature: {a.signature()}"),
+                    0.0,
+                    kind,
+                    misuse=True,
+                )
             message = res.get("error", "the tool failed")
             if res.get("traceback"):
                 message += f" ({res['traceback']})"
@@ -328,19 +453,29 @@ class Registry:
                 # What it printed before failing is often the best clue.
                 message += f"; it printed: {res['stdout'][-500:]}"
             return ToolResult(call, False, error_text(message, res.get("hint", "")), 0.0, kind)
-        return ToolResult(call, False, error_text(f"{a.name} did not report back", ""), 0.0,
-                          "timeout")
+        return ToolResult(
+            call, False, error_text(f"{a.name} did not report back", ""), 0.0, "timeout"
+        )
 
     # -- for the CLI and RPC ---------------------------------------------------------
 
     def listing(self, kind: str | None = None) -> list[dict[str, Any]]:
-        return [self.card(n, schema=False) for n in sorted(self.entries)
-                if kind is None or self.entries[n].kind == kind]
+        return [
+            self.card(n, schema=False)
+            for n in sorted(self.entries)
+            if kind is None or self.entries[n].kind == kind
+        ]
 
     def check_agent_bound(self, name: str, agent: str | None) -> None:
         """Kernel and builtin tools act for an agent: a shell run must name one."""
         e = self.get(name)
-        if agent is None and e.kind in ("kernel", "builtin") and e.tool is not None \
-                and e.tool.wants_context:
-            raise InvalidParams(f"{name} acts for an agent; say which",
-                                hint=f"legion tools run {name} --agent ID ...")
+        if (
+            agent is None
+            and e.kind in ("kernel", "builtin")
+            and e.tool is not None
+            and e.tool.wants_context
+        ):
+            raise InvalidParams(
+                f"{name} acts for an agent; say which",
+                hint=f"legion tools run {name} --agent ID ...",
+            )

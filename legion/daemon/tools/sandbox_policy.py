@@ -53,8 +53,14 @@ def _outermost(paths: list[str]) -> list[str]:
 
 def interpreter_paths() -> list[str]:
     """Everything this interpreter reads to start and import msgspec."""
-    paths = [sys.prefix, sys.exec_prefix, sys.base_prefix, sys.base_exec_prefix,
-             os.path.dirname(_real(sys.executable)), os.path.dirname(sys.executable)]
+    paths = [
+        sys.prefix,
+        sys.exec_prefix,
+        sys.base_prefix,
+        sys.base_exec_prefix,
+        os.path.dirname(_real(sys.executable)),
+        os.path.dirname(sys.executable),
+    ]
     paths += [p for p in site.getsitepackages() if os.path.isdir(p)]
     # The runner and the kernel module beside it.
     paths.append(str(Path(__file__).resolve().parent))
@@ -98,41 +104,60 @@ class Policy:
             secrets.append(self.socket)
         self.mask = [s for s in secrets if os.path.lexists(s) and not os.path.islink(s)]
         etc = kernel.complement("/etc", [s for s in secrets if s.startswith("/etc/")])
-        tool_hide = [self.home, *([uhome] if uhome else []),
-                     *(d for d in TOOL_HIDDEN if os.path.isdir(d))]
+        tool_hide = [
+            self.home,
+            *([uhome] if uhome else []),
+            *(d for d in TOOL_HIDDEN if os.path.isdir(d)),
+        ]
         # The resolver's file may live under /run (systemd-resolved): a tool
         # with the network keeps it.
         resolv = _real("/etc/resolv.conf")
         self.resolv_dir = os.path.dirname(resolv) if not resolv.startswith("/etc/") else ""
         self.tool = View(
-            hide=_outermost(tool_hide), keep=self.keep,
+            hide=_outermost(tool_hide),
+            keep=self.keep,
             mask=[m for m in self.mask if not any(m.startswith(h + "/") for h in tool_hide)],
             read=[*(d for d in SYSTEM_DIRS if os.path.exists(d)), *etc, *self.keep, *DEV_READ],
-            write=[*DEV_WRITE], private_tmp=True, scope_unix=True)
+            write=[*DEV_WRITE],
+            private_tmp=True,
+            scope_unix=True,
+        )
         # A command observes the machine: it reads everything but the daemon's
         # home, the credentials and the devices (a root daemon could read a raw
         # disk), and may reach the network.
         self.command = View(
-            hide=[self.home], keep=self.keep, mask=self.mask,
+            hide=[self.home],
+            keep=self.keep,
+            mask=self.mask,
             read=[*kernel.complement("/", [self.home, "/dev", *secrets]), *DEV_READ],
-            write=[*DEV_WRITE], private_tmp=False, scope_unix=False)
+            write=[*DEV_WRITE],
+            private_tmp=False,
+            scope_unix=False,
+        )
 
     def view(self, tool: bool) -> View:
         return self.tool if tool else self.command
 
-    def request(self, *, tool: bool, workdir: str, level: str, network: bool,
-                tmp_mb: int) -> dict[str, object]:
+    def request(
+        self, *, tool: bool, workdir: str, level: str, network: bool, tmp_mb: int
+    ) -> dict[str, object]:
         """The runner's part of a request: the view it builds (namespaces
         level) and its Landlock rules (every level)."""
         v = self.view(tool)
         workdir = _real(workdir)
         keep = [*v.keep, self.resolv_dir] if tool and network and self.resolv_dir else v.keep
-        read = [*v.read, workdir, *keep[len(v.keep):]]
+        read = [*v.read, workdir, *keep[len(v.keep) :]]
         write = [*v.write, workdir]
         out: dict[str, object] = {}
         if level == "namespaces":
-            out["view"] = {"hide": v.hide, "keep": keep, "mask": v.mask, "workdir": workdir,
-                           "private_tmp": v.private_tmp, "tmp_mb": tmp_mb}
+            out["view"] = {
+                "hide": v.hide,
+                "keep": keep,
+                "mask": v.mask,
+                "workdir": workdir,
+                "private_tmp": v.private_tmp,
+                "tmp_mb": tmp_mb,
+            }
         if level != "process" and tool:
             # A fresh /proc (only the run's processes) and a private /tmp; at
             # the process level /proc stays out of a tool's reach, and TMPDIR
@@ -142,8 +167,17 @@ class Policy:
         out["landlock"] = {"read": read, "write": write, "scope_unix": v.scope_unix}
         return out
 
-    def bwrap(self, binary: str, *, tool: bool, workdir: str, network: bool, cwd: str,
-              tmp_mb: int, sized: bool) -> list[str]:
+    def bwrap(
+        self,
+        binary: str,
+        *,
+        tool: bool,
+        workdir: str,
+        network: bool,
+        cwd: str,
+        tmp_mb: int,
+        sized: bool,
+    ) -> list[str]:
         """bwrap options for the same view. Binds come after the tmpfs mounts
         they punch through (bwrap applies its options in order and reads the
         sources from the host), so a venv under /tmp or the home works."""

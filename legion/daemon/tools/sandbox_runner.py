@@ -28,13 +28,38 @@ from typing import Any
 
 OUTPUT_LIMIT = 16 * 1024
 # Audit events that start or replace processes.
-PROCESS_EVENTS = {"os.fork", "os.forkpty", "os.system", "os.exec", "os.posix_spawn",
-                  "os.spawn", "subprocess.Popen", "os.kill", "os.killpg", "pty.spawn"}
+PROCESS_EVENTS = {
+    "os.fork",
+    "os.forkpty",
+    "os.system",
+    "os.exec",
+    "os.posix_spawn",
+    "os.spawn",
+    "subprocess.Popen",
+    "os.kill",
+    "os.killpg",
+    "pty.spawn",
+}
 # Audit events whose first argument is a path the call changes.
-PATH_WRITE_EVENTS = {"os.remove", "os.rename", "os.rmdir", "os.mkdir", "os.chmod", "os.chown",
-                     "os.link", "os.symlink", "os.truncate", "os.utime", "shutil.rmtree",
-                     "os.chflags", "os.lchflags", "os.setxattr", "os.removexattr",
-                     "shutil.move", "shutil.copytree"}
+PATH_WRITE_EVENTS = {
+    "os.remove",
+    "os.rename",
+    "os.rmdir",
+    "os.mkdir",
+    "os.chmod",
+    "os.chown",
+    "os.link",
+    "os.symlink",
+    "os.truncate",
+    "os.utime",
+    "shutil.rmtree",
+    "os.chflags",
+    "os.lchflags",
+    "os.setxattr",
+    "os.removexattr",
+    "shutil.move",
+    "shutil.copytree",
+}
 WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
 
 
@@ -71,7 +96,7 @@ def main() -> None:
     sys.stdout = captured
     result = run_tool(req, captured)
     # What the tool printed shares the result's budget, so both always fit.
-    result["stdout"] = captured.getvalue()[-min(OUTPUT_LIMIT, req.get("output_bytes", 0) // 8):]
+    result["stdout"] = captured.getvalue()[-min(OUTPUT_LIMIT, req.get("output_bytes", 0) // 8) :]
     emit(out_fd, result)
 
 
@@ -115,11 +140,16 @@ def confine(req: dict[str, Any], out_fd: int) -> list[str]:
         notes += [] if network else ["net-ns"]
         # From here this is PID 1 of the run; the first process waits for it.
         kernel.become_init(out_fd)
-        notes += kernel.build_view(hide=view["hide"], keep=view["keep"],
-                                   workdir=view["workdir"], private_tmp=view["private_tmp"],
-                                   mask=view["mask"], tmp_mb=view["tmp_mb"],
-                                   # The run's own tasks, its threads, and PID 1.
-                                   pids=limits["processes"] + limits.get("threads", 0) + 2)
+        notes += kernel.build_view(
+            hide=view["hide"],
+            keep=view["keep"],
+            workdir=view["workdir"],
+            private_tmp=view["private_tmp"],
+            mask=view["mask"],
+            tmp_mb=view["tmp_mb"],
+            # The run's own tasks, its threads, and PID 1.
+            pids=limits["processes"] + limits.get("threads", 0) + 2,
+        )
     os.chdir(req["workdir"])
     os.umask(0o077)
     mb = 1024 * 1024
@@ -132,15 +162,21 @@ def confine(req: dict[str, Any], out_fd: int) -> list[str]:
     if os.geteuid() != 0:
         # RLIMIT_NPROC counts every task of the user, the daemon's threads too:
         # the allowance is what runs now plus what the tool may start.
-        _limit(resource.RLIMIT_NPROC,
-               user_tasks(os.getuid()) + limits["processes"] + limits.get("threads", 0))
+        _limit(
+            resource.RLIMIT_NPROC,
+            user_tasks(os.getuid()) + limits["processes"] + limits.get("threads", 0),
+        )
         notes.append("nproc")
     kernel.drop_capabilities()
     notes.append("no-capabilities")
     policy = req.get("landlock")
     if policy is not None:
-        note = kernel.landlock(read=policy["read"], write=policy["write"], network=network,
-                               scope_unix=policy["scope_unix"])
+        note = kernel.landlock(
+            read=policy["read"],
+            write=policy["write"],
+            network=network,
+            scope_unix=policy["scope_unix"],
+        )
         notes += [note] if note else []
     if view is not None:
         # PID 1 stays a small init: it starts the run as its child (a plain
@@ -200,15 +236,17 @@ class Guard:
 
     def inside(self, path: Any) -> bool:
         real = os.path.realpath(os.fsdecode(path))
-        return real == self.workdir or real.startswith(self.workdir + os.sep) or real in (
-            "/dev/null", "/dev/zero", "/dev/urandom")
+        return (
+            real == self.workdir
+            or real.startswith(self.workdir + os.sep)
+            or real in ("/dev/null", "/dev/zero", "/dev/urandom")
+        )
 
     def readable(self, path: Any) -> bool:
         if self.inside(path):
             return True
         real = os.path.realpath(os.fsdecode(path))
-        if real.startswith("/proc/") and not real.startswith((self.self_proc + "/",
-                                                               "/proc/self/")):
+        if real.startswith("/proc/") and not real.startswith((self.self_proc + "/", "/proc/self/")):
             parts = real.split("/")
             if len(parts) > 2 and parts[2].isdigit():
                 return False
@@ -223,31 +261,43 @@ class Guard:
                 return
             writing = any(c in str(mode or "") for c in "wax+") or bool((flags or 0) & WRITE_FLAGS)
             if writing and not self.inside(path):
-                raise PermissionError(f"writing {os.fsdecode(path)!r} is not allowed: a tool may "
-                                      f"write only inside its working directory {self.workdir}")
+                raise PermissionError(
+                    f"writing {os.fsdecode(path)!r} is not allowed: a tool may "
+                    f"write only inside its working directory {self.workdir}"
+                )
             if not self.readable(path):
-                raise PermissionError(f"reading {os.fsdecode(path)!r} is not allowed in the "
-                                      "sandbox")
+                raise PermissionError(
+                    f"reading {os.fsdecode(path)!r} is not allowed in the sandbox"
+                )
         elif event in PATH_WRITE_EVENTS:
             for arg in args[:2]:
                 if isinstance(arg, (str, bytes, os.PathLike)) and not self.inside(arg):
-                    raise PermissionError(f"{event} on {os.fsdecode(arg)!r} is not allowed: "
-                                          f"only inside {self.workdir}")
+                    raise PermissionError(
+                        f"{event} on {os.fsdecode(arg)!r} is not allowed: "
+                        f"only inside {self.workdir}"
+                    )
         elif event in PROCESS_EVENTS:
             if not self.processes:
-                raise PermissionError(f"{event}: starting processes is not allowed in the "
-                                      "sandbox (a person may allow some with "
-                                      "tools.sandbox.processes in config.toml)")
-        elif event == "socket.__new__" and not self.network and len(args) > 1 and (
-                args[1] != 1):  # AF_UNIX: the daemon's socket is refused below
+                raise PermissionError(
+                    f"{event}: starting processes is not allowed in the "
+                    "sandbox (a person may allow some with "
+                    "tools.sandbox.processes in config.toml)"
+                )
+        elif (
+            event == "socket.__new__" and not self.network and len(args) > 1 and (args[1] != 1)
+        ):  # AF_UNIX: the daemon's socket is refused below
             # Said here because the kernel (seccomp) refuses socket() with a
             # bare EACCES that tells the agent nothing.
-            raise PermissionError("network access is not allowed; a tool that needs it must "
-                                  "be written with network=true")
+            raise PermissionError(
+                "network access is not allowed; a tool that needs it must "
+                "be written with network=true"
+            )
         elif event in ("socket.connect", "socket.bind", "socket.sendto", "socket.sendmsg"):
             if not self.network:
-                raise PermissionError("network access is not allowed; a tool that needs it must "
-                                      "be written with network=true")
+                raise PermissionError(
+                    "network access is not allowed; a tool that needs it must "
+                    "be written with network=true"
+                )
             sock, addr = args[0], args[1] if len(args) > 1 else None
             if isinstance(addr, (str, bytes)) and not self.readable(addr):
                 raise PermissionError("connecting to the daemon's socket is not allowed")
@@ -281,18 +331,29 @@ def run_tool(req: dict[str, Any], captured: io.StringIO) -> dict[str, Any]:
     except MemoryError:
         return memory_error(req)
     except BaseException as exc:
-        return {"ok": False, "kind": "build", "error": f"importing the tool failed: "
-                f"{type(exc).__name__}: {exc}", "traceback": tool_traceback(exc, filename)}
+        return {
+            "ok": False,
+            "kind": "build",
+            "error": f"importing the tool failed: {type(exc).__name__}: {exc}",
+            "traceback": tool_traceback(exc, filename),
+        }
     fn = ns.get(req["entry"])
     if not callable(fn):
-        return {"ok": False, "kind": "build",
-                "error": f"the source defines no function {req['entry']!r}"}
+        return {
+            "ok": False,
+            "kind": "build",
+            "error": f"the source defines no function {req['entry']!r}",
+        }
     try:
         args_type = signature_struct(fn, name, msgspec)
     except Exception as exc:
-        return {"ok": False, "kind": "build", "error": f"the signature cannot be typed: {exc}",
-                "hint": "annotate every parameter with a JSON type: str, int, float, bool, "
-                        "list[...], dict[str, ...], or a Literal"}
+        return {
+            "ok": False,
+            "kind": "build",
+            "error": f"the signature cannot be typed: {exc}",
+            "hint": "annotate every parameter with a JSON type: str, int, float, bool, "
+            "list[...], dict[str, ...], or a Literal",
+        }
     if req["mode"] == "build":
         schema = msgspec.json.schema(args_type)
         defs = schema.pop("$defs", {})
@@ -302,8 +363,12 @@ def run_tool(req: dict[str, Any], captured: io.StringIO) -> dict[str, Any]:
         schema.pop("title", None)
         if defs:
             schema["$defs"] = defs
-        out: dict[str, Any] = {"ok": True, "schema": schema,
-                               "doc": inspect.getdoc(fn) or "", "selftest": "none"}
+        out: dict[str, Any] = {
+            "ok": True,
+            "schema": schema,
+            "doc": inspect.getdoc(fn) or "",
+            "selftest": "none",
+        }
         test = ns.get("test")
         if callable(test):
             try:
@@ -332,17 +397,29 @@ def run_tool(req: dict[str, Any], captured: io.StringIO) -> dict[str, Any]:
         limit = req.get("output_bytes", 256 * 1024) * 3 // 4
         if len(text) > limit:
             # Cut, and say so: the model sees the start and knows it is partial.
-            return {"ok": True, "value": text[:limit], "truncated": True,
-                    "note": f"the result was {len(text)} bytes; only the first {limit} are shown"}
+            return {
+                "ok": True,
+                "value": text[:limit],
+                "truncated": True,
+                "note": f"the result was {len(text)} bytes; only the first {limit} are shown",
+            }
         return {"ok": True, "value": json.loads(text)}
     except MemoryError:
         return memory_error(req)
     except RecursionError as exc:
-        return {"ok": False, "kind": "exception", "error": f"RecursionError: {exc}",
-                "traceback": tool_traceback(exc, filename)}
+        return {
+            "ok": False,
+            "kind": "exception",
+            "error": f"RecursionError: {exc}",
+            "traceback": tool_traceback(exc, filename),
+        }
     except BaseException as exc:
-        return {"ok": False, "kind": "exception", "error": f"{type(exc).__name__}: {exc}",
-                "traceback": tool_traceback(exc, filename)}
+        return {
+            "ok": False,
+            "kind": "exception",
+            "error": f"{type(exc).__name__}: {exc}",
+            "traceback": tool_traceback(exc, filename),
+        }
 
 
 def _await(value: Any) -> Any:
@@ -375,9 +452,12 @@ def signature_struct(fn: Any, name: str, msgspec: Any) -> Any:
 
 
 def memory_error(req: dict[str, Any]) -> dict[str, Any]:
-    return {"ok": False, "kind": "memory",
-            "error": f"the tool ran out of memory (limit {req['limits']['memory_mb']} MB)",
-            "hint": "process the data in smaller pieces"}
+    return {
+        "ok": False,
+        "kind": "memory",
+        "error": f"the tool ran out of memory (limit {req['limits']['memory_mb']} MB)",
+        "hint": "process the data in smaller pieces",
+    }
 
 
 def tool_traceback(exc: BaseException, filename: str) -> str:

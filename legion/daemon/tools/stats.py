@@ -70,11 +70,23 @@ class ToolStat:
             verdict, why = "watch", f"{failed} of the last {n} calls failed"
         elif timeout and p95 is not None and n >= MIN_CALLS and p95 > 0.8 * timeout * 1000:
             verdict, why = "watch", f"p95 latency {p95:.0f} ms is close to the {timeout:g}s timeout"
-        return {"name": self.name, "calls": self.calls, "failures": self.failures,
-                "misuses": self.misuses, "window": n, "failure_rate": round(rate, 3),
-                "p50_ms": _pct(lat, 50), "p95_ms": p95, "p99_ms": _pct(lat, 99),
-                "max_ms": round(lat[-1], 2) if lat else None, "verdict": verdict, "why": why,
-                "last_error": self.last_error, "last_used": self.last_used, "note": self.note}
+        return {
+            "name": self.name,
+            "calls": self.calls,
+            "failures": self.failures,
+            "misuses": self.misuses,
+            "window": n,
+            "failure_rate": round(rate, 3),
+            "p50_ms": _pct(lat, 50),
+            "p95_ms": p95,
+            "p99_ms": _pct(lat, 99),
+            "max_ms": round(lat[-1], 2) if lat else None,
+            "verdict": verdict,
+            "why": why,
+            "last_error": self.last_error,
+            "last_used": self.last_used,
+            "note": self.note,
+        }
 
 
 def _pct(values: list[float], p: float) -> float | None:
@@ -104,8 +116,9 @@ class Stats:
             s = self.tools[name] = ToolStat(name, self.window)
         return s
 
-    def record(self, name: str, ms: float, ok: bool, misuse: bool = False,
-               error: str | None = None) -> None:
+    def record(
+        self, name: str, ms: float, ok: bool, misuse: bool = False, error: str | None = None
+    ) -> None:
         self.get(name).record(ms, ok, misuse, error)
         self._dirty.add(name)
 
@@ -145,9 +158,18 @@ class Stats:
             if s is None:
                 gone.append(n)
                 continue
-            rows.append((n, s.calls, s.failures, s.misuses,
-                         json.dumps([[round(ms, 2), int(ok)] for ms, ok in s.recent]),
-                         s.last_error, s.last_used, s.note))
+            rows.append(
+                (
+                    n,
+                    s.calls,
+                    s.failures,
+                    s.misuses,
+                    json.dumps([[round(ms, 2), int(ok)] for ms, ok in s.recent]),
+                    s.last_error,
+                    s.last_used,
+                    s.note,
+                )
+            )
 
         def job(db: Any) -> None:
             db.executemany("DELETE FROM tool_stats WHERE name = ?", [(n,) for n in gone])
@@ -157,7 +179,9 @@ class Stats:
                 " ON CONFLICT (name) DO UPDATE SET calls = excluded.calls,"
                 " failures = excluded.failures, misuses = excluded.misuses,"
                 " recent = excluded.recent, last_error = excluded.last_error,"
-                " last_used = excluded.last_used, verdict_note = excluded.verdict_note", rows)
+                " last_used = excluded.last_used, verdict_note = excluded.verdict_note",
+                rows,
+            )
 
         try:
             await self.store.writer.run(job)

@@ -72,8 +72,11 @@ class TcpProbe(_Config):
 
 
 CONFIGS: dict[str, type[_Config]] = {
-    "http_poll": HttpPoll, "cmd_watch": CmdWatch, "file_watch": FileWatch,
-    "process_watch": ProcessWatch, "tcp_probe": TcpProbe,
+    "http_poll": HttpPoll,
+    "cmd_watch": CmdWatch,
+    "file_watch": FileWatch,
+    "process_watch": ProcessWatch,
+    "tcp_probe": TcpProbe,
 }
 # What fires when no trigger is given: a change in what matters for the kind.
 DEFAULT_TRIGGERS = {
@@ -93,16 +96,27 @@ async def http_poll(cfg: HttpPoll) -> dict[str, Any]:
         async with httpx.AsyncClient(timeout=cfg.timeout, follow_redirects=True) as client:
             r = await client.request(cfg.method, cfg.url, headers=cfg.headers)
     except httpx.HTTPError as exc:
-        return {"ok": False, "status": None, "body": None, "json": None,
-                "error": f"{type(exc).__name__}: {exc}"[:300],
-                "elapsed_ms": round((time.perf_counter() - start) * 1000, 1)}
+        return {
+            "ok": False,
+            "status": None,
+            "body": None,
+            "json": None,
+            "error": f"{type(exc).__name__}: {exc}"[:300],
+            "elapsed_ms": round((time.perf_counter() - start) * 1000, 1),
+        }
     body = r.text[:OUTPUT_LIMIT]
     try:
         parsed = json.loads(body) if body.lstrip()[:1] in ("{", "[") else None
     except ValueError:
         parsed = None
-    return {"ok": True, "status": r.status_code, "body": body, "json": parsed, "error": None,
-            "elapsed_ms": round((time.perf_counter() - start) * 1000, 1)}
+    return {
+        "ok": True,
+        "status": r.status_code,
+        "body": body,
+        "json": parsed,
+        "error": None,
+        "elapsed_ms": round((time.perf_counter() - start) * 1000, 1),
+    }
 
 
 async def tcp_probe(cfg: TcpProbe) -> dict[str, Any]:
@@ -117,12 +131,10 @@ async def tcp_probe(cfg: TcpProbe) -> dict[str, Any]:
         if isinstance(cause, BaseExceptionGroup) and cause.exceptions:
             cause = cause.exceptions[0]
         shown = cause if isinstance(cause, OSError) else exc
-        return {"up": False, "latency_ms": None,
-                "error": f"{type(shown).__name__}: {shown}"[:200]}
+        return {"up": False, "latency_ms": None, "error": f"{type(shown).__name__}: {shown}"[:200]}
     with contextlib.suppress(OSError):
         await stream.aclose()
-    return {"up": True, "latency_ms": round((time.perf_counter() - start) * 1000, 2),
-            "error": None}
+    return {"up": True, "latency_ms": round((time.perf_counter() - start) * 1000, 2), "error": None}
 
 
 async def process_watch(cfg: ProcessWatch) -> dict[str, Any]:
@@ -153,12 +165,19 @@ async def process_watch(cfg: ProcessWatch) -> dict[str, Any]:
 async def file_changes(cfg: FileWatch, stop: anyio.Event) -> AsyncIterator[dict[str, Any]]:
     import watchfiles
 
-    async for batch in watchfiles.awatch(cfg.path, debounce=cfg.debounce_ms,
-                                         recursive=cfg.recursive, stop_event=stop,
-                                         yield_on_timeout=False):
+    async for batch in watchfiles.awatch(
+        cfg.path,
+        debounce=cfg.debounce_ms,
+        recursive=cfg.recursive,
+        stop_event=stop,
+        yield_on_timeout=False,
+    ):
         changes = [{"change": change.name, "path": path} for change, path in sorted(batch)]
-        yield {"changes": changes[:100], "count": len(changes),
-               "paths": sorted({c["path"] for c in changes})[:100]}
+        yield {
+            "changes": changes[:100],
+            "count": len(changes),
+            "paths": sorted({c["path"] for c in changes})[:100],
+        }
 
 
 @hookimpl
@@ -166,9 +185,14 @@ def legion_watcher_kinds() -> list[WatcherKind]:
     """The built-in pollers, registered like any plugin's. cmd_watch (which runs
     in the sandbox) and file_watch (inotify, not polling) need the daemon's
     services and are wired by the watcher service itself."""
-    return [WatcherKind(name, CONFIGS[name], poll, DEFAULT_TRIGGERS[name])
-            for name, poll in (("http_poll", http_poll), ("tcp_probe", tcp_probe),
-                               ("process_watch", process_watch))]
+    return [
+        WatcherKind(name, CONFIGS[name], poll, DEFAULT_TRIGGERS[name])
+        for name, poll in (
+            ("http_poll", http_poll),
+            ("tcp_probe", tcp_probe),
+            ("process_watch", process_watch),
+        )
+    ]
 
 
 def check_config(kind: str, raw: dict[str, Any], table: Mapping[str, WatcherKind]) -> Any:
@@ -177,24 +201,34 @@ def check_config(kind: str, raw: dict[str, Any], table: Mapping[str, WatcherKind
 
     if kind not in table:
         near = close_matches(kind, list(table))
-        raise InvalidParams(f"unknown watcher kind {kind!r}",
-                            hint=(f"did you mean {near[0]!r}? " if near else "")
-                            + f"kinds: {', '.join(sorted(table))}", candidates=near)
+        raise InvalidParams(
+            f"unknown watcher kind {kind!r}",
+            hint=(f"did you mean {near[0]!r}? " if near else "")
+            + f"kinds: {', '.join(sorted(table))}",
+            candidates=near,
+        )
     struct = table[kind].config
     try:
         cfg = msgspec.convert(raw, struct, strict=False)
     except msgspec.ValidationError as exc:
         field, _kind, detail = problem(str(exc))
         fields = [f.name for f in msgspec.structs.fields(struct)]
-        raise InvalidParams(f"{kind} config: {field + ': ' if field else ''}{detail}",
-                            hint=f"{kind} takes: {', '.join(fields)}") from None
+        raise InvalidParams(
+            f"{kind} config: {field + ': ' if field else ''}{detail}",
+            hint=f"{kind} takes: {', '.join(fields)}",
+        ) from None
     if isinstance(cfg, ProcessWatch) and (cfg.name is None) == (cfg.pid is None):
-        raise InvalidParams("process_watch needs exactly one of name or pid",
-                            hint='e.g. {"name": "nginx"} or {"pid": 1234}')
+        raise InvalidParams(
+            "process_watch needs exactly one of name or pid",
+            hint='e.g. {"name": "nginx"} or {"pid": 1234}',
+        )
     if isinstance(cfg, CmdWatch) and cfg.cwd is not None and not Path(cfg.cwd).is_dir():
-        raise InvalidParams(f"cmd_watch: cwd {cfg.cwd} is not a directory",
-                            hint="leave cwd out to run in the agent's working directory")
+        raise InvalidParams(
+            f"cmd_watch: cwd {cfg.cwd} is not a directory",
+            hint="leave cwd out to run in the agent's working directory",
+        )
     if isinstance(cfg, FileWatch) and not Path(cfg.path).exists():
-        raise InvalidParams(f"file_watch: {cfg.path} does not exist",
-                            hint="watch an existing file or directory")
+        raise InvalidParams(
+            f"file_watch: {cfg.path} does not exist", hint="watch an existing file or directory"
+        )
     return cfg

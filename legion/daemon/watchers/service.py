@@ -49,8 +49,10 @@ from legion.errors import InvalidParams, NotFound, close_matches
 from legion.plugin import WatcherKind
 
 log = structlog.get_logger("legion.watchers")
-ACTION = re.compile(r"^(wake|silent|message:[a-z][a-z0-9_-]{0,62}|task:[\w .-]{0,64}|"
-                    r"tool:[a-z_][a-z0-9_]{0,63})$")
+ACTION = re.compile(
+    r"^(wake|silent|message:[a-z][a-z0-9_-]{0,62}|task:[\w .-]{0,64}|"
+    r"tool:[a-z_][a-z0-9_]{0,63})$"
+)
 PREVIEW = 1500
 PLACEHOLDER = re.compile(r"\{([A-Za-z0-9_.]+)\}")
 
@@ -61,15 +63,18 @@ async def _unused(cfg: Any) -> dict[str, Any]:
 
 def check_action(action: str) -> str:
     if not ACTION.match(action):
-        raise InvalidParams(f"invalid action {action!r}",
-                            hint="use wake, silent, message:AGENT, task:LANE or tool:NAME",
-                            kind="invalid_action")
+        raise InvalidParams(
+            f"invalid action {action!r}",
+            hint="use wake, silent, message:AGENT, task:LANE or tool:NAME",
+            kind="invalid_action",
+        )
     return action
 
 
 def fill(value: Any, obs: dict[str, Any]) -> Any:
     """`{field}` placeholders in tool arguments, from the observation."""
     if isinstance(value, str):
+
         def one(m: re.Match[str]) -> str:
             found = triggers.lookup(obs, m.group(1))
             return "" if found is None else str(found)  # 0 and false are values too
@@ -85,8 +90,9 @@ def fill(value: Any, obs: dict[str, Any]) -> Any:
 class TaskCreator(Protocol):
     """The task board as a `task:LANE` action uses it."""
 
-    async def create(self, viewer: str, title: str, *, body: str, lane: str, source: str,
-                     caused_by: int | None) -> Any: ...
+    async def create(
+        self, viewer: str, title: str, *, body: str, lane: str, source: str, caused_by: int | None
+    ) -> Any: ...
 
 
 class ToolNames(Protocol):
@@ -96,10 +102,18 @@ class ToolNames(Protocol):
 
 
 class Watchers:
-    def __init__(self, store: Store, bus: EventBus, agents: Supervisor, inbox: Inbox,
-                 tasks: TaskCreator, tools: ToolNames, sandbox: Sandbox,
-                 sandbox_cfg: SandboxConfig,
-                 plugin_kinds: dict[str, WatcherKind] | None = None) -> None:
+    def __init__(
+        self,
+        store: Store,
+        bus: EventBus,
+        agents: Supervisor,
+        inbox: Inbox,
+        tasks: TaskCreator,
+        tools: ToolNames,
+        sandbox: Sandbox,
+        sandbox_cfg: SandboxConfig,
+        plugin_kinds: dict[str, WatcherKind] | None = None,
+    ) -> None:
         self.store = store
         self.bus = bus
         self.agents = agents
@@ -111,10 +125,12 @@ class Watchers:
         # Plugin kinds (the built-in pollers among them); cmd_watch runs in the
         # sandbox and file_watch streams from inotify, so both are wired here.
         self.kinds: dict[str, WatcherKind] = dict(plugin_kinds or {})
-        self.kinds["cmd_watch"] = WatcherKind("cmd_watch", kinds.CmdWatch, _unused,
-                                              kinds.DEFAULT_TRIGGERS["cmd_watch"])
-        self.kinds["file_watch"] = WatcherKind("file_watch", kinds.FileWatch, _unused,
-                                               kinds.DEFAULT_TRIGGERS["file_watch"])
+        self.kinds["cmd_watch"] = WatcherKind(
+            "cmd_watch", kinds.CmdWatch, _unused, kinds.DEFAULT_TRIGGERS["cmd_watch"]
+        )
+        self.kinds["file_watch"] = WatcherKind(
+            "file_watch", kinds.FileWatch, _unused, kinds.DEFAULT_TRIGGERS["file_watch"]
+        )
         self._tg: Any = None
         self._scopes: dict[int, anyio.CancelScope] = {}
         self._changes: Any = None
@@ -123,7 +139,8 @@ class Watchers:
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         send, receive = anyio.create_memory_object_stream[tuple[str, str]](
-            max_buffer_size=1_000_000)
+            max_buffer_size=1_000_000
+        )
         self._changes = send
         async with anyio.create_task_group() as tg, receive:
             self._tg = tg
@@ -139,15 +156,15 @@ class Watchers:
             self._changes.send_nowait((action, agent_id))
 
     async def _apply(self, action: str, agent: str) -> None:
-        rows = await self.store.fetchall("SELECT * FROM watchers WHERE agent_id = ?",
-                                                  (agent,))
+        rows = await self.store.fetchall("SELECT * FROM watchers WHERE agent_id = ?", (agent,))
         for row in rows:
             self._halt(row["id"])
             if action == "resume":
                 self._start(row)
         if action == "destroy":
             await self.store.writer.run(
-                lambda db: db.execute("DELETE FROM watchers WHERE agent_id = ?", (agent,)))
+                lambda db: db.execute("DELETE FROM watchers WHERE agent_id = ?", (agent,))
+            )
 
     def _start(self, row: Any) -> None:
         rec = self.agents.agents.get(row["agent_id"])
@@ -190,12 +207,21 @@ class Watchers:
                     await anyio.sleep(row["interval"])
             except Exception as exc:
                 log.exception("watcher failed", watcher=wid)
-                await self.bus.emit(row["agent_id"], "watch.error", {
-                    "watcher": wid, "error": str(exc)[:300]}, source=f"watcher:{wid}")
+                await self.bus.emit(
+                    row["agent_id"],
+                    "watch.error",
+                    {"watcher": wid, "error": str(exc)[:300]},
+                    source=f"watcher:{wid}",
+                )
         self._scopes.pop(wid, None)
 
-    async def _consider(self, row: dict[str, Any], trigger: triggers.Trigger,
-                        obs: dict[str, Any], state: dict[str, Any]) -> None:
+    async def _consider(
+        self,
+        row: dict[str, Any],
+        trigger: triggers.Trigger,
+        obs: dict[str, Any],
+        state: dict[str, Any],
+    ) -> None:
         self.observations += 1
         previous = state["previous"]
         state["previous"] = obs
@@ -218,8 +244,13 @@ class Watchers:
         shown = shown if len(shown) <= PREVIEW else shown[:PREVIEW] + "…"
 
         data: dict[str, Any] = {
-            "watcher": wid, "kind": row["kind"], "trigger": row["trigger"], "action": action,
-            "observation": shown, "suppressed_before": suppressed}
+            "watcher": wid,
+            "kind": row["kind"],
+            "trigger": row["trigger"],
+            "action": action,
+            "observation": shown,
+            "suppressed_before": suppressed,
+        }
         if action.startswith("tool:"):
             # Filled from the whole observation here; the tool runs on this event.
             data["tool"] = action.split(":", 1)[1]
@@ -230,22 +261,34 @@ class Watchers:
             return insert(db, agent, "watch.fired", data, source=f"watcher:{wid}")
 
         fired = await self.store.writer.run(record, on_commit=self.bus.deliver)
-        text = (f"[watcher {wid} {row['kind']}] `{row['trigger']}` fired"
-                + (f" ({suppressed} more fires were suppressed by min_interval)"
-                   if suppressed else "") + f": {shown}")
+        text = (
+            f"[watcher {wid} {row['kind']}] `{row['trigger']}` fired"
+            + (f" ({suppressed} more fires were suppressed by min_interval)" if suppressed else "")
+            + f": {shown}"
+        )
         if action == "wake":
-            await self.inbox.deliver_automatic(agent, f"watcher:{wid}", text,
-                                               source=f"watcher:{wid}", caused_by=fired.id)
+            await self.inbox.deliver_automatic(
+                agent, f"watcher:{wid}", text, source=f"watcher:{wid}", caused_by=fired.id
+            )
         elif action.startswith("message:"):
             target = action.split(":", 1)[1]
             if target in self.agents.agents:
-                await self.inbox.deliver_automatic(target, f"watcher:{wid}", f"[from {agent}] "
-                                                   + text, source=f"watcher:{wid}",
-                                                   caused_by=fired.id)
+                await self.inbox.deliver_automatic(
+                    target,
+                    f"watcher:{wid}",
+                    f"[from {agent}] " + text,
+                    source=f"watcher:{wid}",
+                    caused_by=fired.id,
+                )
         elif action.startswith("task:"):
             await self.tasks.create(
-                agent, f"watcher {wid}: {row['trigger']}", body=text,
-                lane=action.split(":", 1)[1], source=f"watcher:{wid}", caused_by=fired.id)
+                agent,
+                f"watcher {wid}: {row['trigger']}",
+                body=text,
+                lane=action.split(":", 1)[1],
+                source=f"watcher:{wid}",
+                caused_by=fired.id,
+            )
 
     async def run_command(self, agent: str, cfg: kinds.CmdWatch) -> dict[str, Any]:
         """A cmd_watch observation, from the sandbox (limits, scrubbed environment,
@@ -253,17 +296,35 @@ class Watchers:
         argv = shlex.split(cfg.command) if isinstance(cfg.command, str) else list(cfg.command)
         try:
             return await self.sandbox.run_command(
-                argv, agent=agent, time_limit=cfg.timeout, env=cfg.env, cwd=cfg.cwd,
-                processes=self.sandbox_cfg.command_processes)
+                argv,
+                agent=agent,
+                time_limit=cfg.timeout,
+                env=cfg.env,
+                cwd=cfg.cwd,
+                processes=self.sandbox_cfg.command_processes,
+            )
         except OSError as exc:
-            return {"exit_code": None, "stdout": "", "stderr": f"cannot run {argv[0]!r}: {exc}",
-                    "timed_out": False}
+            return {
+                "exit_code": None,
+                "stdout": "",
+                "stderr": f"cannot run {argv[0]!r}: {exc}",
+                "timed_out": False,
+            }
 
     # -- the API ------------------------------------------------------------------
 
-    async def add(self, agent: str, kind: str, config: dict[str, Any], *,
-                  trigger: str | None = None, action: str = "wake", interval: float = 60.0,
-                  min_interval: float = 60.0, source: str = "rpc") -> dict[str, Any]:
+    async def add(
+        self,
+        agent: str,
+        kind: str,
+        config: dict[str, Any],
+        *,
+        trigger: str | None = None,
+        action: str = "wake",
+        interval: float = 60.0,
+        min_interval: float = 60.0,
+        source: str = "rpc",
+    ) -> dict[str, Any]:
         rec = self.agents.get(agent)
         check_action(action)
         raw = dict(config)
@@ -282,23 +343,29 @@ class Watchers:
             raise self.agents.not_found(target)
         if action.startswith("tool:") and target not in self.tools.names():
             near = close_matches(target, list(self.tools.names()))
-            raise InvalidParams(f"there is no tool named {target!r}",
-                                hint=("did you mean " + ", ".join(near) + "? " if near else "")
-                                + "`legion tools ls` lists every tool", kind="invalid_action",
-                                candidates=near)
+            raise InvalidParams(
+                f"there is no tool named {target!r}",
+                hint=("did you mean " + ", ".join(near) + "? " if near else "")
+                + "`legion tools ls` lists every tool",
+                kind="invalid_action",
+                candidates=near,
+            )
 
         def job(db: Any) -> tuple[int, Event]:
             wid = db.execute(
                 "INSERT INTO watchers (agent_id, kind, config, trigger, action, interval, "
                 "min_interval, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (agent, kind, json.dumps(raw), text, action, interval, min_interval,
-                 now_iso())).lastrowid
-            return wid, insert(db, agent, "watch.added", {
-                "watcher": wid, "kind": kind, "trigger": text, "action": action},
-                source=source)
+                (agent, kind, json.dumps(raw), text, action, interval, min_interval, now_iso()),
+            ).lastrowid
+            return wid, insert(
+                db,
+                agent,
+                "watch.added",
+                {"watcher": wid, "kind": kind, "trigger": text, "action": action},
+                source=source,
+            )
 
-        wid, _ = await self.store.writer.run(
-            job, on_commit=lambda r: self.bus.deliver(r[1]))
+        wid, _ = await self.store.writer.run(job, on_commit=lambda r: self.bus.deliver(r[1]))
         row = await self.store.fetchone("SELECT * FROM watchers WHERE id = ?", (wid,))
         view = self.describe(row)
         if rec.state is not State.STOPPED:
@@ -320,31 +387,46 @@ class Watchers:
     async def listing(self, agent: str) -> list[dict[str, Any]]:
         self.agents.get(agent)
         rows = await self.store.fetchall(
-            "SELECT * FROM watchers WHERE agent_id = ? ORDER BY id", (agent,))
+            "SELECT * FROM watchers WHERE agent_id = ? ORDER BY id", (agent,)
+        )
         return [self.describe(r) for r in rows]
 
     def describe(self, row: Any) -> dict[str, Any]:
-        return {"watcher": row["id"], "agent": row["agent_id"], "kind": row["kind"],
-                "config": json.loads(row["config"]), "trigger": row["trigger"],
-                "action": row["action"], "interval": row["interval"],
-                "min_interval": row["min_interval"], "last_fired_at": row["last_fired_at"],
-                "running": row["id"] in self._scopes}
+        return {
+            "watcher": row["id"],
+            "agent": row["agent_id"],
+            "kind": row["kind"],
+            "config": json.loads(row["config"]),
+            "trigger": row["trigger"],
+            "action": row["action"],
+            "interval": row["interval"],
+            "min_interval": row["min_interval"],
+            "last_fired_at": row["last_fired_at"],
+            "running": row["id"] in self._scopes,
+        }
 
     async def _own(self, agent: str, wid: int) -> Any:
         row = await self.store.fetchone(
-            "SELECT * FROM watchers WHERE id = ? AND agent_id = ?", (wid, agent))
+            "SELECT * FROM watchers WHERE id = ? AND agent_id = ?", (wid, agent)
+        )
         if row is None:
             ids = [str(w["watcher"]) for w in await self.listing(agent)]
-            raise NotFound(f"{agent} has no watcher {wid}",
-                           hint=f"its watchers: {', '.join(ids) or 'none'}", candidates=ids,
-                           kind="unknown_watcher")
+            raise NotFound(
+                f"{agent} has no watcher {wid}",
+                hint=f"its watchers: {', '.join(ids) or 'none'}",
+                candidates=ids,
+                kind="unknown_watcher",
+            )
         return row
 
 
-def test_trigger(trigger: str, observation: dict[str, Any],
-                 previous: dict[str, Any] | None = None) -> dict[str, Any]:
+def test_trigger(
+    trigger: str, observation: dict[str, Any], previous: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """Evaluate a trigger against sample observations, installing nothing."""
     t = triggers.parse(trigger)
-    return {"trigger": t.source, "fired": t.evaluate(observation, previous),
-            "compared_with_previous": previous is not None}
-
+    return {
+        "trigger": t.source,
+        "fired": t.evaluate(observation, previous),
+        "compared_with_previous": previous is not None,
+    }

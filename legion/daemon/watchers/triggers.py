@@ -53,8 +53,9 @@ class Trigger:
 def parse(source: str) -> Trigger:
     text = source.strip()
     if not text:
-        raise TriggerError("the trigger is empty",
-                           hint='write a condition such as: status != 200, changed(body)')
+        raise TriggerError(
+            "the trigger is empty", hint="write a condition such as: status != 200, changed(body)"
+        )
     try:
         tree = ast.parse(text, mode="eval")
     except SyntaxError as exc:
@@ -62,15 +63,41 @@ def parse(source: str) -> Trigger:
         raise TriggerError(
             f"trigger syntax error at column {col + 1}: {exc.msg}\n  {text}\n  {' ' * col}^",
             hint="conditions look like: status != 200, json.price < 100, changed(body), "
-            "exit_code != 0 and \"ERROR\" in stdout", data={"column": col + 1}) from None
+            'exit_code != 0 and "ERROR" in stdout',
+            data={"column": col + 1},
+        ) from None
     _check(tree.body, text)
     return Trigger(text, tree)
 
 
-_ALLOWED = (ast.BoolOp, ast.And, ast.Or, ast.UnaryOp, ast.Not, ast.USub, ast.Compare,
-            ast.Eq, ast.NotEq, ast.Lt, ast.LtE, ast.Gt, ast.GtE, ast.In, ast.NotIn,
-            ast.BinOp, ast.Add, ast.Sub, ast.Mult, ast.Div, ast.Constant, ast.Name,
-            ast.Attribute, ast.Call, ast.Load, ast.Subscript)
+_ALLOWED = (
+    ast.BoolOp,
+    ast.And,
+    ast.Or,
+    ast.UnaryOp,
+    ast.Not,
+    ast.USub,
+    ast.Compare,
+    ast.Eq,
+    ast.NotEq,
+    ast.Lt,
+    ast.LtE,
+    ast.Gt,
+    ast.GtE,
+    ast.In,
+    ast.NotIn,
+    ast.BinOp,
+    ast.Add,
+    ast.Sub,
+    ast.Mult,
+    ast.Div,
+    ast.Constant,
+    ast.Name,
+    ast.Attribute,
+    ast.Call,
+    ast.Load,
+    ast.Subscript,
+)
 
 
 def _check(node: ast.AST, text: str) -> None:
@@ -82,24 +109,34 @@ def _check(node: ast.AST, text: str) -> None:
                 _fail(sub, text, "unknown function; the functions are: " + ", ".join(FUNCTIONS))
             if sub.keywords:
                 _fail(sub, text, "functions take positional arguments only")
-        name = sub.id if isinstance(sub, ast.Name) else sub.attr \
-            if isinstance(sub, ast.Attribute) else ""
+        name = (
+            sub.id
+            if isinstance(sub, ast.Name)
+            else sub.attr
+            if isinstance(sub, ast.Attribute)
+            else ""
+        )
         if name.startswith("_"):
             # Fields are looked up in the observation's dict, never on objects; a
             # leading underscore is refused so that stays obvious.
             _fail(sub, text, f"{name!r}: field names cannot start with '_'")
         if isinstance(sub, ast.Subscript) and not isinstance(sub.slice, ast.Constant):
-            _fail(sub, text, "an index must be a number or a \"string\"")
-        if isinstance(sub, ast.Constant) and not isinstance(sub.value, int | float | str) \
-                and sub.value is not None:
-            _fail(sub, text, "only numbers and \"strings\" may be written as values")
+            _fail(sub, text, 'an index must be a number or a "string"')
+        if (
+            isinstance(sub, ast.Constant)
+            and not isinstance(sub.value, int | float | str)
+            and sub.value is not None
+        ):
+            _fail(sub, text, 'only numbers and "strings" may be written as values')
 
 
 def _fail(node: ast.AST, text: str, message: str) -> None:
     col = getattr(node, "col_offset", 0)
-    raise TriggerError(f"trigger error at column {col + 1}: {message}\n  {text}\n  {' ' * col}^",
-                       hint="see docs/watchers.md for the trigger language",
-                       data={"column": col + 1})
+    raise TriggerError(
+        f"trigger error at column {col + 1}: {message}\n  {text}\n  {' ' * col}^",
+        hint="see docs/watchers.md for the trigger language",
+        data={"column": col + 1},
+    )
 
 
 def lookup(obs: dict[str, Any] | None, path: str) -> Any:
@@ -189,8 +226,7 @@ class _Eval(ast.NodeVisitor):
                 return None
             if name == "previous":
                 return lookup(self.before, path)
-            return self.before is not None and lookup(self.before, path) != lookup(self.now,
-                                                                                   path)
+            return self.before is not None and lookup(self.before, path) != lookup(self.now, path)
         args = [self.visit(a) for a in node.args]
         try:
             if name == "len":
@@ -200,8 +236,11 @@ class _Eval(ast.NodeVisitor):
             if name == "contains":
                 return args[1] in args[0] if len(args) == 2 and args[0] is not None else False
             if name == "matches":
-                return bool(re.search(str(args[1]), str(args[0]))) if len(args) == 2 and \
-                    args[0] is not None else False
+                return (
+                    bool(re.search(str(args[1]), str(args[0])))
+                    if len(args) == 2 and args[0] is not None
+                    else False
+                )
         except (TypeError, re.error):
             return None
         return None
@@ -212,8 +251,9 @@ class _Eval(ast.NodeVisitor):
         for field in UP_FIELDS:
             if field in self.now:
                 was, now = bool(self.before.get(field)), bool(self.now.get(field))
-                return (was and not now) if name in ("went_down", "disappeared") else \
-                    (now and not was)
+                return (
+                    (was and not now) if name in ("went_down", "disappeared") else (now and not was)
+                )
         return False
 
 

@@ -18,8 +18,21 @@ EDGE_EXAMPLE = '{"edges": [["design", "build"], ["build", "test"]], "durations":
 
 
 @tool(
-    keywords=["dag", "graph", "dependencies", "dependency", "topological", "sort", "order",
-              "critical", "path", "cycle", "plan", "tasks", "project"],
+    keywords=[
+        "dag",
+        "graph",
+        "dependencies",
+        "dependency",
+        "topological",
+        "sort",
+        "order",
+        "critical",
+        "path",
+        "cycle",
+        "plan",
+        "tasks",
+        "project",
+    ],
 )
 def dag_analyze(
     edges: list[list[str]],
@@ -41,7 +54,8 @@ def dag_analyze(
         if len(edge) != 2 or not all(edge):
             raise ToolError(
                 f"edge {i} is {edge!r}; each edge must be a [from, to] pair of node names",
-                hint=f"e.g. {EDGE_EXAMPLE}")
+                hint=f"e.g. {EDGE_EXAMPLE}",
+            )
         a, b = edge
         nodes.setdefault(a)
         nodes.setdefault(b)
@@ -69,9 +83,16 @@ def dag_analyze(
             remaining[m] -= 1
             if remaining[m] == 0:
                 queue.append(m)
-    result: dict[str, Any] = {"nodes": len(nodes), "edges": len(seen), "cycles": [],
-                              "topological_order": None, "critical_path": None,
-                              "critical_length": None, "roots": roots, "leaves": leaves}
+    result: dict[str, Any] = {
+        "nodes": len(nodes),
+        "edges": len(seen),
+        "cycles": [],
+        "topological_order": None,
+        "critical_path": None,
+        "critical_length": None,
+        "roots": roots,
+        "leaves": leaves,
+    }
     if len(order) < len(nodes):
         # Only nodes Kahn could not place can be on a cycle: search just those.
         stuck = [n for n in nodes if remaining[n] > 0]
@@ -122,7 +143,7 @@ def _cycles(candidates: list[str], succ: dict[str, list[str]], limit: int) -> li
                     path.append(nxt)
                     stack.append((nxt, 0))
                 elif colour[nxt] == GREY:
-                    found.append([*path[index[nxt]:], nxt])
+                    found.append([*path[index[nxt] :], nxt])
                     if len(found) >= limit:
                         return found
             else:

@@ -26,20 +26,27 @@ def _check_url(url: str, name: str) -> None:
     scheme, sep, rest = url.strip().partition("://")
     if not sep:
         guess = f"https://{url.strip().lstrip('/')}"
-        raise ToolError(f"{url!r} is not a full URL (it has no http:// or https://)",
-                        hint=f"give the whole URL, e.g. {guess}", kind="bad_arguments")
+        raise ToolError(
+            f"{url!r} is not a full URL (it has no http:// or https://)",
+            hint=f"give the whole URL, e.g. {guess}",
+            kind="bad_arguments",
+        )
     if scheme.lower() not in ("http", "https"):
-        raise ToolError(f"{name} only fetches http:// and https:// URLs, not {scheme}://",
-                        hint="give a URL such as https://example.com/page; local files and "
-                             "other protocols are not reachable from this tool",
-                        kind="bad_arguments")
+        raise ToolError(
+            f"{name} only fetches http:// and https:// URLs, not {scheme}://",
+            hint="give a URL such as https://example.com/page; local files and "
+            "other protocols are not reachable from this tool",
+            kind="bad_arguments",
+        )
     if not rest.split("/", 1)[0]:
-        raise ToolError(f"{url!r} has no host name", hint="e.g. https://example.com/page",
-                        kind="bad_arguments")
+        raise ToolError(
+            f"{url!r} has no host name", hint="e.g. https://example.com/page", kind="bad_arguments"
+        )
 
 
-async def _download(url: str, headers: dict[str, str], seconds: float, limit: int,
-                    name: str) -> tuple[httpx.Response, bytes, bool]:
+async def _download(
+    url: str, headers: dict[str, str], seconds: float, limit: int, name: str
+) -> tuple[httpx.Response, bytes, bool]:
     """GET with redirects; at most `limit` bytes of body, and whether it was cut.
 
     `seconds` bounds the whole exchange: httpx's own timeouts are per read, and
@@ -48,8 +55,9 @@ async def _download(url: str, headers: dict[str, str], seconds: float, limit: in
     try:
         with anyio.fail_after(seconds):
             async with (
-                httpx.AsyncClient(follow_redirects=True, timeout=seconds,
-                                  headers={"User-Agent": USER_AGENT}) as client,
+                httpx.AsyncClient(
+                    follow_redirects=True, timeout=seconds, headers={"User-Agent": USER_AGENT}
+                ) as client,
                 client.stream("GET", url, headers=headers) as resp,
             ):
                 chunks: list[bytes] = []
@@ -62,21 +70,26 @@ async def _download(url: str, headers: dict[str, str], seconds: float, limit: in
                 raw = b"".join(chunks)
                 return resp, raw[:limit], size > limit
     except TimeoutError:
-        raise ToolError(f"{url} did not answer within {seconds:g}s",
-                        hint="try again later, or another source for the same information"
-                             + (" (or a larger timeout, up to 60)" if name == "http_get"
-                                else "")) from None
+        raise ToolError(
+            f"{url} did not answer within {seconds:g}s",
+            hint="try again later, or another source for the same information"
+            + (" (or a larger timeout, up to 60)" if name == "http_get" else ""),
+        ) from None
     except httpx.ConnectError as exc:
-        raise ToolError(f"could not connect to {httpx.URL(url).host}: {_cause(exc)}",
-                        hint="check the host name and port in the URL; the server may be down "
-                             "or the name misspelled") from None
+        raise ToolError(
+            f"could not connect to {httpx.URL(url).host}: {_cause(exc)}",
+            hint="check the host name and port in the URL; the server may be down "
+            "or the name misspelled",
+        ) from None
     except httpx.TooManyRedirects:
-        raise ToolError(f"{url} redirects in a loop",
-                        hint="try the site's canonical URL, or another source") from None
+        raise ToolError(
+            f"{url} redirects in a loop", hint="try the site's canonical URL, or another source"
+        ) from None
     except (httpx.HTTPError, httpx.InvalidURL, UnicodeError, ValueError) as exc:
-        raise ToolError(f"{name} could not get {url}: {_cause(exc)}",
-                        hint="check the URL (and for http_get the header names and values)"
-                        ) from None
+        raise ToolError(
+            f"{name} could not get {url}: {_cause(exc)}",
+            hint="check the URL (and for http_get the header names and values)",
+        ) from None
 
 
 def _cause(exc: BaseException) -> str:
@@ -90,8 +103,20 @@ def _cause(exc: BaseException) -> str:
     return text
 
 
-TEXT_TYPES = ("json", "xml", "javascript", "ecmascript", "x-www-form-urlencoded", "csv",
-              "yaml", "toml", "markdown", "x-sh", "sql", "graphql")
+TEXT_TYPES = (
+    "json",
+    "xml",
+    "javascript",
+    "ecmascript",
+    "x-www-form-urlencoded",
+    "csv",
+    "yaml",
+    "toml",
+    "markdown",
+    "x-sh",
+    "sql",
+    "graphql",
+)
 
 
 def _is_text(ctype: str, raw: bytes) -> bool:

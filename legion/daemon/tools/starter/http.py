@@ -16,14 +16,35 @@ from legion.plugin import tool
 from .fetching import MaxChars, _check_url, _download, _is_text
 
 # Response headers worth a model's tokens; the rest are transport noise.
-USEFUL_HEADERS = ("content-type", "content-length", "last-modified", "etag", "cache-control",
-                  "location", "retry-after", "link", "x-ratelimit-remaining",
-                  "x-ratelimit-reset")
+USEFUL_HEADERS = (
+    "content-type",
+    "content-length",
+    "last-modified",
+    "etag",
+    "cache-control",
+    "location",
+    "retry-after",
+    "link",
+    "x-ratelimit-remaining",
+    "x-ratelimit-reset",
+)
 
 
 @tool(
-    keywords=["http", "get", "url", "fetch", "download", "api", "request", "rest", "json",
-              "status", "headers", "endpoint"],
+    keywords=[
+        "http",
+        "get",
+        "url",
+        "fetch",
+        "download",
+        "api",
+        "request",
+        "rest",
+        "json",
+        "status",
+        "headers",
+        "endpoint",
+    ],
     timeout=75,  # above the largest `timeout` argument, so that one reports first
 )
 async def http_get(

@@ -21,10 +21,13 @@ from .fetching import MaxChars, _check_url, _download, _is_text
 # Many sites serve a bot wall or an empty shell to unknown clients; a page meant
 # for reading is fetched the way a desktop browser would ask for it.
 BROWSER_HEADERS = {
-    "User-Agent": ("Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 "
-                   "(KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36"),
-    "Accept": ("text/html,application/xhtml+xml,application/xml;q=0.9,"
-               "image/avif,image/webp,*/*;q=0.8"),
+    "User-Agent": (
+        "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 "
+        "(KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36"
+    ),
+    "Accept": (
+        "text/html,application/xhtml+xml,application/xml;q=0.9,image/avif,image/webp,*/*;q=0.8"
+    ),
     "Accept-Language": "en-US,en;q=0.9",
 }
 # HTML is mostly markup: read far more bytes than the text we keep, but never
@@ -34,8 +37,21 @@ FETCH_TIMEOUT = 20.0
 
 
 @tool(
-    keywords=["web", "page", "website", "html", "read", "browse", "url", "fetch", "article",
-              "text", "scrape", "link", "open"],
+    keywords=[
+        "web",
+        "page",
+        "website",
+        "html",
+        "read",
+        "browse",
+        "url",
+        "fetch",
+        "article",
+        "text",
+        "scrape",
+        "link",
+        "open",
+    ],
     timeout=FETCH_TIMEOUT + 10,
 )
 async def web_fetch(url: str, max_chars: MaxChars = 20000) -> dict[str, Any]:
@@ -54,7 +70,8 @@ async def web_fetch(url: str, max_chars: MaxChars = 20000) -> dict[str, Any]:
         raise ToolError(
             f"{resp.url} is {ctype or 'binary data'}, not a web page or text",
             hint="web_fetch reads HTML and text only; use http_get to see its status and "
-                 "headers, or look for an HTML page about the same thing")
+            "headers, or look for an HTML page about the same thing",
+        )
     base = ctype.split(";", 1)[0].strip().lower()
     title = ""
     if "html" in base or (not base and raw.lstrip()[:1] == b"<"):
@@ -93,12 +110,53 @@ def _html_charset(resp: httpx.Response, raw: bytes) -> str:
 
 # --- HTML to text -------------------------------------------------------------
 
-SKIP = frozenset({"script", "style", "nav", "footer", "noscript", "svg", "head", "template",
-                  "iframe", "object", "canvas"})
-BLOCK = frozenset({"p", "div", "section", "article", "main", "header", "aside", "ul", "ol",
-                   "dl", "dt", "dd", "table", "tr", "blockquote", "pre", "figure",
-                   "figcaption", "form", "fieldset", "address", "details", "summary", "hr",
-                   "br", "caption", "tbody", "thead"})
+SKIP = frozenset(
+    {
+        "script",
+        "style",
+        "nav",
+        "footer",
+        "noscript",
+        "svg",
+        "head",
+        "template",
+        "iframe",
+        "object",
+        "canvas",
+    }
+)
+BLOCK = frozenset(
+    {
+        "p",
+        "div",
+        "section",
+        "article",
+        "main",
+        "header",
+        "aside",
+        "ul",
+        "ol",
+        "dl",
+        "dt",
+        "dd",
+        "table",
+        "tr",
+        "blockquote",
+        "pre",
+        "figure",
+        "figcaption",
+        "form",
+        "fieldset",
+        "address",
+        "details",
+        "summary",
+        "hr",
+        "br",
+        "caption",
+        "tbody",
+        "thead",
+    }
+)
 # Blocks set apart by a blank line; the other blocks just start a new line.
 PARAGRAPHS = frozenset({"p", "ul", "ol", "dl", "table", "pre", "blockquote", "figure"})
 HEADINGS = {"h1": 1, "h2": 2, "h3": 3, "h4": 4, "h5": 5, "h6": 6}

@@ -30,13 +30,25 @@ async def count(cfg: CounterConfig) -> dict[str, Any]:
 
 
 class ProbeModel(CustomLLM):
-    async def astreaming(self, model: str, messages: list[Any], *args: Any,
-                         **kwargs: Any) -> AsyncIterator[Any]:
-        yield {"text": f"probe model {model} says hi", "is_finished": False,
-               "finish_reason": "", "usage": None, "index": 0, "tool_use": None}
-        yield {"text": "", "is_finished": True, "finish_reason": "stop", "index": 0,
-               "tool_use": None,
-               "usage": {"prompt_tokens": 3, "completion_tokens": 5, "total_tokens": 8}}
+    async def astreaming(
+        self, model: str, messages: list[Any], *args: Any, **kwargs: Any
+    ) -> AsyncIterator[Any]:
+        yield {
+            "text": f"probe model {model} says hi",
+            "is_finished": False,
+            "finish_reason": "",
+            "usage": None,
+            "index": 0,
+            "tool_use": None,
+        }
+        yield {
+            "text": "",
+            "is_finished": True,
+            "finish_reason": "stop",
+            "index": 0,
+            "tool_use": None,
+            "usage": {"prompt_tokens": 3, "completion_tokens": 5, "total_tokens": 8},
+        }
 
 
 class PingParams(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
