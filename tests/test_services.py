@@ -184,6 +184,7 @@ async def test_tool_calls_give_kernel_tools_their_context_and_run_watcher_action
             "memory",
             "board",
             "fleet",
+            "messaging",
             "scheduler",
             "watchers",
             "tools",

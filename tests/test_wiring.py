@@ -70,7 +70,7 @@ async def test_a_tell_wakes_its_agent(legion: Legion) -> None:
 
 async def test_an_agent_message_wakes_its_agent(legion: Legion) -> None:
     async def send() -> None:
-        await legion.fleet.message("alice", "bob", "please summarise", hops=0)
+        await legion.messaging.message("alice", "bob", "please summarise", hops=0)
 
     msg = await _next_message(legion, "bob", send)
     assert msg.final and msg.sender == "agent:alice"

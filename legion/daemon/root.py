@@ -32,8 +32,10 @@ from legion.daemon.agents import inbox as inbox_rows
 from legion.daemon.agents import proposals as proposal_rows
 from legion.daemon.agents.activity import Activity
 from legion.daemon.agents.budgets import Budgets
-from legion.daemon.agents.fleet import Fleet, forget_subscriptions
+from legion.daemon.agents.conversation import Conversations
+from legion.daemon.agents.fleet import Fleet
 from legion.daemon.agents.inbox import Inbox
+from legion.daemon.agents.messaging import Messaging, forget_subscriptions
 from legion.daemon.agents.proposals import Proposals
 from legion.daemon.agents.reflection import Reflection
 from legion.daemon.agents.runtime import Runtime
@@ -97,6 +99,7 @@ class Legion:
     backfill: Backfill | None
     board: Board
     fleet: Fleet
+    messaging: Messaging
     scheduler: Scheduler
     watchers: Watchers
     proposals: Proposals
@@ -206,8 +209,23 @@ async def assemble(
     await memory.prepare()
 
     board = Board(store, bus, agents, budgets.automatic_cap)
+    # The counts of the conversation bound, rebuilt from what is durable; shared by
+    # messaging (which checks them) and the fleet (a spawn's first message counts).
+    conversations = Conversations(cfg.agents)
+    await conversations.load(store)
+    messaging = Messaging(cfg.agents, store, bus, agents, inbox, budgets, conversations)
     fleet = Fleet(
-        cfg.agents, paths.home, store, bus, agents, models, board, inbox, activity, budgets
+        cfg.agents,
+        paths.home,
+        store,
+        bus,
+        agents,
+        models,
+        board,
+        inbox,
+        activity,
+        budgets,
+        conversations,
     )
     scheduler = Scheduler(store, bus, agents, models, inbox, board)
     watchers = Watchers(
@@ -225,6 +243,7 @@ async def assemble(
             memory=memory,
             board=board,
             fleet=fleet,
+            messaging=messaging,
             scheduler=scheduler,
             watchers=watchers,
             tools=registry,
@@ -241,7 +260,7 @@ async def assemble(
         budgets=budgets,
         tools=calls,
         memory=memory,
-        conversations=fleet,
+        conversations=messaging,
         config=cfg.agents,
         memory_tokens=cfg.memory.context_tokens,
         # The session-close nudge: a session may not end quietly while its
@@ -272,6 +291,7 @@ async def assemble(
         backfill=backfill,
         board=board,
         fleet=fleet,
+        messaging=messaging,
         scheduler=scheduler,
         watchers=watchers,
         proposals=proposals,
@@ -316,6 +336,7 @@ def _register_methods(d: Legion, plugin_methods: list[tuple[str, Any]]) -> None:
             agents=d.agents,
             board=d.board,
             fleet=d.fleet,
+            messaging=d.messaging,
             models=d.models,
             scheduler=d.scheduler,
         ),

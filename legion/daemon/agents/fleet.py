@@ -1,4 +1,4 @@
-"""The fleet: sub-agents, messages between agents, topics, and how agents end.
+"""The fleet: sub-agents, their caps and their tree, and how agents end.
 
 Runaway fan-out and runaway conversations must be impossible by construction:
 - every spawn (by a person or an agent) passes four caps: agents in the
@@ -7,11 +7,8 @@ Runaway fan-out and runaway conversations must be impossible by construction:
   one synchronous step (`reserve`), before the first await of the spawn, so
   spawns racing from one model turn, one RPC batch or many clients cannot pass
   a cap together; a spawn that fails gives its place back;
-- an agent-to-agent message carries the number of agent hops that led to it;
-  past `agents.max_hops` nothing more is delivered (the loop guard), and a
-  courtesy-only reply to an agent ("Thanks!") is filtered like IDLE;
-- the volume of a conversation between two agents is bounded too (messages
-  and the model calls they cause, in a window): see conversation.py.
+- messages between agents (a spawn's first message excepted) and topics are
+  messaging.py's, under the loop guard and the conversation bound.
 
 Lifecycle: a `ttl`, `terminate_on` conditions (a task done, a number of
 sessions) and `agent_self_destruct` end an agent at a session boundary (a ttl
@@ -25,7 +22,6 @@ Stopping or destroying an agent cascades to its descendants, whoever asks.
 from __future__ import annotations
 
 import contextlib
-import re
 import shutil
 import time
 from collections import deque
@@ -40,28 +36,21 @@ import structlog
 from anyio.abc import TaskStatus
 
 from legion.config import AgentsConfig
-from legion.daemon.agents import inbox, ledger, supervisor
+from legion.daemon.agents import inbox, ledger
 from legion.daemon.agents.activity import Activity
 from legion.daemon.agents.budgets import Budgets
-from legion.daemon.agents.conversation import (
-    Conversations,
-    Refusal,
-    agent_sender,
-    sender_agent,
-    trip_job,
-)
+from legion.daemon.agents.conversation import Conversations, sender_agent
 from legion.daemon.agents.inbox import Inbox
+from legion.daemon.agents.messaging import MAX_TEXT
 from legion.daemon.agents.model import AgentRecord, State
 from legion.daemon.agents.supervisor import Supervisor
-from legion.daemon.events import Event, EventBus, Lagged, insert, now_iso
+from legion.daemon.events import Event, EventBus, Lagged, insert
 from legion.daemon.llm.client import ModelClient
 from legion.daemon.store.database import Store
 from legion.errors import Conflict, InvalidParams, LegionError, PermissionDenied
 
 log = structlog.get_logger("legion.fleet")
 
-TOPIC = re.compile(r"^[a-z0-9][a-z0-9._/-]{0,63}$")
-MAX_TEXT = 64 * 1024
 RATE_WINDOW = 60.0
 
 
@@ -116,8 +105,7 @@ class Reservation:
 
 class Fleet:
     """The fleet's rules. It interrupts and asks about running sessions through
-    `Activity` (not the runtime, which runs the fleet's conversation guard in
-    its sessions: the runtime is built after the fleet and depends on it)."""
+    `Activity`, not the runtime: the runtime is built after the fleet."""
 
     def __init__(
         self,
@@ -131,6 +119,7 @@ class Fleet:
         inbox: Inbox,
         activity: Activity,
         budgets: Budgets,
+        conversations: Conversations,
     ) -> None:
         self.cfg = cfg
         self.home = home
@@ -145,7 +134,8 @@ class Fleet:
         self._spawns: dict[str, deque[float]] = {}
         # Spawns between their cap check and their commit, by agent id.
         self._pending: dict[str, Reservation] = {}
-        self.conversations = Conversations(self.cfg)
+        # A spawn's first message from an agent counts in the pair's conversation.
+        self.conversations = conversations
         # Agents that asked to end (self-destruct), ended after their session.
         self._ending: dict[str, tuple[str, int | None]] = {}
         self._changed = anyio.Event()
@@ -512,216 +502,6 @@ class Fleet:
         self._ending[agent] = (f"self-destructed: {reason}", caused_by)
         self._changed.set()
 
-    # -- messages -------------------------------------------------------------------------
-
-    def check_hops(self, sender: str, to: str, hops: int) -> None:
-        if hops > self.cfg.max_hops:
-            raise Conflict(
-                f"conversation loop guard: this exchange has already taken {hops - 1} agent "
-                f"hops (agents.max_hops = {self.cfg.max_hops}); the message to {to} was not "
-                "sent",
-                hint="stop messaging; finish with what you have and answer your sender (or IDLE)",
-                kind="loop_guard",
-                data={"cap": "agents.max_hops", "value": self.cfg.max_hops},
-            )
-
-    async def message(
-        self, sender: str, to: str, text: str, *, hops: int, caused_by: int | None = None
-    ) -> dict[str, Any]:
-        """agent_message: into the other agent's durable inbox, with the sender
-        recorded; its reply comes back the same way."""
-        if to == sender:
-            raise InvalidParams(
-                "you cannot message yourself",
-                hint="write a note to memory, or create a task for yourself",
-            )
-        self.agents.get(to)
-        _check_text(text)
-        hops += 1
-        if hops > self.cfg.max_hops:
-            await self.bus.emit(
-                sender,
-                "guard.conversation",
-                {"to": to, "hops": hops, "max_hops": self.cfg.max_hops},
-                caused_by=caused_by,
-                source=f"agent:{sender}",
-            )
-        self.check_hops(sender, to, hops)
-        refusal = self.conversations.admit_message(sender, to)
-        if refusal is not None:
-            if refusal.tripped:
-                await self.trip(refusal, sender, caused_by)
-            raise Conflict(
-                f"conversation bound: {refusal.sentence()}; the message to {to} was not sent",
-                hint=f"stop messaging {to}; finish with what you have and answer your sender "
-                "(or IDLE)",
-                kind="conversation_bound",
-                data={"cap": f"agents.conversation_{refusal.bound}", **refusal.data(self.cfg)},
-            )
-        msg = await self.inbox.deliver(
-            to, agent_sender(sender), text, hops=hops, source=f"agent:{sender}", caused_by=caused_by
-        )
-        return {
-            "message_id": msg.id,
-            "to": to,
-            "hops": hops,
-            "note": f"delivered to {to}'s inbox; its reply will come to yours",
-        }
-
-    # The conversation guard, as a session meets it (session.ConversationGuard).
-
-    def admit_call(self, peer: str, agent: str) -> Refusal | None:
-        return self.conversations.admit_call(peer, agent)
-
-    def admit_message(self, sender: str, to: str) -> Refusal | None:
-        return self.conversations.admit_message(sender, to)
-
-    def caps_of(self, refusal: Refusal) -> dict[str, int]:
-        return {a: self.budgets.automatic_cap(a) for a in refusal.pair}
-
-    async def trip(self, refusal: Refusal, by: str, caused_by: int | None) -> None:
-        """Record that a pair's conversation bound tripped, and tell both agents."""
-        caps = self.caps_of(refusal)
-        log.warning(
-            "conversation bound reached",
-            pair=refusal.pair,
-            bound=refusal.bound,
-            messages=refusal.messages,
-            model_calls=refusal.model_calls,
-        )
-
-        def job(db: Any) -> list[Event]:
-            return trip_job(db, refusal, self.cfg, by, caps, caused_by, "legion:fleet")
-
-        await self.store.writer.run(job, on_commit=self.bus.deliver)
-
-    # -- topics ---------------------------------------------------------------------------
-
-    async def subscribe(
-        self, agent: str, topic: str, on: bool = True, source: str = "rpc"
-    ) -> dict[str, Any]:
-        self.agents.get(agent)
-        _check_topic(topic)
-
-        def job(db: Any) -> Event:
-            if on:
-                db.execute(
-                    "INSERT OR IGNORE INTO subscriptions (agent_id, topic, created_at) "
-                    "VALUES (?, ?, ?)",
-                    (agent, topic, now_iso()),
-                )
-            else:
-                db.execute(
-                    "DELETE FROM subscriptions WHERE agent_id = ? AND topic = ?", (agent, topic)
-                )
-            count = db.execute(
-                "SELECT count(*) FROM subscriptions WHERE topic = ?", (topic,)
-            ).fetchone()[0]
-            return insert(
-                db,
-                agent,
-                "topic.subscribed" if on else "topic.unsubscribed",
-                {"topic": topic, "subscribers": count},
-                source=source,
-            )
-
-        ev = await self.store.writer.run(job, on_commit=self.bus.deliver)
-        return {"topic": topic, "subscribed": on, "subscribers": ev.data["subscribers"]}
-
-    async def topics(self, agent: str | None = None) -> list[dict[str, Any]]:
-        rows = await self.store.fetchall(
-            "SELECT topic, group_concat(agent_id, ',') AS agents FROM subscriptions"
-            + (
-                " WHERE topic IN (SELECT topic FROM subscriptions WHERE agent_id = ?)"
-                if agent
-                else ""
-            )
-            + " GROUP BY topic ORDER BY topic",
-            (agent,) if agent else (),
-        )
-        return [{"topic": r["topic"], "subscribers": sorted(r["agents"].split(","))} for r in rows]
-
-    async def publish(
-        self,
-        agent: str,
-        topic: str,
-        text: str,
-        *,
-        hops: int = 0,
-        source: str,
-        caused_by: int | None = None,
-    ) -> dict[str, Any]:
-        """One message into every subscriber's inbox (the publisher's excepted), all in
-        the publishing transaction: each is delivered exactly once, restart or not."""
-        self.agents.get(agent)
-        _check_topic(topic)
-        _check_text(text)
-        hops += 1
-        self.check_hops(agent, f"topic {topic}", hops)
-        sender = f"topic:{topic}/{agent}"
-        # Each subscriber is a pair with the publisher: those whose conversation with
-        # it is at its bound are skipped (decided here, on the loop, where the counts
-        # live; the subscriber list is read the same way the job reads it).
-        rows = await self.store.fetchall(
-            "SELECT agent_id FROM subscriptions WHERE topic = ? AND agent_id != ?", (topic, agent)
-        )
-        refused: dict[str, Refusal] = {}
-        for r in rows:
-            refusal = self.conversations.admit_message(agent, r["agent_id"])
-            if refusal is not None:
-                refused[r["agent_id"]] = refusal
-        caps = {a: self.budgets.automatic_cap(a) for ref in refused.values() for a in ref.pair}
-
-        def job(db: Any) -> tuple[list[str], list[Event]]:
-            subs = [
-                r[0]
-                for r in db.execute(
-                    "SELECT agent_id FROM subscriptions WHERE topic = ? AND agent_id != ? "
-                    "ORDER BY agent_id",
-                    (topic, agent),
-                )
-                if supervisor.exists(db, r[0])
-            ]
-            held = [sub for sub in subs if sub in refused]
-            subs = [sub for sub in subs if sub not in refused]
-            published = insert(
-                db,
-                agent,
-                "topic.published",
-                {
-                    "topic": topic,
-                    "subscribers": subs,
-                    "text": text[:300],
-                    **({"held_back": held} if held else {}),
-                },
-                caused_by=caused_by,
-                source=source,
-            )
-            events = [published]
-            for sub in subs:
-                _msg, ev = inbox.enqueue_job(sub, sender, text, source, published.id, hops=hops)(db)
-                events.append(ev)
-            for sub in held:
-                if refused[sub].tripped:
-                    events += trip_job(
-                        db, refused[sub], self.cfg, agent, caps, published.id, "legion:fleet"
-                    )
-            return subs, events
-
-        subs, _ = await self.store.writer.run(job, on_commit=lambda r: self.bus.deliver(r[1]))
-        out: dict[str, Any] = {"topic": topic, "delivered_to": subs}
-        if refused:
-            out["held_back"] = sorted(refused)
-            out["note"] = (
-                "not delivered to "
-                + ", ".join(sorted(refused))
-                + ": "
-                + next(iter(refused.values())).sentence()
-            )
-        elif not subs:
-            out["note"] = "nobody subscribes to this topic yet"
-        return out
-
     # -- the lifecycle loop ---------------------------------------------------------------
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
@@ -729,7 +509,6 @@ class Fleet:
         try:
             async with anyio.create_task_group() as tg:
                 tg.start_soon(self._timers)
-                await self.conversations.load(self.store)
                 task_status.started()
                 await self.check_all()
                 while True:
@@ -812,27 +591,3 @@ class Fleet:
                 continue
             with anyio.move_on_after(nearest if nearest is not None else 3600):
                 await self._changed.wait()
-
-
-def _check_topic(topic: str) -> None:
-    if not TOPIC.match(topic):
-        raise InvalidParams(
-            f"invalid topic {topic!r}",
-            hint="use lowercase letters, digits and . _ / -, e.g. news/ai",
-        )
-
-
-def _check_text(text: str) -> None:
-    if not text.strip():
-        raise InvalidParams("the message is empty", hint="say what you need")
-    if len(text) > MAX_TEXT:
-        raise InvalidParams(
-            f"the message is {len(text)} characters; the limit is {MAX_TEXT}",
-            hint="put long material in shared memory (shared/...) and send its path",
-        )
-
-
-def forget_subscriptions(db: Any, agent: str, now: str) -> dict[str, Any]:
-    """Inside a destroy: the agent's topic subscriptions go."""
-    db.execute("DELETE FROM subscriptions WHERE agent_id = ?", (agent,))
-    return {}

@@ -118,7 +118,7 @@ async def agent_destroy(ctx: KernelContext, id: str, reason: str = "") -> dict[s
 @tool(keywords=["message", "send", "tell", "ask", "agent", "talk", "delegate", "reply"])
 async def agent_message(ctx: KernelContext, to: str, text: str) -> dict[str, Any]:
     """Send a message to another agent's inbox; its reply comes back to your inbox."""
-    out: dict[str, Any] = await ctx.fleet.message(
+    out: dict[str, Any] = await ctx.messaging.message(
         ctx.agent_id, to, text, hops=ctx.hops, caused_by=ctx.call_event
     )
     return out
@@ -127,14 +127,16 @@ async def agent_message(ctx: KernelContext, to: str, text: str) -> dict[str, Any
 @tool(keywords=["subscribe", "topic", "listen", "follow", "pubsub", "channel"])
 async def agent_subscribe(ctx: KernelContext, topic: str) -> dict[str, Any]:
     """Receive every message published to a topic (e.g. news/ai) in your inbox."""
-    out: dict[str, Any] = await ctx.fleet.subscribe(ctx.agent_id, topic, source=_src(ctx))
+    out: dict[str, Any] = await ctx.messaging.subscribe(ctx.agent_id, topic, source=_src(ctx))
     return out
 
 
 @tool(keywords=["unsubscribe", "topic", "stop", "leave", "pubsub", "channel"])
 async def agent_unsubscribe(ctx: KernelContext, topic: str) -> dict[str, Any]:
     """Stop receiving a topic's messages."""
-    out: dict[str, Any] = await ctx.fleet.subscribe(ctx.agent_id, topic, on=False, source=_src(ctx))
+    out: dict[str, Any] = await ctx.messaging.subscribe(
+        ctx.agent_id, topic, on=False, source=_src(ctx)
+    )
     return out
 
 
@@ -143,7 +145,7 @@ async def agent_publish(
     ctx: KernelContext, topic: str, text: Annotated[str, Meta(min_length=1)]
 ) -> dict[str, Any]:
     """Send one message to every agent subscribed to a topic (not to yourself)."""
-    out: dict[str, Any] = await ctx.fleet.publish(
+    out: dict[str, Any] = await ctx.messaging.publish(
         ctx.agent_id, topic, text, hops=ctx.hops, source=_src(ctx), caused_by=ctx.call_event
     )
     return out

@@ -11,6 +11,7 @@ from msgspec import Meta
 from legion.daemon.agents.activity import Activity
 from legion.daemon.agents.budgets import GuardOverrides
 from legion.daemon.agents.fleet import Fleet, TerminateOn
+from legion.daemon.agents.messaging import Messaging
 from legion.daemon.agents.model import AgentRecord, State, check_transition
 from legion.daemon.agents.supervisor import Supervisor
 from legion.daemon.llm.client import ModelClient
@@ -82,6 +83,7 @@ class Deps:
     agents: Supervisor
     board: Board
     fleet: Fleet
+    messaging: Messaging
     models: ModelClient
     scheduler: Scheduler
 
@@ -175,7 +177,7 @@ def register(registry: Registry, s: Deps) -> None:
 
     async def topics(ctx: Context, p: TopicsParams) -> list[dict[str, Any]]:
         """Topics with their subscribers (optionally only one agent's topics)."""
-        return await s.fleet.topics(p.agent)
+        return await s.messaging.topics(p.agent)
 
     registry.add("agents.list", list_, ListParams)
     registry.add("agents.get", get, IdParams)

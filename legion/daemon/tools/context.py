@@ -25,6 +25,7 @@ from anyio.abc import TaskStatus
 from legion.daemon.agents.activity import Activity
 from legion.daemon.agents.budgets import Budgets
 from legion.daemon.agents.fleet import Fleet
+from legion.daemon.agents.messaging import Messaging
 from legion.daemon.agents.reflection import Reflection
 from legion.daemon.agents.supervisor import Supervisor
 from legion.daemon.events import Event, EventBus
@@ -50,6 +51,7 @@ class Kernel:
     memory: Memory
     board: Board
     fleet: Fleet
+    messaging: Messaging
     scheduler: Scheduler
     watchers: Watchers
     tools: Registry
