@@ -1,9 +1,10 @@
 """Cron entries, intervals, one-shot times and heartbeats.
 
 Triggers are APScheduler's (cron, interval and date arithmetic); timing is
-ours: each armed entry is a timer task in the scheduler's task group (inside
-the daemon's task tree, cancelled and awaited on shutdown), which sleeps
-until the next planned time and fires. A fire that runs late is still run,
+ours: one clock task in the scheduler's task group (inside the daemon's task
+tree, cancelled and awaited on shutdown) keeps every armed entry's next
+planned time in a heap, sleeps until the soonest, and fires what is due,
+each fire a task of the same group. A fire that runs late is still run,
 never skipped: the next planned time is computed from the last one, not
 from the clock. What was planned and handled is ours too: each entry keeps
 `last_fire`, the last planned time it handled, in the database. When the
@@ -28,6 +29,9 @@ reason. When something is new, a short prompt lists it.
 
 from __future__ import annotations
 
+import heapq
+import itertools
+import math
 import re
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
@@ -167,9 +171,16 @@ class Scheduler:
         self.inbox = inbox
         self.tasks = tasks
         self._tg: TaskGroup | None = None
-        # Armed entries: the cancel scope of each timer, and its next planned time.
-        self._timers: dict[int, anyio.CancelScope] = {}
+        # Armed entries: each one's generation and trigger, its next planned time,
+        # and one heap of (planned, generation, id) that a single clock task sleeps
+        # on. Disarming drops the entry; its heap item goes stale (a generation
+        # that no longer matches) and is skipped, or swept when stale items
+        # outnumber live ones.
+        self._armed: dict[int, tuple[int, BaseTrigger]] = {}
         self._next: dict[int, datetime] = {}
+        self._heap: list[tuple[datetime, int, int]] = []
+        self._generations = itertools.count(1)
+        self._soonest = anyio.Event()
         self._changes: Any = None
         self._marks: dict[str, int] = {}
         self.fired = 0
@@ -189,6 +200,7 @@ class Scheduler:
         self._changes = send
         async with anyio.create_task_group() as tg, receive:
             self._tg = tg
+            tg.start_soon(self._clock)
             for row in await self.store.fetchall("SELECT * FROM schedules ORDER BY id"):
                 self._marks.setdefault(row["agent_id"], start_mark)
                 rec = self.agents.agents.get(row["agent_id"])
@@ -217,10 +229,20 @@ class Scheduler:
             )
 
     def _disarm(self, sid: int) -> None:
-        scope = self._timers.pop(sid, None)
-        if scope is not None:
-            scope.cancel()
+        self._armed.pop(sid, None)
         self._next.pop(sid, None)
+
+    def _plan(self, sid: int, generation: int, planned: datetime) -> None:
+        self._next[sid] = planned
+        heapq.heappush(self._heap, (planned, generation, sid))
+        if self._heap[0][2] == sid:
+            self._soonest.set()  # the clock sleeps until an earlier time now
+        if len(self._heap) > 2 * len(self._armed) + 64:
+            # Stale items (disarmed, re-armed) outnumber the live ones: rebuild.
+            self._heap = [
+                (self._next[i], g, i) for i, (g, _t) in self._armed.items() if i in self._next
+            ]
+            heapq.heapify(self._heap)
 
     async def _arm(self, row: Any, *, fresh: bool = False) -> None:
         """Handle what was missed since `last_fire`, then plan the next runs.
@@ -251,34 +273,50 @@ class Scheduler:
         first = trigger.get_next_fire_time(previous, now)
         if first is None:
             return
-        # Known before the timer's first turn: `add` answers with the next fire.
-        self._next[sid] = first
-        scope = anyio.CancelScope()
-        self._timers[sid] = scope
-        assert self._tg is not None
-        self._tg.start_soon(self._timer, sid, trigger, first, scope)
+        generation = next(self._generations)
+        self._armed[sid] = (generation, trigger)
+        # Known at once: `add` answers with the next fire.
+        self._plan(sid, generation, first)
 
-    async def _timer(
-        self, sid: int, trigger: BaseTrigger, planned: datetime | None, scope: anyio.CancelScope
+    async def _clock(self) -> None:
+        """One task for every armed entry: sleep until the soonest planned time, start
+        a fire for each entry due (a task of the scheduler's group), and sleep again.
+        Each fire plans its entry's next time once it has fired, from the time it
+        handled, not from the clock: a late fire is followed by the next one, never
+        drops it; and a burst of entries due together all start at once."""
+        assert self._tg is not None
+        while True:
+            self._soonest = anyio.Event()
+            now = datetime.now(UTC)
+            while self._heap and self._heap[0][0] <= now:
+                planned, generation, sid = heapq.heappop(self._heap)
+                armed = self._armed.get(sid)
+                if armed is None or armed[0] != generation:
+                    continue  # disarmed or re-armed since
+                # In flight: no next time until the fire plans it (a sweep of the
+                # heap rebuilds only entries that have one).
+                self._next.pop(sid, None)
+                self._tg.start_soon(self._fire_one, sid, generation, armed[1], planned)
+            wait = (self._heap[0][0] - now).total_seconds() if self._heap else math.inf
+            with anyio.move_on_after(wait):
+                await self._soonest.wait()
+
+    async def _fire_one(
+        self, sid: int, generation: int, trigger: BaseTrigger, planned: datetime
     ) -> None:
-        """Sleep until each planned time and fire it, until the trigger has no more
-        (a one-shot) or the entry is disarmed. The next time comes from the last
-        planned one: a late fire delays the next, never drops it."""
-        with scope:
-            while planned is not None:
-                self._next[sid] = planned
-                delay = (planned - datetime.now(UTC)).total_seconds()
-                if delay > 0:
-                    await anyio.sleep(delay)
-                try:
-                    await self._fire(sid, planned)
-                except Exception:
-                    # One bad fire (a full disk, say) must not end the entry's timer.
-                    log.exception("a schedule fire failed", schedule=sid)
-                planned = trigger.get_next_fire_time(planned, planned + timedelta(microseconds=1))
-        if self._timers.get(sid) is scope:
-            del self._timers[sid]
-            self._next.pop(sid, None)
+        try:
+            await self._fire(sid, planned)
+        except Exception:
+            # One bad fire (a full disk, say) must not stop the entry or the others.
+            log.exception("a schedule fire failed", schedule=sid)
+        armed = self._armed.get(sid)
+        if armed is None or armed[0] != generation:
+            return  # disarmed (or re-armed) while it fired
+        following = trigger.get_next_fire_time(planned, planned + timedelta(microseconds=1))
+        if following is None:
+            self._disarm(sid)  # a one-shot: done
+        else:
+            self._plan(sid, generation, following)
 
     async def _handle_missed(self, row: Any, missed: list[datetime]) -> None:
         policy = row["missed"]
@@ -629,7 +667,7 @@ class Scheduler:
             )
 
         return {
-            "jobs": len(self._timers),
+            "jobs": len(self._armed),
             "fired": self.fired,
             "lateness_ms": {
                 "p50": pct(0.5),
