@@ -362,6 +362,9 @@ def client_loop(conn: Conn, agent: str, st: ClientState, gate: Gate) -> None:
                 st.prompt_tokens = reply["usage"]["prompt_tokens"]
     except BaseException as exc:  # reported by the main thread
         st.crashed = exc
+        # The main thread (and the other clients) must not wait for this one.
+        gate.warmed.abort()
+        gate.barrier.abort()
 
 
 def run_daemon_scenario(
@@ -389,7 +392,14 @@ def run_daemon_scenario(
         ]
         for t in threads:
             t.start()
-        gate.warmed.wait(timeout=CALL_TIMEOUT * 2)
+        try:
+            gate.warmed.wait(timeout=CALL_TIMEOUT * 2)
+        except threading.BrokenBarrierError:
+            crashed = [st.crashed for st in states if st.crashed is not None]
+            raise SystemExit(
+                f"{name}: a client failed during its warm-up turns: "
+                + ("; ".join(f"{type(c).__name__}: {c}" for c in crashed[:3]) or "timed out")
+            ) from None
         info0 = d.call("daemon.info")
         last_id = info0["events"]["last_id"] or 0
         cpu0, dcpu0 = time.process_time(), d.cpu_seconds()
@@ -510,6 +520,9 @@ def config_text(home: Path, args: argparse.Namespace) -> str:
     text = (
         f'[providers.s]\nkind = "mock"\nscript = "{script}"\n\n'
         '[models.aliases]\nlocal = "mock/echo"\ns = "s/script"\n'
+        # One process stands for many clients here (a connection per agent): past
+        # the per-process connection limit it would be refused.
+        "\n[rpc]\nmax_connections_per_peer = 1024\n"
     )
     if args.mock_concurrency is not None:
         text += f'\n[providers.mock]\nkind = "mock"\nconcurrency = {args.mock_concurrency}\n'
