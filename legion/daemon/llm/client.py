@@ -23,6 +23,8 @@
 
 from __future__ import annotations
 
+# asyncio, not anyio, at this one edge: litellm is asyncio-only, and its import runs
+# in a thread whose concurrent.futures result is awaited with asyncio.wrap_future.
 import asyncio
 import concurrent.futures
 import json

@@ -40,6 +40,8 @@ streaming wrapper, the same exceptions, the same usage objects.
 # mypy: disable-error-code="override,no-untyped-call,attr-defined,unreachable"
 from __future__ import annotations
 
+# asyncio, not anyio: these are litellm custom providers, called by litellm's own
+# asyncio code.
 import asyncio
 import fcntl
 import json

@@ -19,6 +19,8 @@ why this one is a thread of its own.
 
 from __future__ import annotations
 
+# asyncio, not anyio: the writer thread resolves loop futures with
+# call_soon_threadsafe, one per job, which anyio has no cheaper equivalent for.
 import asyncio
 import queue
 import threading

@@ -24,6 +24,8 @@ daemon is never at risk.
 
 from __future__ import annotations
 
+# asyncio, not anyio, for the child process: its pidfd is watched with
+# loop.add_reader and its pipes are read under byte limits as it runs.
 import asyncio
 import contextlib
 import itertools
