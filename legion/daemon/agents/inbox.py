@@ -385,8 +385,8 @@ class Inbox:
     ) -> Message | None:
         """An automatic trigger (heartbeat, cron, watcher), within the agent's in-flight
         cap; None when it was dropped (recorded as a `trigger.dropped` event)."""
-        job = enqueue_automatic_job(
-            agent_id, sender, text, source, self.budgets.automatic_cap(agent_id), caused_by, model
+        job = self.automatic_job(
+            agent_id, sender, text, source=source, caused_by=caused_by, model=model
         )
         msg: Message | None
         msg, ev = await self.store.writer.run(job, on_commit=self._published)
