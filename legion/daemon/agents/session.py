@@ -668,20 +668,7 @@ class Session:
                 caused_by=self.start_event,
                 source=self.source,
             )
-            if msg_status == "done":
-                kind, data = "message.replied", {"message_id": msg.id, "reply": reply}
-            elif msg_status == "idle":
-                kind, data = (
-                    "message.idle",
-                    {
-                        "message_id": msg.id,
-                        "note": "a courtesy-only reply to an agent counts as IDLE; nothing was sent"
-                        if courtesy
-                        else "the agent answered IDLE; nothing was sent",
-                    },
-                )
-            else:
-                kind, data = f"message.{msg_status}", {"message_id": msg.id, "error": reason}
+            kind, data = _closing(msg.id, msg_status, reply, reason, courtesy=courtesy)
             closing = insert(db, rec.id, kind, data, caused_by=ended.id, source=self.source)
             events = [ended, closing]
             if msg_status == "done" and to_agent is not None and reply:
@@ -701,6 +688,22 @@ class Session:
         self.state.activity = "idle"
         if rec.state is State.RUNNING and status == "failed":
             log.info("session failed", agent=rec.id, session=self.id, reason=reason)
+
+
+def _closing(
+    message_id: int, status: str, reply: str | None, reason: str, *, courtesy: bool
+) -> tuple[str, dict[str, Any]]:
+    """The event that ends a message: replied, idle (and why), failed or interrupted."""
+    if status == "done":
+        return "message.replied", {"message_id": message_id, "reply": reply}
+    if status == "idle":
+        note = (
+            "a courtesy-only reply to an agent counts as IDLE; nothing was sent"
+            if courtesy
+            else "the agent answered IDLE; nothing was sent"
+        )
+        return "message.idle", {"message_id": message_id, "note": note}
+    return f"message.{status}", {"message_id": message_id, "error": reason}
 
 
 def _courtesy_words() -> re.Pattern[str]:
