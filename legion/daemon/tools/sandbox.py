@@ -24,8 +24,8 @@ daemon is never at risk.
 
 from __future__ import annotations
 
-# asyncio, not anyio, for the child process: its pidfd is watched with
-# loop.add_reader and its pipes are read under byte limits as it runs.
+# asyncio's subprocess, not anyio's: the child needs `preexec_fn` (joining its
+# cgroup before it runs), which anyio.open_process does not offer.
 import asyncio
 import contextlib
 import itertools
@@ -592,33 +592,30 @@ class Sandbox:
         # what it printed.
         out, err = bytearray(), bytearray()
         assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
-        readers = [
-            asyncio.ensure_future(_read(proc.stdout, out, limit)),
-            asyncio.ensure_future(_read(proc.stderr, err, limit)),
-        ]
-        try:
-            with anyio.move_on_after(time_limit) as scope:
-                with contextlib.suppress(BrokenPipeError, ConnectionResetError):
-                    proc.stdin.write(json.dumps(req).encode())
-                    await proc.stdin.drain()
-                    proc.stdin.close()
-                # The run ends when its first process does: whatever it left
-                # behind (holding the pipes open, say) is killed below.
-                await _exited(proc)
-            timed_out = scope.cancelled_caught
-        finally:
-            # The whole group, always: what a run started must not outlive it.
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            await anyio.to_thread.run_sync(self.cgroup.kill, group)
-            with anyio.CancelScope(shield=True):
-                await proc.wait()
+        async with anyio.create_task_group() as readers:
+            readers.start_soon(_read, proc.stdout, out, limit)
+            readers.start_soon(_read, proc.stderr, err, limit)
+            try:
+                with anyio.move_on_after(time_limit) as scope:
+                    with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+                        proc.stdin.write(json.dumps(req).encode())
+                        await proc.stdin.drain()
+                        proc.stdin.close()
+                    # The run ends when its first process does: whatever it left
+                    # behind (holding the pipes open, say) is killed below.
+                    await _exited(proc)
+                timed_out = scope.cancelled_caught
+            finally:
+                # The whole group, always: what a run started must not outlive it.
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                with anyio.CancelScope(shield=True):
+                    await anyio.to_thread.run_sync(self.cgroup.kill, group)
+                    await proc.wait()
                 # The rest of the output is in the pipes; only a process that
-                # escaped every kill could hold them open past this.
-                with anyio.move_on_after(2):
-                    await asyncio.gather(*readers, return_exceptions=True)
-                for task in readers:
-                    task.cancel()
+                # escaped every kill could hold them open past this: the readers
+                # get two seconds, then are cancelled with their group.
+                readers.cancel_scope.deadline = anyio.current_time() + 2
         code = proc.returncode
         if level != "process" and code is not None and code > 128:
             # bwrap and the runner's PID 1 report their child's death by
@@ -706,24 +703,17 @@ async def _exited(proc: asyncio.subprocess.Process) -> None:
     except OSError:  # Linux before 5.3
         await proc.wait()
         return
-    loop = asyncio.get_running_loop()
-    done = loop.create_future()
-
-    def ended() -> None:
-        if not done.done():
-            done.set_result(None)
-
-    loop.add_reader(fd, ended)
     try:
-        await done
+        await anyio.wait_readable(fd)  # a pidfd turns readable when its process ends
     finally:
-        loop.remove_reader(fd)
         os.close(fd)
 
 
 async def _read(stream: asyncio.StreamReader, kept: bytearray, limit: int) -> None:
     """All of a stream, keeping only the first `limit` bytes: a chatty run
-    cannot make the daemon hold its output."""
-    while chunk := await stream.read(65536):
-        if len(kept) < limit:
-            kept += chunk[: limit - len(kept)]
+    cannot make the daemon hold its output. A pipe that fails ends the reading
+    quietly: what was read is kept, and the run's outcome says the rest."""
+    with contextlib.suppress(OSError):
+        while chunk := await stream.read(65536):
+            if len(kept) < limit:
+                kept += chunk[: limit - len(kept)]
