@@ -116,3 +116,13 @@ async def test_a_task_nudge_wakes_its_agent(legion: Legion) -> None:
 
     msg = await _next_message(legion, "bob", assign)
     assert msg.final and msg.sender == "legion:tasks" and "review the draft" in msg.body
+
+
+async def test_an_error_inside_an_in_process_daemon_comes_out_as_it_is(tmp_path: Path) -> None:
+    paths = Paths(tmp_path / "home", tmp_path / "home" / "daemon.sock")
+    with pytest.raises(LookupError, match="the caller's own"):
+        async with open_legion(paths, config.parse({})):
+            raise LookupError("the caller's own")
+    # Closed cleanly: the same home opens again at once.
+    async with open_legion(paths, config.parse({})) as again:
+        assert again.agents.agents == {}

@@ -429,10 +429,19 @@ async def open_legion(
     try:
         legion = await assemble(paths, config, store, defs, config_path)
         try:
+            error: Exception | None = None
             async with anyio.create_task_group() as tg:
                 await tg.start(legion.run)
-                yield legion
-                tg.cancel_scope.cancel()
+                try:
+                    yield legion
+                except Exception as exc:
+                    # The caller's own error comes out as it is, not wrapped in
+                    # the task group's ExceptionGroup.
+                    error = exc
+                finally:
+                    tg.cancel_scope.cancel()
+            if error is not None:
+                raise error
         finally:
             legion.close()
     finally:
