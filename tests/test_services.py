@@ -24,7 +24,7 @@ from legion.daemon.events import EventBus
 from legion.daemon.llm.types import Usage
 from legion.daemon.store.database import Store
 from legion.daemon.tools.context import Kernel, KernelContext, ToolCalls
-from legion.errors import Conflict, NotFound
+from legion.errors import Conflict, InvalidParams, NotFound
 from legion.tool import ToolCall, ToolContext, ToolResult
 
 pytestmark = pytest.mark.anyio
@@ -235,3 +235,27 @@ async def test_activity_interrupts_only_a_running_session() -> None:
     assert scope.cancel_called and state.interrupt_reason == "stop now"
     activity.arrived("bob")
     assert state.queued == 1 and state.wake.is_set()
+
+
+async def test_a_plugin_host_bounds_what_it_relays(store: Store) -> None:
+    from legion.daemon.methods import Host
+
+    await _seed_agent(store, "bob")
+    bus = EventBus(store.writer)
+    agents = FakeAgents(_record("bob"))
+    inbox = Inbox(store, bus, agents, FakeBudgets(cap=3))  # type: ignore[arg-type]
+    host = Host("chat", agents, inbox, bus, {"token": "x"})  # type: ignore[arg-type]
+    assert host.agents() == [
+        {"id": "bob", "state": "running", "model": "mock/echo", "parent": None}
+    ]
+    assert host.settings() == {"token": "x"}
+    for text in ("", "   ", "x" * 200_001):
+        with pytest.raises(InvalidParams):
+            await host.tell("bob", text, sender="chat:alice")
+    with pytest.raises(NotFound):
+        await host.tell("nobody", "hi", sender="chat:alice")
+    mid = await host.tell("bob", "hi", sender="chat:alice")
+    msg = await inbox.get(mid)
+    assert msg is not None and msg.sender == "chat:alice" and msg.body == "hi"
+    ev = await bus.emit("bob", "chat.relayed", {"id": mid})
+    assert ev.source == "daemon" and (await host.emit("chat.seen", {"n": 1})) > ev.id

@@ -12,7 +12,9 @@ from typing import Any
 from legion.daemon.agents.inbox import Inbox
 from legion.daemon.agents.supervisor import Supervisor
 from legion.daemon.events import EventBus
+from legion.daemon.methods.messages import MAX_TEXT
 from legion.daemon.rpc.dispatch import NoParams, Registry
+from legion.errors import InvalidParams
 from legion.plugin import RpcMethod
 
 
@@ -35,6 +37,15 @@ class Host:
         ]
 
     async def tell(self, agent: str, text: str, *, sender: str) -> int:
+        # A plugin often relays someone else's words (a chat bridge): the same bounds
+        # as `agents.tell`.
+        if not text.strip() or len(text) > MAX_TEXT:
+            raise InvalidParams(
+                f"a message must have 1 to {MAX_TEXT} characters; this one has {len(text)}",
+                hint="split a long text, or put it in memory and send its path",
+            )
+        if not sender.strip() or len(sender) > 200:
+            raise InvalidParams("a sender is 1 to 200 characters", hint='e.g. "chat:alice"')
         msg, _ = await self._inbox.tell(agent, text, sender=sender, source=f"plugin:{self.plugin}")
         return msg.id
 
