@@ -17,6 +17,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -503,12 +504,14 @@ def test_out_of_file_descriptors_backs_off_and_recovers(make_daemon: Any) -> Non
 # --- the CLI when the daemon is gone ----------------------------------------------
 
 
-def test_cli_says_what_happened_when_the_daemon_is_gone(make_daemon: Any) -> None:
-    daemon: Daemon = make_daemon()
-    daemon.rpc("agents.spawn", {"id": "a"})
-    daemon.rpc("agents.pause", {"id": "a"})
+def test_cli_says_what_happened_when_the_daemon_is_gone(make_daemon: Any, tmp_path: Path) -> None:
+    from tests.test_sessions import scripted
+
+    turns = '[[turn]]\ndelay = 300\ntext = "too late"\n'
+    daemon: Daemon = make_daemon(config=scripted(tmp_path, "slow", turns))
+    daemon.rpc("agents.spawn", {"id": "a", "model": "slow"})
     mid = daemon.rpc("agents.tell", {"id": "a", "text": "hi"})["result"]["message_id"]
-    # A request in flight when the daemon dies: a paused agent never answers.
+    # A request in flight when the daemon dies: a model that takes minutes to answer.
     waiting = subprocess.Popen(
         [
             sys.executable,

@@ -422,14 +422,16 @@ def test_inbox_errors_are_instructive(daemon: Daemon) -> None:
     assert daemon.cli_json("messages", "al") == []
 
 
-def test_wait_timeout_leaves_the_message_to_be_answered(daemon: Daemon) -> None:
-    daemon.cli("spawn", "pat")
-    daemon.cli("pause", "pat")
+def test_wait_timeout_leaves_the_message_to_be_answered(make_daemon: Any, tmp_path: Path) -> None:
+    # A model slower than the wait (a paused agent's wait returns at once instead:
+    # test_shutdown.py).
+    turns = '[[turn]]\ndelay = 3\ntext = "later, as promised"\n'
+    daemon: Daemon = make_daemon(config=scripted(tmp_path, "slow", turns))
+    daemon.cli("spawn", "pat", "--model", "slow")
     res = daemon.cli("tell", "pat", "later", "--wait", "--timeout", "0.2")
     assert res.code == 6 and "will still be answered" in res.err
-    daemon.cli("resume", "pat")
     mid = daemon.cli_json("messages", "pat")[0]["message_id"]
-    assert "later" in daemon.cli("wait", str(mid)).out
+    assert "later, as promised" in daemon.cli("wait", str(mid)).out
 
 
 def test_unknown_model_is_refused_at_spawn(daemon: Daemon) -> None:

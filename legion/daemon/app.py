@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 from pathlib import Path
 
 import anyio
@@ -115,18 +116,27 @@ class Daemon:
             systemd.notify("STOPPING=1")
             log.info("shutting down", grace_s=cfg.daemon.shutdown_grace)
             server.stop_accepting()
+            # Whoever waits for a reply is answered now, with the message id to wait
+            # for after the restart; running sessions are cut off at once and
+            # recorded (`session.ended`, status `shutdown`): their messages are
+            # delivered again at the next start, as after a crash.
+            legion.inbox.close()
             # Bounded: a stuck disk must not stall the shutdown on this record.
             with anyio.move_on_after(1.0):
-                await bus.emit(None, "daemon.stopping", {"in_flight": server.in_flight})
+                await bus.emit(
+                    None,
+                    "daemon.stopping",
+                    {"in_flight": server.in_flight, "sessions": legion.runtime.running},
+                )
             with anyio.move_on_after(cfg.daemon.shutdown_grace) as scope:
-                # Running sessions finish (or, cut off below, are delivered
-                # again after the restart); no new one starts.
-                await legion.runtime.wait_idle()
+                await legion.runtime.shutdown()
                 await server.wait_idle()
             if scope.cancelled_caught:
                 log.warning(
-                    "in-flight requests outlived the grace period; cancelling them",
-                    in_flight=server.in_flight,
+                    "work outlived the grace period; cancelling it",
+                    sessions_still_recording=legion.runtime.running,
+                    requests_in_flight=server.in_flight,
+                    grace_s=cfg.daemon.shutdown_grace,
                 )
             tg.cancel_scope.cancel()
         log.info("daemon stopped")
@@ -163,8 +173,20 @@ def main(paths: Paths, config: Config, agents: list[str], config_path: Path | No
     agent_paths = [resolve_path(config, p) for p in config.daemon.agents]
     agent_paths += [Path(p).expanduser().absolute() for p in agents]
     daemon = Daemon(paths, config, agent_paths, config_path)
+
+    async def run_then_exit() -> int:
+        code = await daemon.run()
+        # Everything is durable and closed (the store, the lock, the socket): exit
+        # here, inside the loop. The event loop's teardown would join its executor
+        # threads (litellm's import or its callbacks, still busy after a stop right
+        # after start) and the interpreter's would unwind litellm's import graph:
+        # seconds, with nothing left to save.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+
     try:
-        return anyio.run(daemon.run)
+        return anyio.run(run_then_exit)
     except LegionError as exc:
         log.error("daemon cannot start", error=exc.message, hint=exc.hint)
         raise

@@ -22,6 +22,9 @@ class AgentState:
     scope: anyio.CancelScope | None = None
     session_scope: anyio.CancelScope | None = None
     interrupt_reason: str = ""
+    # Cancelled because the daemon is stopping: recorded as `shutdown`, not as
+    # an interrupt, and the message is delivered again after the restart.
+    shutdown: bool = False
     queued: int = 0
     # Messages told so far (never decreases): tells a claim may have raced.
     told: int = 0

@@ -34,10 +34,11 @@ import structlog
 
 from legion.daemon.agents import ledger
 from legion.daemon.agents.budgets import Budgets
+from legion.daemon.agents.model import State
 from legion.daemon.agents.supervisor import Supervisor
 from legion.daemon.events import Event, EventBus, insert, now_iso
 from legion.daemon.store.database import Store
-from legion.errors import NotFound, Timeout
+from legion.errors import Conflict, NotFound, Timeout, Unavailable
 
 log = structlog.get_logger("legion.inbox")
 
@@ -344,6 +345,7 @@ class Inbox:
         self.agents = agents
         self.budgets = budgets
         self._done: dict[int, anyio.Event] = {}
+        self.closing = False
         bus.listen(ENDED, self._ended)
 
     async def tell(
@@ -426,6 +428,9 @@ class Inbox:
         return await listing(self.store, agent, status, limit)
 
     async def wait(self, message_id: int, within: float) -> Message:
+        """The message once it has ended (replied, idle, failed, interrupted). Refused
+        at once, with what to do, when it cannot end soon: its agent is paused or
+        stopped, or the daemon is stopping."""
         # Register before reading: a session that ends between the read and the
         # wait still finds someone to wake.
         done = self._done.setdefault(message_id, anyio.Event())
@@ -439,10 +444,13 @@ class Inbox:
                     hint="message ids come from `legion tell`; old ones are pruned with the events",
                 )
             return msg
+        self._check_answerable(msg)
         with anyio.move_on_after(within):
             await done.wait()
         msg = await get(self.store, message_id)
         assert msg is not None
+        if not msg.final:
+            self._check_answerable(msg)
         if not msg.final:
             raise Timeout(
                 f"no reply to message {message_id} within {within:g}s; it is {msg.status} "
@@ -452,6 +460,32 @@ class Inbox:
                 data={"message_id": message_id, "status": msg.status},
             )
         return msg
+
+    def _check_answerable(self, msg: Message) -> None:
+        if self.closing:
+            raise Unavailable(
+                f"the daemon is stopping: message {msg.id} is {msg.status} and is answered "
+                "after it starts again",
+                hint=f"`legion wait {msg.id}` once the daemon runs again",
+                kind="shutting_down",
+                data={"message_id": msg.id, "status": msg.status},
+            )
+        rec = self.agents.agents.get(msg.agent)
+        if msg.status == "queued" and rec is not None and rec.state is not State.RUNNING:
+            raise Conflict(
+                f"{msg.agent} is {rec.state.value}: message {msg.id} waits in its inbox and "
+                f"is answered after `legion resume {msg.agent}`",
+                hint=f"`legion resume {msg.agent}`, then `legion wait {msg.id}`",
+                kind="agent_not_running",
+                data={"message_id": msg.id, "status": msg.status, "state": rec.state.value},
+            )
+
+    def close(self) -> None:
+        """The daemon is stopping: every waiter is answered now (with the message id
+        to wait for after the restart), and no new wait blocks."""
+        self.closing = True
+        for done in self._done.values():
+            done.set()
 
     def _ended(self, ev: Event) -> None:
         done = self._done.pop(int(ev.data.get("message_id") or 0), None)

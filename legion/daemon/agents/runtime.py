@@ -90,6 +90,21 @@ class Runtime:
         if ev.agent:
             self.activity.arrived(ev.agent)
 
+    @property
+    def running(self) -> int:
+        return self._running
+
+    async def shutdown(self) -> None:
+        """The daemon is stopping: take no more messages, cut running sessions off at
+        once (each records `session.ended` with status `shutdown`; its message is
+        delivered again after the restart) and wait until they have."""
+        self.draining = True
+        for state in self.states.values():
+            if state.session_scope is not None:
+                state.shutdown = True
+                state.session_scope.cancel()
+        await self.wait_idle()
+
     async def wait_idle(self) -> None:
         """Stop taking messages and wait for running sessions to end."""
         self.draining = True

@@ -59,6 +59,7 @@ log = structlog.get_logger("legion.session")
 # Coalesce streamed deltas into one event per this many seconds or characters.
 DELTA_INTERVAL = 0.1
 DELTA_CHARS = 400
+SHUTDOWN_REASON = "the daemon was stopping; the message is delivered again when it starts"
 # Event payloads quote tool results up to this size; the model gets all of it.
 RESULT_PREVIEW = 4000
 
@@ -229,7 +230,9 @@ class Session:
             except LegionError as exc:
                 outcome = ("failed", exc.message, None)
         self.state.session_scope = None
-        if scope.cancelled_caught:
+        if scope.cancelled_caught and self.state.shutdown:
+            outcome = ("shutdown", SHUTDOWN_REASON, None)
+        elif scope.cancelled_caught:
             outcome = ("interrupted", self.state.interrupt_reason or "interrupted", None)
         with anyio.CancelScope(shield=True):
             await self._close(*outcome)
@@ -516,6 +519,49 @@ class Session:
 
     # -- the end ------------------------------------------------------------------------
 
+    async def _close_for_shutdown(self) -> None:
+        """The daemon is stopping: the session is recorded as ended (`shutdown`) and the
+        message is left `processing`, so the next start delivers it again (with a
+        `message.redelivered` event), as after a crash; nothing is replied or routed."""
+        usage = self.usage
+
+        def job(db: Any) -> Event:
+            now = now_iso()
+            ledger.close_session(
+                db,
+                self.id,
+                status="shutdown",
+                reason=SHUTDOWN_REASON,
+                turns=self.turns,
+                usage=usage,
+                model=self.model,
+                ended_at=now,
+            )
+            return insert(
+                db,
+                self.rec.id,
+                "session.ended",
+                {
+                    "session": self.id,
+                    "status": "shutdown",
+                    "reason": SHUTDOWN_REASON,
+                    "turns": self.turns,
+                    "model": self.model,
+                    "usage": usage.as_dict(),
+                    "message_id": self.msg.id,
+                },
+                caused_by=self.start_event,
+                source=self.source,
+            )
+
+        try:
+            await self.kit.store.writer.run(job, on_commit=self.kit.bus.deliver)
+        except LegionError as exc:
+            log.error(
+                "could not record a session cut off by shutdown", session=self.id, error=exc.message
+            )
+        self.state.activity = "idle"
+
     def _route_reply(
         self,
         db: Any,
@@ -597,6 +643,9 @@ class Session:
         return [ev]
 
     async def _close(self, status: str, reason: str, reply: str | None) -> None:
+        if status == "shutdown":
+            await self._close_for_shutdown()
+            return
         rec, msg = self.rec, self.msg
         idle = status == "done" and reply is not None and _is_idle(reply)
         # Replies to another agent go back to its inbox; a courtesy-only one
