@@ -15,7 +15,11 @@ from tests.test_sessions import Watch, script_log, scripted, tell
 EVERY_SECOND = "* * * * * *"
 
 
-def test_cron_fires_every_second_and_survives_a_restart_by_policy(daemon: Daemon) -> None:
+def test_cron_fires_every_second_and_survives_a_restart_by_policy(make_daemon: Any) -> None:
+    # Room for every late run: the messages a stop cut off are delivered again at the
+    # start and count against the automatic-trigger cap (3 by default), which would
+    # drop a late run (as `trigger.dropped`) and hide what this test looks at.
+    daemon: Daemon = make_daemon(config="[guards]\nmax_concurrent_sessions = 50\n")
     daemon.cli("spawn", "cro")
     watch = Watch(daemon, "cro")
     ids = {}
