@@ -71,7 +71,7 @@ def busy_stop(d: BenchDaemon) -> tuple[float, str]:
 
 def until_busy(d: BenchDaemon) -> None:
     deadline = time.monotonic() + 60
-    while d.call("agents.get", {"id": "busy"})["activity"] == "idle":
+    while next(a for a in d.call("agents.list") if a["id"] == "busy")["activity"] == "idle":
         if time.monotonic() > deadline:
             raise SystemExit("the busy agent never started its session")
         time.sleep(0.05)
