@@ -8,7 +8,7 @@ from rich.markup import escape
 from rich.table import Table
 from rich.tree import Tree
 
-from legion.cli.render import ago, console
+from legion.cli.render import ago, console, show
 
 STYLE = {"open": "cyan", "doing": "yellow", "blocked": "red", "done": "green", "cancelled": "dim"}
 
@@ -39,7 +39,7 @@ def tasks_table(tasks: list[dict[str, Any]]) -> None:
             ", ".join(b["task"] for b in t["blocked_by"]) or "-",
             ago(t["status_changed_at"]),
         )
-    console.print(table)
+    show(table)
 
 
 def task_line(t: dict[str, Any]) -> None:
@@ -50,8 +50,9 @@ def task_line(t: dict[str, Any]) -> None:
 def task_detail(t: dict[str, Any]) -> None:
     task_line(t)
     console.print(
-        f"[dim]owner {t['owner']} · created by {t['creator']} · lane "
-        f"{t['lane'] or '-'} · priority {t['priority']} · due {t['due'] or '-'}[/dim]"
+        f"[dim]owner {t['owner']} · created by {escape(t['creator'])} · lane "
+        f"{escape(t['lane'] or '-')} · priority {t['priority']} · due {escape(t['due'] or '-')}"
+        "[/dim]"
     )
     if t.get("body"):
         console.print(escape(t["body"]))
@@ -136,9 +137,9 @@ def schedules_table(rows: list[dict[str, Any]]) -> None:
             r["next_fire"] or "-",
             r["last_fire"] or "-",
             r["missed"],
-            escape(r["prompt"][:50]),
+            escape(r["prompt"] if not console.is_terminal else r["prompt"][:50]),
         )
-    console.print(table)
+    show(table)
 
 
 def schedule_line(r: dict[str, Any]) -> None:
@@ -170,7 +171,7 @@ def watchers_table(rows: list[dict[str, Any]]) -> None:
             "yes" if r["running"] else "no",
             r["last_fired_at"] or "-",
         )
-    console.print(table)
+    show(table)
 
 
 def watcher_line(r: dict[str, Any]) -> None:

@@ -12,6 +12,10 @@ from rich.markup import escape
 from rich.table import Table
 
 console = Console()
+if not console.is_terminal:
+    # Piped or redirected: a script reads this. Long lines stay whole (no wrap at
+    # 80 columns) and tables print as plain columns (see `show`).
+    console.soft_wrap = True
 
 _STATE_STYLE = {"running": "green", "paused": "yellow", "stopped": "red", "terminated": "dim"}
 
@@ -36,12 +40,39 @@ PLAIN_ROWS = 200
 
 
 def _plain(headers: tuple[str, ...], rows: list[tuple[str, ...]]) -> None:
-    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
+    table = [headers, *rows] if headers else list(rows)
+    if not table:
+        return
+    widths = [max(len(r[i]) for r in table) for i in range(len(table[0]))]
     lines = [
-        " ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip()
-        for row in [headers, *rows]
+        " ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in table
     ]
     sys.stdout.write("\n".join(lines) + "\n")
+
+
+def _cell_text(cell: Any) -> str:
+    """A cell as plain text on one line: markup rendered away, newlines folded."""
+    from rich.text import Text
+
+    if isinstance(cell, Text):
+        text = cell.plain
+    elif isinstance(cell, str):
+        text = Text.from_markup(cell).plain
+    else:
+        text = str(cell)
+    return " ".join(text.split("\n"))
+
+
+def show(table: Table) -> None:
+    """A table for a person on a terminal; for a pipe or a file, plain columns with
+    every value whole and one row a line, so a script can read them."""
+    if console.is_terminal:
+        console.print(table)
+        return
+    columns = table.columns
+    headers = tuple(_cell_text(c.header) for c in columns) if table.show_header else ()
+    cells = [[_cell_text(x) for x in c._cells] for c in columns]
+    _plain(headers, list(zip(*cells, strict=True)))
 
 
 def _agent_rows(headers: tuple[str, ...], rows: list[tuple[str, ...]]) -> None:
@@ -55,7 +86,7 @@ def _agent_rows(headers: tuple[str, ...], rows: list[tuple[str, ...]]) -> None:
     for row in rows:
         style = _STATE_STYLE.get(row[1], "")
         table.add_row(row[0], f"[{style}]{row[1]}[/{style}]", *(escape(c) for c in row[2:]))
-    console.print(table)
+    show(table)
 
 
 def agents_table(agents: list[dict[str, Any]]) -> None:
@@ -152,7 +183,7 @@ def graveyard_list(rows: list[dict[str, Any]]) -> None:
             ago(r["destroyed_at"]),
             escape(r["reason"] or ""),
         )
-    console.print(table)
+    show(table)
 
 
 def graveyard_show(doc: dict[str, Any]) -> None:
@@ -163,7 +194,7 @@ def graveyard_show(doc: dict[str, Any]) -> None:
         highlight=False,
     )
     console.print(
-        f"[dim]model {rec.get('model')}, parent {rec.get('parent') or '-'}, "
+        f"[dim]model {escape(str(rec.get('model')))}, parent {rec.get('parent') or '-'}, "
         f"created {rec.get('created_at')}; {doc['events_total']} events archived, "
         f"the last {len(doc['events'])} below[/dim]",
         highlight=False,
@@ -187,6 +218,8 @@ def event_line(ev: dict[str, Any]) -> str:
 
 def _short(v: Any) -> str:
     s = str(v)
+    if not console.is_terminal:
+        return escape(s)  # a script gets the whole value
     return escape(s if len(s) <= 60 else s[:57] + "...")
 
 
@@ -213,7 +246,7 @@ def messages(msgs: list[dict[str, Any]]) -> None:
             ago(m["created_at"]),
             _short(outcome or "-"),
         )
-    console.print(table)
+    show(table)
 
 
 def memory_list(entries: list[dict[str, Any]]) -> None:
@@ -232,12 +265,14 @@ def memory_list(entries: list[dict[str, Any]]) -> None:
             str(e["access_count"]),
             "yes" if e["embedded"] else "no",
         )
-    console.print(table)
+    show(table)
 
 
 def memory_search(doc: dict[str, Any]) -> None:
     console.print(
-        f"[dim]mode: {doc['mode']}" + (f" — {doc['note']}" if doc["note"] else "") + "[/dim]"
+        f"[dim]mode: {escape(doc['mode'])}"
+        + (f" — {escape(doc['note'])}" if doc["note"] else "")
+        + "[/dim]"
     )
     if not doc["results"]:
         console.print("no matches.")
@@ -278,8 +313,8 @@ def memory_stats(doc: dict[str, Any]) -> None:
     table.add_column(style="bold")
     table.add_column()
     for k, v in rows:
-        table.add_row(k, v)
-    console.print(table)
+        table.add_row(k, escape(v))  # plain text: a hint like `legion[embed]` is not markup
+    show(table)
 
 
 def info(doc: dict[str, Any]) -> None:
@@ -305,7 +340,10 @@ def info(doc: dict[str, Any]) -> None:
             f"{db['path']} ({db['size_bytes'] // 1024} KiB, synchronous={db['synchronous']})",
         ),
         ("sqlite", f"{db['driver']} ({db['module']}) sqlite {db['sqlite_version']}"),
-        ("sqlite-vec", db["vec_version"] or "[red]unavailable[/red]: " + "; ".join(db["notes"])),
+        (
+            "sqlite-vec",
+            db["vec_version"] or "[red]unavailable[/red]: " + escape("; ".join(db["notes"])),
+        ),
         ("agents", f"{doc['agents']['total']} ({by_state})"),
         (
             "events",
@@ -323,7 +361,7 @@ def info(doc: dict[str, Any]) -> None:
         rows.append(
             (
                 "memory",
-                f"{mem['entries']} entries, embedder {mem['embedder']}, "
+                f"{mem['entries']} entries, embedder {escape(mem['embedder'])}, "
                 f"{mem['pending_embeddings']} waiting to be embedded"
                 + (f", backfill {backfill['state']}" if backfill else ""),
             )
@@ -349,7 +387,7 @@ def info(doc: dict[str, Any]) -> None:
         rows.append(("circuits", "[red]open: " + ", ".join(opened) + "[/red]"))
     for k, v in rows:
         table.add_row(k, str(v))
-    console.print(table)
+    show(table)
 
 
 _VERDICT_STYLE = {"healthy": "green", "watch": "yellow", "degraded": "red"}
@@ -361,6 +399,8 @@ def _verdict(v: str) -> str:
 
 def _first_sentence(text: str, limit: int = 70) -> str:
     cut = text.split(". ", 1)[0]
+    if not console.is_terminal:
+        return cut  # a script gets the whole sentence
     return cut if len(cut) <= limit else cut[: limit - 1] + "…"
 
 
@@ -380,7 +420,7 @@ def tools_list(doc: dict[str, Any]) -> None:
             str(t["calls"]),
             escape(_first_sentence(t["description"])),
         )
-    console.print(table)
+    show(table)
     console.print(
         f"[dim]{len(doc['tools'])} tools; in every prompt: {', '.join(doc['prompt'])}[/dim]"
     )
@@ -388,7 +428,7 @@ def tools_list(doc: dict[str, Any]) -> None:
 
 def tools_search(doc: dict[str, Any]) -> None:
     if not doc["results"]:
-        console.print(f"no tool matches {doc['query']!r}.")
+        console.print(f"no tool matches {escape(repr(doc['query']))}.")
         return
     for hit in doc["results"]:
         console.print(
@@ -435,7 +475,7 @@ def tool_show(doc: dict[str, Any]) -> None:
         rows.append(("details", escape(doc["details"])))
     for k, v in rows:
         table.add_row(k, str(v))
-    console.print(table)
+    show(table)
     if "source" in doc:
         console.print(f"\n[bold]source[/bold] [dim]({doc['total_lines']} lines)[/dim]")
         console.print(escape(doc["source"]), highlight=False)
@@ -462,7 +502,7 @@ def tools_stats(doc: dict[str, Any]) -> None:
             str(t["failures"]),
             *(str(t[k]) for k in ("p50_ms", "p95_ms", "p99_ms", "max_ms")),
         )
-    console.print(table)
+    show(table)
 
 
 def plugins(doc: dict[str, Any]) -> None:
@@ -488,7 +528,7 @@ def plugins(doc: dict[str, Any]) -> None:
             p["source"],
             escape(p["error"]) if p["error"] else "; ".join(adds) or "-",
         )
-    console.print(table)
+    show(table)
     sb = doc["sandbox"]
     console.print(f"[dim]sandbox: {sb['level']} ({', '.join(sb['layers'])})[/dim]")
 
@@ -581,7 +621,7 @@ def prompt_show(doc: dict[str, Any]) -> None:
             str(p["chars"]),
             why or "-",
         )
-    console.print(table)
+    show(table)
 
 
 def prompt_diff(doc: dict[str, Any]) -> None:
