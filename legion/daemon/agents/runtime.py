@@ -100,8 +100,10 @@ class Runtime:
         delivered again after the restart) and wait until they have."""
         self.draining = True
         for state in self.states.values():
+            # Also marks a session that is still opening: it cuts itself off as soon
+            # as its scope exists (session.py).
+            state.shutdown = True
             if state.session_scope is not None:
-                state.shutdown = True
                 state.session_scope.cancel()
         await self.wait_idle()
 

@@ -223,6 +223,8 @@ class Session:
         outcome: tuple[str, str, str | None] = ("failed", "the session did not finish", None)
         with anyio.CancelScope() as scope:
             self.state.session_scope = scope
+            if self.state.shutdown:
+                scope.cancel()  # the daemon began stopping while this session opened
             try:
                 outcome = await self._converse()
             except ModelUnavailable as exc:
