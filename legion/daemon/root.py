@@ -208,7 +208,7 @@ async def assemble(
     )
     await memory.prepare()
 
-    board = Board(store, bus, agents, budgets.automatic_cap)
+    board = Board(store, bus, agents, inbox)
     # The counts of the conversation bound, rebuilt from what is durable; shared by
     # messaging (which checks them) and the fleet (a spawn's first message counts).
     conversations = Conversations(cfg.agents)
@@ -224,7 +224,6 @@ async def assemble(
         board,
         inbox,
         activity,
-        budgets,
         conversations,
     )
     scheduler = Scheduler(store, bus, agents, models, inbox, board)

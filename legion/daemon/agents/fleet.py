@@ -38,7 +38,6 @@ from anyio.abc import TaskStatus
 from legion.config import AgentsConfig
 from legion.daemon.agents import inbox, ledger
 from legion.daemon.agents.activity import Activity
-from legion.daemon.agents.budgets import Budgets
 from legion.daemon.agents.conversation import Conversations, sender_agent
 from legion.daemon.agents.inbox import Inbox
 from legion.daemon.agents.messaging import MAX_TEXT
@@ -118,7 +117,6 @@ class Fleet:
         tasks: TaskLookup,
         inbox: Inbox,
         activity: Activity,
-        budgets: Budgets,
         conversations: Conversations,
     ) -> None:
         self.cfg = cfg
@@ -130,7 +128,6 @@ class Fleet:
         self.tasks = tasks
         self.inbox = inbox
         self.activity = activity
-        self.budgets = budgets
         self._spawns: dict[str, deque[float]] = {}
         # Spawns between their cap check and their commit, by agent id.
         self._pending: dict[str, Reservation] = {}
@@ -472,7 +469,7 @@ class Fleet:
             if not data["purged"]
             else "It was purged."
         )
-        cap = self.budgets.automatic_cap(parent)
+        wake = self.inbox.automatic_job  # within the parent's cap, like any trigger
 
         def job(db: Any) -> tuple[inbox.Message | None, list[Event]]:
             # The event and the wake-up message are one write: one is never seen
@@ -485,8 +482,8 @@ class Fleet:
                 caused_by=caused_by or destroyed.id,
                 source="legion:lifecycle",
             )
-            msg, received = inbox.enqueue_automatic_job(
-                parent, "legion:lifecycle", text, "legion:lifecycle", cap, ev.id
+            msg, received = wake(
+                parent, "legion:lifecycle", text, source="legion:lifecycle", caused_by=ev.id
             )(db)
             return msg, [ev, received]
 

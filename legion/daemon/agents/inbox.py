@@ -444,6 +444,8 @@ class Inbox:
                     hint="message ids come from `legion tell`; old ones are pruned with the events",
                 )
             return msg
+        # A refusal leaves the registration: another client may wait on the same
+        # message, and the entry goes when the message ends.
         self._check_answerable(msg)
         with anyio.move_on_after(within):
             await done.wait()

@@ -29,13 +29,13 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from legion.daemon.agents import inbox
 from legion.daemon.events import Event, EventBus, insert, now_iso
 from legion.daemon.store.database import Store
 from legion.errors import Conflict, InvalidParams, NotFound, PermissionDenied
 
 if TYPE_CHECKING:
-    from legion.daemon.agents.supervisor import Supervisor
+    from legion.daemon.agents.inbox import Inbox
+from legion.daemon.agents.supervisor import Supervisor
 
 STATUSES = ("open", "doing", "blocked", "done", "cancelled")
 FINISHED = frozenset({"done", "cancelled"})
@@ -78,14 +78,12 @@ def check_status(status: str) -> str:
 
 
 class Board:
-    def __init__(
-        self, store: Store, bus: EventBus, agents: Supervisor, cap: Callable[[str], int]
-    ) -> None:
+    def __init__(self, store: Store, bus: EventBus, agents: Supervisor, inbox: Inbox) -> None:
         self.store = store
         self.bus = bus
         self.agents = agents
-        # An agent's cap on automatic triggers: task wake-ups are automatic too.
-        self.cap = cap
+        # Task wake-ups are automatic triggers: delivered within the agent's cap.
+        self.inbox = inbox
 
     # -- references -------------------------------------------------------------
 
@@ -577,8 +575,8 @@ class Board:
             return
         # In the task's own transaction; the runtime wakes on the committed
         # `message.received` like for any other delivery.
-        _msg, ev = inbox.enqueue_automatic_job(
-            agent, "legion:tasks", text, source, self.cap(agent), caused_by
+        _msg, ev = self.inbox.automatic_job(
+            agent, "legion:tasks", text, source=source, caused_by=caused_by
         )(db)
         events.append(ev)
 

@@ -70,7 +70,6 @@ class ToolCalls:
         self, registry: Registry, kernel: Kernel, bus: EventBus, tool_timeout: float
     ) -> None:
         self.registry = registry
-        self.kernel = kernel
         self.bus = bus
         self.tool_timeout = tool_timeout
         self._kernel = {f.name: getattr(kernel, f.name) for f in dataclasses.fields(Kernel)}
